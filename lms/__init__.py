@@ -1,0 +1,3 @@
+"""The learning platform: domain, HTTP API, data layer, config and CLI."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,212 @@
+"""Handlers declare what they take and give; validation and docs share it.
+
+::
+
+    @routes.post("/api/v1/courses")
+    @endpoint(summary="Create a course", body=CourseIn, response=CourseOut, status=201, tags=["courses"])
+    async def create_course(request: web.Request, body: CourseIn) -> dict[str, Any]:
+        ...
+
+The decorator parses and validates the body (JSON, or a form) and the query
+string with pydantic (one validation library everywhere), renders the result
+through the response model (so a handler cannot leak a field the model does
+not declare), and records an :class:`Operation` that :mod:`lms.api.openapi`
+turns into the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from lms.api.problems import FieldError, NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from lms.appkeys import CONFIG
+
+M = TypeVar("M", bound=BaseModel)
+Guard = Callable[[web.Request], Awaitable[None]]
+
+OPERATION_ATTR = "__lms_operation__"
+
+
+@dataclass(frozen=True)
+class Operation:
+    summary: str
+    description: str | None = None
+    body: type[BaseModel] | None = None
+    body_format: Literal["json", "form", "multipart"] = "json"
+    query: type[BaseModel] | None = None
+    response: Any = None
+    status: int = 200
+    tags: tuple[str, ...] = ()
+    errors: tuple[int, ...] = ()
+    # Set by the auth layer: "bearer" when the route needs an access token.
+    security: tuple[str, ...] = ()
+    guards: tuple[Guard, ...] = field(default=(), compare=False)
+    response_content_type: str = "application/json"
+
+
+def endpoint(
+    *,
+    summary: str,
+    description: str | None = None,
+    body: type[BaseModel] | None = None,
+    body_format: Literal["json", "form", "multipart"] = "json",
+    query: type[BaseModel] | None = None,
+    response: Any = None,
+    status: int = 200,
+    tags: Sequence[str] = (),
+    errors: Sequence[int] = (),
+    security: Sequence[str] = (),
+    guards: Sequence[Guard] = (),
+    response_content_type: str = "application/json",
+) -> Callable[[Callable[..., Awaitable[Any]]], Callable[[web.Request], Awaitable[web.StreamResponse]]]:
+    op = Operation(
+        summary=summary,
+        description=description,
+        body=body,
+        body_format=body_format,
+        query=query,
+        response=response,
+        status=status,
+        tags=tuple(tags),
+        errors=tuple(errors),
+        security=tuple(security),
+        guards=tuple(guards),
+        response_content_type=response_content_type,
+    )
+    adapter = TypeAdapter(response) if response is not None else None
+
+    def decorate(fn: Callable[..., Awaitable[Any]]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        @functools.wraps(fn)
+        async def handler(request: web.Request) -> web.StreamResponse:
+            for guard in op.guards:
+                await guard(request)
+            kwargs: dict[str, Any] = {}
+            if op.body is not None:
+                if op.body_format == "json":
+                    kwargs["body"] = await read_json(request, op.body)
+                elif op.body_format == "form":
+                    kwargs["body"] = await read_form(request, op.body)
+            if op.query is not None:
+                kwargs["query"] = parse_query(request, op.query)
+            result = await fn(request, **kwargs)
+            return render(result, op.status, adapter)
+
+        setattr(handler, OPERATION_ATTR, op)
+        return handler
+
+    return decorate
+
+
+def operation_of(handler: Any) -> Operation | None:
+    return getattr(handler, OPERATION_ATTR, None)
+
+
+def render(result: Any, status: int, adapter: TypeAdapter[Any] | None) -> web.StreamResponse:
+    if isinstance(result, web.StreamResponse):
+        return result
+    if result is None:
+        return web.Response(status=204 if status in (200, 204) else status)
+    if adapter is not None:
+        body = adapter.dump_json(adapter.validate_python(result, from_attributes=True))
+    elif isinstance(result, BaseModel):
+        body = result.model_dump_json().encode()
+    else:
+        body = json.dumps(result, default=str).encode()
+    return web.Response(status=status, body=body, content_type="application/json")
+
+
+def validation_errors(err: ValidationError, prefix: str = "") -> list[FieldError]:
+    out: list[FieldError] = []
+    for e in err.errors(include_url=False):
+        loc = ".".join(str(p) for p in e["loc"] if p not in ("body",))
+        message = e["msg"]
+        if message.startswith("Value error, "):
+            message = message[len("Value error, ") :]
+        out.append({"field": (prefix + loc) or "body", "message": message})
+    return out
+
+
+def _is_json(content_type: str) -> bool:
+    return content_type == "application/json" or content_type.endswith("+json")
+
+
+async def _read_limited(request: web.Request) -> bytes:
+    limit = request.app[CONFIG].http.max_body_bytes
+    data = await request.content.read(limit + 1)
+    if len(data) > limit:
+        raise PayloadTooLarge(f"The request body is larger than {limit} bytes.", max_bytes=limit)
+    return data
+
+
+async def read_json(request: web.Request, model: type[M]) -> M:
+    if not _is_json(request.content_type):
+        raise UnsupportedMediaType(
+            f"Send the body as application/json (got {request.content_type or 'nothing'}).",
+            supported=["application/json"],
+        )
+    raw = await _read_limited(request)
+    if not raw.strip():
+        raise ValidationFailed("The request body is empty; a JSON object is required.", errors=[{"field": "body", "message": "required"}])
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValidationFailed(
+            "The request body is not valid JSON.", errors=[{"field": "body", "message": str(err)}]
+        ) from err
+    return validate(model, data)
+
+
+async def read_form(request: web.Request, model: type[M]) -> M:
+    if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        raise UnsupportedMediaType(
+            "Send the body as application/x-www-form-urlencoded.", supported=["application/x-www-form-urlencoded"]
+        )
+    await _read_limited_form(request)
+    form = await request.post()
+    return validate(model, {k: v for k, v in form.items() if isinstance(v, str)})
+
+
+async def _read_limited_form(request: web.Request) -> None:
+    limit = request.app[CONFIG].http.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"The request body is larger than {limit} bytes.", max_bytes=limit)
+
+
+def validate(model: type[M], data: Any) -> M:
+    if not isinstance(data, dict):
+        raise ValidationFailed("The request body must be a JSON object.", errors=[{"field": "body", "message": "expected an object"}])
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise ValidationFailed(errors=validation_errors(err)) from err
+
+
+def parse_query(request: web.Request, model: type[M]) -> M:
+    data: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        key = info.alias or name
+        values = request.query.getall(key, [])
+        if not values:
+            continue
+        annotation = str(info.annotation)
+        data[key] = values if ("list" in annotation or "tuple" in annotation) else values[-1]
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise ValidationFailed("The query string is not valid.", errors=validation_errors(err)) from err
+
+
+def path_uuid(request: web.Request, name: str = "id") -> uuid.UUID:
+    """A UUID path parameter; anything else cannot name a resource: 404."""
+    try:
+        return uuid.UUID(request.match_info[name])
+    except (KeyError, ValueError):
+        raise NotFound("No resource at this path.") from None

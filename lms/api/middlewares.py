@@ -1,0 +1,200 @@
+"""Cross-cutting HTTP concerns, each a middleware factory taking the settings.
+
+The order they run in is decided in :func:`lms.app.setup_middlewares`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from aiohttp import hdrs, web
+
+from lms.api.problems import BadRequest, PayloadTooLarge
+from lms.appkeys import CLIENT_IP, REQUEST_ID
+from lms.config import HttpSettings
+from lms.metrics import Metrics
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+
+access_log = logging.getLogger("lms.access")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_ALLOWED_REQUEST_ID = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+def _networks(entries: Sequence[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    return [ipaddress.ip_network(e, strict=False) for e in entries]
+
+
+def client_ip(peer: str, forwarded_for: str | None, trusted: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> str:
+    """The first address, from the right, that is not one of our trusted proxies.
+
+    X-Forwarded-For is believed only when the peer itself is a trusted proxy;
+    otherwise anyone could pick the address their rate limit is counted on.
+    """
+
+    def is_trusted(addr: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(addr.strip())
+        except ValueError:
+            return False
+        return any(ip in net for net in trusted)
+
+    if not forwarded_for or not is_trusted(peer):
+        return peer
+    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not is_trusted(hop):
+            return hop
+    return hops[0] if hops else peer
+
+
+def request_context(metrics: Metrics, trusted_proxies: Sequence[str]) -> Middleware:
+    """Request id, client address, structured access log and request metrics."""
+    trusted = _networks(trusted_proxies)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        incoming = request.headers.get(REQUEST_ID_HEADER, "")
+        valid = 0 < len(incoming) <= 128 and set(incoming) <= _ALLOWED_REQUEST_ID
+        request_id = incoming if valid else secrets.token_hex(8)
+        request[REQUEST_ID] = request_id
+        request[CLIENT_IP] = client_ip(request.remote or "", request.headers.get("X-Forwarded-For"), trusted)
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            response.headers[REQUEST_ID_HEADER] = request_id
+            return response
+        except web.HTTPException as exc:  # 2xx/3xx raised as exceptions
+            status = exc.status
+            exc.headers[REQUEST_ID_HEADER] = request_id
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            resource = request.match_info.route.resource
+            route = resource.canonical if resource is not None else "unmatched"
+            metrics.http_requests.labels(request.method, route, str(status)).inc()
+            metrics.http_latency.labels(request.method, route).observe(elapsed)
+            if status >= 500:
+                metrics.unhandled_errors.inc()
+            access_log.info(
+                "%s %s %s",
+                request.method,
+                request.path,
+                status,
+                extra={
+                    "request_id": request_id,
+                    "client_ip": request[CLIENT_IP],
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                    "route": route,
+                },
+            )
+
+    return middleware
+
+
+def security_headers(http: HttpSettings) -> Middleware:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await handler(request)
+        headers = response.headers
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+        headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+        # Pages set their own CSP (they load our scripts); JSON gets the strictest.
+        headers.setdefault("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+        if http.hsts_enabled:
+            headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        return response
+
+    return middleware
+
+
+def cors(http: HttpSettings) -> Middleware:
+    """Answers preflights and marks responses for the configured origins only."""
+    origins = set(http.cors_origins)
+    allow_any = "*" in origins
+    allow_headers = "Authorization, Content-Type, X-Request-ID, Idempotency-Key"
+    allow_methods = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
+
+    def allowed(origin: str | None) -> bool:
+        return origin is not None and (allow_any or origin in origins)
+
+    def decorate(response: web.StreamResponse, origin: str) -> None:
+        response.headers["Access-Control-Allow-Origin"] = "*" if allow_any and not http.cors_allow_credentials else origin
+        response.headers["Vary"] = "Origin"
+        response.headers["Access-Control-Expose-Headers"] = (
+            "X-Request-ID, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Location"
+        )
+        if http.cors_allow_credentials:
+            response.headers["Access-Control-Allow-Credentials"] = "true"
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get(hdrs.ORIGIN)
+        is_preflight = request.method == hdrs.METH_OPTIONS and hdrs.ACCESS_CONTROL_REQUEST_METHOD in request.headers
+        if is_preflight:
+            if not allowed(origin):
+                # No CORS headers: the browser blocks the real request.
+                return web.Response(status=204)
+            assert origin is not None
+            response = web.Response(status=204)
+            decorate(response, origin)
+            response.headers["Access-Control-Allow-Methods"] = allow_methods
+            response.headers["Access-Control-Allow-Headers"] = allow_headers
+            response.headers["Access-Control-Max-Age"] = str(http.cors_max_age_seconds)
+            return response
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            if allowed(origin):
+                decorate(exc, origin)  # type: ignore[arg-type]
+            raise
+        if allowed(origin):
+            decorate(response, origin)  # type: ignore[arg-type]
+        return response
+
+    return middleware
+
+
+def trusted_hosts(http: HttpSettings) -> Middleware:
+    """Refuse requests for host names we do not serve (Host header attacks)."""
+    hosts = {h.lower() for h in http.trusted_hosts}
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if hosts:
+            host = (request.host or "").rsplit(":", 1)[0].strip("[]").lower()
+            if host not in hosts and not any(h.startswith("*.") and host.endswith(h[1:]) for h in hosts):
+                raise BadRequest("This host name is not served here.", type_slug="untrusted-host")
+        return await handler(request)
+
+    return middleware
+
+
+def body_size_limit(max_bytes: int, large_body_routes: Sequence[str] = ()) -> Middleware:
+    """Refuse declared oversize bodies before reading them (413).
+
+    Chunked bodies without a length are bounded when read (``client_max_size``
+    on the application and :func:`lms.api.endpoint.read_json`). Upload routes
+    have their own, larger limit.
+    """
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        length = request.content_length
+        exempt = any(request.path.startswith(p) for p in large_body_routes)
+        if length is not None and length > max_bytes and not exempt:
+            raise PayloadTooLarge(f"The request body is larger than {max_bytes} bytes.", max_bytes=max_bytes)
+        return await handler(request)
+
+    return middleware

@@ -1,0 +1,110 @@
+"""The application factory: no I/O at import time, everything from the settings."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from lms.api import middlewares as mw
+from lms.api.problems import error_middleware
+from lms.appkeys import CONFIG, DB, METRICS, REDIS
+from lms.config import Settings
+from lms.db import Database
+from lms.metrics import Metrics
+from lms.system import routes as system
+
+log = logging.getLogger(__name__)
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+ASSETS_DIR = PACKAGE_DIR / "assets" / "node_modules"
+# Browser libraries served from npm packages (see lms/assets/package.json).
+VENDOR_DIRS = {
+    "swagger-ui": ASSETS_DIR / "swagger-ui-dist",
+    "socket.io": ASSETS_DIR / "socket.io-client" / "dist",
+}
+
+
+def create_app(config: Settings) -> web.Application:
+    metrics = Metrics()
+    app = web.Application(
+        # Upper bound for any body aiohttp reads; JSON routes enforce the
+        # smaller http.max_body_bytes themselves, uploads the upload limit.
+        client_max_size=max(config.http.max_body_bytes, config.uploads.max_upload_mb * 1024 * 1024),
+        middlewares=setup_middlewares(config, metrics),
+    )
+    app[CONFIG] = config
+    app[METRICS] = metrics
+    app[system.READINESS_PROBES] = {}
+    app.cleanup_ctx.append(database_ctx)
+    app.cleanup_ctx.append(redis_ctx)
+    setup_routes(app)
+    return app
+
+
+def setup_middlewares(config: Settings, metrics: Metrics) -> list[mw.Middleware]:
+    # Outermost first. The request context wraps everything so that every
+    # response, errors included, is logged, counted and carries its request
+    # id. CORS and security headers sit outside the error renderer so that
+    # problem responses get them too. The error renderer turns whatever the
+    # inner layers raise (untrusted host, body too large, handler errors)
+    # into problem+json.
+    return [
+        mw.request_context(metrics, config.http.trusted_proxies),
+        mw.cors(config.http),
+        mw.security_headers(config.http),
+        error_middleware,
+        mw.trusted_hosts(config.http),
+        mw.body_size_limit(config.http.max_body_bytes, large_body_routes=("/api/v1/files/upload",)),
+    ]
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_routes(system.routes)
+    app.router.add_static("/static", PACKAGE_DIR / "static", name="static", append_version=False)
+    for name, path in VENDOR_DIRS.items():
+        if path.is_dir():
+            app.router.add_static(f"/static/vendor/{name}", path)
+        else:
+            log.info("browser assets missing (%s); run `lms assets`", path)
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG].database
+    db = await Database.connect(
+        config.url,
+        min_size=config.pool_min,
+        max_size=config.pool_max,
+        statement_timeout_ms=config.statement_timeout_ms,
+        acquire_timeout=config.acquire_timeout_seconds,
+        connect_timeout=config.connect_timeout_seconds,
+    )
+    app[DB] = db
+    app[METRICS].add_gauges(
+        "lms_db_pool_connections",
+        "Database pool connections by state",
+        lambda: [({"state": "used"}, db.size - db.free), ({"state": "idle"}, db.free), ({"state": "max"}, db.max_size)],
+    )
+    yield
+    await db.close()
+
+
+def redis_client(url: str, timeout: float) -> aioredis.Redis:
+    return aioredis.Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        health_check_interval=30,
+        decode_responses=False,
+    )
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG].redis
+    client = redis_client(config.url, config.socket_timeout_seconds)
+    app[REDIS] = client
+    yield
+    await client.aclose()

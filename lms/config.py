@@ -1,0 +1,354 @@
+"""Settings: one typed, frozen object built once at start-up and handed down.
+
+Defaults live in ``config/<env>.toml`` (``LMS_ENV`` picks the file: ``dev``,
+``test`` or ``production``). Any key can be overridden with an ``LMS_*``
+environment variable: ``LMS_<SECTION>_<KEY>`` for a key of a section
+(``LMS_DATABASE_POOL_MAX``) and ``LMS_<KEY>`` for a top-level key
+(``LMS_DEBUG``). Secrets may only come from the environment.
+
+This is the only module that reads the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+ENV_PREFIX = "LMS_"
+# Variables with our prefix that are not settings: the file selector and the
+# test harness's own knobs.
+NON_SETTING_VARIABLES = {"LMS_ENV", "LMS_CONFIG_DIR"}
+NON_SETTING_PREFIXES = ("LMS_TEST_",)
+
+# Development and test run without configuration; production refuses this value.
+INSECURE_DEV_SECRET = "insecure-development-secret-key-do-not-use-in-production"
+MIN_SECRET_LENGTH = 32
+
+
+class ConfigError(Exception):
+    """The settings are missing, malformed or unsafe; the message names the setting."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def secret(default: str | None = None) -> Any:
+    """A field that must come from the environment, never from a settings file."""
+    return Field(default=SecretStr(default) if default is not None else None, json_schema_extra={"secret": True})
+
+
+class DatabaseSettings(Section):
+    url: str = "postgresql://lms:lms@127.0.0.1:5432/lms"
+    pool_min: int = Field(default=1, ge=0)
+    pool_max: int = Field(default=10, ge=1)
+    # Server-side limit on any one statement; the client timeout sits above it
+    # so that PostgreSQL cancels cleanly before aiopg has to drop the connection.
+    statement_timeout_ms: int = Field(default=15_000, ge=100)
+    acquire_timeout_seconds: float = Field(default=10.0, gt=0)
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
+
+
+class RedisSettings(Section):
+    url: str = "redis://127.0.0.1:6379/0"
+    socket_timeout_seconds: float = Field(default=5.0, gt=0)
+
+
+class AuthSettings(Section):
+    secret_key: SecretStr | None = secret()
+    algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    issuer: str = "lms"
+    access_token_minutes: int = Field(default=15, ge=1)
+    refresh_token_days: int = Field(default=30, ge=1)
+    password_reset_minutes: int = Field(default=30, ge=1)
+    email_verification_minutes: int = Field(default=1440, ge=1)
+    mfa_challenge_minutes: int = Field(default=10, ge=1)
+    mfa_max_attempts: int = Field(default=5, ge=1)
+    bcrypt_rounds: int = Field(default=12, ge=4, le=31)
+    password_min_length: int = Field(default=10, ge=8)
+    # When Redis cannot say whether a token was revoked: refuse (True) or allow.
+    revocation_fail_closed: bool = True
+
+
+class HttpSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    public_base_url: str = "http://127.0.0.1:8000"
+    cors_origins: tuple[str, ...] = ()
+    cors_allow_credentials: bool = False
+    cors_max_age_seconds: int = 600
+    # Empty means any Host header is accepted (development only).
+    trusted_hosts: tuple[str, ...] = ()
+    # Addresses (or CIDR networks) of proxies whose X-Forwarded-For we believe.
+    trusted_proxies: tuple[str, ...] = ()
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    docs_enabled: bool = True
+    hsts_enabled: bool = False
+
+
+class RateLimitRule(Section):
+    name: str
+    path_prefix: str
+    limit: int = Field(ge=1)
+    period_seconds: int = Field(ge=1)
+    key: Literal["ip", "account", "user"]
+    methods: tuple[str, ...] = ("POST",)
+
+
+class RateLimitSettings(Section):
+    enabled: bool = True
+    redis_prefix: str = "ratelimit"
+    # Applied per authenticated user (else per IP) to every /api/v1 request.
+    default_per_minute: int = Field(default=300, ge=1)
+    exempt_paths: tuple[str, ...] = ("/api/v1/health", "/api/v1/ready", "/metrics")
+    rules: tuple[RateLimitRule, ...] = ()
+
+
+class UploadSettings(Section):
+    max_upload_mb: int = Field(default=100, ge=1)
+    allowed_extensions: tuple[str, ...] = ("mp4", "avi", "mov", "pdf", "doc", "docx", "jpg", "jpeg", "png")
+
+
+class StorageSettings(Section):
+    provider: Literal["local", "s3"] = "local"
+    local_dir: str = ".lms/uploads"
+    certificates_dir: str = ".lms/certificates"
+    download_url_expire_seconds: int = Field(default=900, ge=1)
+    s3_bucket: str = "lms"
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: SecretStr | None = secret()
+    s3_secret_access_key: SecretStr | None = secret()
+
+
+class SmtpSettings(Section):
+    # "smtp" sends through the server below; "folder" writes .eml files to
+    # outbox_dir so that a newcomer can read mail without any server.
+    transport: Literal["smtp", "folder"] = "smtp"
+    outbox_dir: str = ".lms/mail"
+    host: str = "127.0.0.1"
+    port: int = Field(default=25, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = secret()
+    use_tls: bool = False
+    start_tls: bool = False
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    mail_from: str = "LMS <no-reply@lms.local>"
+
+
+class PaymentSettings(Section):
+    currency: str = "USD"
+    reconcile_after_minutes: int = Field(default=30, ge=1)
+    webhook_tolerance_seconds: int = Field(default=300, ge=1)
+    stripe_api_base: str = "https://api.stripe.com"
+    stripe_secret_key: SecretStr | None = secret()
+    stripe_webhook_secret: SecretStr | None = secret()
+    paymob_api_base: str = "https://accept.paymob.com"
+    paymob_api_key: SecretStr | None = secret()
+    paymob_hmac_secret: SecretStr | None = secret()
+    paymob_integration_id: str | None = None
+    myfatoorah_api_base: str = "https://api.myfatoorah.com"
+    myfatoorah_api_key: SecretStr | None = secret()
+    myfatoorah_webhook_secret: SecretStr | None = secret()
+
+
+class MetricsSettings(Section):
+    enabled: bool = True
+    # Empty: anyone may read /metrics. Otherwise addresses or CIDR networks.
+    allow_from: tuple[str, ...] = ()
+
+
+class JobsSettings(Section):
+    # "broker" kicks tasks to Redis streams; "inline" runs them in-process
+    # (tests of a single module only; production refuses it).
+    mode: Literal["broker", "inline"] = "broker"
+    stream_prefix: str = "lms:jobs"
+    idle_redelivery_seconds: int = Field(default=30, ge=1)
+    shutdown_grace_seconds: int = Field(default=20, ge=1)
+    max_retries: int = Field(default=5, ge=1)
+
+
+class Settings(Section):
+    env: Literal["dev", "test", "production"] = "dev"
+    debug: bool = False
+    app_name: str = "LMS"
+    log_level: str = "INFO"
+    log_json: bool = True
+    data_dir: str = ".lms"
+    database: DatabaseSettings = DatabaseSettings()
+    redis: RedisSettings = RedisSettings()
+    auth: AuthSettings = AuthSettings()
+    http: HttpSettings = HttpSettings()
+    rate_limit: RateLimitSettings = RateLimitSettings()
+    uploads: UploadSettings = UploadSettings()
+    storage: StorageSettings = StorageSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    payments: PaymentSettings = PaymentSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    jobs: JobsSettings = JobsSettings()
+
+    @property
+    def secret_key(self) -> str:
+        assert self.auth.secret_key is not None  # filled by load_config
+        return self.auth.secret_key.get_secret_value()
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+
+SECTIONS: dict[str, type[Section]] = {
+    name: field.annotation  # type: ignore[misc]
+    for name, field in Settings.model_fields.items()
+    if isinstance(field.annotation, type) and issubclass(field.annotation, Section)
+}
+
+
+def load_config(
+    env: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build the settings from the env's file, then ``LMS_*`` variables, then ``overrides``.
+
+    ``overrides`` is a nested mapping (``{"database": {"url": ...}}``), for tests and the CLI.
+    """
+    environ = os.environ if environ is None else environ
+    env = env or environ.get("LMS_ENV", "dev")
+    if env not in ("dev", "test", "production"):
+        raise ConfigError(f"LMS_ENV: unknown environment {env!r} (dev, test or production)")
+    config_dir = Path(environ.get("LMS_CONFIG_DIR", CONFIG_DIR))
+    data = _read_file(config_dir / f"{env}.toml")
+    _refuse_secrets_in_file(data, env)
+    _merge(data, _from_environment(environ))
+    if overrides:
+        _merge(data, _to_plain(overrides))
+    data["env"] = env
+    data.setdefault("auth", {})
+    if env != "production" and not data["auth"].get("secret_key"):
+        data["auth"]["secret_key"] = INSECURE_DEV_SECRET
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_describe(err)) from err
+    if settings.is_production:
+        _refuse_unsafe_production(settings)
+    return settings
+
+
+def set_in_environment(section: str | None, key: str, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the operator set this key in the environment (``lms up`` asks for the URLs)."""
+    return bool((os.environ if environ is None else environ).get(env_var_name(section, key)))
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError as err:
+        raise ConfigError(f"settings file {path} is missing") from err
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"settings file {path}: {err}") from err
+
+
+def _secret_fields() -> set[tuple[str, str]]:
+    return {
+        (section, name)
+        for section, model in SECTIONS.items()
+        for name, field in model.model_fields.items()
+        if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("secret")
+    }
+
+
+def _refuse_secrets_in_file(data: dict[str, Any], env: str) -> None:
+    for section, name in _secret_fields():
+        if name in data.get(section, {}):
+            var = env_var_name(section, name)
+            raise ConfigError(f"{var}: {section}.{name} is a secret; set it in the environment, not in config/{env}.toml")
+
+
+def env_var_name(section: str | None, key: str) -> str:
+    return f"{ENV_PREFIX}{section.upper()}_{key.upper()}" if section else f"{ENV_PREFIX}{key.upper()}"
+
+
+def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    top_level = {n for n in Settings.model_fields if n not in SECTIONS}
+    for var, raw in environ.items():
+        if not var.startswith(ENV_PREFIX) or var in NON_SETTING_VARIABLES or var.startswith(NON_SETTING_PREFIXES):
+            continue
+        name = var[len(ENV_PREFIX) :].lower()
+        if name in top_level:
+            result[name] = _parse_value(Settings.model_fields[name].annotation, raw)
+            continue
+        for section, model in SECTIONS.items():
+            prefix = section + "_"
+            key = name[len(prefix) :]
+            if name.startswith(prefix) and key in model.model_fields:
+                result.setdefault(section, {})[key] = _parse_value(model.model_fields[key].annotation, raw)
+                break
+        else:
+            raise ConfigError(f"{var}: no such setting (see config/dev.toml for the keys)")
+    return result
+
+
+def _parse_value(annotation: Any, raw: str) -> Any:
+    """Environment values are text; lists come as JSON or comma-separated."""
+    origin = get_origin(annotation)
+    if origin in (tuple, list) or (origin is None and annotation in (tuple, list)):
+        text = raw.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError:
+                return raw
+        return [item.strip() for item in text.split(",") if item.strip()]
+    if any(get_origin(a) in (tuple, list) for a in get_args(annotation)):
+        return _parse_value(tuple, raw)
+    return raw
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def _to_plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _to_plain(v) for k, v in value.items()}
+    return value
+
+
+def _describe(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        loc = [str(p) for p in e["loc"]]
+        var = env_var_name(loc[0] if len(loc) > 1 else None, loc[-1] if len(loc) <= 2 else loc[1])
+        parts.append(f"{var} ({'.'.join(loc)}): {e['msg']}")
+    return "; ".join(parts)
+
+
+def _refuse_unsafe_production(settings: Settings) -> None:
+    key = settings.auth.secret_key.get_secret_value() if settings.auth.secret_key else ""
+    if key == INSECURE_DEV_SECRET or len(key) < MIN_SECRET_LENGTH:
+        raise ConfigError(f"LMS_AUTH_SECRET_KEY: production needs a random secret of at least {MIN_SECRET_LENGTH} characters")
+    if settings.debug:
+        raise ConfigError("LMS_DEBUG: debug mode is refused in production")
+    if "*" in settings.http.cors_origins:
+        raise ConfigError("LMS_HTTP_CORS_ORIGINS: open CORS ('*') is refused in production; list the origins")
+    if settings.jobs.mode == "inline":
+        raise ConfigError("LMS_JOBS_MODE: inline jobs are refused in production; use the broker")
+    if not settings.auth.revocation_fail_closed:
+        raise ConfigError("LMS_AUTH_REVOCATION_FAIL_CLOSED: token revocation must fail closed in production")
+    if not settings.http.trusted_hosts:
+        raise ConfigError("LMS_HTTP_TRUSTED_HOSTS: production needs the list of host names it serves")

@@ -1,0 +1,292 @@
+"""SQLAlchemy 2.x Core statements executed on aiopg.
+
+``aiopg.sa`` does not work with SQLAlchemy 2, so this module does the part of
+an engine we need: compile for psycopg2 (cached by SQLAlchemy's own cache
+key, because compiling costs more than the query), fill Python-side column
+defaults, apply bind processors (JSONB needs ``json.dumps``), expand ``IN``
+lists, and map rows to dicts. Queries are plain async functions taking a
+:class:`Connection`; callers own transactions::
+
+    async with db.transaction() as conn:
+        row = await conn.fetch_one(select(users).where(users.c.id == user_id))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiopg
+import psycopg2
+import psycopg2.errorcodes
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine.interfaces import Dialect
+from sqlalchemy.sql import ClauseElement, Executable
+from sqlalchemy.sql.compiler import SQLCompiler
+
+log = logging.getLogger(__name__)
+
+Row = dict[str, Any]
+
+DIALECT: Dialect = postgresql.psycopg2.dialect()  # type: ignore[attr-defined]
+COMPILE_CACHE_SIZE = 2000
+
+
+class DatabaseError(Exception):
+    """Base for errors this module raises."""
+
+
+class DatabaseUnavailable(DatabaseError):
+    """PostgreSQL could not be reached or dropped the connection mid-query."""
+
+
+class StatementTimeout(DatabaseError):
+    """A statement ran past ``statement_timeout`` and PostgreSQL cancelled it."""
+
+
+class IntegrityViolation(DatabaseError):
+    """A constraint refused the write; ``constraint`` names it."""
+
+    def __init__(self, message: str, constraint: str | None, sqlstate: str | None) -> None:
+        super().__init__(message)
+        self.constraint = constraint
+        self.sqlstate = sqlstate
+
+
+class _CompiledCache:
+    """LRU of compiled statements keyed by SQLAlchemy's structural cache key."""
+
+    def __init__(self, size: int = COMPILE_CACHE_SIZE) -> None:
+        self._items: OrderedDict[Any, SQLCompiler] = OrderedDict()
+        self._size = size
+        self.hits = 0
+        self.misses = 0
+
+    def compile(self, stmt: ClauseElement) -> tuple[SQLCompiler, list[Any] | None]:
+        key = stmt._generate_cache_key()
+        if key is None:  # statement not cacheable (e.g. some text() constructs)
+            self.misses += 1
+            return stmt.compile(dialect=DIALECT), None  # type: ignore[return-value]
+        compiled = self._items.get(key)
+        if compiled is None:
+            self.misses += 1
+            compiled = stmt.compile(dialect=DIALECT)  # type: ignore[assignment]
+            self._items[key] = compiled  # type: ignore[assignment]
+            if len(self._items) > self._size:
+                self._items.popitem(last=False)
+        else:
+            self.hits += 1
+            self._items.move_to_end(key)
+        return compiled, list(key.bindparams)  # type: ignore[return-value]
+
+
+_cache = _CompiledCache()
+
+
+def compile_statement(stmt: ClauseElement | str, params: Mapping[str, Any] | None = None) -> tuple[str, Any]:
+    """Turn a Core statement into the SQL text and parameters psycopg2 takes."""
+    if isinstance(stmt, str):
+        return stmt, dict(params or {})
+    compiled, extracted = _cache.compile(stmt)
+    values = compiled.construct_params(params, extracted_parameters=extracted, _check=False)
+    _fill_python_defaults(compiled, values)
+    if compiled.post_compile_params or compiled.literal_execute_params:
+        expanded = compiled.construct_expanded_state(values)
+        sql, values = expanded.statement, dict(expanded.parameters)
+        processors = expanded.processors
+    else:
+        sql, processors = compiled.string, compiled._bind_processors
+    for name, process in processors.items():
+        if name in values and values[name] is not None:
+            values[name] = process(values[name])
+    return sql, values
+
+
+def _fill_python_defaults(compiled: SQLCompiler, values: dict[str, Any]) -> None:
+    # construct_params() leaves Python-side defaults as None; an engine would
+    # run them through the execution context. Scalar and callable defaults are
+    # all this schema uses.
+    for column in list(compiled.insert_prefetch) + list(compiled.update_prefetch):
+        key = column.key
+        if values.get(key) is not None:
+            continue
+        default = column.default if column in compiled.insert_prefetch else column.onupdate
+        if default is None:
+            continue
+        arg = default.arg  # type: ignore[attr-defined]
+        values[key] = arg(None) if callable(arg) else arg
+
+
+def _translate(err: Exception) -> Exception:
+    if isinstance(err, psycopg2.IntegrityError):
+        diag = getattr(err, "diag", None)
+        constraint = getattr(diag, "constraint_name", None)
+        return IntegrityViolation(str(err).strip(), constraint, getattr(err, "pgcode", None))
+    if isinstance(err, psycopg2.errors.QueryCanceled):
+        return StatementTimeout("the statement ran past the configured statement_timeout")
+    if isinstance(err, (psycopg2.OperationalError, psycopg2.InterfaceError, asyncio.TimeoutError)):
+        return DatabaseUnavailable(f"the database connection failed: {str(err).strip() or type(err).__name__}")
+    return err
+
+
+class Connection:
+    """One pooled connection; statements in, dict rows out."""
+
+    def __init__(self, raw: aiopg.Connection) -> None:
+        self.raw = raw
+        self.in_transaction = False
+        self._savepoints = 0
+
+    async def _run(self, stmt: ClauseElement | str, params: Mapping[str, Any] | None) -> aiopg.Cursor:
+        sql, values = compile_statement(stmt, params)
+        cur = await self.raw.cursor()
+        try:
+            await cur.execute(sql, values)
+        except Exception as err:
+            cur.close()
+            raise _translate(err) from err
+        return cur
+
+    async def execute(self, stmt: Executable | str, params: Mapping[str, Any] | None = None) -> int:
+        """Run a statement; returns the number of rows it affected."""
+        cur = await self._run(stmt, params)  # type: ignore[arg-type]
+        try:
+            return int(cur.rowcount)
+        finally:
+            cur.close()
+
+    async def fetch_all(self, stmt: Executable | str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        cur = await self._run(stmt, params)  # type: ignore[arg-type]
+        try:
+            if cur.description is None:
+                return []
+            names = [d.name for d in cur.description]
+            return [dict(zip(names, r, strict=True)) for r in await cur.fetchall()]
+        finally:
+            cur.close()
+
+    async def fetch_one(self, stmt: Executable | str, params: Mapping[str, Any] | None = None) -> Row | None:
+        rows = await self.fetch_all(stmt, params)
+        return rows[0] if rows else None
+
+    async def fetch_val(self, stmt: Executable | str, params: Mapping[str, Any] | None = None) -> Any:
+        cur = await self._run(stmt, params)  # type: ignore[arg-type]
+        try:
+            row = await cur.fetchone()
+            return None if row is None else row[0]
+        finally:
+            cur.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        """BEGIN/COMMIT, or ROLLBACK on error; a nested call uses a savepoint."""
+        if self.in_transaction:
+            self._savepoints += 1
+            name = f"sp_{self._savepoints}"
+            await self.execute(f"SAVEPOINT {name}")
+            try:
+                yield self
+            except BaseException:
+                if not self.raw.closed:
+                    await self.execute(f"ROLLBACK TO SAVEPOINT {name}")
+                raise
+            else:
+                await self.execute(f"RELEASE SAVEPOINT {name}")
+            return
+        await self.execute("BEGIN")
+        self.in_transaction = True
+        try:
+            yield self
+        except BaseException:
+            # A cancelled or dropped connection is already closed: ROLLBACK
+            # would raise and hide the real error; the pool discards it.
+            if not self.raw.closed:
+                try:
+                    await self.execute("ROLLBACK")
+                except DatabaseError:
+                    log.warning("rollback failed; the connection is discarded", exc_info=True)
+            raise
+        else:
+            await self.execute("COMMIT")
+        finally:
+            self.in_transaction = False
+
+
+class Database:
+    """An aiopg pool that hands out :class:`Connection` objects."""
+
+    def __init__(self, pool: aiopg.Pool, acquire_timeout: float) -> None:
+        self.pool = pool
+        self.acquire_timeout = acquire_timeout
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        statement_timeout_ms: int = 15_000,
+        acquire_timeout: float = 10.0,
+        connect_timeout: float = 5.0,
+    ) -> Database:
+        # Client-side timeout sits above statement_timeout: PostgreSQL cancels
+        # first and the connection survives; aiopg's cancel would close it.
+        client_timeout = statement_timeout_ms / 1000 + 5
+        pool = await aiopg.create_pool(
+            url,
+            minsize=min_size,
+            maxsize=max_size,
+            timeout=client_timeout,
+            pool_recycle=3600,
+            connect_timeout=max(1, int(connect_timeout)),
+            options=f"-c statement_timeout={statement_timeout_ms} -c timezone=UTC",
+        )
+        return cls(pool, acquire_timeout)
+
+    @property
+    def size(self) -> int:
+        return int(self.pool.size)
+
+    @property
+    def free(self) -> int:
+        return int(self.pool.freesize)
+
+    @property
+    def max_size(self) -> int:
+        return int(self.pool.maxsize)
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Connection]:
+        """A connection in autocommit mode (every statement commits on its own)."""
+        try:
+            raw = await asyncio.wait_for(self.pool.acquire(), self.acquire_timeout)
+        except (asyncio.TimeoutError, psycopg2.OperationalError) as err:
+            raise DatabaseUnavailable(f"no database connection available: {str(err).strip() or 'timed out'}") from err
+        try:
+            yield Connection(raw)
+        finally:
+            # aiopg drops a closed connection on release; the pool refills.
+            self.pool.release(raw)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        async with self.connection() as conn, conn.transaction():
+            yield conn
+
+    async def ping(self) -> None:
+        async with self.connection() as conn:
+            await conn.fetch_val("SELECT 1")
+
+    async def close(self) -> None:
+        self.pool.close()
+        await self.pool.wait_closed()
+
+
+def is_unique_violation(err: IntegrityViolation, constraint: str | None = None) -> bool:
+    ok = err.sqlstate == psycopg2.errorcodes.UNIQUE_VIOLATION
+    return ok and (constraint is None or err.constraint == constraint)
