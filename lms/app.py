@@ -39,6 +39,7 @@ def create_app(config: Settings) -> web.Application:
     app[CONFIG] = config
     app[METRICS] = metrics
     app[system.READINESS_PROBES] = {}
+    app[system.OPENAPI_CACHE] = {}
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(redis_ctx)
     setup_routes(app)

@@ -71,16 +71,19 @@ class _CompiledCache:
         if key is None:  # statement not cacheable (e.g. some text() constructs)
             self.misses += 1
             return stmt.compile(dialect=DIALECT), None  # type: ignore[return-value]
-        compiled = self._items.get(key)
+        # CacheKey itself is unhashable; its .key is the statement's structure.
+        compiled = self._items.get(key.key)
         if compiled is None:
             self.misses += 1
-            compiled = stmt.compile(dialect=DIALECT)  # type: ignore[assignment]
-            self._items[key] = compiled  # type: ignore[assignment]
+            # With its cache key, construct_params() can map a later
+            # statement's values onto this compiled form's bind parameters.
+            compiled = stmt.compile(dialect=DIALECT, cache_key=key)  # type: ignore[assignment]
+            self._items[key.key] = compiled  # type: ignore[assignment]
             if len(self._items) > self._size:
                 self._items.popitem(last=False)
         else:
             self.hits += 1
-            self._items.move_to_end(key)
+            self._items.move_to_end(key.key)
         return compiled, list(key.bindparams)  # type: ignore[return-value]
 
 
@@ -146,6 +149,14 @@ class Connection:
         cur = await self.raw.cursor()
         try:
             await cur.execute(sql, values)
+        except asyncio.CancelledError:
+            cur.close()
+            task = asyncio.current_task()
+            if task is not None and task.cancelling() == 0:
+                # aiopg turns PostgreSQL's QueryCanceled (statement_timeout)
+                # into CancelledError although nobody cancelled this task.
+                raise StatementTimeout("the statement ran past the configured statement_timeout") from None
+            raise
         except Exception as err:
             cur.close()
             raise _translate(err) from err

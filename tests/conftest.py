@@ -101,17 +101,17 @@ async def redis(servers: Servers) -> AsyncIterator[aioredis.Redis]:
 
 
 @pytest.fixture(autouse=True)
-async def clean_state(request: pytest.FixtureRequest) -> AsyncIterator[None]:
-    """Every test starts with empty tables and an empty Redis."""
-    if "no_services" in request.keywords:
-        yield
-        return
-    db: Database = request.getfixturevalue("db")
-    redis: aioredis.Redis = request.getfixturevalue("redis")
+def clean_state(request: pytest.FixtureRequest) -> None:
+    """Every test starts with empty tables and an empty Redis (unless it needs neither)."""
+    if "no_services" not in request.keywords:
+        request.getfixturevalue("empty_databases")
+
+
+@pytest.fixture
+async def empty_databases(db: Database, redis: aioredis.Redis) -> None:
     async with db.connection() as conn:
         await conn.execute(TRUNCATE)
     await redis.flushdb()
-    yield
 
 
 @pytest.fixture

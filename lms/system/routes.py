@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 READY_TIMEOUT_SECONDS = 2.0
-OPENAPI_KEY = web.AppKey("openapi", dict)
+OPENAPI_CACHE = web.AppKey("openapi_cache", dict)
 # Later features register extra readiness checks (the Socket.IO Redis listener).
 READINESS_PROBES = web.AppKey("readiness_probes", dict)
 
@@ -89,11 +89,12 @@ async def metrics(request: web.Request) -> web.Response:
 @endpoint(summary="This API's OpenAPI 3.1 document", tags=["system"], response=dict[str, Any])
 async def openapi(request: web.Request) -> web.Response:
     app = request.app
-    if OPENAPI_KEY not in app:
+    cache = app[OPENAPI_CACHE]
+    if not cache:
         # Built once: the route table is frozen after start-up.
         config = app[CONFIG]
-        app[OPENAPI_KEY] = build_openapi(app, title=f"{config.app_name} API", version=__version__)
-    return web.json_response(app[OPENAPI_KEY])
+        cache.update(build_openapi(app, title=f"{config.app_name} API", version=__version__))
+    return web.json_response(cache)
 
 
 DOCS_PAGE = """<!doctype html>

@@ -1,0 +1,156 @@
+"""The aiopg + SQLAlchemy Core layer against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from lms.db import Database, DatabaseUnavailable, IntegrityViolation, StatementTimeout, is_unique_violation
+from lms.tables import courses, payment_events, users
+
+
+async def make_user(conn, **overrides):  # type: ignore[no-untyped-def]
+    values = {"email": f"u{uuid.uuid4().hex[:8]}@example.com", "password_hash": "x", "full_name": "Ada"} | overrides
+    return await conn.fetch_one(insert(users).values(**values).returning(users))
+
+
+async def test_insert_fills_python_defaults_and_returns_the_row(db: Database) -> None:
+    async with db.transaction() as conn:
+        row = await make_user(conn, metadata={"locale": "ar", "tags": ["a", "b"]})
+    assert isinstance(row["id"], uuid.UUID)
+    assert row["role"] == "student" and row["is_active"] is True
+    assert row["created_at"].tzinfo is not None
+    assert row["metadata"] == {"locale": "ar", "tags": ["a", "b"]}
+
+
+async def test_jsonb_and_numeric_round_trip(db: Database) -> None:
+    async with db.transaction() as conn:
+        teacher = await make_user(conn, role="instructor")
+        course = await conn.fetch_one(
+            insert(courses)
+            .values(title="Python", slug="python", instructor_id=teacher["id"], price_amount=Decimal("49.00"),
+                    price_currency="USD", metadata={"nested": {"k": [1, 2]}})
+            .returning(courses)
+        )  # fmt: skip
+    assert course["price_amount"] == Decimal("49.00")
+    assert course["metadata"] == {"nested": {"k": [1, 2]}}
+
+
+async def test_in_lists_expand(db: Database) -> None:
+    async with db.transaction() as conn:
+        ids = [(await make_user(conn))["id"] for _ in range(3)]
+        for n in (1, 3):  # same statement shape, different list lengths: one cache entry
+            rows = await conn.fetch_all(select(users.c.id).where(users.c.id.in_(ids[:n])))
+            assert {r["id"] for r in rows} == set(ids[:n])
+        assert await conn.fetch_all(select(users.c.id).where(users.c.id.in_([]))) == []
+
+
+async def test_compiled_statements_are_cached(db: Database) -> None:
+    from lms import db as dbmodule
+
+    async with db.connection() as conn:
+        user = await make_user(conn)
+        before = dbmodule._cache.hits
+        for _ in range(5):
+            row = await conn.fetch_one(select(users).where(users.c.id == user["id"]))
+            assert row is not None and row["id"] == user["id"]
+    assert dbmodule._cache.hits - before >= 4
+
+
+async def test_update_with_returning_and_onupdate(db: Database) -> None:
+    async with db.transaction() as conn:
+        user = await make_user(conn)
+        row = await conn.fetch_one(
+            update(users).where(users.c.id == user["id"]).values(full_name="Grace").returning(users.c.full_name)
+        )
+    assert row == {"full_name": "Grace"}
+
+
+async def test_on_conflict_do_nothing_is_idempotent(db: Database) -> None:
+    stmt = (
+        pg_insert(payment_events)
+        .values(gateway="stripe", event_id="evt_1", payload={"id": "evt_1"})
+        .on_conflict_do_nothing(index_elements=["gateway", "event_id"])
+        .returning(payment_events.c.id)
+    )
+    async with db.transaction() as conn:
+        first = await conn.fetch_one(stmt)
+        second = await conn.fetch_one(stmt)
+        count = await conn.fetch_val(select(func.count()).select_from(payment_events))
+    assert first is not None and second is None and count == 1
+
+
+async def test_unique_violation_names_the_constraint(db: Database) -> None:
+    async with db.transaction() as conn:
+        await make_user(conn, email="same@example.com")
+    with pytest.raises(IntegrityViolation) as caught:
+        async with db.transaction() as conn:
+            await make_user(conn, email="same@example.com")
+    assert is_unique_violation(caught.value, "uq_users_email")
+
+
+async def test_error_rolls_back_the_whole_transaction(db: Database) -> None:
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as conn:
+            await make_user(conn, email="gone@example.com")
+            raise RuntimeError("boom")
+    async with db.connection() as conn:
+        assert await conn.fetch_val(select(func.count()).select_from(users)) == 0
+
+
+async def test_nested_transaction_is_a_savepoint(db: Database) -> None:
+    async with db.transaction() as conn:
+        await make_user(conn, email="kept@example.com")
+        with pytest.raises(IntegrityViolation):
+            async with conn.transaction():
+                await make_user(conn, email="kept@example.com")
+        await make_user(conn, email="also@example.com")
+    async with db.connection() as conn:
+        assert await conn.fetch_val(select(func.count()).select_from(users)) == 2
+
+
+async def test_check_constraints_refuse_bad_enums(db: Database) -> None:
+    with pytest.raises(IntegrityViolation) as caught:
+        async with db.transaction() as conn:
+            await make_user(conn, role="superuser")
+    assert caught.value.constraint == "ck_users_role_valid"
+
+
+async def test_statement_timeout_is_a_clear_error_and_the_connection_survives(servers) -> None:  # type: ignore[no-untyped-def]
+    database = await Database.connect(servers.database_url, min_size=1, max_size=1, statement_timeout_ms=200)
+    try:
+        async with database.connection() as conn:
+            with pytest.raises(StatementTimeout):
+                await conn.execute(text("SELECT pg_sleep(2)"))
+            assert await conn.fetch_val("SELECT 1") == 1
+    finally:
+        await database.close()
+
+
+async def test_killed_connection_is_a_clear_error_and_the_pool_recovers(servers) -> None:  # type: ignore[no-untyped-def]
+    database = await Database.connect(servers.database_url, min_size=1, max_size=1)
+    try:
+        async with database.connection() as conn:
+            pid = await conn.fetch_val("SELECT pg_backend_pid()")
+            killer = await Database.connect(servers.database_url, min_size=1, max_size=1)
+            async with killer.connection() as other:
+                await other.fetch_val(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            await killer.close()
+            with pytest.raises(DatabaseUnavailable):
+                await asyncio.wait_for(conn.fetch_val("SELECT 1"), 5)
+        # The dead connection went back closed and was dropped; a new one is made.
+        async with database.connection() as conn:
+            assert await conn.fetch_val("SELECT 1") == 1
+            assert await conn.fetch_val("SELECT pg_backend_pid()") != pid
+    finally:
+        await database.close()
+
+
+async def test_unreachable_database_is_a_clear_error() -> None:
+    with pytest.raises(Exception, match="could not connect|No such file|Connection refused|timeout"):
+        await Database.connect("postgresql://nobody@127.0.0.1:1/none", min_size=1, max_size=1, connect_timeout=1)
