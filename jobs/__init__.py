@@ -1,0 +1,1 @@
+"""Background work: the Taskiq broker, tasks and schedules."""
