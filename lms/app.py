@@ -11,11 +11,14 @@ from aiohttp import web
 
 from lms.api import middlewares as mw
 from lms.api.problems import error_middleware
+from lms.api.ratelimit import rate_limit_middleware
 from lms.appkeys import CONFIG, DB, METRICS, REDIS
 from lms.config import Settings
 from lms.db import Database
 from lms.metrics import Metrics
+from lms.auth import routes as auth
 from lms.system import routes as system
+from lms.users import routes as users
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +55,8 @@ def setup_middlewares(config: Settings, metrics: Metrics) -> list[mw.Middleware]
     # id. CORS and security headers sit outside the error renderer so that
     # problem responses get them too. The error renderer turns whatever the
     # inner layers raise (untrusted host, body too large, handler errors)
-    # into problem+json.
+    # into problem+json. Rate limiting comes after the cheap refusals so a
+    # flood of junk cannot spend other callers' budgets, and before any work.
     return [
         mw.request_context(metrics, config.http.trusted_proxies),
         mw.cors(config.http),
@@ -60,11 +64,14 @@ def setup_middlewares(config: Settings, metrics: Metrics) -> list[mw.Middleware]
         error_middleware,
         mw.trusted_hosts(config.http),
         mw.body_size_limit(config.http.max_body_bytes, large_body_routes=("/api/v1/files/upload",)),
+        rate_limit_middleware(config),
     ]
 
 
 def setup_routes(app: web.Application) -> None:
     app.router.add_routes(system.routes)
+    app.router.add_routes(auth.routes)
+    app.router.add_routes(users.routes)
     app.router.add_static("/static", PACKAGE_DIR / "static", name="static", append_version=False)
     for name, path in VENDOR_DIRS.items():
         if path.is_dir():

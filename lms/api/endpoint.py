@@ -41,6 +41,7 @@ class Operation:
     description: str | None = None
     body: type[BaseModel] | None = None
     body_format: Literal["json", "form", "multipart"] = "json"
+    body_required: bool = True
     query: type[BaseModel] | None = None
     response: Any = None
     status: int = 200
@@ -58,6 +59,7 @@ def endpoint(
     description: str | None = None,
     body: type[BaseModel] | None = None,
     body_format: Literal["json", "form", "multipart"] = "json",
+    body_required: bool = True,
     query: type[BaseModel] | None = None,
     response: Any = None,
     status: int = 200,
@@ -67,17 +69,21 @@ def endpoint(
     guards: Sequence[Guard] = (),
     response_content_type: str = "application/json",
 ) -> Callable[[Callable[..., Awaitable[Any]]], Callable[[web.Request], Awaitable[web.StreamResponse]]]:
+    # Guards say what they need (a bearer token) and how they refuse (401, 403).
+    security = tuple(security) or tuple(dict.fromkeys(s for g in guards for s in getattr(g, "security", ())))
+    errors = tuple(dict.fromkeys([*errors, *(e for g in guards for e in getattr(g, "errors", ()))]))
     op = Operation(
         summary=summary,
         description=description,
         body=body,
         body_format=body_format,
+        body_required=body_required,
         query=query,
         response=response,
         status=status,
         tags=tuple(tags),
-        errors=tuple(errors),
-        security=tuple(security),
+        errors=errors,
+        security=security,
         guards=tuple(guards),
         response_content_type=response_content_type,
     )
@@ -91,7 +97,7 @@ def endpoint(
             kwargs: dict[str, Any] = {}
             if op.body is not None:
                 if op.body_format == "json":
-                    kwargs["body"] = await read_json(request, op.body)
+                    kwargs["body"] = await read_json(request, op.body, required=op.body_required)
                 elif op.body_format == "form":
                     kwargs["body"] = await read_form(request, op.body)
             if op.query is not None:
@@ -146,7 +152,9 @@ async def _read_limited(request: web.Request) -> bytes:
     return data
 
 
-async def read_json(request: web.Request, model: type[M]) -> M:
+async def read_json(request: web.Request, model: type[M], *, required: bool = True) -> M:
+    if not required and not request.body_exists:
+        return validate(model, {})
     if not _is_json(request.content_type):
         raise UnsupportedMediaType(
             f"Send the body as application/json (got {request.content_type or 'nothing'}).",

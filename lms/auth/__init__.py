@@ -1,0 +1,1 @@
+"""Accounts: tokens, passwords, MFA, revocation, roles and the guards routes declare."""

@@ -1,0 +1,156 @@
+"""Who is calling, and may they: the guards a route declares.
+
+::
+
+    @endpoint(summary="...", guards=[require(Permission.CREATE_COURSE)])
+
+A guard authenticates the bearer access token (signature, type, revocation,
+an active account, not issued before a password change), stores the
+:class:`Principal` on the request, and checks the permission or role. The
+account is re-read on every request so that deactivation or a role change
+takes effect at once, not when the token expires.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from lms.api.problems import Forbidden, Unauthorized
+from lms.appkeys import CONFIG, DB, REDIS
+from lms.auth import redis_state
+from lms.auth.permissions import Permission, Role, has_permission
+from lms.auth.tokens import InvalidToken, TokenType, verify
+from lms.users.queries import get_user
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Principal:
+    id: uuid.UUID
+    role: str
+    email: str
+    full_name: str
+    jti: str
+    expires_at: float
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.ADMIN
+
+    def can(self, permission: Permission) -> bool:
+        return has_permission(self.role, permission)
+
+
+PRINCIPAL = web.RequestKey("principal", Principal)
+
+
+class Guard:
+    """A callable check with what the OpenAPI document should say about it."""
+
+    security: tuple[str, ...] = ("bearer",)
+    errors: tuple[int, ...] = (401,)
+
+    def __init__(self, check: Callable[[web.Request], Awaitable[None]], errors: tuple[int, ...] = (401,)) -> None:
+        self._check = check
+        self.errors = errors
+
+    async def __call__(self, request: web.Request) -> None:
+        await self._check(request)
+
+
+def bearer_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+async def principal_from_token(app: web.Application, token: str) -> Principal:
+    """Everything an access token must pass; also used by the Socket.IO connect handler."""
+    config = app[CONFIG]
+    try:
+        claims = verify(config, token, TokenType.ACCESS)
+        user_id = uuid.UUID(str(claims["sub"]))
+    except (InvalidToken, ValueError) as err:
+        raise Unauthorized(f"The access token is not valid ({err}).") from err
+    issued_at = float(claims["iat"])
+    try:
+        revoked = await redis_state.is_revoked(app[REDIS], jti=claims["jti"], user_id=str(user_id), issued_at=issued_at)
+    except (RedisError, OSError) as err:
+        if config.auth.revocation_fail_closed:
+            log.error("revocation check failed; refusing the token: %s", err)
+            raise Unauthorized("Cannot verify the token right now; try again.") from err
+        log.warning("revocation check failed; allowing the token (revocation_fail_closed is off): %s", err)
+        revoked = False
+    if revoked:
+        raise Unauthorized("The access token was revoked.")
+    async with app[DB].connection() as conn:
+        user = await get_user(conn, user_id)
+    if user is None or not user["is_active"]:
+        raise Unauthorized("The account is not active.")
+    changed = user["password_changed_at"]
+    if changed is not None and issued_at < changed.timestamp():
+        raise Unauthorized("The password changed after this token was issued.")
+    return Principal(
+        id=user_id,
+        role=user["role"],
+        email=user["email"],
+        full_name=user["full_name"],
+        jti=str(claims["jti"]),
+        expires_at=float(claims["exp"]),
+    )
+
+
+async def authenticate(request: web.Request) -> Principal:
+    if PRINCIPAL in request:
+        return request[PRINCIPAL]
+    token = bearer_token(request)
+    if token is None:
+        raise Unauthorized("Send an access token: Authorization: Bearer <token>.")
+    principal = await principal_from_token(request.app, token)
+    request[PRINCIPAL] = principal
+    return principal
+
+
+def current_user(request: web.Request) -> Principal:
+    """The principal a guard established; routes without a guard must not call this."""
+    return request[PRINCIPAL]
+
+
+async def _authenticated(request: web.Request) -> None:
+    await authenticate(request)
+
+
+authenticated = Guard(_authenticated)
+
+
+def require(*permissions: Permission) -> Guard:
+    async def check(request: web.Request) -> None:
+        principal = await authenticate(request)
+        missing = [p for p in permissions if not principal.can(p)]
+        if missing:
+            raise Forbidden(f"Your role ({principal.role}) may not do this.", missing=[str(p) for p in missing])
+
+    return Guard(check, errors=(401, 403))
+
+
+def require_role(*roles: Role) -> Guard:
+    allowed = {str(r) for r in roles}
+
+    async def check(request: web.Request) -> None:
+        principal = await authenticate(request)
+        if principal.role not in allowed:
+            raise Forbidden(f"This is for {', '.join(sorted(allowed))} accounts.")
+
+    return Guard(check, errors=(401, 403))
+
+
+def owner_or_admin(principal: Principal, owner_id: Any) -> bool:
+    return principal.is_admin or principal.id == owner_id

@@ -1,0 +1,72 @@
+"""Use cases that span tokens, the database, Redis and email."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from lms.appkeys import CLIENT_IP, CONFIG, REDIS
+from lms.auth import queries, redis_state
+from lms.auth.tokens import TokenType, issue, lifetime
+from lms.db import Connection, Row
+from lms.jobqueue import JOBS
+
+
+async def start_session(
+    request: web.Request, conn: Connection, user: Row, family_id: uuid.UUID | None = None
+) -> dict[str, Any]:
+    """A new access token and a refresh token (of a new family, or continuing one)."""
+    config = request.app[CONFIG]
+    access, _ = issue(config, TokenType.ACCESS, str(user["id"]), role=user["role"])
+    family = family_id or uuid.uuid4()
+    refresh, refresh_claims = issue(config, TokenType.REFRESH, str(user["id"]), fam=str(family))
+    await queries.store_refresh_token(
+        conn,
+        user_id=user["id"],
+        family_id=family,
+        token=refresh,
+        expires_at=datetime.fromtimestamp(refresh_claims["exp"], UTC),
+        user_agent=request.headers.get("User-Agent"),
+        ip_address=request[CLIENT_IP],
+    )
+    return {
+        "user": user,
+        "access_token": access,
+        "refresh_token": refresh,
+        "token_type": "bearer",
+        "expires_in": int(lifetime(config.auth, TokenType.ACCESS).total_seconds()),
+    }
+
+
+async def end_all_sessions(request: web.Request, conn: Connection, user_id: uuid.UUID) -> None:
+    """Every refresh token revoked and every access token issued so far refused."""
+    config = request.app[CONFIG]
+    await queries.revoke_user_refresh_tokens(conn, user_id)
+    await redis_state.revoke_all_access_tokens(
+        request.app[REDIS], str(user_id), int(lifetime(config.auth, TokenType.ACCESS).total_seconds())
+    )
+
+
+def password_fingerprint(password_hash: str) -> str:
+    """Binds a reset token to the password it replaces: once changed, old links die."""
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
+
+
+def link(request: web.Request, path: str, token: str) -> str:
+    return f"{request.app[CONFIG].http.public_base_url.rstrip('/')}{path}?token={token}"
+
+
+async def email(request: web.Request, template: str, user: Row, **context: Any) -> None:
+    """Queue an email; call after the transaction that motivates it has committed."""
+    await request.app[JOBS].enqueue(
+        "send_email",
+        template=template,
+        to=user["email"],
+        context={"full_name": user["full_name"], **context},
+        user_id=str(user["id"]),
+        message_id=f"<{uuid.uuid4().hex}@lms>",
+    )

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+
+RoleName = Literal["admin", "instructor", "student"]
+
+
+def _clean_name(value: str) -> str:
+    value = " ".join(value.split())
+    if not value:
+        raise ValueError("must not be blank")
+    return value
+
+
+class UserOut(BaseModel):
+    """What the API shows of an account. Never the password hash."""
+
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    email: str
+    full_name: str
+    role: RoleName
+    is_active: bool
+    mfa_enabled: bool
+    email_verified_at: datetime | None
+    created_at: datetime
+    last_login_at: datetime | None
+    metadata: dict[str, Any] = {}
+
+
+class UserCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: EmailStr = Field(max_length=255)
+    password: str = Field(max_length=200)
+    full_name: str = Field(min_length=1, max_length=200)
+    role: RoleName = "student"
+    is_active: bool = True
+
+    _name = field_validator("full_name")(_clean_name)
+
+
+class ProfileUpdate(BaseModel):
+    """What a person may change about themselves (not role, not activity)."""
+
+    model_config = ConfigDict(extra="forbid")
+    full_name: str | None = Field(default=None, min_length=1, max_length=200)
+    metadata: dict[str, Any] | None = None
+
+    @field_validator("full_name")
+    @classmethod
+    def clean(cls, value: str | None) -> str | None:
+        return None if value is None else _clean_name(value)
+
+    @field_validator("metadata")
+    @classmethod
+    def small(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and len(str(value)) > 10_000:
+            raise ValueError("must be under 10 kB")
+        return value
+
+
+class AdminUserUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    full_name: str | None = Field(default=None, min_length=1, max_length=200)
+    role: RoleName | None = None
+    is_active: bool | None = None
+
+    @field_validator("full_name")
+    @classmethod
+    def clean(cls, value: str | None) -> str | None:
+        return None if value is None else _clean_name(value)
+
+
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    current_password: str = Field(max_length=200)
+    new_password: str = Field(max_length=200)
+
+
+class UserListQuery(BaseModel):
+    role: RoleName | None = None
+    is_active: bool | None = None
+    q: str | None = Field(default=None, max_length=100)
+    limit: int = Field(default=20, ge=1, le=100)
+    offset: int = Field(default=0, ge=0)

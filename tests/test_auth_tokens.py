@@ -1,0 +1,159 @@
+"""Sign-in, token checks, rotation and revocation through the public API."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+
+from lms.app import create_app
+from lms.auth.tokens import TokenType, issue
+from lms.config import Settings
+from tests.builders import PASSWORD, bearer, login, make_user, signed_in
+
+PROBLEM = "application/problem+json"
+
+
+async def test_login_returns_tokens_and_the_user(client: Any, db: Any) -> None:
+    user = await make_user(db, email="ada@example.com")
+    body = await login(client, "ADA@example.com")
+    assert body["token_type"] == "bearer" and body["expires_in"] == 15 * 60
+    assert body["user"]["id"] == str(user["id"]) and "password_hash" not in body["user"]
+    me = await client.get("/api/v1/auth/me", headers=bearer(body["access_token"]))
+    assert me.status == 200 and (await me.json())["email"] == "ada@example.com"
+    assert (await me.json())["last_login_at"] is not None
+
+
+async def test_wrong_password_and_unknown_email_look_the_same(client: Any, db: Any) -> None:
+    await make_user(db, email="known@example.com")
+    wrong = await client.post("/api/v1/auth/login", json={"email": "known@example.com", "password": "nope-nope-nope"})
+    unknown = await client.post("/api/v1/auth/login", json={"email": "ghost@example.com", "password": "nope-nope-nope"})
+    assert wrong.status == unknown.status == 401
+    a, b = await wrong.json(content_type=PROBLEM), await unknown.json(content_type=PROBLEM)
+    assert {k: v for k, v in a.items() if k != "request_id"} == {k: v for k, v in b.items() if k != "request_id"}
+
+
+async def test_oauth2_password_grant_with_a_form(client: Any, db: Any) -> None:
+    user = await make_user(db)
+    response = await client.post("/api/v1/auth/token", data={"username": user["email"], "password": PASSWORD, "grant_type": "password"})
+    assert response.status == 200
+    body = await response.json()
+    assert body["token_type"] == "bearer" and body["access_token"] and body["refresh_token"]
+
+
+async def test_missing_token_is_401_with_challenge(client: Any) -> None:
+    response = await client.get("/api/v1/auth/me")
+    assert response.status == 401 and response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert response.content_type == PROBLEM
+
+
+async def test_expired_tampered_wrong_type_and_alg_none_tokens_are_refused(client: Any, db: Any, config: Settings) -> None:
+    user = await make_user(db)
+    sub = str(user["id"])
+    expired, _ = issue(config, TokenType.ACCESS, sub, role="student", now=datetime.now(UTC) - timedelta(hours=1))
+    good, _ = issue(config, TokenType.ACCESS, sub, role="student")
+    header, payload, signature = good.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    claims["role"] = "admin"
+    forged_payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    tampered = f"{header}.{forged_payload}.{signature}"
+    wrong_type, _ = issue(config, TokenType.REFRESH, sub, fam="x")
+    reset_type, _ = issue(config, TokenType.PASSWORD_RESET, sub, pwd="x")
+    unsigned = jwt.encode({**claims, "role": "student"}, key=None, algorithm="none")  # type: ignore[arg-type]
+    other_key = jwt.encode(claims, "another-secret-of-sufficient-length-0000000", algorithm="HS256")
+    for token in (expired, tampered, wrong_type, reset_type, unsigned, other_key, "garbage", ""):
+        response = await client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+        assert response.status == 401, token
+        assert response.content_type == PROBLEM
+    assert (await client.get("/api/v1/auth/me", headers=bearer(good))).status == 200
+
+
+async def test_refresh_rotates_and_reuse_revokes_the_family(client: Any, db: Any) -> None:
+    user = await make_user(db)
+    first = await login(client, user["email"])
+    rotated = await client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert rotated.status == 200
+    second = await rotated.json()
+    assert second["refresh_token"] != first["refresh_token"] and second["access_token"]
+
+    replay = await client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert replay.status == 401
+    # The thief replayed the old token: the legitimate newer one dies with its family.
+    after = await client.post("/api/v1/auth/refresh", json={"refresh_token": second["refresh_token"]})
+    assert after.status == 401
+    # Another device's session (another family) is untouched.
+    other = await login(client, user["email"])
+    assert (await client.post("/api/v1/auth/refresh", json={"refresh_token": other["refresh_token"]})).status == 200
+
+
+async def test_an_access_token_is_not_a_refresh_token(client: Any, db: Any) -> None:
+    user = await make_user(db)
+    tokens = await login(client, user["email"])
+    response = await client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["access_token"]})
+    assert response.status == 401
+
+
+async def test_logout_revokes_the_token_on_every_instance(client: Any, aiohttp_client: Any, db: Any, config: Settings) -> None:
+    second_instance = await aiohttp_client(create_app(config))  # shares PostgreSQL and Redis
+    user = await make_user(db)
+    tokens = await login(client, user["email"])
+    headers = bearer(tokens["access_token"])
+    assert (await second_instance.get("/api/v1/auth/me", headers=headers)).status == 200
+    out = await client.post("/api/v1/auth/logout", json={"refresh_token": tokens["refresh_token"]}, headers=headers)
+    assert out.status == 204
+    assert (await second_instance.get("/api/v1/auth/me", headers=headers)).status == 401
+    assert (await second_instance.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})).status == 401
+
+
+async def test_logout_without_a_body(client: Any, db: Any) -> None:
+    _, headers = await signed_in(client, db)
+    assert (await client.post("/api/v1/auth/logout", headers=headers)).status == 204
+    assert (await client.get("/api/v1/auth/me", headers=headers)).status == 401
+
+
+async def test_logout_all_ends_every_session(client: Any, db: Any) -> None:
+    user = await make_user(db)
+    phone, laptop = await login(client, user["email"]), await login(client, user["email"])
+    assert (await client.post("/api/v1/auth/logout-all", headers=bearer(laptop["access_token"]))).status == 204
+    for device in (phone, laptop):
+        assert (await client.get("/api/v1/auth/me", headers=bearer(device["access_token"]))).status == 401
+        assert (await client.post("/api/v1/auth/refresh", json={"refresh_token": device["refresh_token"]})).status == 401
+    fresh = await login(client, user["email"])
+    assert (await client.get("/api/v1/auth/me", headers=bearer(fresh["access_token"]))).status == 200
+
+
+async def test_inactive_user_cannot_sign_in_or_use_a_token(client: Any, db: Any) -> None:
+    _, admin = await signed_in(client, db, role="admin")
+    user = await make_user(db)
+    tokens = await login(client, user["email"])
+    response = await client.patch(f"/api/v1/users/{user['id']}", json={"is_active": False}, headers=admin)
+    assert response.status == 200 and (await response.json())["is_active"] is False
+    assert (await client.get("/api/v1/auth/me", headers=bearer(tokens["access_token"]))).status == 401
+    assert (await client.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})).status == 401
+    assert (await client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})).status == 401
+
+
+async def test_revocation_check_fails_closed_when_redis_is_down(aiohttp_client: Any, db: Any, servers: Any) -> None:
+    from tests.conftest import make_config
+
+    config = make_config(servers, redis={"url": "redis://127.0.0.1:1/0", "socket_timeout_seconds": 0.3})
+    client = await aiohttp_client(create_app(config))
+    user = await make_user(db)
+    token, _ = issue(config, TokenType.ACCESS, str(user["id"]), role="student")
+    response = await client.get("/api/v1/auth/me", headers=bearer(token))
+    assert response.status == 401
+
+
+async def test_revocation_check_may_fail_open_in_development(aiohttp_client: Any, db: Any, servers: Any) -> None:
+    from tests.conftest import make_config
+
+    config = make_config(
+        servers, redis={"url": "redis://127.0.0.1:1/0", "socket_timeout_seconds": 0.3}, auth={"revocation_fail_closed": False}
+    )
+    client = await aiohttp_client(create_app(config))
+    user = await make_user(db)
+    token, _ = issue(config, TokenType.ACCESS, str(user["id"]), role="student")
+    assert (await client.get("/api/v1/auth/me", headers=bearer(token))).status == 200
