@@ -15,6 +15,7 @@ from lms.api.ratelimit import rate_limit_middleware
 from lms.appkeys import CONFIG, DB, METRICS, REDIS
 from lms.config import Settings
 from lms.db import Database
+from lms.events import EVENTS, EventBus
 from lms.metrics import Metrics
 from lms.auth import routes as auth
 from lms.system import routes as system
@@ -43,6 +44,7 @@ def create_app(config: Settings) -> web.Application:
     app[METRICS] = metrics
     app[system.READINESS_PROBES] = {}
     app[system.OPENAPI_CACHE] = {}
+    app[EVENTS] = EventBus()
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(redis_ctx)
     setup_routes(app)

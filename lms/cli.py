@@ -77,6 +77,35 @@ def install_assets(force: bool = False) -> bool:
     return result.returncode == 0
 
 
+def _create_admin_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--email", required=True)
+    p.add_argument("--name", required=True, help="full name")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+
+
+@command("create-admin", "create an admin account (registration never makes admins)", _create_admin_arguments)
+def create_admin(args: argparse.Namespace, config: Settings) -> int:
+    import asyncio
+    import getpass
+
+    from lms.users.admin import AdminError, create_admin_account
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            print("lms: the passwords differ", file=sys.stderr)
+            return 1
+    try:
+        user_id = asyncio.run(create_admin_account(config, email=args.email, full_name=args.name, password=password))
+    except AdminError as err:
+        print(f"lms: {err}", file=sys.stderr)
+        return 1
+    print(f"admin {args.email} created ({user_id})")
+    return 0
+
+
 def _up_arguments(p: argparse.ArgumentParser) -> None:
     _serve_arguments(p)
 
