@@ -8,16 +8,17 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from lms.api import middlewares as mw
 from lms.api.problems import error_middleware
 from lms.api.ratelimit import rate_limit_middleware
 from lms.appkeys import CONFIG, DB, METRICS, REDIS
+from lms.auth import routes as auth
 from lms.config import Settings
 from lms.db import Database
 from lms.events import EVENTS, EventBus
 from lms.metrics import Metrics
-from lms.auth import routes as auth
 from lms.system import routes as system
 from lms.users import routes as users
 
@@ -51,7 +52,7 @@ def create_app(config: Settings) -> web.Application:
     return app
 
 
-def setup_middlewares(config: Settings, metrics: Metrics) -> list[mw.Middleware]:
+def setup_middlewares(config: Settings, metrics: Metrics) -> list[Middleware]:
     # Outermost first. The request context wraps everything so that every
     # response, errors included, is logged, counted and carries its request
     # id. CORS and security headers sit outside the error renderer so that

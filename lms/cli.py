@@ -22,7 +22,9 @@ Command = Callable[[argparse.Namespace, Settings], int]
 COMMANDS: dict[str, tuple[str, Command, Callable[[argparse.ArgumentParser], None] | None]] = {}
 
 
-def command(name: str, help_text: str, arguments: Callable[[argparse.ArgumentParser], None] | None = None) -> Callable[[Command], Command]:
+def command(
+    name: str, help_text: str, arguments: Callable[[argparse.ArgumentParser], None] | None = None
+) -> Callable[[Command], Command]:
     def register(fn: Command) -> Command:
         COMMANDS[name] = (help_text, fn, arguments)
         return fn
@@ -154,7 +156,7 @@ def up(args: argparse.Namespace, config: Settings) -> int:
         while not stopping:
             for child in children:
                 if child.poll() is not None:
-                    log.error("%s exited with %s; stopping", " ".join(map(str, child.args)), child.returncode)
+                    log.error("%s exited with %s; stopping", child.args, child.returncode)
                     stopping = True
             time.sleep(0.5)
     except KeyboardInterrupt:

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
 
-DIALECT: Dialect = postgresql.psycopg2.dialect()  # type: ignore[attr-defined]
+DIALECT: Dialect = postgresql.psycopg2.dialect()  # type: ignore[attr-defined,no-untyped-call]
 COMPILE_CACHE_SIZE = 2000
 
 
@@ -95,12 +95,12 @@ def compile_statement(stmt: ClauseElement | str, params: Mapping[str, Any] | Non
     if isinstance(stmt, str):
         return stmt, dict(params or {})
     compiled, extracted = _cache.compile(stmt)
-    values = compiled.construct_params(params, extracted_parameters=extracted, _check=False)
+    values = dict(compiled.construct_params(params, extracted_parameters=extracted, _check=False))
     _fill_python_defaults(compiled, values)
     if compiled.post_compile_params or compiled.literal_execute_params:
         expanded = compiled.construct_expanded_state(values)
         sql, values = expanded.statement, dict(expanded.parameters)
-        processors = expanded.processors
+        processors: Mapping[str, Any] = expanded.processors
     else:
         sql, processors = compiled.string, compiled._bind_processors
     for name, process in processors.items():
@@ -269,14 +269,14 @@ class Database:
 
     @property
     def max_size(self) -> int:
-        return int(self.pool.maxsize)
+        return int(self.pool.maxsize or 0)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
         """A connection in autocommit mode (every statement commits on its own)."""
         try:
             raw = await asyncio.wait_for(self.pool.acquire(), self.acquire_timeout)
-        except (asyncio.TimeoutError, psycopg2.OperationalError) as err:
+        except (TimeoutError, psycopg2.OperationalError) as err:
             raise DatabaseUnavailable(f"no database connection available: {str(err).strip() or 'timed out'}") from err
         try:
             yield Connection(raw)

@@ -23,7 +23,9 @@ class Metrics:
         self.unhandled_errors = Counter(
             "lms_unhandled_errors_total", "Requests that ended in an unexpected error", registry=self.registry
         )
-        self.jobs_kicked = Counter("lms_jobs_kicked_total", "Tasks sent to the broker", ["task"], registry=self.registry)
+        self.jobs_kicked = Counter(
+            "lms_jobs_kicked_total", "Tasks sent to the broker", ["task"], registry=self.registry
+        )
         self.ready_failures = Gauge(
             "lms_dependency_up", "1 when the dependency answered the last readiness check", ["dependency"],
             registry=self.registry,

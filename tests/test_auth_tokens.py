@@ -38,7 +38,9 @@ async def test_wrong_password_and_unknown_email_look_the_same(client: Any, db: A
 
 async def test_oauth2_password_grant_with_a_form(client: Any, db: Any) -> None:
     user = await make_user(db)
-    response = await client.post("/api/v1/auth/token", data={"username": user["email"], "password": PASSWORD, "grant_type": "password"})
+    response = await client.post(
+        "/api/v1/auth/token", data={"username": user["email"], "password": PASSWORD, "grant_type": "password"}
+    )
     assert response.status == 200
     body = await response.json()
     assert body["token_type"] == "bearer" and body["access_token"] and body["refresh_token"]
@@ -50,7 +52,9 @@ async def test_missing_token_is_401_with_challenge(client: Any) -> None:
     assert response.content_type == PROBLEM
 
 
-async def test_expired_tampered_wrong_type_and_alg_none_tokens_are_refused(client: Any, db: Any, config: Settings) -> None:
+async def test_expired_tampered_wrong_type_and_alg_none_tokens_are_refused(
+    client: Any, db: Any, config: Settings
+) -> None:
     user = await make_user(db)
     sub = str(user["id"])
     expired, _ = issue(config, TokenType.ACCESS, sub, role="student", now=datetime.now(UTC) - timedelta(hours=1))
@@ -96,7 +100,9 @@ async def test_an_access_token_is_not_a_refresh_token(client: Any, db: Any) -> N
     assert response.status == 401
 
 
-async def test_logout_revokes_the_token_on_every_instance(client: Any, aiohttp_client: Any, db: Any, config: Settings) -> None:
+async def test_logout_revokes_the_token_on_every_instance(
+    client: Any, aiohttp_client: Any, db: Any, config: Settings
+) -> None:
     second_instance = await aiohttp_client(create_app(config))  # shares PostgreSQL and Redis
     user = await make_user(db)
     tokens = await login(client, user["email"])
@@ -105,7 +111,9 @@ async def test_logout_revokes_the_token_on_every_instance(client: Any, aiohttp_c
     out = await client.post("/api/v1/auth/logout", json={"refresh_token": tokens["refresh_token"]}, headers=headers)
     assert out.status == 204
     assert (await second_instance.get("/api/v1/auth/me", headers=headers)).status == 401
-    assert (await second_instance.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})).status == 401
+    assert (
+        await second_instance.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    ).status == 401
 
 
 async def test_logout_without_a_body(client: Any, db: Any) -> None:
@@ -120,7 +128,9 @@ async def test_logout_all_ends_every_session(client: Any, db: Any) -> None:
     assert (await client.post("/api/v1/auth/logout-all", headers=bearer(laptop["access_token"]))).status == 204
     for device in (phone, laptop):
         assert (await client.get("/api/v1/auth/me", headers=bearer(device["access_token"]))).status == 401
-        assert (await client.post("/api/v1/auth/refresh", json={"refresh_token": device["refresh_token"]})).status == 401
+        assert (
+            await client.post("/api/v1/auth/refresh", json={"refresh_token": device["refresh_token"]})
+        ).status == 401
     fresh = await login(client, user["email"])
     assert (await client.get("/api/v1/auth/me", headers=bearer(fresh["access_token"]))).status == 200
 
@@ -151,7 +161,9 @@ async def test_revocation_check_may_fail_open_in_development(aiohttp_client: Any
     from tests.conftest import make_config
 
     config = make_config(
-        servers, redis={"url": "redis://127.0.0.1:1/0", "socket_timeout_seconds": 0.3}, auth={"revocation_fail_closed": False}
+        servers,
+        redis={"url": "redis://127.0.0.1:1/0", "socket_timeout_seconds": 0.3},
+        auth={"revocation_fail_closed": False},
     )
     client = await aiohttp_client(create_app(config))
     user = await make_user(db)

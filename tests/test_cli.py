@@ -19,21 +19,47 @@ def run_lms(servers: Servers, *args: str, stdin: str = "") -> subprocess.Complet
         "LMS_REDIS_URL": servers.redis_url,
     }
     return subprocess.run(
-        [sys.executable, "-m", "lms.cli", *args], input=stdin, capture_output=True, text=True, env=env, timeout=60, check=False
+        [sys.executable, "-m", "lms.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
     )
 
 
 async def test_create_admin_makes_an_admin_who_can_sign_in(servers: Servers, client: Any) -> None:
-    result = run_lms(servers, "create-admin", "--email", "Root@Example.com", "--name", "Root", "--password-stdin", stdin="a long admin passphrase\n")
+    result = run_lms(
+        servers,
+        "create-admin",
+        "--email",
+        "Root@Example.com",
+        "--name",
+        "Root",
+        "--password-stdin",
+        stdin="a long admin passphrase\n",
+    )
     assert result.returncode == 0, result.stderr
     tokens = await login(client, "root@example.com", "a long admin passphrase")
     assert tokens["user"]["role"] == "admin"
-    again = run_lms(servers, "create-admin", "--email", "root@example.com", "--name", "Root", "--password-stdin", stdin="a long admin passphrase\n")
+    again = run_lms(
+        servers,
+        "create-admin",
+        "--email",
+        "root@example.com",
+        "--name",
+        "Root",
+        "--password-stdin",
+        stdin="a long admin passphrase\n",
+    )
     assert again.returncode == 1 and "already exists" in again.stderr
 
 
 def test_create_admin_refuses_a_weak_password(servers: Servers) -> None:
-    result = run_lms(servers, "create-admin", "--email", "a@example.com", "--name", "A", "--password-stdin", stdin="password\n")
+    result = run_lms(
+        servers, "create-admin", "--email", "a@example.com", "--name", "A", "--password-stdin", stdin="password\n"
+    )
     assert result.returncode == 1 and "Password" in result.stderr
 
 

@@ -73,7 +73,9 @@ async def test_wrong_method_is_405_problem_with_allow(api: Any) -> None:
 
 
 async def test_declared_oversize_body_is_413(api: Any) -> None:
-    await problem_of(await api.post("/api/v1/echo", data=b"x" * 70_000, headers={"Content-Type": "application/json"}), 413)
+    await problem_of(
+        await api.post("/api/v1/echo", data=b"x" * 70_000, headers={"Content-Type": "application/json"}), 413
+    )
 
 
 async def test_chunked_oversize_body_is_413(api: Any) -> None:

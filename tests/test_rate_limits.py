@@ -40,7 +40,9 @@ async def test_login_limit_per_ip_is_shared_by_instances(aiohttp_client: Any, se
     a = await limited_client(aiohttp_client, servers)
     b = await limited_client(aiohttp_client, servers)
     for i, client in enumerate((a, b, a, b)):
-        response = await client.post("/api/v1/auth/login", json={"email": f"x{i}@example.com", "password": "guess-guess"})
+        response = await client.post(
+            "/api/v1/auth/login", json={"email": f"x{i}@example.com", "password": "guess-guess"}
+        )
         assert response.status == 401
     assert (await b.post("/api/v1/auth/login", json={"email": "y@example.com", "password": "guess"})).status == 429
 
@@ -57,16 +59,28 @@ async def test_responses_carry_ratelimit_headers(aiohttp_client: Any, servers: S
 
 
 async def test_forwarded_for_is_honoured_only_from_trusted_proxies(aiohttp_client: Any, servers: Servers) -> None:
-    rules = [{"name": "forgot-ip", "path_prefix": "/api/v1/auth/forgot-password", "limit": 1, "period_seconds": 60, "key": "ip"}]
+    rules = [
+        {
+            "name": "forgot-ip",
+            "path_prefix": "/api/v1/auth/forgot-password",
+            "limit": 1,
+            "period_seconds": 60,
+            "key": "ip",
+        }
+    ]
     untrusted = await limited_client(aiohttp_client, servers, rules=rules)
     body = {"email": "nobody@example.com"}
     await untrusted.post("/api/v1/auth/forgot-password", json=body, headers={"X-Forwarded-For": "198.51.100.1"})
     # Spoofing a new address does not buy a new budget.
-    spoofed = await untrusted.post("/api/v1/auth/forgot-password", json=body, headers={"X-Forwarded-For": "198.51.100.2"})
+    spoofed = await untrusted.post(
+        "/api/v1/auth/forgot-password", json=body, headers={"X-Forwarded-For": "198.51.100.2"}
+    )
     assert spoofed.status == 429
 
     settings = {"enabled": True, "rules": rules, "default_per_minute": 1000}
-    trusted = await aiohttp_client(create_app(make_config(servers, rate_limit=settings, http={"trusted_proxies": ["127.0.0.0/8"]})))
+    trusted = await aiohttp_client(
+        create_app(make_config(servers, rate_limit=settings, http={"trusted_proxies": ["127.0.0.0/8"]}))
+    )
     for ip in ("198.51.100.3", "198.51.100.4"):
         response = await trusted.post("/api/v1/auth/forgot-password", json=body, headers={"X-Forwarded-For": ip})
         assert response.status == 202

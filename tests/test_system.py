@@ -23,7 +23,9 @@ async def test_ready_when_both_answer(client: Any) -> None:
     assert (await response.json())["checks"] == {"postgres": "ok", "redis": "ok"}
 
 
-async def test_ready_is_503_while_redis_is_stopped_and_200_after(aiohttp_client: Any, servers: Servers, tmp_path: Path) -> None:
+async def test_ready_is_503_while_redis_is_stopped_and_200_after(
+    aiohttp_client: Any, servers: Servers, tmp_path: Path
+) -> None:
     own_redis = EmbeddedRedis(tmp_path / "redis")
     own_redis.start()
     try:
@@ -45,7 +47,9 @@ async def test_ready_is_503_while_redis_is_stopped_and_200_after(aiohttp_client:
 
 
 async def test_ready_names_postgres_when_it_is_unreachable(aiohttp_client: Any, servers: Servers) -> None:
-    config = make_config(servers, database={"pool_min": 0, "acquire_timeout_seconds": 0.5, "connect_timeout_seconds": 1})
+    config = make_config(
+        servers, database={"pool_min": 0, "acquire_timeout_seconds": 0.5, "connect_timeout_seconds": 1}
+    )
     app = create_app(config)
     client = await aiohttp_client(app)
     from lms.appkeys import DB

@@ -11,7 +11,9 @@ PROBLEM = "application/problem+json"
 
 async def test_me_read_and_update(client: Any, db: Any) -> None:
     _, headers = await signed_in(client, db, full_name="Old Name")
-    updated = await client.patch("/api/v1/users/me", json={"full_name": "  New   Name ", "metadata": {"locale": "ar"}}, headers=headers)
+    updated = await client.patch(
+        "/api/v1/users/me", json={"full_name": "  New   Name ", "metadata": {"locale": "ar"}}, headers=headers
+    )
     assert updated.status == 200
     body = await updated.json()
     assert body["full_name"] == "New Name" and body["metadata"] == {"locale": "ar"}
@@ -45,7 +47,14 @@ async def test_admin_lists_filters_and_creates_any_role(client: Any, db: Any) ->
     await make_user(db, role="instructor", full_name="Grace Hopper", email="grace@example.com")
     await make_user(db, role="student", full_name="Alan Turing", is_active=False)
     created = await client.post(
-        "/api/v1/users", json={"email": "new.admin@example.com", "password": "a much longer secret", "full_name": "Second Admin", "role": "admin"}, headers=admin
+        "/api/v1/users",
+        json={
+            "email": "new.admin@example.com",
+            "password": "a much longer secret",
+            "full_name": "Second Admin",
+            "role": "admin",
+        },
+        headers=admin,
     )
     assert created.status == 201 and (await created.json())["role"] == "admin"
 
@@ -63,7 +72,11 @@ async def test_admin_lists_filters_and_creates_any_role(client: Any, db: Any) ->
 async def test_only_admins_manage_users(client: Any, db: Any) -> None:
     _, instructor = await signed_in(client, db, role="instructor")
     assert (await client.get("/api/v1/users", headers=instructor)).status == 403
-    response = await client.post("/api/v1/users", json={"email": "x@example.com", "password": "long enough password", "full_name": "X"}, headers=instructor)
+    response = await client.post(
+        "/api/v1/users",
+        json={"email": "x@example.com", "password": "long enough password", "full_name": "X"},
+        headers=instructor,
+    )
     assert response.status == 403
 
 
@@ -79,11 +92,21 @@ async def test_change_password_signs_out_everywhere(client: Any, db: Any) -> Non
     user = await make_user(db)
     tokens = await login(client, user["email"])
     headers = bearer(tokens["access_token"])
-    wrong = await client.post("/api/v1/users/me/password", json={"current_password": "wrong", "new_password": "another good passphrase"}, headers=headers)
+    wrong = await client.post(
+        "/api/v1/users/me/password",
+        json={"current_password": "wrong", "new_password": "another good passphrase"},
+        headers=headers,
+    )
     assert wrong.status == 422
-    weak = await client.post("/api/v1/users/me/password", json={"current_password": PASSWORD, "new_password": "password"}, headers=headers)
+    weak = await client.post(
+        "/api/v1/users/me/password", json={"current_password": PASSWORD, "new_password": "password"}, headers=headers
+    )
     assert weak.status == 422
-    ok = await client.post("/api/v1/users/me/password", json={"current_password": PASSWORD, "new_password": "another good passphrase"}, headers=headers)
+    ok = await client.post(
+        "/api/v1/users/me/password",
+        json={"current_password": PASSWORD, "new_password": "another good passphrase"},
+        headers=headers,
+    )
     assert ok.status == 204
     assert (await client.get("/api/v1/auth/me", headers=headers)).status == 401
     assert (await client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})).status == 401

@@ -162,7 +162,9 @@ async def read_json(request: web.Request, model: type[M], *, required: bool = Tr
         )
     raw = await _read_limited(request)
     if not raw.strip():
-        raise ValidationFailed("The request body is empty; a JSON object is required.", errors=[{"field": "body", "message": "required"}])
+        raise ValidationFailed(
+            "The request body is empty; a JSON object is required.", errors=[{"field": "body", "message": "required"}]
+        )
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -190,7 +192,9 @@ async def _read_limited_form(request: web.Request) -> None:
 
 def validate(model: type[M], data: Any) -> M:
     if not isinstance(data, dict):
-        raise ValidationFailed("The request body must be a JSON object.", errors=[{"field": "body", "message": "expected an object"}])
+        raise ValidationFailed(
+            "The request body must be a JSON object.", errors=[{"field": "body", "message": "expected an object"}]
+        )
     try:
         return model.model_validate(data)
     except ValidationError as err:

@@ -9,17 +9,15 @@ import ipaddress
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
 from aiohttp import hdrs, web
+from aiohttp.typedefs import Handler, Middleware
 
 from lms.api.problems import BadRequest, PayloadTooLarge
 from lms.appkeys import CLIENT_IP, REQUEST_ID
 from lms.config import HttpSettings
 from lms.metrics import Metrics
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 access_log = logging.getLogger("lms.access")
 
@@ -31,7 +29,9 @@ def _networks(entries: Sequence[str]) -> list[ipaddress.IPv4Network | ipaddress.
     return [ipaddress.ip_network(e, strict=False) for e in entries]
 
 
-def client_ip(peer: str, forwarded_for: str | None, trusted: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> str:
+def client_ip(
+    peer: str, forwarded_for: str | None, trusted: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
+) -> str:
     """The first address, from the right, that is not one of our trusted proxies.
 
     X-Forwarded-For is believed only when the peer itself is a trusted proxy;
@@ -130,7 +130,9 @@ def cors(http: HttpSettings) -> Middleware:
         return origin is not None and (allow_any or origin in origins)
 
     def decorate(response: web.StreamResponse, origin: str) -> None:
-        response.headers["Access-Control-Allow-Origin"] = "*" if allow_any and not http.cors_allow_credentials else origin
+        response.headers["Access-Control-Allow-Origin"] = (
+            "*" if allow_any and not http.cors_allow_credentials else origin
+        )
         response.headers["Vary"] = "Origin"
         response.headers["Access-Control-Expose-Headers"] = (
             "X-Request-ID, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Location"
@@ -147,12 +149,12 @@ def cors(http: HttpSettings) -> Middleware:
                 # No CORS headers: the browser blocks the real request.
                 return web.Response(status=204)
             assert origin is not None
-            response = web.Response(status=204)
-            decorate(response, origin)
-            response.headers["Access-Control-Allow-Methods"] = allow_methods
-            response.headers["Access-Control-Allow-Headers"] = allow_headers
-            response.headers["Access-Control-Max-Age"] = str(http.cors_max_age_seconds)
-            return response
+            preflight = web.Response(status=204)
+            decorate(preflight, origin)
+            preflight.headers["Access-Control-Allow-Methods"] = allow_methods
+            preflight.headers["Access-Control-Allow-Headers"] = allow_headers
+            preflight.headers["Access-Control-Max-Age"] = str(http.cors_max_age_seconds)
+            return preflight
         try:
             response = await handler(request)
         except web.HTTPException as exc:

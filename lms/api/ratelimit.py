@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -120,12 +121,12 @@ async def _apply(request: web.Request, rules: list[tuple[RateLimitRule, str]]) -
     return tightest
 
 
-def rate_limit_middleware(config: Settings) -> web.middleware:  # type: ignore[valid-type]
+def rate_limit_middleware(config: Settings) -> Middleware:
     exempt = tuple(config.rate_limit.exempt_paths)
     default = _default_rule(config)
 
     @web.middleware
-    async def middleware(request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:  # type: ignore[name-defined]
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not config.rate_limit.enabled or request.path.startswith(exempt) or request.method == "OPTIONS":
             return await handler(request)
         rules: list[tuple[RateLimitRule, str]] = []

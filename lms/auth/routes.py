@@ -33,17 +33,27 @@ def check_password_policy(request: web.Request, password: str, email_address: st
         raise ValidationFailed("The password does not meet the policy.", errors=errors)
 
 
-async def create_account(request: web.Request, *, email_address: str, password: str, full_name: str, role: str, is_active: bool = True) -> Row:
+async def create_account(
+    request: web.Request, *, email_address: str, password: str, full_name: str, role: str, is_active: bool = True
+) -> Row:
     check_password_policy(request, password, email_address)
     password_hash = await hash_password(password, request.app[CONFIG].auth.bcrypt_rounds)
     try:
         async with request.app[DB].transaction() as conn:
             return await users.create_user(
-                conn, email=email_address, password_hash=password_hash, full_name=full_name, role=role, is_active=is_active
+                conn,
+                email=email_address,
+                password_hash=password_hash,
+                full_name=full_name,
+                role=role,
+                is_active=is_active,
             )
     except IntegrityViolation as err:
         if is_unique_violation(err, "uq_users_email"):
-            raise Conflict("An account with this email already exists.", errors=[{"field": "email", "message": "already registered"}]) from err
+            raise Conflict(
+                "An account with this email already exists.",
+                errors=[{"field": "email", "message": "already registered"}],
+            ) from err
         raise
 
 
@@ -57,7 +67,9 @@ async def send_verification(request: web.Request, user: Row) -> None:
 
 
 @routes.post("/api/v1/auth/register")
-@endpoint(summary="Create an account", body=schemas.RegisterIn, response=schemas.Tokens, status=201, errors=[409], tags=TAGS)
+@endpoint(
+    summary="Create an account", body=schemas.RegisterIn, response=schemas.Tokens, status=201, errors=[409], tags=TAGS
+)
 async def register(request: web.Request, body: schemas.RegisterIn) -> dict[str, Any]:
     user = await create_account(
         request, email_address=str(body.email), password=body.password, full_name=body.full_name, role=body.role
@@ -135,7 +147,13 @@ async def token(request: web.Request, body: schemas.TokenForm) -> dict[str, Any]
 
 
 @routes.post("/api/v1/auth/login/mfa")
-@endpoint(summary="Finish an MFA sign-in with the emailed code", body=schemas.MfaLoginIn, response=schemas.Tokens, errors=[401, 429], tags=TAGS)
+@endpoint(
+    summary="Finish an MFA sign-in with the emailed code",
+    body=schemas.MfaLoginIn,
+    response=schemas.Tokens,
+    errors=[401, 429],
+    tags=TAGS,
+)
 async def login_mfa(request: web.Request, body: schemas.MfaLoginIn) -> dict[str, Any]:
     config = request.app[CONFIG]
     try:
@@ -227,7 +245,9 @@ async def forgot_password(request: web.Request, body: schemas.EmailIn) -> dict[s
         user = await users.get_user_by_email(conn, str(body.email))
     if user is not None and user["is_active"]:
         config = request.app[CONFIG]
-        token, _ = issue(config, TokenType.PASSWORD_RESET, str(user["id"]), pwd=password_fingerprint(user["password_hash"]))
+        token, _ = issue(
+            config, TokenType.PASSWORD_RESET, str(user["id"]), pwd=password_fingerprint(user["password_hash"])
+        )
         await email(
             request, "password_reset", user,
             reset_url=link(request, "/reset-password", token), expires_minutes=config.auth.password_reset_minutes,
@@ -236,7 +256,13 @@ async def forgot_password(request: web.Request, body: schemas.EmailIn) -> dict[s
 
 
 @routes.post("/api/v1/auth/reset-password")
-@endpoint(summary="Set a new password with a reset token (works once)", body=schemas.ResetPasswordIn, status=204, errors=[400], tags=TAGS)
+@endpoint(
+    summary="Set a new password with a reset token (works once)",
+    body=schemas.ResetPasswordIn,
+    status=204,
+    errors=[400],
+    tags=TAGS,
+)
 async def reset_password(request: web.Request, body: schemas.ResetPasswordIn) -> None:
     config = request.app[CONFIG]
     invalid = Problem("The reset link is invalid, expired or already used.", type_slug="invalid-token")
@@ -268,7 +294,9 @@ async def verify_email_request(request: web.Request) -> dict[str, str]:
 
 
 @routes.post("/api/v1/auth/verify-email/confirm")
-@endpoint(summary="Confirm an email address (the link works once)", body=schemas.TokenIn, status=204, errors=[400], tags=TAGS)
+@endpoint(
+    summary="Confirm an email address (the link works once)", body=schemas.TokenIn, status=204, errors=[400], tags=TAGS
+)
 async def verify_email_confirm(request: web.Request, body: schemas.TokenIn) -> None:
     invalid = Problem("The verification link is invalid, expired or already used.", type_slug="invalid-token")
     try:
@@ -296,7 +324,14 @@ async def confirm_password(request: web.Request, password: str) -> Row:
 
 
 @routes.post("/api/v1/auth/mfa/enable/request")
-@endpoint(summary="Start enabling MFA: a code is emailed", body=schemas.PasswordIn, response=schemas.Accepted, status=202, guards=[authenticated], tags=TAGS)
+@endpoint(
+    summary="Start enabling MFA: a code is emailed",
+    body=schemas.PasswordIn,
+    response=schemas.Accepted,
+    status=202,
+    guards=[authenticated],
+    tags=TAGS,
+)
 async def mfa_enable_request(request: web.Request, body: schemas.PasswordIn) -> dict[str, str]:
     config = request.app[CONFIG]
     user = await confirm_password(request, body.password)
@@ -312,7 +347,14 @@ async def mfa_enable_request(request: web.Request, body: schemas.PasswordIn) -> 
 
 
 @routes.post("/api/v1/auth/mfa/enable/confirm")
-@endpoint(summary="Finish enabling MFA with the emailed code", body=schemas.CodeIn, status=204, guards=[authenticated], errors=[422], tags=TAGS)
+@endpoint(
+    summary="Finish enabling MFA with the emailed code",
+    body=schemas.CodeIn,
+    status=204,
+    guards=[authenticated],
+    errors=[422],
+    tags=TAGS,
+)
 async def mfa_enable_confirm(request: web.Request, body: schemas.CodeIn) -> None:
     config = request.app[CONFIG]
     me = current_user(request)
@@ -328,7 +370,9 @@ async def mfa_enable_confirm(request: web.Request, body: schemas.CodeIn) -> None
 
 
 @routes.post("/api/v1/auth/mfa/disable")
-@endpoint(summary="Turn MFA off (needs the password)", body=schemas.PasswordIn, status=204, guards=[authenticated], tags=TAGS)
+@endpoint(
+    summary="Turn MFA off (needs the password)", body=schemas.PasswordIn, status=204, guards=[authenticated], tags=TAGS
+)
 async def mfa_disable(request: web.Request, body: schemas.PasswordIn) -> None:
     user = await confirm_password(request, body.password)
     async with request.app[DB].transaction() as conn:

@@ -25,7 +25,9 @@ async def create_admin_account(config: Settings, *, email: str, full_name: str, 
     db = await Database.connect(config.database.url, min_size=1, max_size=1)
     try:
         async with db.transaction() as conn:
-            user = await create_user(conn, email=email, password_hash=password_hash, full_name=full_name.strip(), role="admin")
+            user = await create_user(
+                conn, email=email, password_hash=password_hash, full_name=full_name.strip(), role="admin"
+            )
     except IntegrityViolation as err:
         if is_unique_violation(err, "uq_users_email"):
             raise AdminError(f"an account with {email} already exists") from err

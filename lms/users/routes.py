@@ -35,7 +35,15 @@ async def list_users(request: web.Request, query: UserListQuery) -> dict[str, An
 
 
 @routes.post("/api/v1/users")
-@endpoint(summary="Create an account of any role", body=UserCreate, response=UserOut, status=201, errors=[409], guards=[manage_users], tags=TAGS)
+@endpoint(
+    summary="Create an account of any role",
+    body=UserCreate,
+    response=UserOut,
+    status=201,
+    errors=[409],
+    guards=[manage_users],
+    tags=TAGS,
+)
 async def create_user(request: web.Request, body: UserCreate) -> Row:
     return await create_account(
         request, email_address=str(body.email), password=body.password, full_name=body.full_name, role=body.role,
@@ -51,7 +59,13 @@ async def get_me(request: web.Request) -> Row | None:
 
 
 @routes.patch("/api/v1/users/me")
-@endpoint(summary="Change my name or profile metadata", body=ProfileUpdate, response=UserOut, guards=[authenticated], tags=TAGS)
+@endpoint(
+    summary="Change my name or profile metadata",
+    body=ProfileUpdate,
+    response=UserOut,
+    guards=[authenticated],
+    tags=TAGS,
+)
 async def update_me(request: web.Request, body: ProfileUpdate) -> Row | None:
     async with request.app[DB].transaction() as conn:
         return await queries.update_user(conn, current_user(request).id, **body.model_dump(exclude_none=True))
@@ -72,7 +86,9 @@ async def change_password(request: web.Request, body: PasswordChange) -> None:
         user = await queries.get_user(conn, me.id)
     assert user is not None
     if not await verify_password(body.current_password, user["password_hash"]):
-        raise ValidationFailed("The current password is not correct.", errors=[{"field": "current_password", "message": "incorrect"}])
+        raise ValidationFailed(
+            "The current password is not correct.", errors=[{"field": "current_password", "message": "incorrect"}]
+        )
     check_password_policy(request, body.new_password, user["email"])
     new_hash = await hash_password(body.new_password, request.app[CONFIG].auth.bcrypt_rounds)
     async with request.app[DB].transaction() as conn:
@@ -96,7 +112,14 @@ async def get_user(request: web.Request) -> Row:
 
 
 @routes.patch("/api/v1/users/{id}")
-@endpoint(summary="Change an account's role, activity or name", body=AdminUserUpdate, response=UserOut, errors=[404], guards=[manage_users], tags=TAGS)
+@endpoint(
+    summary="Change an account's role, activity or name",
+    body=AdminUserUpdate,
+    response=UserOut,
+    errors=[404],
+    guards=[manage_users],
+    tags=TAGS,
+)
 async def update_user(request: web.Request, body: AdminUserUpdate) -> Row:
     user_id = path_uuid(request)
     async with request.app[DB].transaction() as conn:
