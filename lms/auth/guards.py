@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -40,6 +40,8 @@ class Principal:
     full_name: str
     jti: str
     expires_at: float
+    # The account row as read for this request (saves handlers a second query).
+    user: dict[str, Any] = field(compare=False, repr=False, default_factory=dict)
 
     @property
     def is_admin(self) -> bool:
@@ -105,6 +107,7 @@ async def principal_from_token(app: web.Application, token: str) -> Principal:
         full_name=user["full_name"],
         jti=str(claims["jti"]),
         expires_at=float(claims["exp"]),
+        user=user,
     )
 
 
@@ -122,6 +125,19 @@ async def authenticate(request: web.Request) -> Principal:
 def current_user(request: web.Request) -> Principal:
     """The principal a guard established; routes without a guard must not call this."""
     return request[PRINCIPAL]
+
+
+async def optional_user(request: web.Request) -> Principal | None:
+    """The caller of a public route that shows owners more: None without a token.
+
+    A token that is sent but not valid is still a 401: silently treating it
+    as anonymous would hide the caller's own drafts behind a 404.
+    """
+    if PRINCIPAL in request:
+        return request[PRINCIPAL]
+    if bearer_token(request) is None:
+        return None
+    return await authenticate(request)
 
 
 async def _authenticated(request: web.Request) -> None:

@@ -286,9 +286,8 @@ async def reset_password(request: web.Request, body: schemas.ResetPasswordIn) ->
 @routes.post("/api/v1/auth/verify-email/request")
 @endpoint(summary="Email a verification link", response=schemas.Accepted, status=202, guards=[authenticated], tags=TAGS)
 async def verify_email_request(request: web.Request) -> dict[str, str]:
-    async with request.app[DB].connection() as conn:
-        user = await users.get_user(conn, current_user(request).id)
-    if user is not None and user["email_verified_at"] is None:
+    user = current_user(request).user
+    if user["email_verified_at"] is None:
         await send_verification(request, user)
     return {"status": "accepted"}
 
@@ -315,9 +314,7 @@ async def verify_email_confirm(request: web.Request, body: schemas.TokenIn) -> N
 
 
 async def confirm_password(request: web.Request, password: str) -> Row:
-    async with request.app[DB].connection() as conn:
-        user = await users.get_user(conn, current_user(request).id)
-    assert user is not None
+    user = current_user(request).user
     if not await verify_password(password, user["password_hash"]):
         raise ValidationFailed("The password is not correct.", errors=[{"field": "password", "message": "incorrect"}])
     return user
@@ -381,6 +378,5 @@ async def mfa_disable(request: web.Request, body: schemas.PasswordIn) -> None:
 
 @routes.get("/api/v1/auth/me")
 @endpoint(summary="The signed-in account", response=UserOut, guards=[authenticated], tags=TAGS)
-async def me(request: web.Request) -> Row | None:
-    async with request.app[DB].connection() as conn:
-        return await users.get_user(conn, current_user(request).id)
+async def me(request: web.Request) -> Row:
+    return current_user(request).user

@@ -53,9 +53,8 @@ async def create_user(request: web.Request, body: UserCreate) -> Row:
 
 @routes.get("/api/v1/users/me")
 @endpoint(summary="My profile", response=UserOut, guards=[authenticated], tags=TAGS)
-async def get_me(request: web.Request) -> Row | None:
-    async with request.app[DB].connection() as conn:
-        return await queries.get_user(conn, current_user(request).id)
+async def get_me(request: web.Request) -> Row:
+    return current_user(request).user
 
 
 @routes.patch("/api/v1/users/me")
@@ -82,9 +81,7 @@ async def update_me(request: web.Request, body: ProfileUpdate) -> Row | None:
 )
 async def change_password(request: web.Request, body: PasswordChange) -> None:
     me = current_user(request)
-    async with request.app[DB].connection() as conn:
-        user = await queries.get_user(conn, me.id)
-    assert user is not None
+    user = me.user
     if not await verify_password(body.current_password, user["password_hash"]):
         raise ValidationFailed(
             "The current password is not correct.", errors=[{"field": "current_password", "message": "incorrect"}]

@@ -1,0 +1,85 @@
+"""Real servers for benchmarks: embedded PostgreSQL and Redis, `lms serve` processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lms.devservers import EmbeddedPostgres, EmbeddedRedis, free_port
+from lms.migrate import upgrade
+
+
+@dataclass
+class Platform:
+    database_url: str
+    redis_url: str
+    tmp: Path
+    servers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("LMS_")}
+        return base | {
+            "LMS_ENV": "test",
+            "LMS_DATABASE_URL": self.database_url,
+            "LMS_REDIS_URL": self.redis_url,
+            "LMS_LOG_LEVEL": "WARNING",
+            "LMS_DATABASE_POOL_MAX": "20",
+        } | extra
+
+    def serve(self, **extra: str) -> str:
+        """Start an `lms serve` process; returns its base URL once it is ready."""
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "lms.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=self.env(**extra),
+        )
+        self.servers.append(process)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(url + "/api/v1/health", timeout=1):  # noqa: S310 - loopback
+                    return url
+            time.sleep(0.2)
+        raise RuntimeError("lms serve did not start")
+
+
+@contextlib.contextmanager
+def platform() -> Iterator[Platform]:
+    tmp = Path(tempfile.mkdtemp(prefix="lms-bench-"))
+    pg = EmbeddedPostgres(tmp / "pg", database="lms_bench")
+    redis = EmbeddedRedis(tmp / "redis")
+    try:
+        database_url = pg.start()
+        redis_url = redis.start()
+        upgrade(database_url)
+        result = Platform(database_url, redis_url, tmp)
+        yield result
+    finally:
+        for process in result.servers if "result" in locals() else []:
+            process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(10)
+        redis.stop()
+        pg.stop()
+
+
+def percentiles(samples: Sequence[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    if not ordered:
+        return {}
+    q = statistics.quantiles(ordered, n=100, method="inclusive") if len(ordered) > 1 else [ordered[0]] * 99
+    return {"p50": q[49], "p90": q[89], "p99": q[98], "max": ordered[-1]}
+
+
+def ms(value: float) -> str:
+    return f"{value * 1000:.1f} ms"
