@@ -19,6 +19,7 @@ from lms.config import Settings
 from lms.db import Database
 from lms.events import EVENTS, EventBus
 from lms.metrics import Metrics
+from lms.quizzes import routes as quizzes
 from lms.system import routes as system
 from lms.users import routes as users
 
@@ -75,6 +76,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_routes(system.routes)
     app.router.add_routes(auth.routes)
     app.router.add_routes(users.routes)
+    app.router.add_routes(quizzes.routes)
     app.router.add_static("/static", PACKAGE_DIR / "static", name="static", append_version=False)
     for name, path in VENDOR_DIRS.items():
         if path.is_dir():

@@ -175,6 +175,13 @@ class JobsSettings(Section):
     max_retries: int = Field(default=5, ge=1)
 
 
+class QuizSettings(Section):
+    # A timed attempt submitted this long after its deadline is still
+    # accepted (network latency, a clock a little off); later, it is closed
+    # and graded as it stood at the deadline.
+    submit_grace_seconds: int = Field(default=5, ge=0, le=3600)
+
+
 class Settings(Section):
     env: Literal["dev", "test", "production"] = "dev"
     debug: bool = False
@@ -193,6 +200,7 @@ class Settings(Section):
     payments: PaymentSettings = PaymentSettings()
     metrics: MetricsSettings = MetricsSettings()
     jobs: JobsSettings = JobsSettings()
+    quizzes: QuizSettings = QuizSettings()
 
     @property
     def secret_key(self) -> str:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import bcrypt
-from sqlalchemy import insert
+from sqlalchemy import func, insert, select
 
 from lms.db import Database, Row
-from lms.tables import users
+from lms.tables import courses, enrollments, quiz_questions, quizzes, users
 
 PASSWORD = "correct horse battery staple"
 
@@ -49,3 +50,95 @@ async def signed_in(client: Any, db: Database, **overrides: Any) -> tuple[Row, d
     user = await make_user(db, **overrides)
     tokens = await login(client, user["email"])
     return user, bearer(tokens["access_token"])
+
+
+# -- quizzes (courses and enrollments inserted directly) ----------------------
+
+
+class FakeClock:
+    """A clock a test moves by hand; store it under ``lms.quizzes.clock.CLOCK``."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.current = start or datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.current
+
+    def advance(self, seconds: float) -> datetime:
+        self.current += timedelta(seconds=seconds)
+        return self.current
+
+
+async def make_quiz_course(db: Database, *, instructor_id: uuid.UUID, **overrides: Any) -> Row:
+    suffix = uuid.uuid4().hex[:10]
+    values: dict[str, Any] = {
+        "title": f"Course {suffix}",
+        "slug": f"course-{suffix}",
+        "instructor_id": instructor_id,
+        "is_published": True,
+    } | overrides
+    async with db.transaction() as conn:
+        row = await conn.fetch_one(insert(courses).values(**values).returning(courses))
+    assert row is not None
+    return row
+
+
+async def make_quiz_enrollment(
+    db: Database, *, student_id: uuid.UUID, course_id: uuid.UUID, status: str = "active"
+) -> Row:
+    async with db.transaction() as conn:
+        row = await conn.fetch_one(
+            insert(enrollments).values(student_id=student_id, course_id=course_id, status=status).returning(enrollments)
+        )
+    assert row is not None
+    return row
+
+
+async def make_quiz(db: Database, *, course_id: uuid.UUID, **overrides: Any) -> Row:
+    values: dict[str, Any] = {"course_id": course_id, "title": "A quiz", "is_published": True} | overrides
+    async with db.transaction() as conn:
+        row = await conn.fetch_one(insert(quizzes).values(**values).returning(quizzes))
+    assert row is not None
+    return row
+
+
+QUESTION_DEFAULTS: dict[str, dict[str, Any]] = {
+    "single_choice": {
+        "options": [{"id": "a", "text": "Lyon"}, {"id": "b", "text": "Paris"}, {"id": "c", "text": "Nice"}],
+        "correct_answer": "b",
+    },
+    "multiple_choice": {
+        "options": [
+            {"id": "a", "text": "2"},
+            {"id": "b", "text": "3"},
+            {"id": "c", "text": "4"},
+            {"id": "d", "text": "5"},
+        ],
+        "correct_answer": ["a", "b", "d"],
+    },
+    "true_false": {
+        "options": [{"id": "true", "text": "True"}, {"id": "false", "text": "False"}],
+        "correct_answer": True,
+    },
+    "short_answer": {"options": [], "correct_answer": ["Ulan Bator", "Ulaanbaatar"]},
+}
+
+
+async def make_question(
+    db: Database, *, quiz_id: uuid.UUID, question_type: str = "single_choice", **overrides: Any
+) -> Row:
+    async with db.transaction() as conn:
+        position = await conn.fetch_val(
+            select(func.coalesce(func.max(quiz_questions.c.position) + 1, 0)).where(quiz_questions.c.quiz_id == quiz_id)
+        )
+        values: dict[str, Any] = {
+            "quiz_id": quiz_id,
+            "question_text": f"Question {position}",
+            "question_type": question_type,
+            "position": position,
+            "points": 1,
+            **QUESTION_DEFAULTS[question_type],
+        } | overrides
+        row = await conn.fetch_one(insert(quiz_questions).values(**values).returning(quiz_questions))
+    assert row is not None
+    return row

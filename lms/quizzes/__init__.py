@@ -1,0 +1,1 @@
+"""Self-paced quizzes: authoring, attempts, deadlines and automatic grading."""

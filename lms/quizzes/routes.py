@@ -1,0 +1,392 @@
+"""The Quizzes (self-paced) section of API.md.
+
+Authoring responses use the author models (correct answers included);
+everything a student gets goes through the attempt models, which have no
+field for a correct answer before grading.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from lms.api.endpoint import endpoint, path_uuid
+from lms.api.pagination import Page, PageQuery
+from lms.api.problems import Conflict, Forbidden, ValidationFailed
+from lms.appkeys import CONFIG, DB
+from lms.auth.guards import authenticated, current_user, require
+from lms.auth.permissions import Permission
+from lms.db import Connection, Row
+from lms.quizzes import queries
+from lms.quizzes.access import attempt_access, course_access, question_access, quiz_access
+from lms.quizzes.attempts import (
+    Outcome,
+    answer_attempt,
+    attempt_view,
+    close_timed_out,
+    late_conflict,
+    start_attempt,
+)
+from lms.quizzes.authoring import QuestionInvalid, prepare
+from lms.quizzes.clock import now
+from lms.quizzes.schemas import (
+    AnswersIn,
+    AttemptOut,
+    AttemptSummary,
+    QuestionCreate,
+    QuestionUpdate,
+    QuizCreate,
+    QuizDeleteQuery,
+    QuizListQuery,
+    QuizOut,
+    QuizQuestionOut,
+    QuizUpdate,
+)
+from lms.quizzes.service import announce
+
+routes = web.RouteTableDef()
+TAGS = ["quizzes"]
+manage_quizzes = require(Permission.MANAGE_QUIZZES)
+
+
+async def _check_lesson(conn: Connection, lesson_id: uuid.UUID | None, course_id: uuid.UUID) -> None:
+    if lesson_id is not None and not await queries.lesson_in_course(conn, lesson_id=lesson_id, course_id=course_id):
+        raise ValidationFailed(errors=[{"field": "lesson_id", "message": "not a lesson of this quiz's course"}])
+
+
+async def _quiz(conn: Connection, quiz_id: uuid.UUID) -> Row:
+    quiz = await queries.get_quiz(conn, quiz_id)
+    assert quiz is not None
+    return quiz
+
+
+# -- quizzes -----------------------------------------------------------------
+
+
+@routes.get("/api/v1/courses/{course_id}/quizzes")
+@endpoint(
+    summary="A course's quizzes",
+    description="Owners and admins see drafts too; enrolled students see the published ones.",
+    query=QuizListQuery,
+    response=Page[QuizOut],
+    errors=[403, 404],
+    guards=[authenticated],
+    tags=TAGS,
+)
+async def list_quizzes(request: web.Request, query: QuizListQuery) -> dict[str, Any]:
+    course_id = path_uuid(request, "course_id")
+    async with request.app[DB].connection() as conn:
+        access = await course_access(conn, current_user(request), course_id)
+        if not access.manages and access.enrollment is None:
+            raise Forbidden("Enroll in the course to see its quizzes.")
+        rows, total = await queries.list_quizzes(
+            conn,
+            course_id=course_id,
+            published_only=not access.manages,
+            lesson_id=query.lesson_id,
+            limit=query.limit,
+            offset=query.offset,
+        )
+    return {"items": rows, "total": total, "limit": query.limit, "offset": query.offset}
+
+
+@routes.post("/api/v1/courses/{course_id}/quizzes")
+@endpoint(
+    summary="Create a quiz (unpublished)",
+    body=QuizCreate,
+    response=QuizOut,
+    status=201,
+    errors=[404, 422],
+    guards=[manage_quizzes],
+    tags=TAGS,
+)
+async def create_quiz(request: web.Request, body: QuizCreate) -> Row:
+    course_id = path_uuid(request, "course_id")
+    async with request.app[DB].transaction() as conn:
+        access = await course_access(conn, current_user(request), course_id)
+        if not access.manages:
+            raise Forbidden("Only the course's instructor or an admin may add quizzes.")
+        await _check_lesson(conn, body.lesson_id, course_id)
+        quiz_id = await queries.create_quiz(conn, course_id=course_id, **body.model_dump())
+        return await _quiz(conn, quiz_id)
+
+
+@routes.get("/api/v1/quizzes/{id}")
+@endpoint(summary="A quiz", response=QuizOut, errors=[404], guards=[authenticated], tags=TAGS)
+async def get_quiz(request: web.Request) -> Row:
+    async with request.app[DB].connection() as conn:
+        access = await quiz_access(conn, current_user(request), path_uuid(request))
+    return access.quiz
+
+
+@routes.patch("/api/v1/quizzes/{id}")
+@endpoint(
+    summary="Change a quiz's settings",
+    description="Attempts already started keep their deadline and question order.",
+    body=QuizUpdate,
+    response=QuizOut,
+    errors=[404, 422],
+    guards=[manage_quizzes],
+    tags=TAGS,
+)
+async def update_quiz(request: web.Request, body: QuizUpdate) -> Row:
+    quiz_id = path_uuid(request)
+    async with request.app[DB].transaction() as conn:
+        access = await quiz_access(conn, current_user(request), quiz_id, manage=True)
+        values = body.model_dump(exclude_unset=True)
+        if "lesson_id" in values:
+            await _check_lesson(conn, values["lesson_id"], access.quiz["course_id"])
+        await queries.update_quiz(conn, quiz_id, **values)
+        return await _quiz(conn, quiz_id)
+
+
+@routes.delete("/api/v1/quizzes/{id}")
+@endpoint(
+    summary="Delete a quiz",
+    description="Refused (409) once students have attempts, unless an admin forces it: their results go with it.",
+    query=QuizDeleteQuery,
+    status=204,
+    errors=[404, 409],
+    guards=[manage_quizzes],
+    tags=TAGS,
+)
+async def delete_quiz(request: web.Request, query: QuizDeleteQuery) -> None:
+    quiz_id = path_uuid(request)
+    me = current_user(request)
+    async with request.app[DB].transaction() as conn:
+        await quiz_access(conn, me, quiz_id, manage=True)
+        attempts = await queries.count_attempts(conn, quiz_id)
+        if attempts and not (query.force and me.is_admin):
+            raise Conflict(f"Students have {attempts} attempts at this quiz; it cannot be deleted.", attempts=attempts)
+        await queries.delete_quiz(conn, quiz_id)
+
+
+@routes.post("/api/v1/quizzes/{id}/publish")
+@endpoint(
+    summary="Publish a quiz",
+    description="Needs at least one question. Publishing twice changes nothing.",
+    response=QuizOut,
+    errors=[404, 409],
+    guards=[manage_quizzes],
+    tags=TAGS,
+)
+async def publish_quiz(request: web.Request) -> Row:
+    quiz_id = path_uuid(request)
+    async with request.app[DB].transaction() as conn:
+        access = await quiz_access(conn, current_user(request), quiz_id, manage=True)
+        if access.quiz["question_count"] == 0:
+            raise Conflict("A quiz needs at least one question to be published.")
+        if not access.quiz["is_published"]:
+            await queries.update_quiz(conn, quiz_id, is_published=True)
+        return await _quiz(conn, quiz_id)
+
+
+# -- questions ---------------------------------------------------------------
+
+
+def _prepared(question_type: str, options: Any, correct_answer: Any, existing: Any = ()) -> dict[str, Any]:
+    try:
+        authored = prepare(question_type, options, correct_answer, existing)
+    except QuestionInvalid as err:
+        raise ValidationFailed("The question cannot be graded as written.", errors=[
+            {"field": err.field, "message": err.message}
+        ]) from err  # fmt: skip
+    return {"options": authored.options, "correct_answer": authored.correct_answer}
+
+
+@routes.get("/api/v1/quizzes/{id}/questions")
+@endpoint(
+    summary="A quiz's questions, with their answers (authors)",
+    query=PageQuery,
+    response=Page[QuizQuestionOut],
+    errors=[403, 404],
+    guards=[authenticated],
+    tags=TAGS,
+)
+async def list_questions(request: web.Request, query: PageQuery) -> dict[str, Any]:
+    quiz_id = path_uuid(request)
+    async with request.app[DB].connection() as conn:
+        await quiz_access(conn, current_user(request), quiz_id, manage=True)
+        rows, total = await queries.list_questions(conn, quiz_id=quiz_id, limit=query.limit, offset=query.offset)
+    return {"items": rows, "total": total, "limit": query.limit, "offset": query.offset}
+
+
+@routes.post("/api/v1/quizzes/{id}/questions")
+@endpoint(
+    summary="Add a question",
+    description="Options without an id get a generated one; `correct_answer` may name options by id or index.",
+    body=QuestionCreate,
+    response=QuizQuestionOut,
+    status=201,
+    errors=[404, 422],
+    guards=[manage_quizzes],
+    tags=TAGS,
+)
+async def create_question(request: web.Request, body: QuestionCreate) -> Row:
+    quiz_id = path_uuid(request)
+    prepared = _prepared(body.question_type, [o.model_dump() for o in body.options], body.correct_answer)
+    async with request.app[DB].transaction() as conn:
+        await quiz_access(conn, current_user(request), quiz_id, manage=True)
+        position = body.order if body.order is not None else await queries.next_position(conn, quiz_id)
+        return await queries.create_question(
+            conn,
+            quiz_id=quiz_id,
+            question_text=body.text,
+            question_type=body.question_type,
+            points=body.points,
+            explanation=body.explanation,
+            position=position,
+            **prepared,
+        )
+
+
+@routes.patch("/api/v1/questions/{id}")
+@endpoint(
+    summary="Change a question",
+    description="Graded attempts keep the results they were graded with.",
+    body=QuestionUpdate,
+    response=QuizQuestionOut,
+    errors=[404, 422],
+    guards=[manage_quizzes],
+    tags=TAGS,
+)
+async def update_question(request: web.Request, body: QuestionUpdate) -> Row | None:
+    question_id = path_uuid(request)
+    sent = body.model_dump(exclude_unset=True)
+    async with request.app[DB].transaction() as conn:
+        question, _ = await question_access(conn, current_user(request), question_id)
+        values: dict[str, Any] = {}
+        if {"question_type", "options", "correct_answer"} & sent.keys():
+            values |= _prepared(
+                str(sent.get("question_type", question["question_type"])),
+                sent.get("options", question["options"]),
+                sent.get("correct_answer", question["correct_answer"]),
+                existing=question["options"],
+            )
+        renamed = {"text": "question_text", "order": "position"}
+        values |= {renamed.get(k, k): v for k, v in sent.items() if k not in ("options", "correct_answer")}
+        return await queries.update_question(conn, question_id, **values)
+
+
+@routes.delete("/api/v1/questions/{id}")
+@endpoint(summary="Delete a question", status=204, errors=[404], guards=[manage_quizzes], tags=TAGS)
+async def delete_question(request: web.Request) -> None:
+    question_id = path_uuid(request)
+    async with request.app[DB].transaction() as conn:
+        await question_access(conn, current_user(request), question_id)
+        await queries.delete_question(conn, question_id)
+
+
+# -- attempts ----------------------------------------------------------------
+
+
+async def _attempt_response(request: web.Request, outcome: Outcome) -> dict[str, Any]:
+    me = current_user(request)
+    async with request.app[DB].connection() as conn:
+        attempt, quiz = await attempt_access(conn, me, outcome.attempt_id)
+        reveal = quiz["show_correct_answers"] or attempt["student_id"] != me.id
+        return await attempt_view(conn, attempt, reveal=reveal, now=now(request.app))
+
+
+async def _after_commit(request: web.Request, outcome: Outcome) -> None:
+    await announce(request.app, outcome.graded)
+    if outcome.late:
+        raise late_conflict(outcome.attempt_id)
+
+
+def _grace(request: web.Request) -> int:
+    return request.app[CONFIG].quizzes.submit_grace_seconds
+
+
+@routes.post("/api/v1/quizzes/{id}/attempts")
+@endpoint(
+    summary="Start an attempt",
+    description="The questions come without their answers, in this attempt's order; timed quizzes set `deadline`. "
+    "409 while another attempt is in progress or when no attempts are left.",
+    response=AttemptOut,
+    status=201,
+    errors=[403, 404, 409],
+    guards=[authenticated],
+    tags=TAGS,
+)
+async def create_attempt(request: web.Request) -> dict[str, Any]:
+    db, me, started = request.app[DB], current_user(request), now(request.app)
+    access, closed = await close_timed_out(db, me, path_uuid(request), now=started, grace=_grace(request))
+    await announce(request.app, closed)
+    attempt_id = await start_attempt(db, me, access, now=started)
+    return await _attempt_response(request, Outcome(attempt_id, []))
+
+
+@routes.get("/api/v1/attempts/{id}")
+@endpoint(
+    summary="An attempt (its student, the course's owner, admins)",
+    description="Correct answers appear in `results` only after grading and only if the quiz shows them.",
+    response=AttemptOut,
+    errors=[404],
+    guards=[authenticated],
+    tags=TAGS,
+)
+async def get_attempt(request: web.Request) -> dict[str, Any]:
+    return await _attempt_response(request, Outcome(path_uuid(request), []))
+
+
+@routes.put("/api/v1/attempts/{id}/answers")
+@endpoint(
+    summary="Save answers without submitting",
+    description="Merged over the answers saved before. After the deadline (plus grace): 409, and the attempt is "
+    "graded on what was saved.",
+    body=AnswersIn,
+    response=AttemptOut,
+    errors=[403, 404, 409, 422],
+    guards=[authenticated],
+    tags=TAGS,
+)
+async def save_answers(request: web.Request, body: AnswersIn) -> dict[str, Any]:
+    outcome = await answer_attempt(
+        request.app[DB], current_user(request), path_uuid(request), body.answers,
+        now=now(request.app), grace=_grace(request), submit=False,
+    )  # fmt: skip
+    await _after_commit(request, outcome)
+    return await _attempt_response(request, outcome)
+
+
+@routes.post("/api/v1/attempts/{id}/submit")
+@endpoint(
+    summary="Submit an attempt and get it graded",
+    description="`answers` are merged over any saved before. After the deadline (plus a small grace): 409, and the "
+    "attempt is graded on what was saved before the deadline.",
+    body=AnswersIn,
+    response=AttemptOut,
+    errors=[403, 404, 409, 422],
+    guards=[authenticated],
+    tags=TAGS,
+)
+async def submit_attempt(request: web.Request, body: AnswersIn) -> dict[str, Any]:
+    outcome = await answer_attempt(
+        request.app[DB], current_user(request), path_uuid(request), body.answers,
+        now=now(request.app), grace=_grace(request), submit=True,
+    )  # fmt: skip
+    await _after_commit(request, outcome)
+    return await _attempt_response(request, outcome)
+
+
+@routes.get("/api/v1/quizzes/{id}/attempts/mine")
+@endpoint(
+    summary="My attempts at a quiz, newest first",
+    query=PageQuery,
+    response=Page[AttemptSummary],
+    errors=[404],
+    guards=[authenticated],
+    tags=TAGS,
+)
+async def my_attempts(request: web.Request, query: PageQuery) -> dict[str, Any]:
+    quiz_id = path_uuid(request)
+    me = current_user(request)
+    async with request.app[DB].connection() as conn:
+        await quiz_access(conn, me, quiz_id)
+        rows, total = await queries.list_student_attempts(
+            conn, quiz_id=quiz_id, student_id=me.id, limit=query.limit, offset=query.offset
+        )
+    return {"items": rows, "total": total, "limit": query.limit, "offset": query.offset}

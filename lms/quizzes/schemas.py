@@ -1,0 +1,240 @@
+"""Bodies and responses of the quiz routes.
+
+Authors and students get different models: nothing a student receives
+before grading has a field that could carry a correct answer, and after
+grading ``correct_answer``/``explanation`` are present only when the quiz
+shows them (absent, not null, otherwise).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, JsonValue, PlainSerializer, field_validator
+
+from lms.api.pagination import PageQuery
+
+QuizType = Literal["practice", "graded"]
+QuestionType = Literal["single_choice", "multiple_choice", "true_false", "short_answer"]
+AttemptStatus = Literal["in_progress", "submitted", "graded"]
+
+# Scores and percentages are JSON numbers (they are not money).
+Number = Annotated[Decimal, PlainSerializer(float, return_type=float, when_used="json")]
+Percent = Annotated[Decimal, Field(ge=0, le=100, max_digits=5, decimal_places=2)]
+Points = Annotated[Decimal, Field(gt=0, le=1000, max_digits=6, decimal_places=2)]
+
+
+def _is_none(value: Any) -> bool:
+    return value is None
+
+
+def _not_blank(value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        raise ValueError("must not be blank")
+    return value.strip() if value is not None else None
+
+
+def _not_null(value: Any) -> Any:
+    if value is None:
+        raise ValueError("must not be null")
+    return value
+
+
+# -- quizzes -----------------------------------------------------------------
+
+
+class QuizCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=20_000)
+    lesson_id: uuid.UUID | None = None
+    quiz_type: QuizType = "practice"
+    passing_score: Percent = Decimal(70)
+    time_limit_seconds: int | None = Field(default=None, ge=1, le=7 * 24 * 3600)
+    max_attempts: int | None = Field(default=None, ge=1, le=1000)
+    shuffle_questions: bool = False
+    shuffle_options: bool = False
+    show_correct_answers: bool = True
+
+    _title = field_validator("title")(_not_blank)
+
+
+class QuizUpdate(BaseModel):
+    """Only the fields sent change; ``null`` clears the nullable ones."""
+
+    model_config = ConfigDict(extra="forbid")
+    title: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=20_000)
+    lesson_id: uuid.UUID | None = None
+    quiz_type: QuizType | None = None
+    passing_score: Percent | None = None
+    time_limit_seconds: int | None = Field(default=None, ge=1, le=7 * 24 * 3600)
+    max_attempts: int | None = Field(default=None, ge=1, le=1000)
+    shuffle_questions: bool | None = None
+    shuffle_options: bool | None = None
+    show_correct_answers: bool | None = None
+
+    _title = field_validator("title")(_not_blank)
+    _required = field_validator(
+        "title", "quiz_type", "passing_score", "shuffle_questions", "shuffle_options", "show_correct_answers"
+    )(_not_null)
+
+
+class QuizListQuery(PageQuery):
+    lesson_id: uuid.UUID | None = None
+
+
+class QuizOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    course_id: uuid.UUID
+    lesson_id: uuid.UUID | None
+    title: str
+    description: str | None
+    quiz_type: QuizType
+    passing_score: Number
+    time_limit_seconds: int | None
+    max_attempts: int | None
+    shuffle_questions: bool
+    shuffle_options: bool
+    show_correct_answers: bool
+    is_published: bool
+    question_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class QuizDeleteQuery(BaseModel):
+    force: bool = Field(default=False, description="Admins only: delete even though students have attempts.")
+
+
+# -- questions ---------------------------------------------------------------
+
+
+class OptionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    text: str = Field(min_length=1, max_length=2000)
+
+    _text = field_validator("text")(_not_blank)
+
+
+class QuizOption(BaseModel):
+    id: str
+    text: str
+
+
+class QuestionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(min_length=1, max_length=10_000)
+    question_type: QuestionType
+    options: list[OptionIn] = Field(default_factory=list, max_length=50)
+    correct_answer: JsonValue = Field(
+        description="single_choice: an option id or 0-based index; multiple_choice: a list of them; "
+        "true_false: true or false; short_answer: an accepted answer or a list of them."
+    )
+    points: Points = Decimal(1)
+    explanation: str | None = Field(default=None, max_length=10_000)
+    order: int | None = Field(default=None, ge=0, le=100_000, description="Position in the quiz; default: last.")
+
+    _text = field_validator("text")(_not_blank)
+
+
+class QuestionUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str | None = Field(default=None, min_length=1, max_length=10_000)
+    question_type: QuestionType | None = None
+    options: list[OptionIn] | None = Field(default=None, max_length=50)
+    correct_answer: JsonValue = None
+    points: Points | None = None
+    explanation: str | None = Field(default=None, max_length=10_000)
+    order: int | None = Field(default=None, ge=0, le=100_000)
+
+    _text = field_validator("text")(_not_blank)
+    _required = field_validator("text", "question_type", "options", "correct_answer", "points", "order")(_not_null)
+
+
+class QuizQuestionOut(BaseModel):
+    """A question as its author sees it, correct answer included."""
+
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    quiz_id: uuid.UUID
+    text: str = Field(validation_alias=AliasChoices("text", "question_text"))
+    question_type: QuestionType
+    options: list[QuizOption]
+    correct_answer: JsonValue
+    points: Number
+    explanation: str | None
+    order: int = Field(validation_alias=AliasChoices("order", "position"))
+    created_at: datetime
+    updated_at: datetime
+
+
+# -- attempts ----------------------------------------------------------------
+
+
+class AttemptQuestion(BaseModel):
+    """A question as a student taking the quiz sees it: no correct answer, no explanation."""
+
+    id: uuid.UUID
+    text: str = Field(validation_alias=AliasChoices("text", "question_text"))
+    question_type: QuestionType
+    options: list[QuizOption]
+    points: Number
+
+
+class AnswerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    question_id: uuid.UUID
+    answer: JsonValue = None
+
+
+class AnswersIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    answers: list[AnswerIn] = Field(max_length=1000)
+
+
+class AnswerOut(BaseModel):
+    question_id: uuid.UUID
+    answer: JsonValue
+
+
+class QuestionResult(BaseModel):
+    question_id: uuid.UUID
+    answer: JsonValue
+    is_correct: bool
+    points_awarded: Number
+    points: Number
+    correct_answer: JsonValue = Field(default=None, exclude_if=_is_none, description="Only if the quiz shows them.")
+    explanation: str | None = Field(default=None, exclude_if=_is_none, description="Only if the quiz shows them.")
+
+
+class AttemptSummary(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    quiz_id: uuid.UUID
+    student_id: uuid.UUID
+    attempt_number: int
+    status: AttemptStatus
+    started_at: datetime
+    deadline: datetime | None = Field(description="Timed quizzes: submit before this instant.")
+    submitted_at: datetime | None
+    graded_at: datetime | None
+    # Closed at its deadline without being submitted: graded as it stood.
+    timed_out: bool
+    time_taken_seconds: int | None
+    score: Number | None
+    max_score: Number | None
+    percentage: Number | None
+    is_passed: bool | None
+
+
+class AttemptOut(AttemptSummary):
+    server_now: datetime = Field(description="The server's clock, for a countdown to the deadline.")
+    questions: list[AttemptQuestion]
+    answers: list[AnswerOut]
+    results: list[QuestionResult] | None
