@@ -16,7 +16,9 @@ from lms.api.ratelimit import rate_limit_middleware
 from lms.appkeys import CONFIG, DB, METRICS, REDIS
 from lms.auth import routes as auth
 from lms.config import Settings
+from lms.courses import routes as courses
 from lms.db import Database
+from lms.enrollments import routes as enrollments
 from lms.events import EVENTS, EventBus
 from lms.metrics import Metrics
 from lms.quizzes import routes as quizzes
@@ -76,6 +78,8 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_routes(system.routes)
     app.router.add_routes(auth.routes)
     app.router.add_routes(users.routes)
+    app.router.add_routes(courses.routes)
+    app.router.add_routes(enrollments.routes)
     app.router.add_routes(quizzes.routes)
     app.router.add_static("/static", PACKAGE_DIR / "static", name="static", append_version=False)
     for name, path in VENDOR_DIRS.items():

@@ -11,7 +11,7 @@ import bcrypt
 from sqlalchemy import func, insert, select
 
 from lms.db import Database, Row
-from lms.tables import courses, enrollments, quiz_questions, quizzes, users
+from lms.tables import courses, enrollments, lessons, quiz_questions, quizzes, users
 
 PASSWORD = "correct horse battery staple"
 
@@ -140,5 +140,73 @@ async def make_question(
             **QUESTION_DEFAULTS[question_type],
         } | overrides
         row = await conn.fetch_one(insert(quiz_questions).values(**values).returning(quiz_questions))
+    assert row is not None
+    return row
+
+
+# --- courses, lessons, enrollments --------------------------------------------
+
+
+async def make_course(db: Database, instructor: Row, **overrides: Any) -> Row:
+    """A course of ``instructor``; ``lessons=N`` adds N published text lessons."""
+    lesson_count = overrides.pop("lessons", 0)
+    suffix = uuid.uuid4().hex[:8]
+    values: dict[str, Any] = {
+        "title": f"Course {suffix}",
+        "slug": f"course-{suffix}",
+        "description": "A course built by a test.",
+        "instructor_id": instructor["id"],
+    } | overrides
+    if values.get("is_published") and "published_at" not in values:
+        values["published_at"] = datetime.now(UTC)
+    async with db.transaction() as conn:
+        row = await conn.fetch_one(insert(courses).values(**values).returning(courses))
+        assert row is not None
+        for position in range(1, lesson_count + 1):
+            await conn.execute(
+                insert(lessons).values(
+                    course_id=row["id"], title=f"Lesson {position}", slug=f"lesson-{position}", content_type="text",
+                    content=f"Text of lesson {position}", position=position, is_published=True,
+                )
+            )  # fmt: skip
+    return row
+
+
+async def make_lesson(db: Database, course: Row, **overrides: Any) -> Row:
+    async with db.transaction() as conn:
+        position = overrides.pop("position", None)
+        if position is None:
+            count = await conn.fetch_val(
+                select(func.count()).select_from(lessons).where(lessons.c.course_id == course["id"])
+            )
+            position = int(count) + 1
+        suffix = uuid.uuid4().hex[:8]
+        values: dict[str, Any] = {
+            "course_id": course["id"],
+            "title": f"Lesson {suffix}",
+            "slug": f"lesson-{suffix}",
+            "content_type": "text",
+            "content": "Lesson text",
+            "position": position,
+            "is_published": True,
+        } | overrides
+        row = await conn.fetch_one(insert(lessons).values(**values).returning(lessons))
+    assert row is not None
+    return row
+
+
+async def make_enrollment(db: Database, student: Row, course: Row, **overrides: Any) -> Row:
+    """An enrollment straight into the table (no email, no event); counters as given."""
+    async with db.transaction() as conn:
+        total = await conn.fetch_val(
+            select(func.count()).select_from(lessons).where(lessons.c.course_id == course["id"], lessons.c.is_published)
+        )
+        values: dict[str, Any] = {
+            "student_id": student["id"],
+            "course_id": course["id"],
+            "status": "active",
+            "total_lessons_count": int(total),
+        } | overrides
+        row = await conn.fetch_one(insert(enrollments).values(**values).returning(enrollments))
     assert row is not None
     return row

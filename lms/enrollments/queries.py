@@ -1,0 +1,397 @@
+"""Enrollments, lesson progress and reviews: plain async queries taking a connection.
+
+Counters are never read, changed in Python and written back: every change is
+one statement, and a statement that derives counters from other rows runs
+after the enrollment row is locked, so that it sees every committed change.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import String, and_, case, func, literal, literal_column, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.sql import ColumnElement
+
+from lms.db import Connection, Row
+from lms.tables import certificates, courses, enrollments, lesson_progress, lessons, users
+
+# Statuses in which a student studies: progress is recorded, content is open, reviews are allowed.
+STUDYING = ("active", "completed")
+STATUSES = ("active", "completed", "dropped", "expired", "pending_payment")
+
+COURSE_SUMMARY = {
+    "id": courses.c.id,
+    "title": courses.c.title,
+    "slug": courses.c.slug,
+    "thumbnail_url": courses.c.thumbnail_url,
+    "instructor_id": courses.c.instructor_id,
+}
+STUDENT_SUMMARY = {"id": users.c.id, "full_name": users.c.full_name, "email": users.c.email}
+
+
+def _labelled(prefix: str, columns: dict[str, Any]) -> list[Any]:
+    return [column.label(f"{prefix}__{name}") for name, column in columns.items()]
+
+
+def nest(row: Row, prefix: str) -> Row:
+    """``{"course__title": ...}`` → ``{"course": {"title": ...}}``."""
+    marker = prefix + "__"
+    inner = {k[len(marker) :]: v for k, v in row.items() if k.startswith(marker)}
+    return {k: v for k, v in row.items() if not k.startswith(marker)} | {prefix: inner}
+
+
+def published_lessons_count(course_id: Any) -> Any:
+    return (
+        select(func.count())
+        .select_from(lessons)
+        .where(lessons.c.course_id == course_id, lessons.c.is_published.is_(True))
+        .scalar_subquery()
+    )
+
+
+# --- enrolling ---------------------------------------------------------------
+
+
+async def find_enrollment(conn: Connection, *, student_id: uuid.UUID, course_id: uuid.UUID) -> Row | None:
+    return await conn.fetch_one(
+        select(enrollments).where(enrollments.c.student_id == student_id, enrollments.c.course_id == course_id)
+    )
+
+
+async def enroll(conn: Connection, *, student_id: uuid.UUID, course_id: uuid.UUID) -> Row | None:
+    """An active enrollment: new, or a dropped/expired one re-activated. None if already studying.
+
+    The unique (student_id, course_id) constraint decides between concurrent
+    requests: ON CONFLICT waits for the other insert and then updates nothing.
+    """
+    stmt = pg_insert(enrollments).values(
+        student_id=student_id,
+        course_id=course_id,
+        status="active",
+        total_lessons_count=published_lessons_count(course_id),
+    )
+    stmt = stmt.on_conflict_do_update(
+        constraint="uq_enrollments_student_id_course_id",
+        set_={"status": "active", "enrolled_at": func.now(), "completed_at": None},
+        where=enrollments.c.status.notin_(STUDYING),
+    )
+    return await conn.fetch_one(stmt.returning(*enrollments.c, literal_column("(xmax = 0)").label("created")))
+
+
+# --- reading -----------------------------------------------------------------
+
+
+async def get_enrollment(conn: Connection, enrollment_id: uuid.UUID) -> Row | None:
+    """The enrollment with its course summary (``course``)."""
+    row = await conn.fetch_one(
+        select(enrollments, *_labelled("course", COURSE_SUMMARY))
+        .join(courses, courses.c.id == enrollments.c.course_id)
+        .where(enrollments.c.id == enrollment_id)
+    )
+    return None if row is None else nest(row, "course")
+
+
+async def lesson_progress_of(conn: Connection, enrollment_id: uuid.UUID) -> list[Row]:
+    return await conn.fetch_all(
+        select(lesson_progress)
+        .join(lessons, lessons.c.id == lesson_progress.c.lesson_id)
+        .where(lesson_progress.c.enrollment_id == enrollment_id)
+        .order_by(lessons.c.position)
+    )
+
+
+async def list_student_enrollments(
+    conn: Connection, *, student_id: uuid.UUID, status: str | None, limit: int, offset: int
+) -> tuple[list[Row], int]:
+    conditions = [enrollments.c.student_id == student_id]
+    if status is not None:
+        conditions.append(enrollments.c.status == status)
+    total = await conn.fetch_val(select(func.count()).select_from(enrollments).where(*conditions))
+    rows = await conn.fetch_all(
+        select(enrollments, *_labelled("course", COURSE_SUMMARY))
+        .join(courses, courses.c.id == enrollments.c.course_id)
+        .where(*conditions)
+        .order_by(enrollments.c.enrolled_at.desc(), enrollments.c.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return [nest(r, "course") for r in rows], int(total)
+
+
+async def list_course_enrollments(
+    conn: Connection, *, course_id: uuid.UUID, status: str | None, limit: int, offset: int
+) -> tuple[list[Row], int]:
+    conditions = [enrollments.c.course_id == course_id]
+    if status is not None:
+        conditions.append(enrollments.c.status == status)
+    total = await conn.fetch_val(select(func.count()).select_from(enrollments).where(*conditions))
+    rows = await conn.fetch_all(
+        select(enrollments, *_labelled("student", STUDENT_SUMMARY))
+        .join(users, users.c.id == enrollments.c.student_id)
+        .where(*conditions)
+        .order_by(enrollments.c.enrolled_at.desc(), enrollments.c.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return [nest(r, "student") for r in rows], int(total)
+
+
+async def course_stats(conn: Connection, course_id: uuid.UUID) -> Row:
+    studying = enrollments.c.status.in_(STUDYING)
+    by_status = await conn.fetch_all(
+        select(enrollments.c.status, func.count().label("n"))
+        .where(enrollments.c.course_id == course_id)
+        .group_by(enrollments.c.status)
+    )
+    averages = await conn.fetch_one(
+        select(
+            func.count().filter(studying).label("studying"),
+            func.count().filter(enrollments.c.status == "completed").label("completed"),
+            func.coalesce(func.round(func.avg(enrollments.c.progress_percentage).filter(studying), 2), 0).label(
+                "average_progress"
+            ),
+            func.coalesce(func.round(func.avg(enrollments.c.total_time_spent_seconds).filter(studying)), 0).label(
+                "average_time_spent_seconds"
+            ),
+        ).where(enrollments.c.course_id == course_id)
+    )
+    assert averages is not None
+    counts = dict.fromkeys(STATUSES, 0) | {r["status"]: int(r["n"]) for r in by_status}
+    studying_n, completed_n = int(averages["studying"]), int(averages["completed"])
+    return {
+        "course_id": course_id,
+        "total_enrollments": sum(counts.values()),
+        "by_status": counts,
+        "completion_rate": round(completed_n * 100 / studying_n, 2) if studying_n else 0,
+        "average_progress": averages["average_progress"],
+        "average_time_spent_seconds": int(averages["average_time_spent_seconds"]),
+    }
+
+
+# --- changing status ---------------------------------------------------------
+
+
+async def drop(conn: Connection, enrollment_id: uuid.UUID) -> Row | None:
+    """Active or awaiting payment → dropped; None when it is in another state."""
+    return await conn.fetch_one(
+        update(enrollments)
+        .where(enrollments.c.id == enrollment_id, enrollments.c.status.in_(("active", "pending_payment", "dropped")))
+        .values(status="dropped")
+        .returning(enrollments)
+    )
+
+
+# --- progress ----------------------------------------------------------------
+
+
+async def get_course_lesson(conn: Connection, *, lesson_id: uuid.UUID, course_id: uuid.UUID) -> Row | None:
+    """A published lesson of this course (what a student may record progress on)."""
+    return await conn.fetch_one(
+        select(lessons.c.id, lessons.c.duration_seconds).where(
+            lessons.c.id == lesson_id, lessons.c.course_id == course_id, lessons.c.is_published.is_(True)
+        )
+    )
+
+
+async def add_study_time(conn: Connection, enrollment_id: uuid.UUID, seconds: int) -> Row | None:
+    """Adds the time and marks the access; locks the enrollment row until the transaction ends.
+
+    Every progress change of one enrollment starts here, so reports from
+    several devices are applied one after the other. None: not studying.
+    """
+    return await conn.fetch_one(
+        update(enrollments)
+        .where(enrollments.c.id == enrollment_id, enrollments.c.status.in_(STUDYING))
+        .values(
+            total_time_spent_seconds=enrollments.c.total_time_spent_seconds + seconds,
+            last_accessed_at=func.now(),
+            started_at=func.coalesce(enrollments.c.started_at, func.now()),
+        )
+        .returning(enrollments)
+    )
+
+
+async def record_lesson_progress(
+    conn: Connection,
+    *,
+    enrollment_id: uuid.UUID,
+    lesson_id: uuid.UUID,
+    seconds: int,
+    position: int | None,
+    percentage: Any,
+) -> Row:
+    """One upsert: time adds up, the percentage never goes down, 100% completes the lesson."""
+    done = percentage is not None and percentage >= 100
+    lp = lesson_progress
+    stmt = pg_insert(lp).values(
+        enrollment_id=enrollment_id,
+        lesson_id=lesson_id,
+        status="completed" if done else "in_progress",
+        started_at=func.now(),
+        completed_at=func.now() if done else None,
+        time_spent_seconds=seconds,
+        last_position_seconds=position or 0,
+        completion_percentage=percentage or 0,
+    )
+    new = stmt.excluded
+    stmt = stmt.on_conflict_do_update(
+        constraint="uq_lesson_progress_enrollment_id_lesson_id",
+        set_={
+            "time_spent_seconds": lp.c.time_spent_seconds + new.time_spent_seconds,
+            "last_position_seconds": lp.c.last_position_seconds if position is None else new.last_position_seconds,
+            "completion_percentage": func.greatest(lp.c.completion_percentage, new.completion_percentage),
+            "status": case(
+                ((lp.c.status == "completed") | (new.status == "completed"), "completed"), else_="in_progress"
+            ),
+            "started_at": func.coalesce(lp.c.started_at, new.started_at),
+            "completed_at": func.coalesce(lp.c.completed_at, new.completed_at),
+            "updated_at": func.now(),
+        },
+    )
+    row = await conn.fetch_one(stmt.returning(lp))
+    assert row is not None
+    return row
+
+
+async def refresh_progress(
+    conn: Connection, *, enrollment_id: uuid.UUID | None = None, course_id: uuid.UUID | None = None
+) -> list[Row]:
+    """Re-derive counters and percentage from the lessons and lesson progress.
+
+    For one enrollment or every studying enrollment of a course. All the
+    course's published lessons done → ``completed`` (from ``active``).
+    Returned rows carry ``old_status`` so the caller can tell who just
+    completed. Callers hold the enrollment rows' locks (see
+    :func:`add_study_time`, :func:`lock_course_enrollments`); the counts are
+    then taken from a snapshot that has every committed change.
+    """
+    e = enrollments.alias("e")
+    where: ColumnElement[bool] = (
+        e.c.id == enrollment_id
+        if enrollment_id is not None
+        else and_(e.c.course_id == course_id, e.c.status.in_(STUDYING))
+    )
+    done = (
+        select(func.count())
+        .select_from(lesson_progress.join(lessons, lessons.c.id == lesson_progress.c.lesson_id))
+        .where(
+            lesson_progress.c.enrollment_id == e.c.id,
+            lesson_progress.c.status == "completed",
+            lessons.c.is_published.is_(True),
+        )
+        .scalar_subquery()
+    )
+    counts = (
+        select(
+            e.c.id,
+            e.c.status.label("old_status"),
+            published_lessons_count(e.c.course_id).label("total"),
+            done.label("done"),
+        )
+        .where(where)
+        .subquery("counts")
+    )
+    done_capped = func.least(counts.c.done, counts.c.total)
+    completes = and_(enrollments.c.status == "active", counts.c.total > 0, counts.c.done >= counts.c.total)
+    return await conn.fetch_all(
+        update(enrollments)
+        .where(enrollments.c.id == counts.c.id)
+        .values(
+            total_lessons_count=counts.c.total,
+            completed_lessons_count=done_capped,
+            progress_percentage=case(
+                (counts.c.total == 0, 0), else_=func.round(done_capped * literal_column("100.0") / counts.c.total, 2)
+            ),
+            status=case((completes, "completed"), else_=enrollments.c.status),
+            completed_at=case((completes, func.now()), else_=enrollments.c.completed_at),
+        )
+        .returning(enrollments, counts.c.old_status)
+    )
+
+
+async def lock_course_enrollments(conn: Connection, course_id: uuid.UUID) -> int:
+    """Lock every studying enrollment of a course (in id order) before a course-wide refresh."""
+    rows = await conn.fetch_all(
+        select(enrollments.c.id)
+        .where(enrollments.c.course_id == course_id, enrollments.c.status.in_(STUDYING))
+        .order_by(enrollments.c.id)
+        .with_for_update(key_share=True)
+    )
+    return len(rows)
+
+
+async def completion_context(conn: Connection, enrollment_ids: list[uuid.UUID]) -> list[Row]:
+    """What the completion email needs: the student and the course."""
+    if not enrollment_ids:
+        return []
+    return await conn.fetch_all(
+        select(
+            enrollments.c.id.label("enrollment_id"),
+            enrollments.c.course_id,
+            enrollments.c.student_id,
+            users.c.email,
+            users.c.full_name,
+            courses.c.title.label("course_title"),
+            courses.c.slug.label("course_slug"),
+        )
+        .join(users, users.c.id == enrollments.c.student_id)
+        .join(courses, courses.c.id == enrollments.c.course_id)
+        .where(enrollments.c.id.in_(enrollment_ids))
+    )
+
+
+async def record_certificate_request(conn: Connection, enrollment_id: uuid.UUID) -> Row | None:
+    """A pending certificate for a completed enrollment, once (the PDF is rendered later).
+
+    None when the enrollment is not completed or a certificate exists already.
+    """
+    number = f"LMS-{datetime.now(UTC):%Y}-{secrets.token_hex(5).upper()}"
+    source = select(
+        enrollments.c.id,
+        enrollments.c.student_id,
+        enrollments.c.course_id,
+        literal(number, String),
+        literal("pending", String),
+        func.coalesce(enrollments.c.completed_at, func.now()),
+    ).where(enrollments.c.id == enrollment_id, enrollments.c.status == "completed")
+    columns = ["enrollment_id", "student_id", "course_id", "certificate_number", "status", "completion_date"]
+    stmt = (
+        pg_insert(certificates)
+        .from_select(columns, source)
+        .on_conflict_do_nothing(index_elements=["enrollment_id"])
+        .returning(certificates)
+    )
+    return await conn.fetch_one(stmt)
+
+
+# --- reviews -----------------------------------------------------------------
+
+
+async def set_review(conn: Connection, enrollment_id: uuid.UUID, *, rating: int, review: str | None) -> Row | None:
+    """The enrollment's one review, replaced on every call; None when not studying."""
+    return await conn.fetch_one(
+        update(enrollments)
+        .where(enrollments.c.id == enrollment_id, enrollments.c.status.in_(STUDYING))
+        .values(rating=rating, review=review, reviewed_at=func.now())
+        .returning(enrollments)
+    )
+
+
+async def refresh_course_rating(conn: Connection, course_id: uuid.UUID) -> Row:
+    """Average and count from the enrollments' ratings (caller holds the course row lock)."""
+    rated = and_(enrollments.c.course_id == course_id, enrollments.c.rating.is_not(None))
+    row = await conn.fetch_one(
+        update(courses)
+        .where(courses.c.id == course_id)
+        .values(
+            rating_count=select(func.count()).select_from(enrollments).where(rated).scalar_subquery(),
+            rating_average=select(func.round(func.avg(enrollments.c.rating), 2)).where(rated).scalar_subquery(),
+        )
+        .returning(courses.c.rating_average, courses.c.rating_count)
+    )
+    assert row is not None
+    return row
