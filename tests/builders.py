@@ -210,3 +210,16 @@ async def make_enrollment(db: Database, student: Row, course: Row, **overrides: 
         row = await conn.fetch_one(insert(enrollments).values(**values).returning(enrollments))
     assert row is not None
     return row
+
+
+def collect_events(app: Any) -> list[Any]:
+    """Every domain event the app publishes from now on, in order (a real subscriber on the bus)."""
+    from lms.events import EVENTS
+
+    seen: list[Any] = []
+
+    async def keep(event: Any) -> None:
+        seen.append(event)
+
+    app[EVENTS].subscribe(keep)
+    return seen

@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import String, and_, case, func, literal, literal_column, select, update
@@ -21,6 +22,7 @@ from lms.tables import certificates, courses, enrollments, lesson_progress, less
 
 # Statuses in which a student studies: progress is recorded, content is open, reviews are allowed.
 STUDYING = ("active", "completed")
+CENT = Decimal("0.01")
 STATUSES = ("active", "completed", "dropped", "expired", "pending_payment")
 
 COURSE_SUMMARY = {
@@ -166,7 +168,7 @@ async def course_stats(conn: Connection, course_id: uuid.UUID) -> Row:
         "course_id": course_id,
         "total_enrollments": sum(counts.values()),
         "by_status": counts,
-        "completion_rate": round(completed_n * 100 / studying_n, 2) if studying_n else 0,
+        "completion_rate": (Decimal(completed_n * 100) / studying_n).quantize(CENT) if studying_n else Decimal("0.00"),
         "average_progress": averages["average_progress"],
         "average_time_spent_seconds": int(averages["average_time_spent_seconds"]),
     }
