@@ -20,6 +20,7 @@ from lms.courses import routes as courses
 from lms.db import Database
 from lms.enrollments import routes as enrollments
 from lms.events import EVENTS, EventBus
+from lms.live import routes as live
 from lms.metrics import Metrics
 from lms.quizzes import routes as quizzes
 from lms.system import routes as system
@@ -78,6 +79,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_routes(system.routes)
     app.router.add_routes(auth.routes)
     app.router.add_routes(users.routes)
+    app.router.add_routes(live.routes)
     app.router.add_routes(courses.routes)
     app.router.add_routes(enrollments.routes)
     app.router.add_routes(quizzes.routes)

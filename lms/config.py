@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 ENV_PREFIX = "LMS_"
@@ -182,6 +182,61 @@ class QuizSettings(Section):
     submit_grace_seconds: int = Field(default=5, ge=0, le=3600)
 
 
+class LiveSettings(Section):
+    """Live quiz sessions: timing, limits, the owner lease and what the session keeps in Redis."""
+
+    redis_prefix: str = "lms:live"
+    # Pub/sub channel on which session owners publish events and command replies.
+    channel: str = "lms:live:events"
+    default_question_time_limit_seconds: int = Field(default=20, ge=5, le=600)
+    # An answer is accepted until the deadline plus this (network latency).
+    answer_grace_ms: int = Field(default=250, ge=0, le=10_000)
+    # The owner's lease expires this long after its last renewal; another
+    # instance takes the session over after that (failover time is about
+    # lease_ttl_ms + supervisor_interval_ms).
+    lease_ttl_ms: int = Field(default=3000, ge=300)
+    lease_renew_interval_ms: int = Field(default=1000, ge=50)
+    # How often each instance looks for sessions without an owner.
+    supervisor_interval_ms: int = Field(default=1000, ge=50)
+    # Hosts get answer_count at most this often (100 ms: 10 per second).
+    answer_count_interval_ms: int = Field(default=100, ge=100)
+    # player_count to everyone is coalesced into one event per this delay.
+    player_count_interval_ms: int = Field(default=500, ge=0)
+    # A connected player's presence entry lives this long unless its
+    # instance refreshes it (every third of it): a dead instance's players
+    # stop counting as connected on their own.
+    presence_ttl_seconds: float = Field(default=15.0, gt=0)
+    max_players: int = Field(default=5000, ge=1)
+    nickname_max_length: int = Field(default=24, ge=1, le=24)
+    # Nicknames containing any of these (case-insensitively, ignoring
+    # spaces and punctuation) are refused.
+    nickname_deny_list: tuple[str, ...] = ("admin", "moderator", "host")
+    # 0: the host moves on with `next`; otherwise reveal and leaderboard
+    # advance on their own after this long.
+    reveal_seconds: float = Field(default=0.0, ge=0)
+    leaderboard_seconds: float = Field(default=0.0, ge=0)
+    leaderboard_size: int = Field(default=10, ge=1, le=100)
+    # A session nobody is connected to for this long is ended by its owner.
+    idle_end_seconds: int = Field(default=1800, ge=1)
+    # Redis keys of a session expire this long after its last change.
+    state_ttl_seconds: int = Field(default=86_400, ge=60)
+    # Host commands wait this long for the owner to apply them.
+    command_timeout_seconds: float = Field(default=10.0, gt=0)
+    # The scheduled job ends sessions still open after this long without an
+    # owner (and stores what Redis still holds).
+    abandoned_after_minutes: int = Field(default=120, ge=1)
+    abandoned_cleanup_cron: str = Field(default="*/10 * * * *", pattern=r"^\S+( \S+){4}$")
+    # Tests only (production refuses it): answers and timers read a frozen
+    # clock from Redis when one is set for the session.
+    test_clock: bool = False
+
+    @model_validator(mode="after")
+    def _renew_well_inside_ttl(self) -> LiveSettings:
+        if self.lease_renew_interval_ms * 2 >= self.lease_ttl_ms:
+            raise ValueError("lease_renew_interval_ms must be less than half of lease_ttl_ms")
+        return self
+
+
 class Settings(Section):
     env: Literal["dev", "test", "production"] = "dev"
     debug: bool = False
@@ -200,6 +255,7 @@ class Settings(Section):
     payments: PaymentSettings = PaymentSettings()
     metrics: MetricsSettings = MetricsSettings()
     jobs: JobsSettings = JobsSettings()
+    live: LiveSettings = LiveSettings()
     quizzes: QuizSettings = QuizSettings()
 
     @property
@@ -356,6 +412,8 @@ def _refuse_unsafe_production(settings: Settings) -> None:
         raise ConfigError("LMS_HTTP_CORS_ORIGINS: open CORS ('*') is refused in production; list the origins")
     if settings.jobs.mode == "inline":
         raise ConfigError("LMS_JOBS_MODE: inline jobs are refused in production; use the broker")
+    if settings.live.test_clock:
+        raise ConfigError("LMS_LIVE_TEST_CLOCK: the test clock is refused in production")
     if not settings.auth.revocation_fail_closed:
         raise ConfigError("LMS_AUTH_REVOCATION_FAIL_CLOSED: token revocation must fail closed in production")
     if not settings.http.trusted_hosts:

@@ -1,0 +1,1 @@
+"""Live quiz sessions, REST side: create, look up by pin, results (the live part is ``realtime.live``)."""

@@ -1,0 +1,253 @@
+"""The "Live quiz sessions" section of API.md (the live part is the ``/live`` Socket.IO namespace)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import secrets
+import time
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from lms.api.endpoint import endpoint, path_uuid
+from lms.api.pagination import Page
+from lms.api.problems import Conflict, NotFound, ServiceUnavailable
+from lms.appkeys import CONFIG, DB, REDIS
+from lms.auth.guards import Principal, current_user, require
+from lms.auth.permissions import Permission
+from lms.db import Connection, IntegrityViolation, Row
+from lms.live import queries
+from lms.live.keys import session_keys
+from lms.live.schemas import (
+    LiveResults,
+    LiveSessionCreate,
+    LiveSessionListQuery,
+    LiveSessionLookup,
+    LiveSessionOut,
+    LiveSessionSummary,
+)
+
+log = logging.getLogger(__name__)
+
+routes = web.RouteTableDef()
+TAGS = ["live sessions"]
+host_live = require(Permission.HOST_LIVE)
+
+PIN_ATTEMPTS = 20
+# Spreadsheet programs run cells starting with these as formulas; nicknames
+# and short answers come from anyone, so such cells are quoted with a '.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def new_pin() -> str:
+    """Six random digits: no sequence to guess from the pins of other sessions."""
+    return f"{secrets.randbelow(1_000_000):06d}"
+
+
+def manages(principal: Principal, instructor_id: uuid.UUID) -> bool:
+    return principal.is_admin or principal.id == instructor_id
+
+
+async def hosted_quiz(conn: Connection, principal: Principal, quiz_id: uuid.UUID) -> Row:
+    """The quiz if the caller owns its course (or is an admin); anyone else does not see it: 404."""
+    quiz = await queries.get_quiz_for_hosting(conn, quiz_id)
+    if quiz is None or not manages(principal, quiz["instructor_id"]):
+        raise NotFound("No such quiz.")
+    return quiz
+
+
+async def hosted_session(conn: Connection, principal: Principal, session_id: uuid.UUID) -> Row:
+    """The live session if the caller owns its quiz's course (or is an admin); otherwise 404."""
+    session = await queries.get_session(conn, session_id)
+    if session is None or not manages(principal, session["instructor_id"]):
+        raise NotFound("No such live session.")
+    return session
+
+
+def present(request: web.Request, session: Row) -> dict[str, Any]:
+    base = request.app[CONFIG].http.public_base_url.rstrip("/")
+    return session | {"host_url": f"{base}/host/{session['id']}", "join_url": f"{base}/play?pin={session['pin']}"}
+
+
+@routes.post("/api/v1/quizzes/{id}/live-sessions")
+@endpoint(
+    summary="Open a live session of a quiz",
+    description="The quiz must be published and have questions. The pin is six random digits, unique among "
+    "sessions that have not ended. Hosts then connect to the `/live` Socket.IO namespace (`host_session`).",
+    body=LiveSessionCreate,
+    body_required=False,
+    response=LiveSessionOut,
+    status=201,
+    errors=[404, 409],
+    guards=[host_live],
+    tags=TAGS,
+)
+async def create_live_session(request: web.Request, body: LiveSessionCreate) -> dict[str, Any]:
+    principal = current_user(request)
+    config = request.app[CONFIG].live
+    async with request.app[DB].transaction() as conn:
+        quiz = await hosted_quiz(conn, principal, path_uuid(request))
+        if not quiz["is_published"]:
+            raise Conflict("Publish the quiz before hosting it live.")
+        if quiz["question_count"] == 0:
+            raise Conflict("The quiz has no questions.")
+        for _ in range(PIN_ATTEMPTS):
+            try:
+                async with conn.transaction():
+                    session = await queries.insert_session(
+                        conn,
+                        quiz_id=quiz["id"],
+                        host_id=principal.id,
+                        pin=new_pin(),
+                        allow_guests=body.allow_guests,
+                        question_time_limit_seconds=body.question_time_limit_seconds
+                        or config.default_question_time_limit_seconds,
+                        total_questions=quiz["question_count"],
+                    )
+                break
+            except IntegrityViolation as err:
+                if err.constraint != queries.OPEN_PIN_INDEX:
+                    raise
+        else:
+            log.error("no free live-session pin after %d attempts", PIN_ATTEMPTS)
+            raise ServiceUnavailable("Too many open live sessions; try again later.")
+    log.info("live session %s opened for quiz %s by %s", session["id"], quiz["id"], principal.id)
+    return present(request, session)
+
+
+@routes.get("/api/v1/quizzes/{id}/live-sessions")
+@endpoint(
+    summary="Live sessions of a quiz, newest first",
+    query=LiveSessionListQuery,
+    response=Page[LiveSessionSummary],
+    errors=[404],
+    guards=[host_live],
+    tags=TAGS,
+)
+async def list_live_sessions(request: web.Request, query: LiveSessionListQuery) -> dict[str, Any]:
+    async with request.app[DB].connection() as conn:
+        quiz = await hosted_quiz(conn, current_user(request), path_uuid(request))
+        rows, total = await queries.list_sessions(
+            conn, quiz_id=quiz["id"], status=query.status, limit=query.limit, offset=query.offset
+        )
+    return {"items": rows, "total": total, "limit": query.limit, "offset": query.offset}
+
+
+@routes.get("/api/v1/live-sessions/{pin}")
+@endpoint(
+    summary="Look up an open live session by its pin (join screen)",
+    response=LiveSessionLookup,
+    errors=[404],
+    tags=TAGS,
+)
+async def lookup_live_session(request: web.Request) -> dict[str, Any]:
+    pin = request.match_info["pin"]
+    if not (len(pin) == 6 and pin.isascii() and pin.isdigit()):
+        raise NotFound("No open live session has this pin.")
+    async with request.app[DB].connection() as conn:
+        session = await queries.get_open_session_by_pin(conn, pin)
+    if session is None:
+        raise NotFound("No open live session has this pin.")
+    keys = session_keys(request.app[CONFIG].live.redis_prefix, session["id"])
+    connected = await request.app[REDIS].zcount(keys.online, int(time.time() * 1000), "+inf")
+    return {
+        "quiz_title": session["quiz_title"],
+        "status": session["status"],
+        "player_count": int(connected),
+        "allow_guests": session["allow_guests"],
+    }
+
+
+async def load_results(conn: Connection, session: Row) -> dict[str, Any]:
+    players = await queries.list_players(conn, session["id"])
+    stored = session["results"] or {}
+    questions = stored.get("questions", [])
+    return {
+        **{k: session[k] for k in ("id", "quiz_id", "quiz_title", "pin", "status", "total_questions")},
+        **{k: session[k] for k in ("created_at", "started_at", "ended_at")},
+        "questions_asked": len(questions),
+        "leaderboard": [
+            {
+                "player_id": p["id"], "nickname": p["nickname"], "user_id": p["user_id"], "score": p["score"],
+                "rank": p["rank"], "correct_count": p["correct_count"], "kicked": p["kicked_at"] is not None,
+            }
+            for p in players
+        ],
+        "questions": questions,
+    }  # fmt: skip
+
+
+@routes.get("/api/v1/live-sessions/{id}/results")
+@endpoint(
+    summary="Results of a live session: final leaderboard and per-question answer distribution",
+    description="Read from PostgreSQL: complete once the session has ended, the questions so far before.",
+    response=LiveResults,
+    errors=[404],
+    guards=[host_live],
+    tags=TAGS,
+)
+async def live_results(request: web.Request) -> dict[str, Any]:
+    async with request.app[DB].connection() as conn:
+        session = await hosted_session(conn, current_user(request), path_uuid(request))
+        return await load_results(conn, session)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        value = ";".join(str(v) for v in value)
+    if isinstance(value, bool):
+        value = "true" if value else "false"
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+
+
+CSV_COLUMNS = [
+    "nickname", "user_id", "player_id", "question_index", "question_id", "answer", "correct", "points",
+    "response_time_ms",
+]  # fmt: skip
+
+
+@routes.get("/api/v1/live-sessions/{id}/results.csv")
+@endpoint(
+    summary="Results of a live session as CSV: one row per player and question",
+    description="Columns: " + ", ".join(CSV_COLUMNS) + ". A question a player did not answer has an empty answer.",
+    errors=[404],
+    guards=[host_live],
+    tags=TAGS,
+    response_content_type="text/csv",
+)
+async def live_results_csv(request: web.Request) -> web.Response:
+    async with request.app[DB].connection() as conn:
+        session = await hosted_session(conn, current_user(request), path_uuid(request))
+        players = await queries.list_players(conn, session["id"])
+        answers = await queries.list_answers(conn, session["id"])
+    asked = (session["results"] or {}).get("questions", [])
+    by_key = {(a["player_id"], a["question_index"]): a for a in answers}
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for player in players:
+        for question in asked:
+            answer = by_key.get((player["id"], question["index"]))
+            writer.writerow(
+                [
+                    _cell(player["nickname"]), _cell(player["user_id"]), _cell(player["id"]),
+                    question["index"], _cell(question.get("question_id")),
+                    _cell(answer["answer"] if answer else None),
+                    _cell(answer["is_correct"] if answer else False),
+                    answer["points"] if answer else 0,
+                    _cell(answer["response_time_ms"] if answer else None),
+                ]
+            )  # fmt: skip
+    filename = f"live-session-{session['pin']}-{session['id']}.csv"
+    return web.Response(
+        text=out.getvalue(),
+        content_type="text/csv",
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
