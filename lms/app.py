@@ -52,6 +52,11 @@ def create_app(config: Settings) -> web.Application:
     app[EVENTS] = EventBus()
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(redis_ctx)
+    # The job queue (jobs/web.py) is imported here, not at the top: lms
+    # does not depend on jobs at import time (see lms/jobqueue.py).
+    from jobs.web import jobs_ctx
+
+    app.cleanup_ctx.append(jobs_ctx)
     setup_routes(app)
     return app
 

@@ -59,6 +59,36 @@ def migrate(args: argparse.Namespace, config: Settings) -> int:
     return 0
 
 
+def _worker_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--queues",
+        default="emails,default,slow",
+        help="comma-separated queues to serve (default: all: emails, default, slow)",
+    )
+
+
+@command("worker", "run background jobs (Taskiq worker on the Redis streams)", _worker_arguments)
+def worker(args: argparse.Namespace, config: Settings) -> int:
+    from jobs.registry import QUEUES
+    from jobs.worker import serve_worker
+
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()]
+    unknown = sorted(set(queues) - set(QUEUES))
+    if unknown or not queues:
+        print(f"lms: unknown queue(s) {', '.join(unknown)}; known: {', '.join(QUEUES)}", file=sys.stderr)
+        return 2
+    return serve_worker(config, [q for q in QUEUES if q in queues])
+
+
+@command("scheduler", "kick the cron-scheduled jobs (weekly report, reminders, cleanup)")
+def scheduler(args: argparse.Namespace, config: Settings) -> int:
+    import asyncio
+
+    from jobs.schedule import run_scheduler
+
+    return asyncio.run(run_scheduler(config))
+
+
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 
 
@@ -178,7 +208,7 @@ def up(args: argparse.Namespace, config: Settings) -> int:
 
 def up_processes(host: str, port: int) -> list[list[str]]:
     """What ``lms up`` runs besides the embedded servers."""
-    return [["serve", "--host", host, "--port", str(port)]]
+    return [["serve", "--host", host, "--port", str(port)], ["worker"], ["scheduler"]]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

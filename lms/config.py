@@ -17,8 +17,9 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 ENV_PREFIX = "LMS_"
@@ -141,6 +142,9 @@ class SmtpSettings(Section):
     start_tls: bool = False
     timeout_seconds: float = Field(default=10.0, gt=0)
     mail_from: str = "LMS <no-reply@lms.local>"
+    # TLS peers are verified; cert_bundle names a CA file for a private CA.
+    validate_certs: bool = True
+    cert_bundle: str | None = None
 
 
 class PaymentSettings(Section):
@@ -165,14 +169,48 @@ class MetricsSettings(Section):
     allow_from: tuple[str, ...] = ()
 
 
+CRON_PATTERN = r"^\S+( \S+){4}$"
+
+
 class JobsSettings(Section):
     # "broker" kicks tasks to Redis streams; "inline" runs them in-process
     # (tests of a single module only; production refuses it).
     mode: Literal["broker", "inline"] = "broker"
     stream_prefix: str = "lms:jobs"
+    # A live worker keeps its messages fresh; one that holds a message this
+    # long without doing so is dead, and another worker takes the message.
     idle_redelivery_seconds: int = Field(default=30, ge=1)
+    # SIGTERM to exit: in-flight tasks may finish within it, the rest go back.
     shutdown_grace_seconds: int = Field(default=20, ge=1)
-    max_retries: int = Field(default=5, ge=1)
+    # Retries after the first run for declared transient errors (SMTP down,
+    # timeouts): a task runs at most max_retries + 1 times, then dead-letters.
+    max_retries: int = Field(default=5, ge=0)
+    # Backoff before retry n: between half and all of base * 2**(n-1), capped.
+    retry_base_seconds: float = Field(default=5.0, gt=0)
+    retry_max_seconds: float = Field(default=900.0, gt=0)
+    result_ttl_seconds: int = Field(default=3600, ge=1)
+    # Tasks run at once per worker process, per queue (so slow work cannot
+    # take the slots of emails).
+    emails_concurrency: int = Field(default=20, ge=1)
+    default_concurrency: int = Field(default=10, ge=1)
+    slow_concurrency: int = Field(default=2, ge=1)
+    # Cron schedules (minute hour day month weekday) in schedule_timezone.
+    schedule_timezone: str = "UTC"
+    weekly_progress_cron: str = Field(default="0 9 * * 1", pattern=CRON_PATTERN)
+    course_reminders_cron: str = Field(default="0 10 * * *", pattern=CRON_PATTERN)
+    token_cleanup_cron: str = Field(default="30 3 * * *", pattern=CRON_PATTERN)
+    reminder_inactive_days: int = Field(default=7, ge=1)
+    # Revoked refresh tokens are kept this long (reuse detection), then deleted.
+    revoked_token_retention_days: int = Field(default=7, ge=0)
+
+    @field_validator("schedule_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as err:
+            raise ValueError(f"unknown time zone {value!r}") from err
+        return value
 
 
 class QuizSettings(Section):

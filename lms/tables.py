@@ -521,3 +521,29 @@ email_log = Table(
     Index(None, "to_address", "created_at"),
     Index(None, "template", "created_at"),
 )
+
+DEAD_LETTER_REASONS = ("exhausted", "permanent")
+
+job_dead_letters = Table(
+    "job_dead_letters",
+    metadata,
+    pk(),
+    # Retries keep the task id: one record per task however often it ran.
+    Column("task_id", String(64), nullable=False, unique=True),
+    Column("task_name", String(200), nullable=False),
+    Column("queue", String(50), nullable=False),
+    Column("args", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("kwargs", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("labels", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    # exhausted: a transient error outlasted the retries; permanent: an error
+    # that retrying cannot fix (bad input, unknown template, a bug).
+    Column("reason", String(20), nullable=False),
+    Column("error_type", String(200), nullable=False),
+    Column("error", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    created_at(),
+    ts("requeued_at"),
+    one_of("reason", DEAD_LETTER_REASONS),
+    Index(None, "task_name", "created_at"),
+    Index(None, "created_at"),
+)

@@ -122,3 +122,316 @@ def app(config: Settings) -> web.Application:
 @pytest.fixture
 async def client(aiohttp_client: Any, app: web.Application) -> TestClient:  # type: ignore[type-arg]
     return await aiohttp_client(app)
+
+
+# --- Jobs and mail (issue 3): a real SMTP server in this process, real `lms` processes ---
+
+# Imports of this block kept here so that the block stays in one piece.
+import signal  # noqa: E402
+import ssl  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from email import policy as email_policy  # noqa: E402
+from email.message import EmailMessage  # noqa: E402
+from email.parser import BytesParser  # noqa: E402
+
+from aiosmtpd.controller import Controller  # noqa: E402
+from aiosmtpd.smtp import AuthResult, LoginPassword  # noqa: E402
+
+from lms.devservers import free_port  # noqa: E402
+
+
+@dataclass
+class CaughtMail:
+    mail_from: str
+    rcpt_tos: list[str]
+    raw: bytes
+    received_at: float
+
+    @property
+    def message(self) -> EmailMessage:
+        parsed = BytesParser(policy=email_policy.default).parsebytes(self.raw)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
+
+
+class SmtpCatcher:
+    """aiosmtpd handler and authenticator: keeps what it receives, refuses logins on demand."""
+
+    def __init__(self, username: str | None = None, password: str | None = None) -> None:
+        self.username = username
+        self.password = password
+        self.refuse_logins = False
+        self.messages: list[CaughtMail] = []
+        self.login_attempts: list[float] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # the aiosmtpd hook
+        raw = envelope.original_content or envelope.content
+        self.messages.append(CaughtMail(envelope.mail_from, list(envelope.rcpt_tos), raw, time.time()))
+        return "250 Message accepted"
+
+    def authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+        self.login_attempts.append(time.time())
+        ok = (
+            not self.refuse_logins
+            and isinstance(auth_data, LoginPassword)
+            and auth_data.login.decode() == self.username
+            and auth_data.password.decode() == self.password
+        )
+        # handled=False on failure: aiosmtpd then answers 535 itself (STACK_NOTES: else the client hangs).
+        return AuthResult(success=True) if ok else AuthResult(success=False, handled=False)
+
+    def wait_for(self, count: int, timeout: float = 20.0) -> list[CaughtMail]:
+        deadline = time.monotonic() + timeout
+        while len(self.messages) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(self.messages) >= count, f"expected {count} message(s), got {len(self.messages)} in {timeout}s"
+        return self.messages
+
+
+@dataclass
+class SmtpServer:
+    host: str
+    port: int
+    catcher: SmtpCatcher
+
+    @property
+    def messages(self) -> list[CaughtMail]:
+        return self.catcher.messages
+
+    def settings(self) -> dict[str, Any]:
+        """The smtp settings section that points at this server."""
+        values: dict[str, Any] = {"transport": "smtp", "host": self.host, "port": self.port, "timeout_seconds": 5}
+        if self.catcher.username:
+            values |= {"username": self.catcher.username, "password": self.catcher.password}
+        return values
+
+
+@contextmanager
+def running_smtp_server(
+    catcher: SmtpCatcher, tls_context: ssl.SSLContext | None = None, require_starttls: bool = False
+) -> Iterator[SmtpServer]:
+    port = free_port()
+    controller = Controller(
+        catcher,
+        hostname="127.0.0.1",
+        port=port,
+        authenticator=catcher.authenticate if catcher.username else None,
+        # Login is required only over TLS (aiosmtpd warns otherwise); the
+        # client logs in whenever it has a username anyway.
+        auth_required=bool(catcher.username) and require_starttls,
+        auth_require_tls=require_starttls,
+        tls_context=tls_context,
+        require_starttls=require_starttls,
+    )
+    controller.start()
+    try:
+        yield SmtpServer("127.0.0.1", port, catcher)
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    """A real SMTP server (aiosmtpd) on a free port, without login."""
+    with running_smtp_server(SmtpCatcher()) as server:
+        yield server
+
+
+def lms_environment(servers: Servers, **settings: Any) -> dict[str, str]:
+    """Environment for an `lms` child process: the test servers plus LMS_<SECTION>_<KEY> settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LMS_")}
+    env |= {
+        "LMS_ENV": "test",
+        "LMS_DATABASE_URL": servers.database_url,
+        "LMS_REDIS_URL": servers.redis_url,
+        "LMS_LOG_LEVEL": "INFO",
+        "LMS_LOG_JSON": "false",
+    }
+    for section, values in settings.items():
+        for key, value in values.items():
+            env[f"LMS_{section.upper()}_{key.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
+
+
+class LmsProcess:
+    """An `lms` command in a child process; its output is collected by a thread."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "lms.cli", *argv],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for_output(self, text: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(text in line for line in self.lines):
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.02)
+        raise AssertionError(f"{text!r} not seen within {timeout}s; output:\n{self.output}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"process did not exit within {timeout}s of {sig}:\n{self.output}") from None
+
+
+@pytest.fixture
+def start_lms(servers: Servers) -> Iterator[Callable[..., LmsProcess]]:
+    """Start `lms worker` / `lms scheduler` (waits until ready); killed at teardown if still running.
+
+    start_lms("worker", jobs={"idle_redelivery_seconds": 2}, smtp=smtp_server.settings())
+    """
+    started: list[LmsProcess] = []
+    ready = {"worker": "worker ready", "scheduler": "scheduler ready"}
+
+    def start(*argv: str, **settings: Any) -> LmsProcess:
+        process = LmsProcess(list(argv), lms_environment(servers, **settings))
+        started.append(process)
+        process.wait_for_output(ready.get(argv[0], ""), timeout=60)
+        return process
+
+    yield start
+    for process in started:
+        if process.process.poll() is None:
+            process.process.kill()
+            process.process.wait()
+
+
+@pytest.fixture
+async def inline_client(aiohttp_client: Any, servers: Servers, smtp_server: SmtpServer) -> TestClient:  # type: ignore[type-arg]
+    """A client on an app whose jobs run in-process at enqueue, mailing to ``smtp_server``."""
+    config = make_config(servers, jobs={"mode": "inline"}, smtp=smtp_server.settings())
+    return await aiohttp_client(create_app(config))
+
+
+# --- Realtime (issue 6): Socket.IO clients that record what they receive ---
+
+import asyncio  # noqa: E402
+
+import socketio  # noqa: E402
+
+
+class LiveClient:
+    """A python-socketio AsyncClient that keeps every event it receives, per namespace."""
+
+    def __init__(self) -> None:
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.refusals: dict[str, Any] = {}
+        self._queues: dict[tuple[str, str], asyncio.Queue[Any]] = {}
+
+    def _queue(self, namespace: str, event: str) -> asyncio.Queue[Any]:
+        return self._queues.setdefault((namespace, event), asyncio.Queue())
+
+    async def connect(self, url: str, token: str | None, *namespaces: str, transport: str = "websocket") -> LiveClient:
+        namespaces = namespaces or ("/",)
+        for ns in namespaces:
+            self._listen(ns)
+        auth = {"token": token} if token is not None else None
+        await self.sio.connect(url, namespaces=list(namespaces), auth=auth, transports=[transport], wait_timeout=10)
+        return self
+
+    def _listen(self, ns: str) -> None:
+        async def any_event(event: str, *args: Any) -> None:
+            self._queue(ns, event).put_nowait(args[0] if len(args) == 1 else list(args))
+
+        async def refused(data: Any) -> None:
+            self.refusals[ns] = data
+
+        async def disconnected(reason: Any = None) -> None:
+            self._queue(ns, "disconnect").put_nowait(reason)
+
+        self.sio.on("*", any_event, namespace=ns)
+        self.sio.on("connect_error", refused, namespace=ns)
+        self.sio.on("disconnect", disconnected, namespace=ns)
+
+    async def call(self, event: str, *args: Any, namespace: str = "/", timeout: float = 10) -> Any:
+        """Emit with an acknowledgement and return the ack."""
+        data: Any = args[0] if len(args) == 1 else (tuple(args) if args else None)
+        return await self.sio.call(event, data, namespace=namespace, timeout=timeout)
+
+    async def next(self, event: str, namespace: str = "/", timeout: float = 10) -> Any:
+        """The next ``event`` received on ``namespace`` (fails after ``timeout`` seconds)."""
+        try:
+            return await asyncio.wait_for(self._queue(namespace, event).get(), timeout)
+        except TimeoutError:
+            raise AssertionError(f"no {event!r} on {namespace} within {timeout} s") from None
+
+    def pending(self, event: str, namespace: str = "/") -> list[Any]:
+        """What arrived and was not taken yet."""
+        queue = self._queue(namespace, event)
+        items = []
+        while not queue.empty():
+            items.append(queue.get_nowait())
+        return items
+
+    async def close(self) -> None:
+        await self.sio.shutdown()
+
+
+@pytest.fixture
+async def live() -> AsyncIterator[Any]:
+    """Make LiveClients; all are disconnected after the test."""
+    made: list[LiveClient] = []
+
+    def make() -> LiveClient:
+        made.append(LiveClient())
+        return made[-1]
+
+    yield make
+    for c in made:
+        await c.close()
+
+
+@dataclass
+class Instance:
+    """An app served on a real port in this process (its own Socket.IO server and fan-out)."""
+
+    app: web.Application
+    http: TestClient  # type: ignore[type-arg]
+
+    @property
+    def url(self) -> str:
+        return str(self.http.make_url("")).rstrip("/")
+
+
+@pytest.fixture
+async def instances(aiohttp_client: Any, config: Settings) -> list[Instance]:
+    """Two instances of the app sharing PostgreSQL and Redis, as behind a load balancer."""
+    made = []
+    for _ in range(2):
+        app = create_app(config)
+        made.append(Instance(app, await aiohttp_client(app)))
+    return made
