@@ -1,0 +1,198 @@
+"""The Lua scripts of live sessions: each hot event is one atomic Redis command.
+
+Every script that needs "now" takes it from Redis ``TIME`` (one clock for
+every instance), or, when tests enable it, from a frozen value stored in the
+session's ``clock`` key: deadline-boundary tests are then deterministic.
+All keys of a session share a hash tag, so the keys a script derives
+(``answers:<index>``) live on the same Cluster slot as those it is given.
+"""
+
+from __future__ import annotations
+
+# now_ms(clock_key, use_test_clock): epoch milliseconds.
+PRELUDE = """
+local function now_ms(clock_key, use_test_clock)
+  if use_test_clock == '1' then
+    local frozen = redis.call('GET', clock_key)
+    if frozen then return tonumber(frozen) end
+  end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+"""
+
+# Accept one answer at the edge.
+# KEYS: gate, kicked, clock
+# ARGV: key base, player id, question index asked, answer (JSON), grace ms, use test clock, answers ttl ms
+# -> {'ok', accepted_at} or {'err', code}
+ANSWER = (
+    PRELUDE
+    + """
+local st = redis.call('HMGET', KEYS[1], 'status', 'qi', 'deadline', 'qtype', 'opts')
+local status = st[1]
+if not status then return {'err', 'not_in_question'} end
+local pid = ARGV[2]
+if redis.call('SISMEMBER', KEYS[2], pid) == 1 then return {'err', 'not_joined'} end
+local current = tonumber(st[2])
+local asked = tonumber(ARGV[3])
+if status ~= 'question' then
+  if status == 'lobby' or status == 'ended' then return {'err', 'not_in_question'} end
+  if asked == current then return {'err', 'too_late'} end
+  return {'err', 'wrong_question'}
+end
+if asked ~= current then return {'err', 'wrong_question'} end
+local now = now_ms(KEYS[3], ARGV[6])
+if now > tonumber(st[3]) + tonumber(ARGV[5]) then return {'err', 'too_late'} end
+local decoded, answer = pcall(cjson.decode, ARGV[4])
+if not decoded then return {'err', 'invalid_answer'} end
+local qtype = st[4]
+local options = {}
+local option_count = 0
+for _, id in ipairs(cjson.decode(st[5])) do options[id] = true; option_count = option_count + 1 end
+if qtype == 'single_choice' or qtype == 'true_false' then
+  if type(answer) ~= 'string' or not options[answer] then return {'err', 'invalid_answer'} end
+elseif qtype == 'multiple_choice' then
+  if type(answer) ~= 'table' or #answer == 0 or #answer > option_count then return {'err', 'invalid_answer'} end
+  local seen = {}
+  for _, id in ipairs(answer) do
+    if type(id) ~= 'string' or not options[id] or seen[id] then return {'err', 'invalid_answer'} end
+    seen[id] = true
+  end
+  for k, _ in pairs(answer) do
+    if type(k) ~= 'number' then return {'err', 'invalid_answer'} end
+  end
+elseif qtype == 'short_answer' then
+  if type(answer) ~= 'string' or #answer == 0 or #answer > 800 then return {'err', 'invalid_answer'} end
+else
+  return {'err', 'invalid_answer'}
+end
+local key = ARGV[1] .. 'answers:' .. current
+if redis.call('HSETNX', key, pid, now .. ':' .. ARGV[4]) == 0 then return {'err', 'already_answered'} end
+if redis.call('HLEN', key) == 1 then redis.call('PEXPIRE', key, ARGV[7]) end
+return {'ok', now}
+"""
+)
+
+# Join a session, or come back to it (player token, or the same account).
+# KEYS: gate, players, nicks, users, tokens, kicked, online, mailbox
+# ARGV: presented token hash ('' if none), new token hash, user id ('' for guests), new player id,
+#       nickname key (lower-cased), player JSON, max players, presence expiry ms, mailbox max length
+# -> {'joined', pid} | {'resumed', pid, player JSON, how} | {'err', code}
+JOIN = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {'err', 'not_found'} end
+if status == 'ended' then return {'err', 'session_ended'} end
+local pid = false
+local how = 'token'
+if ARGV[1] ~= '' then pid = redis.call('HGET', KEYS[5], ARGV[1]) end
+if not pid and ARGV[3] ~= '' then
+  pid = redis.call('HGET', KEYS[4], ARGV[3])
+  how = 'user'
+end
+if pid then
+  if redis.call('SISMEMBER', KEYS[6], pid) == 1 then return {'err', 'kicked'} end
+  if how == 'user' then redis.call('HSET', KEYS[5], ARGV[2], pid) end
+  redis.call('ZADD', KEYS[7], ARGV[8], pid)
+  redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[9], '*', 't', 'rejoined', 'p', pid)
+  return {'resumed', pid, redis.call('HGET', KEYS[2], pid), how}
+end
+if redis.call('HGET', KEYS[1], 'locked') == '1' then return {'err', 'session_locked'} end
+if redis.call('HLEN', KEYS[2]) - redis.call('SCARD', KEYS[6]) >= tonumber(ARGV[7]) then
+  return {'err', 'session_full'}
+end
+pid = ARGV[4]
+if redis.call('HSETNX', KEYS[3], ARGV[5], pid) == 0 then return {'err', 'nickname_taken'} end
+redis.call('HSET', KEYS[2], pid, ARGV[6])
+redis.call('HSET', KEYS[5], ARGV[2], pid)
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[4], ARGV[3], pid) end
+redis.call('ZADD', KEYS[7], ARGV[8], pid)
+redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[9], '*', 't', 'joined', 'p', pid)
+return {'joined', pid}
+"""
+
+# What a client's snapshot is built from (sync, join, host, takeover).
+# KEYS: snap, online, scores, clock, kicked, players, gate
+# ARGV: key base, player id ('' for hosts), use test clock, '1' for the host's extra lists
+# -> {now, snap JSON, online count, my scores JSON, answered current (0/1), answer count,
+#     [players flat, scores flat, online members, kicked members]}
+VIEW = (
+    PRELUDE
+    + """
+local now = now_ms(KEYS[4], ARGV[3])
+local snap = redis.call('GET', KEYS[1])
+if not snap then return {now, false} end
+local online = redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf')
+local answers = ARGV[1] .. 'answers:' .. (redis.call('HGET', KEYS[7], 'qi') or '-1')
+local mine = false
+local answered = 0
+if ARGV[2] ~= '' then
+  mine = redis.call('HGET', KEYS[3], ARGV[2])
+  answered = redis.call('HEXISTS', answers, ARGV[2])
+end
+local count = redis.call('HLEN', answers)
+if ARGV[4] ~= '1' then return {now, snap, online, mine, answered, count} end
+return {
+  now, snap, online, mine, answered, count,
+  redis.call('HGETALL', KEYS[6]), redis.call('HGETALL', KEYS[3]),
+  redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. now, '+inf'), redis.call('SMEMBERS', KEYS[5]),
+}
+"""
+)
+
+# The owner's periodic look at a running question (and at presence).
+# KEYS: answers of the current question, online, clock
+# ARGV: use test clock
+# -> {now, answered, connected, every connected player answered (0/1)}
+TICK = (
+    PRELUDE
+    + """
+local now = now_ms(KEYS[3], ARGV[1])
+local answered = redis.call('HLEN', KEYS[1])
+local connected = redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf')
+local everyone = 0
+if connected > 0 and answered >= connected then
+  everyone = 1
+  for _, pid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. now, '+inf')) do
+    if redis.call('HEXISTS', KEYS[1], pid) == 0 then everyone = 0; break end
+  end
+end
+return {now, answered, connected, everyone}
+"""
+)
+
+# Read the clock the scripts use. KEYS: clock; ARGV: use test clock -> epoch ms
+NOW = PRELUDE + "return now_ms(KEYS[1], ARGV[1])"
+
+# The owner's writes, fenced by its lease: nothing is written once another
+# instance holds the session. KEYS: lease; ARGV: lease token, JSON list of
+# commands ([["HSET", key, field, value, ...], ...]) -> 1, or 0 when fenced off
+FENCED = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+for _, command in ipairs(cjson.decode(ARGV[2])) do redis.call(unpack(command)) end
+return 1
+"""
+
+# KEYS: lease; ARGV: token, ttl ms -> 1 if still ours (and extended)
+RENEW = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+# KEYS: lease; ARGV: token -> 1 if it was ours
+RELEASE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+# First touch of a session: the gate and the initial snapshot, unless they exist.
+# KEYS: gate, snap, active; ARGV: gate JSON object, snap JSON, session id, now ms, ttl ms -> 1 if created
+INIT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+for field, value in pairs(cjson.decode(ARGV[1])) do redis.call('HSET', KEYS[1], field, value) end
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[5])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
+return 1
+"""

@@ -1,0 +1,334 @@
+"""A live session's state in Redis: the scripts and reads the edge and the owner use.
+
+The edge (any instance a client is connected to) joins players and accepts
+answers with one script call each. The owner reads the mailbox, ticks
+running questions and writes everything else through :meth:`LiveStore.fenced`,
+which refuses once its lease is gone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from lms.config import LiveSettings
+from lms.live.keys import SessionKeys, active_sessions_key, session_keys
+from realtime.live import lua
+
+log = logging.getLogger(__name__)
+
+# Redis scripts take at most a few thousand arguments per command; longer
+# writes are split.
+MAX_PAIRS_PER_COMMAND = 500
+MAILBOX_MAX_LENGTH = 10_000
+
+
+class LiveError(Exception):
+    """A refusal with a protocol error code (``session_locked``, ``too_late`` ...)."""
+
+    def __init__(self, code: str, message: str | None = None) -> None:
+        super().__init__(message or code.replace("_", " "))
+        self.code = code
+        self.message = message or MESSAGES.get(code, code.replace("_", " "))
+
+
+MESSAGES = {
+    "not_found": "No open session has this pin.",
+    "session_locked": "The host has locked this session.",
+    "session_ended": "This session has ended.",
+    "nickname_taken": "Someone in this session already uses this nickname.",
+    "guests_not_allowed": "This session is for signed-in students only.",
+    "kicked": "The host removed you from this session.",
+    "session_full": "This session is full.",
+    "not_in_question": "No question is open.",
+    "wrong_question": "That question is not the current one.",
+    "too_late": "Time is up for this question.",
+    "already_answered": "You have already answered this question.",
+    "invalid_answer": "That is not an answer to this question.",
+    "not_joined": "Join the session first.",
+}
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _pairs(flat: Sequence[Any]) -> dict[str, str]:
+    return {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
+@dataclass(frozen=True)
+class Joined:
+    player_id: str
+    resumed: bool
+    # How a returning player was recognised: "token" or "user" (an account).
+    how: str | None = None
+    player: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Tick:
+    now: int
+    answered: int
+    connected: int
+    everyone_answered: bool
+
+
+@dataclass(frozen=True)
+class RecordedAnswer:
+    accepted_at: int
+    answer: Any
+
+
+@dataclass
+class View:
+    """What a snapshot for one client is built from."""
+
+    now: int
+    snap: dict[str, Any] | None
+    player_count: int = 0
+    mine: dict[str, Any] | None = None
+    answered_current: bool = False
+    answer_count: int = 0
+    players: dict[str, dict[str, Any]] | None = None
+    scores: dict[str, dict[str, Any]] | None = None
+    connected: set[str] | None = None
+    kicked: set[str] | None = None
+
+
+@dataclass(frozen=True)
+class OwnerState:
+    """Everything a (new) owner loads to resume a session."""
+
+    snap: dict[str, Any] | None
+    players: dict[str, dict[str, Any]]
+    scores: dict[str, dict[str, Any]]
+    kicked: set[str]
+
+
+class LiveStore:
+    def __init__(self, redis: Redis, config: LiveSettings) -> None:
+        self.redis = redis
+        self.config = config
+        self.test_clock = "1" if config.test_clock else "0"
+        self.active_key = active_sessions_key(config.redis_prefix)
+        self._answer = redis.register_script(lua.ANSWER)
+        self._join = redis.register_script(lua.JOIN)
+        self._view = redis.register_script(lua.VIEW)
+        self._tick = redis.register_script(lua.TICK)
+        self._now = redis.register_script(lua.NOW)
+        self._fenced = redis.register_script(lua.FENCED)
+        self._renew = redis.register_script(lua.RENEW)
+        self._release = redis.register_script(lua.RELEASE)
+        self._init = redis.register_script(lua.INIT)
+
+    def keys(self, session_id: Any) -> SessionKeys:
+        return session_keys(self.config.redis_prefix, session_id)
+
+    @property
+    def ttl_ms(self) -> int:
+        return self.config.state_ttl_seconds * 1000
+
+    # -- the edge ---------------------------------------------------------
+
+    async def now_ms(self, keys: SessionKeys) -> int:
+        return int(await self._now(keys=[keys.clock], args=[self.test_clock]))
+
+    async def submit_answer(self, keys: SessionKeys, player_id: str, question_index: int, answer: Any) -> int:
+        """Record the answer once; returns when Redis accepted it (epoch ms) or raises :class:`LiveError`."""
+        result = await self._answer(
+            keys=[keys.gate, keys.kicked, keys.clock],
+            args=[
+                keys.base, player_id, question_index, json.dumps(answer, separators=(",", ":")),
+                self.config.answer_grace_ms, self.test_clock, self.ttl_ms,
+            ],
+        )  # fmt: skip
+        if _text(result[0]) != "ok":
+            raise LiveError(_text(result[1]))
+        return int(result[1])
+
+    async def join(
+        self,
+        keys: SessionKeys,
+        *,
+        presented_token: str | None,
+        new_token: str,
+        user_id: str | None,
+        new_player_id: str,
+        nickname: str,
+        player: dict[str, Any],
+        presence_expiry_ms: int,
+    ) -> Joined:
+        result = await self._join(
+            keys=[keys.gate, keys.players, keys.nicks, keys.users, keys.tokens, keys.kicked, keys.online, keys.mailbox],
+            args=[
+                token_hash(presented_token) if presented_token else "", token_hash(new_token), user_id or "",
+                new_player_id, nickname.lower(), json.dumps(player), self.config.max_players, presence_expiry_ms,
+                MAILBOX_MAX_LENGTH,
+            ],
+        )  # fmt: skip
+        kind = _text(result[0])
+        if kind == "err":
+            raise LiveError(_text(result[1]))
+        if kind == "joined":
+            return Joined(_text(result[1]), resumed=False)
+        info = json.loads(result[2]) if result[2] else None
+        return Joined(_text(result[1]), resumed=True, how=_text(result[3]), player=info)
+
+    async def leave(self, keys: SessionKeys, player_id: str) -> None:
+        """A player's last connection closed: no longer counted as connected; the owner tells the hosts."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(keys.online, player_id)
+            pipe.xadd(keys.mailbox, {"t": "left", "p": player_id}, maxlen=MAILBOX_MAX_LENGTH, approximate=True)
+            await pipe.execute()
+
+    async def refresh_presence(self, entries: Iterable[tuple[SessionKeys, list[str]]], expiry_ms: int) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for keys, players in entries:
+                if players:
+                    pipe.zadd(keys.online, dict.fromkeys(players, expiry_ms), xx=True)
+            await pipe.execute()
+
+    async def view(self, keys: SessionKeys, *, player_id: str | None = None, host: bool = False) -> View:
+        result = await self._view(
+            keys=[keys.snap, keys.online, keys.scores, keys.clock, keys.kicked, keys.players, keys.gate],
+            args=[keys.base, player_id or "", self.test_clock, "1" if host else "0"],
+        )
+        now = int(result[0])
+        if not result[1]:
+            return View(now, None)
+        view = View(
+            now,
+            json.loads(result[1]),
+            player_count=int(result[2]),
+            mine=json.loads(result[3]) if result[3] else None,
+            answered_current=bool(int(result[4])),
+            answer_count=int(result[5]),
+        )
+        if host:
+            view.players = {k: json.loads(v) for k, v in _pairs(result[6]).items()}
+            view.scores = {k: json.loads(v) for k, v in _pairs(result[7]).items()}
+            view.connected = {_text(m) for m in result[8]}
+            view.kicked = {_text(m) for m in result[9]}
+        return view
+
+    async def post(self, keys: SessionKeys, message: dict[str, str]) -> str:
+        """Append a message to the session's mailbox (host commands, presence notices)."""
+        return _text(
+            await self.redis.xadd(keys.mailbox, message, maxlen=MAILBOX_MAX_LENGTH, approximate=True)  # type: ignore[arg-type]
+        )
+
+    async def initialize(self, keys: SessionKeys, gate: dict[str, Any], snap: dict[str, Any], now_ms: int) -> bool:
+        """Create the session's gate and first snapshot unless they exist (any instance may race here)."""
+        created = await self._init(
+            keys=[keys.gate, keys.snap, self.active_key],
+            args=[json.dumps(gate), json.dumps(snap), keys.session_id, now_ms, self.ttl_ms],
+        )
+        return bool(created)
+
+    async def exists(self, keys: SessionKeys) -> bool:
+        return bool(await self.redis.exists(keys.gate))
+
+    # -- ownership --------------------------------------------------------
+
+    async def acquire(self, keys: SessionKeys, token: str) -> bool:
+        return bool(await self.redis.set(keys.lease, token, nx=True, px=self.config.lease_ttl_ms))
+
+    async def acquire_many(self, keyset: Sequence[SessionKeys], token: str) -> list[bool]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for keys in keyset:
+                pipe.set(keys.lease, token, nx=True, px=self.config.lease_ttl_ms)
+            return [bool(r) for r in await pipe.execute()]
+
+    async def renew(self, keys: SessionKeys, token: str) -> bool:
+        return bool(await self._renew(keys=[keys.lease], args=[token, self.config.lease_ttl_ms]))
+
+    async def release(self, keys: SessionKeys, token: str) -> bool:
+        return bool(await self._release(keys=[keys.lease], args=[token]))
+
+    async def active_sessions(self) -> list[str]:
+        return [_text(m) for m in await self.redis.zrange(self.active_key, 0, -1)]
+
+    # -- the owner --------------------------------------------------------
+
+    async def fenced(self, keys: SessionKeys, token: str, commands: list[list[Any]]) -> bool:
+        """Run the commands atomically if ``token`` still holds the lease; False when fenced off."""
+        if not commands:
+            return True
+        payload = json.dumps([[str(part) for part in command] for command in commands], separators=(",", ":"))
+        return bool(await self._fenced(keys=[keys.lease], args=[token, payload]))
+
+    async def load(self, keys: SessionKeys) -> OwnerState:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.get(keys.snap)
+            pipe.hgetall(keys.players)
+            pipe.hgetall(keys.scores)
+            pipe.smembers(keys.kicked)
+            snap, players, scores, kicked = await pipe.execute()
+        return OwnerState(
+            snap=json.loads(snap) if snap else None,
+            players={_text(k): json.loads(v) for k, v in players.items()},
+            scores={_text(k): json.loads(v) for k, v in scores.items()},
+            kicked={_text(m) for m in kicked},
+        )
+
+    async def players(self, keys: SessionKeys, player_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        if not player_ids:
+            return {}
+        values = await self.redis.hmget(keys.players, list(player_ids))
+        return {pid: json.loads(v) for pid, v in zip(player_ids, values, strict=True) if v}
+
+    async def read_mailbox(
+        self, keys: SessionKeys, after: str, *, block_ms: int | None, count: int = 500
+    ) -> list[tuple[str, dict[str, str]]]:
+        if block_ms is not None and block_ms <= 0:
+            block_ms = None
+        result: Any = await self.redis.xread({keys.mailbox: after}, count=count, block=block_ms)
+        if not result:
+            return []
+        # RESP2: [[stream, [(id, {field: value}), ...]]]
+        entries = result[0][1]
+        return [(_text(mid), {_text(k): _text(v) for k, v in fields.items()}) for mid, fields in entries]
+
+    async def tick(self, keys: SessionKeys, question_index: int) -> Tick:
+        now, answered, connected, everyone = await self._tick(
+            keys=[keys.answers(question_index), keys.online, keys.clock], args=[self.test_clock]
+        )
+        return Tick(int(now), int(answered), int(connected), bool(int(everyone)))
+
+    async def answers(self, keys: SessionKeys, question_index: int) -> dict[str, RecordedAnswer]:
+        raw = await self.redis.hgetall(keys.answers(question_index))
+        recorded = {}
+        for pid, value in raw.items():
+            stamp, _, answer = _text(value).partition(":")
+            recorded[_text(pid)] = RecordedAnswer(int(stamp), json.loads(answer))
+        return recorded
+
+    async def connected(self, keys: SessionKeys, now_ms: int) -> set[str]:
+        return {_text(m) for m in await self.redis.zrangebyscore(keys.online, f"({now_ms}", "+inf")}
+
+    async def forget(self, session_id: str) -> None:
+        """Stop watching a session (ended, or gone from Redis)."""
+        await self.redis.zrem(self.active_key, session_id)
+
+
+def chunked_hset(key: str, mapping: dict[str, str]) -> list[list[Any]]:
+    """HSET commands for :meth:`LiveStore.fenced`, split to stay within Lua's argument limits."""
+    items = list(mapping.items())
+    commands: list[list[Any]] = []
+    for start in range(0, len(items), MAX_PAIRS_PER_COMMAND):
+        command: list[Any] = ["HSET", key]
+        for field, value in items[start : start + MAX_PAIRS_PER_COMMAND]:
+            command += [field, value]
+        commands.append(command)
+    return commands
