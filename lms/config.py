@@ -199,6 +199,8 @@ class JobsSettings(Section):
     weekly_progress_cron: str = Field(default="0 9 * * 1", pattern=CRON_PATTERN)
     course_reminders_cron: str = Field(default="0 10 * * *", pattern=CRON_PATTERN)
     token_cleanup_cron: str = Field(default="30 3 * * *", pattern=CRON_PATTERN)
+    # Timed quiz attempts left open past their deadline are graded as they stood.
+    abandoned_attempts_cron: str = Field(default="*/5 * * * *", pattern=CRON_PATTERN)
     reminder_inactive_days: int = Field(default=7, ge=1)
     # Revoked refresh tokens are kept this long (reuse detection), then deleted.
     revoked_token_retention_days: int = Field(default=7, ge=0)

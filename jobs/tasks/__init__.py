@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from jobs import quizzes
 from jobs.registry import JobSpec
 from jobs.tasks import diagnostics, email, maintenance, reports
 
 
 def all_specs() -> dict[str, JobSpec]:
-    specs = [*email.tasks.specs, *reports.tasks.specs, *maintenance.tasks.specs, *diagnostics.tasks.specs]
+    specs = [
+        *email.tasks.specs,
+        *reports.tasks.specs,
+        *maintenance.tasks.specs,
+        *diagnostics.tasks.specs,
+        *quizzes.tasks.specs,
+    ]
     by_name = {spec.name: spec for spec in specs}
     assert len(by_name) == len(specs), "two tasks share a name"
     return by_name

@@ -21,7 +21,7 @@ from lms.quizzes import queries
 from lms.quizzes.access import QuizAccess, attempt_access, quiz_access
 from lms.quizzes.grading import answer_shape_error
 from lms.quizzes.presentation import draw
-from lms.quizzes.schemas import AnswerIn
+from lms.quizzes.schemas import AttemptAnswerIn
 from lms.quizzes.service import GradedAttempt, attempt_questions, grade_attempt, past_deadline
 
 ATTEMPT_UNIQUE = "uq_quiz_attempts_enrollment_id_quiz_id_attempt_number"
@@ -116,7 +116,7 @@ async def start_attempt(db: Database, principal: Principal, access: QuizAccess, 
             raise
 
 
-def checked_answers(answers: Sequence[AnswerIn], questions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def checked_answers(answers: Sequence[AttemptAnswerIn], questions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """``{question id: answer}``, or 422 naming each answer that cannot be one."""
     types = {str(q["id"]): q["question_type"] for q in questions}
     errors: list[FieldError] = []
@@ -149,7 +149,7 @@ async def answer_attempt(
     db: Database,
     principal: Principal,
     attempt_id: uuid.UUID,
-    answers: Sequence[AnswerIn],
+    answers: Sequence[AttemptAnswerIn],
     *,
     now: datetime,
     grace: int,

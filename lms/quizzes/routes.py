@@ -32,16 +32,16 @@ from lms.quizzes.attempts import (
 from lms.quizzes.authoring import QuestionInvalid, prepare
 from lms.quizzes.clock import now
 from lms.quizzes.schemas import (
-    AnswersIn,
+    AttemptAnswersIn,
     AttemptOut,
     AttemptSummary,
-    QuestionCreate,
-    QuestionUpdate,
     QuizCreate,
     QuizDeleteQuery,
     QuizListQuery,
     QuizOut,
+    QuizQuestionCreate,
     QuizQuestionOut,
+    QuizQuestionUpdate,
     QuizUpdate,
 )
 from lms.quizzes.service import announce
@@ -217,14 +217,14 @@ async def list_questions(request: web.Request, query: PageQuery) -> dict[str, An
 @endpoint(
     summary="Add a question",
     description="Options without an id get a generated one; `correct_answer` may name options by id or index.",
-    body=QuestionCreate,
+    body=QuizQuestionCreate,
     response=QuizQuestionOut,
     status=201,
     errors=[404, 422],
     guards=[manage_quizzes],
     tags=TAGS,
 )
-async def create_question(request: web.Request, body: QuestionCreate) -> Row:
+async def create_question(request: web.Request, body: QuizQuestionCreate) -> Row:
     quiz_id = path_uuid(request)
     prepared = _prepared(body.question_type, [o.model_dump() for o in body.options], body.correct_answer)
     async with request.app[DB].transaction() as conn:
@@ -246,13 +246,13 @@ async def create_question(request: web.Request, body: QuestionCreate) -> Row:
 @endpoint(
     summary="Change a question",
     description="Graded attempts keep the results they were graded with.",
-    body=QuestionUpdate,
+    body=QuizQuestionUpdate,
     response=QuizQuestionOut,
     errors=[404, 422],
     guards=[manage_quizzes],
     tags=TAGS,
 )
-async def update_question(request: web.Request, body: QuestionUpdate) -> Row | None:
+async def update_question(request: web.Request, body: QuizQuestionUpdate) -> Row | None:
     question_id = path_uuid(request)
     sent = body.model_dump(exclude_unset=True)
     async with request.app[DB].transaction() as conn:
@@ -337,13 +337,13 @@ async def get_attempt(request: web.Request) -> dict[str, Any]:
     summary="Save answers without submitting",
     description="Merged over the answers saved before. After the deadline (plus grace): 409, and the attempt is "
     "graded on what was saved.",
-    body=AnswersIn,
+    body=AttemptAnswersIn,
     response=AttemptOut,
     errors=[403, 404, 409, 422],
     guards=[authenticated],
     tags=TAGS,
 )
-async def save_answers(request: web.Request, body: AnswersIn) -> dict[str, Any]:
+async def save_answers(request: web.Request, body: AttemptAnswersIn) -> dict[str, Any]:
     outcome = await answer_attempt(
         request.app[DB], current_user(request), path_uuid(request), body.answers,
         now=now(request.app), grace=_grace(request), submit=False,
@@ -357,13 +357,13 @@ async def save_answers(request: web.Request, body: AnswersIn) -> dict[str, Any]:
     summary="Submit an attempt and get it graded",
     description="`answers` are merged over any saved before. After the deadline (plus a small grace): 409, and the "
     "attempt is graded on what was saved before the deadline.",
-    body=AnswersIn,
+    body=AttemptAnswersIn,
     response=AttemptOut,
     errors=[403, 404, 409, 422],
     guards=[authenticated],
     tags=TAGS,
 )
-async def submit_attempt(request: web.Request, body: AnswersIn) -> dict[str, Any]:
+async def submit_attempt(request: web.Request, body: AttemptAnswersIn) -> dict[str, Any]:
     outcome = await answer_attempt(
         request.app[DB], current_user(request), path_uuid(request), body.answers,
         now=now(request.app), grace=_grace(request), submit=True,

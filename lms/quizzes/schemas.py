@@ -114,7 +114,7 @@ class QuizDeleteQuery(BaseModel):
 # -- questions ---------------------------------------------------------------
 
 
-class OptionIn(BaseModel):
+class QuizOptionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
     text: str = Field(min_length=1, max_length=2000)
@@ -127,11 +127,11 @@ class QuizOption(BaseModel):
     text: str
 
 
-class QuestionCreate(BaseModel):
+class QuizQuestionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str = Field(min_length=1, max_length=10_000)
     question_type: QuestionType
-    options: list[OptionIn] = Field(default_factory=list, max_length=50)
+    options: list[QuizOptionIn] = Field(default_factory=list, max_length=50)
     correct_answer: JsonValue = Field(
         description="single_choice: an option id or 0-based index; multiple_choice: a list of them; "
         "true_false: true or false; short_answer: an accepted answer or a list of them."
@@ -143,11 +143,11 @@ class QuestionCreate(BaseModel):
     _text = field_validator("text")(_not_blank)
 
 
-class QuestionUpdate(BaseModel):
+class QuizQuestionUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str | None = Field(default=None, min_length=1, max_length=10_000)
     question_type: QuestionType | None = None
-    options: list[OptionIn] | None = Field(default=None, max_length=50)
+    options: list[QuizOptionIn] | None = Field(default=None, max_length=50)
     correct_answer: JsonValue = None
     points: Points | None = None
     explanation: str | None = Field(default=None, max_length=10_000)
@@ -187,23 +187,23 @@ class AttemptQuestion(BaseModel):
     points: Number
 
 
-class AnswerIn(BaseModel):
+class AttemptAnswerIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     question_id: uuid.UUID
     answer: JsonValue = None
 
 
-class AnswersIn(BaseModel):
+class AttemptAnswersIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    answers: list[AnswerIn] = Field(max_length=1000)
+    answers: list[AttemptAnswerIn] = Field(max_length=1000)
 
 
-class AnswerOut(BaseModel):
+class AttemptAnswerOut(BaseModel):
     question_id: uuid.UUID
     answer: JsonValue
 
 
-class QuestionResult(BaseModel):
+class AttemptQuestionResult(BaseModel):
     question_id: uuid.UUID
     answer: JsonValue
     is_correct: bool
@@ -236,5 +236,5 @@ class AttemptSummary(BaseModel):
 class AttemptOut(AttemptSummary):
     server_now: datetime = Field(description="The server's clock, for a countdown to the deadline.")
     questions: list[AttemptQuestion]
-    answers: list[AnswerOut]
-    results: list[QuestionResult] | None
+    answers: list[AttemptAnswerOut]
+    results: list[AttemptQuestionResult] | None
