@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jobs import quizzes
+from jobs import learning, quizzes
 from jobs.registry import JobSpec
 from jobs.tasks import diagnostics, email, maintenance, reports
 
@@ -13,6 +13,7 @@ def all_specs() -> dict[str, JobSpec]:
         *reports.tasks.specs,
         *maintenance.tasks.specs,
         *diagnostics.tasks.specs,
+        *learning.tasks.specs,
         *quizzes.tasks.specs,
     ]
     by_name = {spec.name: spec for spec in specs}
