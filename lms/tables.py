@@ -174,6 +174,8 @@ courses = Table(
     Index(None, "category"),
     Index(None, "difficulty_level"),
     Index("ix_courses_search_vector", "search_vector", postgresql_using="gin"),
+    # The catalogue's first pages (newest published first) without sorting every course.
+    Index("ix_courses_published_catalogue", "published_at", "id", postgresql_where=text("is_published")),
 )
 
 lessons = Table(
@@ -199,6 +201,9 @@ lessons = Table(
     # Deferred so that a reorder can swap positions inside one transaction.
     UniqueConstraint("course_id", "position", deferrable=True, initially="DEFERRED"),
     UniqueConstraint("course_id", "slug"),
+    # Counting a course's published lessons (every enrollment and progress
+    # report) from the index alone.
+    Index("ix_lessons_course_id_published", "course_id", postgresql_where=text("is_published")),
 )
 
 enrollments = Table(

@@ -134,7 +134,7 @@ async def delete_course(conn: Connection, course_id: uuid.UUID) -> None:
 
 async def publish_course(conn: Connection, course_id: uuid.UUID) -> Row | None:
     """Published only when it has a published lesson; None otherwise."""
-    has_lesson = exists().where(lessons.c.course_id == courses.c.id, lessons.c.is_published.is_(True))
+    has_lesson = exists().where(lessons.c.course_id == courses.c.id, lessons.c.is_published)
     return await conn.fetch_one(
         update(courses)
         .where(courses.c.id == course_id, has_lesson)
@@ -162,7 +162,7 @@ async def list_courses(
 ) -> tuple[list[Row], int]:
     conditions: list[ColumnElement[bool]] = []
     if published_only:
-        conditions.append(courses.c.is_published.is_(True))
+        conditions.append(courses.c.is_published)
     if instructor_id is not None:
         conditions.append(courses.c.instructor_id == instructor_id)
     if category is not None:
@@ -174,8 +174,9 @@ async def list_courses(
         query = func.websearch_to_tsquery(literal_column("'simple'::regconfig"), q)
         conditions.append(courses.c.search_vector.op("@@")(query))
         order.append(func.ts_rank(courses.c.search_vector, query).desc())
+    # Newest first; DESC on both columns so that an index scans it backwards.
     recent = courses.c.published_at if published_only else courses.c.created_at
-    order += [recent.desc().nulls_last(), courses.c.id]
+    order += [recent.desc(), courses.c.id.desc()]
     total = await conn.fetch_val(select(func.count()).select_from(courses).where(*conditions))
     rows = await conn.fetch_all(select(*COURSE_COLUMNS).where(*conditions).order_by(*order).limit(limit).offset(offset))
     return rows, int(total)
@@ -191,7 +192,7 @@ async def get_lesson(conn: Connection, lesson_id: uuid.UUID) -> Row | None:
 async def list_lessons(conn: Connection, course_id: uuid.UUID, *, published_only: bool) -> list[Row]:
     conditions = [lessons.c.course_id == course_id]
     if published_only:
-        conditions.append(lessons.c.is_published.is_(True))
+        conditions.append(lessons.c.is_published)
     return await conn.fetch_all(select(lessons).where(*conditions).order_by(lessons.c.position))
 
 

@@ -49,7 +49,7 @@ def published_lessons_count(course_id: Any) -> Any:
     return (
         select(func.count())
         .select_from(lessons)
-        .where(lessons.c.course_id == course_id, lessons.c.is_published.is_(True))
+        .where(lessons.c.course_id == course_id, lessons.c.is_published)
         .scalar_subquery()
     )
 
@@ -193,7 +193,7 @@ async def get_course_lesson(conn: Connection, *, lesson_id: uuid.UUID, course_id
     """A published lesson of this course (what a student may record progress on)."""
     return await conn.fetch_one(
         select(lessons.c.id, lessons.c.duration_seconds).where(
-            lessons.c.id == lesson_id, lessons.c.course_id == course_id, lessons.c.is_published.is_(True)
+            lessons.c.id == lesson_id, lessons.c.course_id == course_id, lessons.c.is_published
         )
     )
 
@@ -256,11 +256,12 @@ def _refresh_statement(*, one: bool) -> Any:
         .where(
             lesson_progress.c.enrollment_id == e.c.id,
             lesson_progress.c.status == "completed",
-            lessons.c.is_published.is_(True),
+            lessons.c.is_published,
         )
         .scalar_subquery()
     )
-    total = published_lessons_count(e.c.course_id)
+    # One enrollment: its course's lessons; a whole course: counted once (an InitPlan).
+    total = published_lessons_count(e.c.course_id if one else _COURSE_ID)
     # MATERIALIZED: each count is taken once per enrollment; inlined, the
     # planner would repeat the subqueries for every place they are used.
     counts = (
