@@ -195,7 +195,7 @@ async def publish_course(request: web.Request) -> Row:
 @routes.post("/api/v1/courses/{id}/unpublish")
 @endpoint(
     summary="Take a course back to draft",
-    description="Enrolled students keep their enrollments; the course leaves the catalogue.",
+    description="The course leaves the catalogue; enrollments and progress are kept for when it is published again.",
     response=CourseOut,
     errors=[404],
     guards=[update_courses],
