@@ -201,6 +201,8 @@ class JobsSettings(Section):
     token_cleanup_cron: str = Field(default="30 3 * * *", pattern=CRON_PATTERN)
     # Timed quiz attempts left open past their deadline are graded as they stood.
     abandoned_attempts_cron: str = Field(default="*/5 * * * *", pattern=CRON_PATTERN)
+    # Ends and stores live sessions no instance runs any more (realtime.live.abandoned).
+    abandoned_live_sessions_cron: str = Field(default="*/10 * * * *", pattern=CRON_PATTERN)
     reminder_inactive_days: int = Field(default=7, ge=1)
     # Revoked refresh tokens are kept this long (reuse detection), then deleted.
     revoked_token_retention_days: int = Field(default=7, ge=0)
@@ -265,7 +267,6 @@ class LiveSettings(Section):
     # The scheduled job ends sessions still open after this long without an
     # owner (and stores what Redis still holds).
     abandoned_after_minutes: int = Field(default=120, ge=1)
-    abandoned_cleanup_cron: str = Field(default="*/10 * * * *", pattern=r"^\S+( \S+){4}$")
     # Tests only (production refuses it): answers and timers read a frozen
     # clock from Redis when one is set for the session.
     test_clock: bool = False

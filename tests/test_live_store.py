@@ -7,6 +7,7 @@ frozen test clock (``live.test_clock``), so they are exact to the millisecond.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -166,7 +167,8 @@ async def test_the_tick_sees_when_every_connected_player_answered(store: LiveSto
     keys = await open_question(store)
     now = DEADLINE - 5000
     assert (await store.tick(keys, 0)).everyone_answered is False  # nobody connected: no early end
-    await store.redis.zadd(keys.online, {"p1": now + 10_000, "p2": now + 10_000, "gone": now - 1})
+    real = int(time.time() * 1000)  # presence expiries are real time, even with a frozen clock
+    await store.redis.zadd(keys.online, {"p1": real + 60_000, "p2": real + 60_000, "gone": real - 1})
     await store.submit_answer(keys, "p1", 0, "a")
     tick = await store.tick(keys, 0)
     assert (tick.now, tick.answered, tick.connected, tick.everyone_answered) == (now, 1, 2, False)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jobs import learning, quizzes
+from jobs import learning, live, quizzes
 from jobs.registry import JobSpec
 from jobs.tasks import diagnostics, email, maintenance, reports
 
@@ -15,6 +15,7 @@ def all_specs() -> dict[str, JobSpec]:
         *diagnostics.tasks.specs,
         *learning.tasks.specs,
         *quizzes.tasks.specs,
+        *live.tasks.specs,
     ]
     by_name = {spec.name: spec for spec in specs}
     assert len(by_name) == len(specs), "two tasks share a name"

@@ -85,6 +85,16 @@ async def get_open_session_by_pin(conn: Connection, pin: str) -> Row | None:
     )
 
 
+async def get_latest_session_by_pin(conn: Connection, pin: str) -> Row | None:
+    """The open session with this pin, else the last one that had it (to tell "ended" from "unknown")."""
+    return await conn.fetch_one(
+        _session_with_quiz()
+        .where(live_sessions.c.pin == pin)
+        .order_by((live_sessions.c.status == "ended").asc(), live_sessions.c.created_at.desc())
+        .limit(1)
+    )
+
+
 async def list_sessions(
     conn: Connection, *, quiz_id: uuid.UUID, status: str | None, limit: int, offset: int
 ) -> tuple[list[Row], int]:

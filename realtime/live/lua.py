@@ -9,15 +9,19 @@ All keys of a session share a hash tag, so the keys a script derives
 
 from __future__ import annotations
 
-# now_ms(clock_key, use_test_clock): epoch milliseconds.
+# real_ms(): epoch milliseconds (Redis TIME); presence always uses it.
+# now_ms(clock_key, use_test_clock): the clock of deadlines (frozen in tests when set).
 PRELUDE = """
+local function real_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
 local function now_ms(clock_key, use_test_clock)
   if use_test_clock == '1' then
     local frozen = redis.call('GET', clock_key)
     if frozen then return tonumber(frozen) end
   end
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  return real_ms()
 end
 """
 
@@ -76,7 +80,8 @@ return {'ok', now}
 # Join a session, or come back to it (player token, or the same account).
 # KEYS: gate, players, nicks, users, tokens, kicked, online, mailbox
 # ARGV: presented token hash ('' if none), new token hash, user id ('' for guests), new player id,
-#       nickname key (lower-cased), player JSON, max players, presence expiry ms, mailbox max length
+#       nickname key (lower-cased), player JSON, max players, presence expiry ms, mailbox max length,
+#       '1' to only resume (no nickname given)
 # -> {'joined', pid} | {'resumed', pid, player JSON, how} | {'err', code}
 JOIN = """
 local status = redis.call('HGET', KEYS[1], 'status')
@@ -96,6 +101,7 @@ if pid then
   redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[9], '*', 't', 'rejoined', 'p', pid)
   return {'resumed', pid, redis.call('HGET', KEYS[2], pid), how}
 end
+if ARGV[10] == '1' then return {'err', 'nickname_required'} end
 if redis.call('HGET', KEYS[1], 'locked') == '1' then return {'err', 'session_locked'} end
 if redis.call('HLEN', KEYS[2]) - redis.call('SCARD', KEYS[6]) >= tonumber(ARGV[7]) then
   return {'err', 'session_full'}
@@ -121,7 +127,8 @@ VIEW = (
 local now = now_ms(KEYS[4], ARGV[3])
 local snap = redis.call('GET', KEYS[1])
 if not snap then return {now, false} end
-local online = redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf')
+local present = real_ms()
+local online = redis.call('ZCOUNT', KEYS[2], '(' .. present, '+inf')
 local answers = ARGV[1] .. 'answers:' .. (redis.call('HGET', KEYS[7], 'qi') or '-1')
 local mine = false
 local answered = 0
@@ -134,7 +141,7 @@ if ARGV[4] ~= '1' then return {now, snap, online, mine, answered, count} end
 return {
   now, snap, online, mine, answered, count,
   redis.call('HGETALL', KEYS[6]), redis.call('HGETALL', KEYS[3]),
-  redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. now, '+inf'), redis.call('SMEMBERS', KEYS[5]),
+  redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. present, '+inf'), redis.call('SMEMBERS', KEYS[5]),
 }
 """
 )
@@ -142,21 +149,22 @@ return {
 # The owner's periodic look at a running question (and at presence).
 # KEYS: answers of the current question, online, clock
 # ARGV: use test clock
-# -> {now, answered, connected, every connected player answered (0/1)}
+# -> {now, answered, connected, every connected player answered (0/1), real now}
 TICK = (
     PRELUDE
     + """
 local now = now_ms(KEYS[3], ARGV[1])
 local answered = redis.call('HLEN', KEYS[1])
-local connected = redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf')
+local present = real_ms()
+local connected = redis.call('ZCOUNT', KEYS[2], '(' .. present, '+inf')
 local everyone = 0
 if connected > 0 and answered >= connected then
   everyone = 1
-  for _, pid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. now, '+inf')) do
+  for _, pid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. present, '+inf')) do
     if redis.call('HEXISTS', KEYS[1], pid) == 0 then everyone = 0; break end
   end
 end
-return {now, answered, connected, everyone}
+return {now, answered, connected, everyone, present}
 """
 )
 

@@ -82,6 +82,8 @@ class Tick:
     answered: int
     connected: int
     everyone_answered: bool
+    # Redis TIME even when a test froze ``now``: presence expiries are real time.
+    real_now: int
 
 
 @dataclass(frozen=True)
@@ -168,13 +170,14 @@ class LiveStore:
         nickname: str,
         player: dict[str, Any],
         presence_expiry_ms: int,
+        resume_only: bool = False,
     ) -> Joined:
         result = await self._join(
             keys=[keys.gate, keys.players, keys.nicks, keys.users, keys.tokens, keys.kicked, keys.online, keys.mailbox],
             args=[
                 token_hash(presented_token) if presented_token else "", token_hash(new_token), user_id or "",
                 new_player_id, nickname.lower(), json.dumps(player), self.config.max_players, presence_expiry_ms,
-                MAILBOX_MAX_LENGTH,
+                MAILBOX_MAX_LENGTH, "1" if resume_only else "0",
             ],
         )  # fmt: skip
         kind = _text(result[0])
@@ -301,10 +304,10 @@ class LiveStore:
         return [(_text(mid), {_text(k): _text(v) for k, v in fields.items()}) for mid, fields in entries]
 
     async def tick(self, keys: SessionKeys, question_index: int) -> Tick:
-        now, answered, connected, everyone = await self._tick(
+        now, answered, connected, everyone, real_now = await self._tick(
             keys=[keys.answers(question_index), keys.online, keys.clock], args=[self.test_clock]
         )
-        return Tick(int(now), int(answered), int(connected), bool(int(everyone)))
+        return Tick(int(now), int(answered), int(connected), bool(int(everyone)), int(real_now))
 
     async def answers(self, keys: SessionKeys, question_index: int) -> dict[str, RecordedAnswer]:
         raw = await self.redis.hgetall(keys.answers(question_index))

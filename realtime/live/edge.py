@@ -1,0 +1,160 @@
+"""What the instance a client is connected to does itself: join, answer, host checks, snapshots.
+
+Transport-free (the ``/live`` namespace parses payloads and calls these), so
+the same code serves Socket.IO and the tests of the actor.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+import unicodedata
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from lms.auth.guards import Principal
+from lms.auth.permissions import Role
+from lms.config import LiveSettings
+from lms.live import queries
+from realtime.live.runtime import LiveRuntime
+from realtime.live.snapshots import common_snapshot, host_snapshot, me_entry, player_snapshot
+from realtime.live.store import LiveError
+
+log = logging.getLogger(__name__)
+
+PIN = re.compile(r"^[0-9]{6}$")
+
+
+@dataclass(frozen=True)
+class JoinResult:
+    session_id: str
+    player_id: str
+    player_token: str
+    nickname: str
+    session: dict[str, Any]
+
+
+def clean_nickname(raw: str, config: LiveSettings) -> str:
+    """Trimmed, 1 to 24 characters, and clear of the deny-list (ignoring case, spaces and punctuation)."""
+    nickname = " ".join(unicodedata.normalize("NFC", raw).split())
+    if not nickname or len(nickname) > config.nickname_max_length:
+        raise LiveError(
+            "invalid_payload", f"A nickname has 1 to {config.nickname_max_length} characters (spaces trimmed)."
+        )
+    if any(unicodedata.category(c).startswith("C") for c in nickname):
+        raise LiveError("invalid_payload", "A nickname cannot contain control characters.")
+    folded = "".join(c for c in unicodedata.normalize("NFKC", nickname).casefold() if c.isalnum())
+    if any(word.casefold() in folded for word in config.nickname_deny_list if word):
+        raise LiveError("nickname_not_allowed", "Choose another nickname.")
+    return nickname
+
+
+def may_host(principal: Principal | None, instructor_id: uuid.UUID) -> bool:
+    return principal is not None and (principal.is_admin or principal.id == instructor_id)
+
+
+async def host_session(rt: LiveRuntime, principal: Principal | None, session_id: str) -> dict[str, Any]:
+    """Check the caller may host (owns the quiz's course, or admin); returns the host snapshot."""
+    try:
+        sid = uuid.UUID(session_id)
+    except ValueError:
+        raise LiveError("not_found", "No such session.") from None
+    async with rt.db.connection() as conn:
+        session = await queries.get_session(conn, sid)
+    if session is None:
+        raise LiveError("not_found", "No such session.")
+    if not may_host(principal, session["instructor_id"]):
+        # Someone who may not host it does not learn whether it exists either.
+        raise LiveError("forbidden" if principal is not None else "unauthorized", "Only the quiz's owner may host.")
+    if session["status"] != "ended":
+        await rt.ensure(str(sid))
+        await rt.store.post(rt.store.keys(sid), {"t": "host"})
+    return await snapshot(rt, str(sid), host=True)
+
+
+async def join_session(
+    rt: LiveRuntime, principal: Principal | None, *, pin: str, nickname: str | None, player_token: str | None
+) -> JoinResult:
+    if not PIN.match(pin):
+        raise LiveError("not_found")
+    async with rt.db.connection() as conn:
+        session = await queries.get_latest_session_by_pin(conn, pin)
+    if session is None:
+        raise LiveError("not_found")
+    if session["status"] == "ended":
+        raise LiveError("session_ended")
+    session_id = str(session["id"])
+    student = principal is not None and principal.role == Role.STUDENT
+    user_id = str(principal.id) if student and principal is not None else None
+    if user_id is None and not session["allow_guests"]:
+        raise LiveError("guests_not_allowed")
+    if not nickname and user_id is not None and principal is not None:
+        nickname = principal.full_name[: rt.config.live.nickname_max_length]
+    if nickname is None and not player_token:
+        raise LiveError("invalid_payload", "A nickname is required.")
+    name = clean_nickname(nickname, rt.config.live) if nickname is not None else ""
+    await rt.ensure(session_id)
+    keys = rt.store.keys(session_id)
+    new_token = secrets.token_urlsafe(24)
+    now_ms = int(time.time() * 1000)
+
+    async def attempt(new_name: str, *, resume_only: bool = False) -> Any:
+        return await rt.store.join(
+            keys,
+            presented_token=player_token,
+            new_token=new_token,
+            user_id=user_id,
+            new_player_id=str(uuid.uuid4()),
+            nickname=new_name,
+            player={"nickname": new_name, "user_id": user_id, "joined_at": now_ms},
+            presence_expiry_ms=now_ms + int(rt.config.live.presence_ttl_seconds * 1000),
+            resume_only=resume_only,
+        )
+
+    try:
+        # Only a returning player may leave the nickname out.
+        joined = await attempt(name, resume_only=not name)
+    except LiveError as err:
+        if err.code == "nickname_required":
+            raise LiveError("invalid_payload", "A nickname is required.") from None
+        raise
+    token = player_token if joined.resumed and joined.how == "token" and player_token else new_token
+    final_name = (joined.player or {}).get("nickname", name) if joined.resumed else name
+    view = await snapshot(rt, session_id, player_id=joined.player_id, nickname=final_name)
+    return JoinResult(session_id, joined.player_id, token, final_name, view)
+
+
+async def snapshot(
+    rt: LiveRuntime, session_id: str, *, host: bool = False, player_id: str | None = None, nickname: str = ""
+) -> dict[str, Any]:
+    keys = rt.store.keys(session_id)
+    view = await rt.store.view(keys, player_id=player_id, host=host)
+    if view.snap is None:
+        raise LiveError("session_ended")
+    common = common_snapshot(view.snap, now=view.now, player_count=view.player_count)
+    if host:
+        return host_snapshot(
+            common,
+            players=view.players or {},
+            scores=view.scores or {},
+            connected=view.connected or set(),
+            kicked=view.kicked or set(),
+            answer_count=view.answer_count if view.snap.get("state") == "question" else 0,
+        )
+    if player_id is None:
+        return common
+    return player_snapshot(common, me_entry(player_id, nickname, view.mine, answered_current=view.answered_current))
+
+
+async def submit_answer(rt: LiveRuntime, session_id: str, player_id: str, question_index: int, answer: Any) -> int:
+    """Accepted (epoch ms, Redis time) or :class:`LiveError`; only returns after Redis recorded it."""
+    if isinstance(answer, str) and len(answer) > 200:
+        raise LiveError("invalid_answer", "An answer has at most 200 characters.")
+    return await rt.store.submit_answer(rt.store.keys(session_id), player_id, question_index, answer)
+
+
+async def leave(rt: LiveRuntime, session_id: str, player_id: str) -> None:
+    await rt.store.leave(rt.store.keys(session_id), player_id)

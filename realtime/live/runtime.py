@@ -1,0 +1,300 @@
+"""One instance's part in live sessions: its actors, the supervisor that claims orphans, the event channel.
+
+- **Supervisor**: every ``supervisor_interval_ms`` it tries to take the lease
+  of every active session this instance does not run (``SET NX PX``: it only
+  succeeds once the owner's lease expired) and starts an actor for each
+  session it won. It also keeps this instance's players marked as connected.
+- **Channel**: owners publish each step's events (and the replies to host
+  commands) as one message on ``live.channel``; every instance hears it,
+  delivers the events to its own clients (``deliver``) and resolves the
+  replies its clients wait for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from lms.config import Settings
+from lms.db import Database
+from lms.live import queries
+from realtime.live.actor import SessionActor, initial_gate, initial_snapshot
+from realtime.live.store import LiveError, LiveStore
+
+log = logging.getLogger(__name__)
+
+Deliver = Callable[[str, list[dict[str, Any]]], Awaitable[None]]
+# session id -> ids of the players connected to this instance.
+LocalPlayers = Callable[[], dict[str, list[str]]]
+
+LISTENER_BACKOFF_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
+# An actor notices a stop request within one step (at most about a second).
+STOP_WAIT_SECONDS = 5.0
+
+
+async def _settle(tasks: list[asyncio.Task[None]], wait_seconds: float) -> None:
+    """Wait for tasks to end; cancel those still running after ``wait_seconds`` (and wait a little more)."""
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=wait_seconds)
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending, timeout=wait_seconds)
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            log.debug("task %s ended with %r", task.get_name(), task.exception())
+
+
+async def _deliver_nowhere(session_id: str, events: list[dict[str, Any]]) -> None:
+    return None
+
+
+class LiveRuntime:
+    def __init__(
+        self,
+        *,
+        config: Settings,
+        db: Database,
+        redis: Redis,
+        deliver: Deliver | None = None,
+        local_players: LocalPlayers | None = None,
+        instance_id: str | None = None,
+    ) -> None:
+        self.config = config
+        self.db = db
+        self.redis = redis
+        self.store = LiveStore(redis, config.live)
+        self.deliver = deliver or _deliver_nowhere
+        self.local_players = local_players or dict
+        self.instance_id = instance_id or uuid.uuid4().hex[:12]
+        self.actors: dict[str, asyncio.Task[None]] = {}
+        self.owned: dict[str, SessionActor] = {}
+        self.pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.listening = asyncio.Event()
+        self.stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._presence_at = 0.0
+        self.takeovers = 0
+
+    # -- life ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._listen(), name="live-listener"),
+            asyncio.create_task(self._supervise(), name="live-supervisor"),
+        ]
+        await asyncio.wait_for(self.listening.wait(), timeout=10)
+
+    async def stop(self) -> None:
+        """Stop this instance's actors and hand their sessions over at once (release the leases)."""
+        await self._halt(release=True)
+
+    async def crash(self) -> None:
+        """Tests: stop as a killed process would: no more writes, leases left to expire."""
+        await self._halt(release=False)
+
+    async def _halt(self, *, release: bool) -> None:
+        # Actors stop between steps rather than by cancellation: Python 3.11's
+        # wait_for (inside aiopg and redis-py) can swallow a cancellation that
+        # races with a completed read, and the actor would run on.
+        self.stopping.set()
+        owned = dict(self.owned)
+        for actor in owned.values():
+            actor.stop_requested = "crash" if not release else "stop"
+        tasks = [*self._tasks, *self.actors.values()]
+        for task in self._tasks:
+            task.cancel()
+        await _settle(tasks, STOP_WAIT_SECONDS)
+        if release:
+            for actor in owned.values():
+                with contextlib.suppress(RedisError, OSError):
+                    await self.store.release(actor.keys, actor.token)
+        self.actors.clear()
+        self.owned.clear()
+
+    def lease_token(self, session_id: str) -> str:
+        return f"{self.instance_id}:{session_id}"
+
+    # -- ownership ----------------------------------------------------------
+
+    async def ensure(self, session_id: str) -> None:
+        """Make sure the session is in Redis and has an owner (this instance if nobody holds it)."""
+        keys = self.store.keys(session_id)
+        if not await self.store.exists(keys):
+            async with self.db.connection() as conn:
+                session = await queries.get_session(conn, uuid.UUID(session_id))
+                total = len(await queries.list_questions(conn, session["quiz_id"])) if session else 0
+            if session is None:
+                raise LiveError("not_found")
+            if session["status"] != "lobby":
+                raise LiveError("session_ended")
+            now = await self.store.now_ms(keys)
+            await self.store.initialize(keys, initial_gate(), initial_snapshot(session, total, now), now)
+        if session_id not in self.actors and not await self.redis.exists(keys.lease):
+            await self.claim(session_id)
+
+    async def claim(self, session_id: str) -> bool:
+        if session_id in self.actors:
+            return True
+        if self.stopping.is_set():
+            return False
+        if not await self.store.acquire(self.store.keys(session_id), self.lease_token(session_id)):
+            return False
+        self._run_actor(session_id)
+        return True
+
+    def _run_actor(self, session_id: str) -> None:
+        actor = SessionActor(self, session_id, self.lease_token(session_id))
+
+        async def own() -> None:
+            lease = asyncio.create_task(self._keep_lease(actor), name=f"live-lease-{session_id}")
+            try:
+                await actor.run()
+            finally:
+                lease.cancel()
+
+        task = asyncio.create_task(own(), name=f"live-actor-{session_id}")
+        self.actors[session_id] = task
+        self.owned[session_id] = actor
+        task.add_done_callback(lambda t: self._actor_done(session_id, t))
+
+    def _actor_done(self, session_id: str, task: asyncio.Task[None]) -> None:
+        if self.actors.get(session_id) is task:
+            del self.actors[session_id]
+            self.owned.pop(session_id, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("live session %s: actor failed", session_id, exc_info=task.exception())
+            # Hand the session back (the supervisor, here or elsewhere, retries).
+            asyncio.get_running_loop().create_task(
+                self.store.release(self.store.keys(session_id), self.lease_token(session_id))
+            )
+
+    async def _keep_lease(self, actor: SessionActor) -> None:
+        """Renew well inside the lease's life; stop the actor as soon as the lease may be someone else's."""
+        session_id, keys, token = actor.session_id, actor.keys, actor.token
+        interval = self.config.live.lease_renew_interval_ms / 1000
+        renewed = time.monotonic()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if await self.store.renew(keys, token):
+                    renewed = time.monotonic()
+                    continue
+                log.warning("live session %s: lease taken by another instance", session_id)
+            except (RedisError, OSError) as err:
+                if time.monotonic() - renewed < self.config.live.lease_ttl_ms / 1000 - interval:
+                    log.warning("live session %s: lease renewal failed (%s); retrying", session_id, err)
+                    continue
+                log.error("live session %s: lease could not be renewed in time; stopping", session_id)
+            actor.stop_requested = "lost"
+            return
+
+    async def _supervise(self) -> None:
+        interval = self.config.live.supervisor_interval_ms / 1000
+        while not self.stopping.is_set():
+            try:
+                await self._supervise_once()
+            except (RedisError, OSError) as err:
+                log.warning("live supervisor: Redis unavailable (%s)", err)
+            except Exception:
+                log.exception("live supervisor failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), interval)
+
+    async def _supervise_once(self) -> None:
+        sessions = await self.store.active_sessions()
+        orphans = [s for s in sessions if s not in self.actors]
+        if orphans:
+            keyset = [self.store.keys(s) for s in orphans]
+            tokens = [self.lease_token(s) for s in orphans]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for keys, token in zip(keyset, tokens, strict=True):
+                    pipe.set(keys.lease, token, nx=True, px=self.config.live.lease_ttl_ms)
+                won = await pipe.execute()
+            for session_id, got in zip(orphans, won, strict=True):
+                if got and self.stopping.is_set():
+                    await self.store.release(self.store.keys(session_id), self.lease_token(session_id))
+                elif got:
+                    self.takeovers += 1
+                    log.info("live session %s: taken over by %s", session_id, self.instance_id)
+                    self._run_actor(session_id)
+        now_ms = int(time.time() * 1000)
+        if self.actors:
+            await self.redis.zadd(self.store.active_key, dict.fromkeys(self.actors, now_ms), xx=True)
+        presence = self.config.live.presence_ttl_seconds
+        if time.monotonic() - self._presence_at >= presence / 3:
+            self._presence_at = time.monotonic()
+            local = self.local_players()
+            if local:
+                expiry = now_ms + int(presence * 1000)
+                await self.store.refresh_presence(((self.store.keys(s), p) for s, p in local.items()), expiry)
+
+    # -- the channel ----------------------------------------------------------
+
+    async def publish(self, session_id: str, events: list[dict[str, Any]], replies: list[dict[str, Any]]) -> None:
+        message = json.dumps({"s": session_id, "events": events, "replies": replies}, separators=(",", ":"))
+        await self.redis.publish(self.config.live.channel, message)
+
+    async def _listen(self) -> None:
+        attempt = 0
+        while not self.stopping.is_set():
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.config.live.channel)
+                self.listening.set()
+                attempt = 0
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        await self._on_message(message["data"])
+            except (RedisError, OSError) as err:
+                self.listening.clear()
+                delay = LISTENER_BACKOFF_SECONDS[min(attempt, len(LISTENER_BACKOFF_SECONDS) - 1)]
+                attempt += 1
+                log.warning("live channel lost (%s); subscribing again in %.1f s", err, delay)
+                await asyncio.sleep(delay)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _on_message(self, data: bytes | str) -> None:
+        try:
+            message = json.loads(data)
+            for reply in message.get("replies", ()):
+                if reply.get("i") == self.instance_id:
+                    future = self.pending.get(reply.get("req", ""))
+                    if future is not None and not future.done():
+                        future.set_result(reply["result"])
+            if message.get("events"):
+                await self.deliver(message["s"], message["events"])
+        except Exception:  # one bad message must not stop the channel
+            log.exception("live channel: could not handle a message")
+
+    # -- commands -------------------------------------------------------------
+
+    async def command(self, session_id: str, name: str, args: dict[str, Any], *, by: str) -> dict[str, Any]:
+        """Send a host command to the session's owner (wherever it runs) and wait for its result."""
+        request = uuid.uuid4().hex
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.pending[request] = future
+        keys = self.store.keys(session_id)
+        try:
+            await self.store.post(
+                keys,
+                {"t": "cmd", "c": name, "a": json.dumps(args), "req": request, "i": self.instance_id, "by": by},
+            )
+            await self.ensure(session_id)
+            return await asyncio.wait_for(future, self.config.live.command_timeout_seconds)
+        except TimeoutError:
+            return {"ok": False, "error": {"code": "unavailable", "message": "The session did not answer; try again."}}
+        finally:
+            self.pending.pop(request, None)
