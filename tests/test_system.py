@@ -121,3 +121,25 @@ async def test_untrusted_host_is_refused(aiohttp_client: Any, servers: Servers) 
     assert response.status == 400 and response.content_type == "application/problem+json"
     ok = await client.get("/api/v1/health", headers={"Host": "lms.example.com"})
     assert ok.status == 200
+
+
+def _refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return found + [r for value in node.values() for r in _refs(value)]
+    if isinstance(node, list):
+        return [r for value in node for r in _refs(value)]
+    return []
+
+
+async def test_openapi_references_resolve_and_every_api_route_is_described(client: Any, app: Any) -> None:
+    doc = await (await client.get("/api/v1/openapi.json")).json()
+    schemas = doc["components"]["schemas"]
+    for ref in _refs(doc):
+        assert ref.removeprefix("#/components/schemas/") in schemas, ref
+    for route in app.router.routes():
+        resource = route.resource
+        path = resource.canonical if resource is not None else ""
+        if route.method in ("HEAD", "OPTIONS", "*") or not path.startswith("/api/v1/"):
+            continue
+        assert route.method.lower() in doc["paths"].get(path, {}), f"{route.method} {path} is not in the OpenAPI document"

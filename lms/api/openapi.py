@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter
@@ -45,18 +45,23 @@ _PARAM = re.compile(r"{([^}:]+)(?::[^}]*)?}")
 def _schema_for(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
     """A schema for a model or any annotated type, collecting $defs into ``defs``."""
     if isinstance(tp, type) and issubclass(tp, BaseModel):
-        _, top = models_json_schema([(tp, "serialization")], ref_template=REF_TEMPLATE)
-        defs.update(top.get("$defs", {}))
-        return {"$ref": REF_TEMPLATE.format(model=tp.__name__)}
+        return _model_ref(tp, "serialization", defs)
     schema = TypeAdapter(tp).json_schema(ref_template=REF_TEMPLATE, mode="serialization")
     defs.update(schema.pop("$defs", {}))
     return schema
 
 
-def _input_schema(model: type[BaseModel], defs: dict[str, Any]) -> dict[str, Any]:
-    _, top = models_json_schema([(model, "validation")], ref_template=REF_TEMPLATE)
+def _model_ref(
+    model: type[BaseModel], mode: Literal["validation", "serialization"], defs: dict[str, Any]
+) -> dict[str, Any]:
+    # Pydantic names the component (Page[UserOut] becomes Page_UserOut_): use its reference.
+    refs, top = models_json_schema([(model, mode)], ref_template=REF_TEMPLATE)
     defs.update(top.get("$defs", {}))
-    return {"$ref": REF_TEMPLATE.format(model=model.__name__)}
+    return dict(refs[(model, mode)])
+
+
+def _input_schema(model: type[BaseModel], defs: dict[str, Any]) -> dict[str, Any]:
+    return _model_ref(model, "validation", defs)
 
 
 def _query_parameters(model: type[BaseModel], defs: dict[str, Any]) -> list[dict[str, Any]]:
