@@ -6,6 +6,8 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp_jinja2
+import jinja2
 import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -58,6 +60,12 @@ def create_app(config: Settings) -> web.Application:
 
     app.cleanup_ctx.append(jobs_ctx)
     setup_routes(app)
+    setup_templates(app)
+    # Socket.IO and the live pages; imported here like jobs: lms does not
+    # depend on realtime at import time.
+    from realtime.server import setup_realtime
+
+    setup_realtime(app, config)
     return app
 
 
@@ -94,6 +102,13 @@ def setup_routes(app: web.Application) -> None:
             app.router.add_static(f"/static/vendor/{name}", path)
         else:
             log.info("browser assets missing (%s); run `lms assets`", path)
+
+
+def setup_templates(app: web.Application) -> None:
+    """HTML pages (lms/templates/pages) rendered with aiohttp-jinja2, autoescaped."""
+    aiohttp_jinja2.setup(
+        app, loader=jinja2.FileSystemLoader(PACKAGE_DIR / "templates"), autoescape=jinja2.select_autoescape()
+    )
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:

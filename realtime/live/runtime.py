@@ -24,6 +24,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from lms.aio import raise_if_cancelling
 from lms.config import Settings
 from lms.db import Database
 from lms.live import queries
@@ -104,9 +105,9 @@ class LiveRuntime:
         await self._halt(release=False)
 
     async def _halt(self, *, release: bool) -> None:
-        # Actors stop between steps rather than by cancellation: Python 3.11's
-        # wait_for (inside aiopg and redis-py) can swallow a cancellation that
-        # races with a completed read, and the actor would run on.
+        # Actors stop between steps rather than by cancellation: redis-py turns
+        # a cancelled read into a ConnectionError and its retry runs the
+        # command again, so a cancelled actor could block on its mailbox on.
         self.stopping.set()
         owned = dict(self.owned)
         for actor in owned.values():
@@ -192,6 +193,7 @@ class LiveRuntime:
                     continue
                 log.warning("live session %s: lease taken by another instance", session_id)
             except (RedisError, OSError) as err:
+                raise_if_cancelling(err)
                 if time.monotonic() - renewed < self.config.live.lease_ttl_ms / 1000 - interval:
                     log.warning("live session %s: lease renewal failed (%s); retrying", session_id, err)
                     continue
@@ -205,6 +207,7 @@ class LiveRuntime:
             try:
                 await self._supervise_once()
             except (RedisError, OSError) as err:
+                raise_if_cancelling(err)
                 log.warning("live supervisor: Redis unavailable (%s)", err)
             except Exception:
                 log.exception("live supervisor failed")
@@ -257,6 +260,7 @@ class LiveRuntime:
                     if message.get("type") == "message":
                         await self._on_message(message["data"])
             except (RedisError, OSError) as err:
+                raise_if_cancelling(err)
                 self.listening.clear()
                 delay = LISTENER_BACKOFF_SECONDS[min(attempt, len(LISTENER_BACKOFF_SECONDS) - 1)]
                 attempt += 1

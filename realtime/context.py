@@ -1,0 +1,130 @@
+"""What the namespaces share: the server, settings, metrics, presence and the outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import socketio
+from aiohttp import web
+
+from lms.config import RealtimeSettings
+from realtime.fanout import RedisFanout
+from realtime.metrics import RealtimeMetrics
+from realtime.presence import PresenceStore, PresenceTracker
+
+log = logging.getLogger(__name__)
+
+USERS_NAMESPACE = "/"
+DASHBOARD_NAMESPACE = "/dashboard"
+
+
+def user_room(user_id: object) -> str:
+    return f"user:{user_id}"
+
+
+def course_room(course_id: object) -> str:
+    return f"course:{course_id}"
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    event: str
+    data: dict[str, Any]
+    room: str
+    namespace: str
+
+
+class Outbox:
+    """Server-initiated emits, sent in order by one task, off the request path.
+
+    A REST handler publishing a domain event returns without waiting for
+    fan-out or Redis; events keep their order (enrollment before progress).
+    When the queue is full (Redis down for long, a flood) events are dropped
+    and counted: live updates are best effort, the database has the truth.
+    """
+
+    def __init__(self, sio: socketio.AsyncServer, metrics: RealtimeMetrics, size: int) -> None:
+        self.sio = sio
+        self.metrics = metrics
+        self.queue: asyncio.Queue[Outgoing] = asyncio.Queue(maxsize=size)
+        self._dropped_logged_at = 0.0
+
+    def put(self, event: str, data: dict[str, Any], *, room: str, namespace: str) -> None:
+        try:
+            self.queue.put_nowait(Outgoing(event, data, room, namespace))
+        except asyncio.QueueFull:
+            self.metrics.emit_failures.labels("queue_full").inc()
+            now = time.monotonic()
+            if now - self._dropped_logged_at > 5:
+                self._dropped_logged_at = now
+                log.warning("realtime outbox full (%d); dropping %s to %s", self.queue.maxsize, event, room)
+
+    async def emit(self, out: Outgoing) -> None:
+        started = time.perf_counter()
+        try:
+            await self.sio.emit(out.event, out.data, to=out.room, namespace=out.namespace)
+        except Exception:  # a failed emit must not stop the ones after it
+            self.metrics.emit_failures.labels("error").inc()
+            log.exception("emit of %s to %s failed", out.event, out.room)
+            return
+        self.metrics.emit_seconds.labels(out.namespace).observe(time.perf_counter() - started)
+        self.metrics.events_out.labels(out.namespace, out.event).inc()
+
+    async def run(self) -> None:
+        while True:
+            out = await self.queue.get()
+            await self.emit(out)
+            self.queue.task_done()
+
+    async def drain(self, within: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.queue.join(), within)
+
+
+@dataclass
+class Realtime:
+    """One per application; reachable from the app under ``REALTIME``."""
+
+    app: web.Application
+    config: RealtimeSettings
+    sio: socketio.AsyncServer
+    fanout: RedisFanout
+    metrics: RealtimeMetrics
+    outbox: Outbox
+    presence: PresenceTracker | None = None
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """A fire-and-forget task that is kept alive and whose failure is logged."""
+        task = asyncio.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("realtime task failed", exc_info=task.exception())
+
+    @property
+    def store(self) -> PresenceStore:
+        assert self.presence is not None, "presence starts with the app"
+        return self.presence.store
+
+    def presence_changed(self, course_ids: list[str]) -> None:
+        if self.presence is not None and course_ids:
+            self.presence.changed(course_ids)
+
+    def send_presence(self, course_id: str, online: int) -> None:
+        self.outbox.put(
+            "presence", {"course_id": course_id, "online_students": online},
+            room=course_room(course_id), namespace=DASHBOARD_NAMESPACE,
+        )  # fmt: skip
+
+
+REALTIME = web.AppKey("realtime", Realtime)

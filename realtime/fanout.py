@@ -1,0 +1,240 @@
+"""Fan-out across instances through Redis pub/sub, with a listener that cannot die unnoticed.
+
+Every instance's Socket.IO server uses a :class:`RedisFanout` as its client
+manager: an emit is delivered to the local clients and published on one
+channel; every other instance hears it and delivers to its own clients.
+
+python-socketio's stock ``AsyncRedisManager`` shares one client between
+publishing and listening, replaces (without closing) both on every
+reconnect, and its listener has gone deaf without a trace in the past
+(python-socketio#1581: one worker never re-subscribed after Redis killed the
+pub/sub clients; #826: subscribed but not processing). This class implements
+the two extension points ``AsyncPubSubManager`` documents (``_publish`` and
+``_listen``) instead:
+
+- publishing has a client of its own; a failure is logged (at most every few
+  seconds) and counted, never raised: during a Redis outage an emit reaches
+  the local clients only, and the server keeps serving;
+- the listener opens a fresh connection for each subscription, closes the
+  previous one, and retries with a capped backoff;
+- every ``heartbeat_interval`` the instance publishes ``hb:<host id>`` and
+  expects to hear it back through its own listener. A watchdog restarts the
+  listener task when it has ended or stayed deaf for ``heartbeat_misses``
+  intervals, and :meth:`check` (the readiness probe) raises meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from socketio.async_pubsub_manager import AsyncPubSubManager
+
+from lms.aio import raise_if_cancelling
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_PREFIX = b"hb:"
+LOG_EVERY_SECONDS = 5.0
+BACKOFF_FIRST_SECONDS = 0.5
+BACKOFF_MAX_SECONDS = 30.0
+STOP_TIMEOUT_SECONDS = 2.0
+
+
+class ListenerDown(Exception):
+    """The instance does not currently hear the fan-out channel."""
+
+
+def redis_client(url: str, timeout: float) -> Redis:
+    # No retries inside redis-py: it reports a cancelled read as a
+    # ConnectionError and its retry loop would swallow the cancellation (a
+    # listener that never stops). Retrying is done here, cancellation-aware.
+    return Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        decode_responses=False,
+    )
+
+
+class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
+    name = "lms-redis"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        channel: str,
+        write_only: bool = False,
+        socket_timeout: float = 5.0,
+        heartbeat_interval: float = 5.0,
+        heartbeat_misses: int = 3,
+    ) -> None:
+        super().__init__(channel=channel, write_only=write_only, logger=log)
+        self.url = url
+        self.socket_timeout = socket_timeout
+        self.heartbeat_interval = heartbeat_interval
+        self.deaf_after = heartbeat_interval * heartbeat_misses
+        self.publish_failures = 0
+        self.listener_restarts = 0
+        self.subscribed = False
+        # Monotonic time the listener last heard this instance's own heartbeat.
+        self.last_heard = 0.0
+        self._channel = channel.encode()
+        self._publisher: Redis | None = None
+        self._listener_client: Redis | None = None
+        self._stopping = False
+        self._watchdog: asyncio.Task[None] | None = None
+        self._heartbeat = HEARTBEAT_PREFIX + self.host_id.encode()
+        self._last_log = 0.0
+
+    # -- publishing -------------------------------------------------------
+
+    async def _publish(self, data: Any) -> None:
+        await self.publish_raw(self.json.dumps(data))
+
+    async def publish_raw(self, payload: str | bytes) -> bool:
+        """Publish on the channel; False (logged, counted) when Redis is unavailable."""
+        if self._publisher is None:
+            self._publisher = redis_client(self.url, self.socket_timeout)
+        for attempt in (1, 2):  # a second try covers a pooled connection Redis dropped
+            try:
+                await self._publisher.publish(self.channel, payload)
+            except (RedisError, OSError) as err:
+                raise_if_cancelling(err)
+                if attempt == 1:
+                    continue
+                self.publish_failures += 1
+                now = time.monotonic()
+                if now - self._last_log >= LOG_EVERY_SECONDS:
+                    self._last_log = now
+                    log.warning(
+                        "fan-out publish failed (%s); events reach this instance's clients only "
+                        "(%d failures so far)", err, self.publish_failures,
+                    )  # fmt: skip
+                return False
+            return True
+        return False
+
+    # -- listening --------------------------------------------------------
+
+    async def _listen(self) -> AsyncIterator[bytes]:
+        backoff = BACKOFF_FIRST_SECONDS
+        while not self._stopping:
+            client = redis_client(self.url, self.socket_timeout)
+            self._listener_client = client
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.channel)
+                self.subscribed = True
+                backoff = BACKOFF_FIRST_SECONDS
+                log.info("fan-out listener subscribed to %s", self.channel)
+                async for message in pubsub.listen():
+                    if message.get("type") != "message" or message.get("channel") != self._channel:
+                        continue
+                    data = message["data"]
+                    if data.startswith(HEARTBEAT_PREFIX):
+                        if data == self._heartbeat:
+                            self.last_heard = time.monotonic()
+                        continue
+                    yield data
+                if self._stopping:
+                    return
+                log.warning("fan-out listener: subscription ended; subscribing again")
+            except (RedisError, OSError) as err:
+                # redis-py reports a cancelled read as ConnectionError: stop, do not retry.
+                raise_if_cancelling(err)
+                log.warning("fan-out listener lost Redis (%s); retrying in %.1f s", err, backoff)
+            finally:
+                self.subscribed = False
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
+
+    # -- supervision ------------------------------------------------------
+
+    @property
+    def listener(self) -> asyncio.Task[None] | None:
+        task: asyncio.Task[None] | None = getattr(self, "thread", None)
+        return task
+
+    def start(self) -> None:
+        """Start the listener (python-socketio would wait for the first client) and the watchdog."""
+        if self.write_only:
+            return
+        self.initialize()
+        self.server.manager_initialized = True
+        self.last_heard = time.monotonic()
+        self._watchdog = asyncio.create_task(self._watch(), name="fanout-watchdog")
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            try:
+                await self.publish_raw(self._heartbeat)
+                self._supervise()
+            except Exception as err:  # the watchdog must outlive anything it watches
+                raise_if_cancelling(err)
+                log.exception("fan-out watchdog error")
+
+    def _supervise(self) -> None:
+        listener = self.listener
+        if listener is None:
+            return
+        reason = None
+        if listener.done():
+            reason = "the listener task ended"
+        elif self.subscribed and time.monotonic() - self.last_heard > self.deaf_after:
+            # Subscribed but not hearing its own heartbeats: a half-open
+            # connection, or a listener stuck somewhere. Start over.
+            reason = f"no heartbeat heard for {time.monotonic() - self.last_heard:.1f} s"
+            listener.cancel()
+        if reason is not None:
+            self.listener_restarts += 1
+            log.error("fan-out listener restarted: %s", reason)
+            self.last_heard = time.monotonic()
+            self.thread = self.server.start_background_task(self._thread)
+
+    def check(self) -> None:
+        """Raise :class:`ListenerDown` unless this instance hears the channel."""
+        listener = self.listener
+        if listener is None or listener.done():
+            raise ListenerDown("the fan-out listener is not running")
+        if not self.subscribed:
+            raise ListenerDown("the fan-out listener is not subscribed (Redis unavailable?)")
+        silent = time.monotonic() - self.last_heard
+        if silent > self.deaf_after:
+            raise ListenerDown(f"the fan-out listener has not heard its heartbeat for {silent:.1f} s")
+
+    def is_up(self) -> bool:
+        try:
+            self.check()
+        except ListenerDown:
+            return False
+        return True
+
+    async def stop(self) -> None:
+        self._stopping = True
+        tasks = [t for t in (self._watchdog, self.listener) if t is not None]
+        for task in tasks:
+            task.cancel()
+        _, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_SECONDS) if tasks else (set(), set())
+        for task in pending:
+            log.warning("fan-out task %s did not stop", task.get_name())
+        for client in (self._publisher, self._listener_client):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+        self._publisher = self._listener_client = None

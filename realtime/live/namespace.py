@@ -1,0 +1,389 @@
+"""The ``/live`` Socket.IO namespace (LIVE_PROTOCOL.md): thin handlers over :mod:`realtime.live.edge`.
+
+Connecting needs no token (guests play without an account); a token, when
+sent, must be valid (``connect_error`` otherwise) and makes the connection
+an authenticated user: a student who plays under their account, or a host.
+Host authority is checked against the account on ``host_session`` and the
+token's expiry on every host command.
+
+Per-connection state is a :class:`Peer` in the Socket.IO session. Rooms:
+``live:<session>`` (everyone), ``live:<session>:hosts``,
+``live:<session>:players`` and ``live:<session>:player:<player id>`` (one
+player's connections, on whichever instances they are).
+
+Events the owner publishes reach every instance through the live channel;
+:meth:`LiveNamespace.deliver` hands each to this instance's own clients
+(``ignore_queue``: no second trip through Redis).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import socketio
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+
+from lms.api.problems import Unauthorized
+from lms.auth.guards import Principal, principal_from_token
+from lms.config import Settings
+from realtime.live import edge
+from realtime.live.runtime import LiveRuntime
+from realtime.live.snapshots import player_snapshot
+from realtime.live.store import LiveError
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "/live"
+HOST_COMMANDS = ("start_session", "next", "kick_player", "lock_session", "unlock_session", "end_session")
+
+
+def room(session_id: str, part: str | None = None) -> str:
+    return f"live:{session_id}" if part is None else f"live:{session_id}:{part}"
+
+
+def player_room(session_id: str, player_id: str) -> str:
+    return room(session_id, f"player:{player_id}")
+
+
+# -- payloads ------------------------------------------------------------------
+
+
+class Payload(BaseModel):
+    # Unknown fields are ignored: newer clients may send more than we read.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class Empty(Payload):
+    pass
+
+
+class HostSession(Payload):
+    session_id: str = Field(max_length=64)
+
+
+class JoinSession(Payload):
+    pin: str = Field(max_length=16)
+    nickname: str | None = Field(default=None, max_length=200)
+    player_token: str | None = Field(default=None, max_length=200)
+
+
+class SubmitAnswer(Payload):
+    question_index: StrictInt = Field(ge=0, le=10_000)
+    answer: str | list[str] = Field(max_length=1000)
+
+
+class KickPlayer(Payload):
+    player_id: uuid.UUID
+
+
+class Authenticate(Payload):
+    token: str = Field(min_length=1, max_length=8192)
+
+
+MODELS: dict[str, type[Payload]] = {
+    "host_session": HostSession, "join_session": JoinSession, "submit_answer": SubmitAnswer,
+    "kick_player": KickPlayer, "authenticate": Authenticate, "sync": Empty, "clock": Empty,
+    "start_session": Empty, "next": Empty, "lock_session": Empty, "unlock_session": Empty, "end_session": Empty,
+}  # fmt: skip
+
+
+def ok(**fields: Any) -> dict[str, Any]:
+    return {"ok": True, **fields}
+
+
+def failure(code: str, message: str) -> dict[str, Any]:
+    return {"ok": False, "error": {"code": code, "message": message}}
+
+
+def describe(err: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}" for e in err.errors()[:3])
+
+
+@dataclass
+class Peer:
+    """One connection's state (in its Socket.IO session; mutated in place, never shared)."""
+
+    principal: Principal | None
+    tokens: float
+    refilled_at: float
+    session_id: str | None = None
+    role: str | None = None  # "host" or "player"
+    player_id: str | None = None
+    nickname: str = ""
+
+
+class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
+    def __init__(self, app: web.Application, config: Settings) -> None:
+        super().__init__(NAMESPACE)
+        self.app = app
+        self.config = config
+        self.runtime: LiveRuntime | None = None
+
+    @property
+    def rt(self) -> LiveRuntime:
+        assert self.runtime is not None, "the live runtime starts with the app"
+        return self.runtime
+
+    # -- dispatch -----------------------------------------------------------
+
+    async def trigger_event(self, event: str, *args: Any) -> Any:
+        if event == "connect":
+            return await self._connect(args[0], args[2] if len(args) > 2 else None)
+        if event == "disconnect":
+            return await self._disconnect(args[0])
+        return await self._event(event, args[0], args[1:])
+
+    async def _event(self, event: Any, sid: str, args: tuple[Any, ...]) -> dict[str, Any]:
+        try:
+            peer = await self.peer(sid)
+            if peer is None:
+                return failure("unauthorized", "Not connected to /live.")
+            if not self._take_token(peer):
+                return failure("rate_limited", "Too many events; slow down.")
+            model = MODELS.get(event) if isinstance(event, str) else None
+            if model is None:
+                return failure("unknown_event", f"No event {str(event)[:64]!r} on {NAMESPACE}.")
+            if len(args) != 1 or not isinstance(args[0], dict):
+                return failure("invalid_payload", "Send exactly one payload object.")
+            try:
+                payload = model.model_validate(args[0])
+            except ValidationError as err:
+                return failure("invalid_payload", describe(err))
+            handler = getattr(self, f"_on_{event}")
+            ack: dict[str, Any] = await handler(sid, peer, payload)
+            return ack
+        except LiveError as err:
+            return failure(err.code, err.message)
+        except Exception:
+            log.exception("/live %s failed", str(event)[:64])
+            return failure("internal_error", "Something went wrong; try again.")
+
+    def _take_token(self, peer: Peer) -> bool:
+        settings = self.config.realtime
+        now = time.monotonic()
+        peer.tokens = min(settings.event_burst, peer.tokens + (now - peer.refilled_at) * settings.events_per_second)
+        peer.refilled_at = now
+        if peer.tokens < 1:
+            return False
+        peer.tokens -= 1
+        return True
+
+    async def peer(self, sid: str) -> Peer | None:
+        try:
+            value = (await self.get_session(sid)).get("peer")
+        except KeyError:
+            return None
+        return value if isinstance(value, Peer) else None
+
+    # -- connection ---------------------------------------------------------
+
+    async def _connect(self, sid: str, auth: Any) -> bool:
+        token = auth.get("token") if isinstance(auth, dict) else None
+        principal = None
+        if token is not None:
+            if not isinstance(token, str) or not token:
+                raise socketio.exceptions.ConnectionRefusedError("The token must be a non-empty string.")
+            try:
+                principal = await principal_from_token(self.app, token)
+            except Unauthorized as err:
+                raise socketio.exceptions.ConnectionRefusedError(err.detail or "Not signed in.") from err
+            except Exception as err:
+                log.exception("/live: cannot check an access token")
+                raise socketio.exceptions.ConnectionRefusedError("Cannot check the token now; try again.") from err
+        burst = float(self.config.realtime.event_burst)
+        await self.save_session(sid, {"peer": Peer(principal, burst, time.monotonic())})
+        return True
+
+    async def _disconnect(self, sid: str) -> None:
+        peer = await self.peer(sid)
+        if peer is None:
+            # The Engine.IO session may be gone already when the transport
+            # closed; the rooms (still there during this handler) say who it was.
+            peer = self._peer_from_rooms(sid)
+        if peer is not None:
+            # The manager removes a disconnected sid from its rooms itself.
+            await self._leave_current(sid, peer, leave_rooms=False)
+
+    def _peer_from_rooms(self, sid: str) -> Peer | None:
+        for name in self.rooms(sid, namespace=NAMESPACE):
+            if isinstance(name, str) and name.startswith("live:") and ":player:" in name:
+                session_part, _, player_id = name.partition(":player:")
+                return Peer(None, 0.0, 0.0, session_part[len("live:") :], "player", player_id)
+        return None
+
+    async def _leave_current(self, sid: str, peer: Peer, *, leave_rooms: bool = True) -> None:
+        """Leave the session this connection was in (a player's last connection counts as leaving)."""
+        if peer.session_id is None:
+            return
+        session_id, player_id = peer.session_id, peer.player_id
+        if leave_rooms:
+            for name in self.rooms(sid, namespace=NAMESPACE):
+                if isinstance(name, str) and name.startswith(room(session_id)):
+                    await self.leave_room(sid, name)
+        others = [s for s in self._local_members(session_id, player_id) if s != sid] if player_id else []
+        if peer.role == "player" and player_id is not None and not others:
+            try:
+                await edge.leave(self.rt, session_id, player_id)
+            except Exception:  # presence expires on its own
+                log.warning("/live: could not mark player %s as gone", player_id, exc_info=True)
+        peer.session_id = peer.role = peer.player_id = None
+
+    def _local_members(self, session_id: str, player_id: str) -> list[str]:
+        members = self.server.manager.rooms.get(NAMESPACE, {}).get(player_room(session_id, player_id), {})
+        return list(members)
+
+    async def _enter(self, sid: str, peer: Peer, session_id: str, role: str, player_id: str | None) -> None:
+        if peer.session_id is not None and (peer.session_id, peer.player_id) != (session_id, player_id):
+            await self._leave_current(sid, peer)
+        peer.session_id, peer.role, peer.player_id = session_id, role, player_id
+        await self.enter_room(sid, room(session_id))
+        if role == "host":
+            await self.enter_room(sid, room(session_id, "hosts"))
+        else:
+            assert player_id is not None
+            await self.enter_room(sid, room(session_id, "players"))
+            await self.enter_room(sid, player_room(session_id, player_id))
+
+    async def _state_to(self, sid: str, snapshot: dict[str, Any]) -> None:
+        await self.emit("session_state", snapshot, to=sid, ignore_queue=True)
+
+    # -- client events --------------------------------------------------------
+
+    async def _on_host_session(self, sid: str, peer: Peer, payload: HostSession) -> dict[str, Any]:
+        if peer.principal is not None and peer.principal.expires_at < time.time():
+            raise LiveError("unauthorized", "The access token expired; send `authenticate` with a fresh one.")
+        snapshot = await edge.host_session(self.rt, peer.principal, payload.session_id)
+        await self._enter(sid, peer, snapshot["id"], "host", None)
+        await self._state_to(sid, snapshot)
+        return ok(session=snapshot)
+
+    async def _on_join_session(self, sid: str, peer: Peer, payload: JoinSession) -> dict[str, Any]:
+        joined = await edge.join_session(
+            self.rt, peer.principal, pin=payload.pin, nickname=payload.nickname, player_token=payload.player_token
+        )
+        await self._enter(sid, peer, joined.session_id, "player", joined.player_id)
+        peer.nickname = joined.nickname
+        await self._state_to(sid, joined.session)
+        return ok(player_id=joined.player_id, player_token=joined.player_token, session=joined.session)
+
+    async def _on_submit_answer(self, sid: str, peer: Peer, payload: SubmitAnswer) -> dict[str, Any]:
+        if peer.role != "player" or peer.session_id is None or peer.player_id is None:
+            raise LiveError("not_joined")
+        accepted = await edge.submit_answer(
+            self.rt, peer.session_id, peer.player_id, payload.question_index, payload.answer
+        )
+        return ok(accepted_at=accepted)
+
+    async def _host_command(self, peer: Peer, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        if peer.role != "host" or peer.session_id is None or peer.principal is None:
+            raise LiveError("forbidden", "Only a host of this session may do this.")
+        if peer.principal.expires_at < time.time():
+            raise LiveError("unauthorized", "The access token expired; send `authenticate` with a fresh one.")
+        return await self.rt.command(peer.session_id, name, args, by=str(peer.principal.id))
+
+    async def _on_start_session(self, sid: str, peer: Peer, payload: Empty) -> dict[str, Any]:
+        return await self._host_command(peer, "start_session", {})
+
+    async def _on_next(self, sid: str, peer: Peer, payload: Empty) -> dict[str, Any]:
+        return await self._host_command(peer, "next", {})
+
+    async def _on_kick_player(self, sid: str, peer: Peer, payload: KickPlayer) -> dict[str, Any]:
+        return await self._host_command(peer, "kick_player", {"player_id": str(payload.player_id)})
+
+    async def _on_lock_session(self, sid: str, peer: Peer, payload: Empty) -> dict[str, Any]:
+        return await self._host_command(peer, "lock_session", {})
+
+    async def _on_unlock_session(self, sid: str, peer: Peer, payload: Empty) -> dict[str, Any]:
+        return await self._host_command(peer, "unlock_session", {})
+
+    async def _on_end_session(self, sid: str, peer: Peer, payload: Empty) -> dict[str, Any]:
+        return await self._host_command(peer, "end_session", {})
+
+    async def _on_sync(self, sid: str, peer: Peer, payload: Empty) -> dict[str, Any]:
+        if peer.session_id is None:
+            raise LiveError("not_joined")
+        snapshot = await edge.snapshot(
+            self.rt, peer.session_id, host=peer.role == "host", player_id=peer.player_id, nickname=peer.nickname
+        )
+        await self._state_to(sid, snapshot)
+        return ok(session=snapshot)
+
+    async def _on_clock(self, sid: str, peer: Peer, payload: Empty) -> dict[str, Any]:
+        keys = self.rt.store.keys(peer.session_id or "none")
+        return ok(server_now=await self.rt.store.now_ms(keys))
+
+    async def _on_authenticate(self, sid: str, peer: Peer, payload: Authenticate) -> dict[str, Any]:
+        try:
+            principal = await principal_from_token(self.app, payload.token)
+        except Unauthorized as err:
+            raise LiveError("unauthorized", err.detail or "The token is not valid.") from err
+        if peer.principal is not None and principal.id != peer.principal.id:
+            raise LiveError("forbidden", "The token belongs to another user; connect again instead.")
+        peer.principal = principal
+        return ok(expires_at=int(principal.expires_at))
+
+    # -- delivery of the owners' events ---------------------------------------
+
+    def local_players(self) -> dict[str, list[str]]:
+        """session id -> players connected to this instance (for their presence entries)."""
+        found: dict[str, list[str]] = {}
+        for name, members in self.server.manager.rooms.get(NAMESPACE, {}).items():
+            if isinstance(name, str) and members and ":player:" in name:
+                session_part, _, player_id = name.partition(":player:")
+                found.setdefault(session_part[len("live:") :], []).append(player_id)
+        return found
+
+    async def deliver(self, session_id: str, events: list[dict[str, Any]]) -> None:
+        rooms = self.server.manager.rooms.get(NAMESPACE, {})
+        if room(session_id) not in rooms:
+            return  # nobody of this session here
+        for event in events:
+            try:
+                await self._deliver_one(session_id, event, rooms)
+            except Exception:  # the next event still goes out
+                log.exception("/live: delivering %s failed", event.get("event") or event.get("op"))
+
+    async def _deliver_one(self, session_id: str, event: dict[str, Any], rooms: dict[Any, Any]) -> None:
+        target = event.get("to")
+        if target == "each":
+            for player_id, data in event["data"].items():
+                name = player_room(session_id, player_id)
+                if rooms.get(name):
+                    await self.emit(event["event"], data, to=name, ignore_queue=True)
+        elif target in ("all", "hosts", "players"):
+            name = room(session_id) if target == "all" else room(session_id, target)
+            if rooms.get(name):
+                await self.emit(event["event"], event["data"], to=name, ignore_queue=True)
+        elif isinstance(target, str) and target.startswith("player:"):
+            name = room(session_id, target)
+            if rooms.get(name):
+                await self.emit(event["event"], event["data"], to=name, ignore_queue=True)
+        elif event.get("op") == "state":
+            await self._deliver_state(session_id, event, rooms)
+        elif event.get("op") == "detach":
+            await self._detach(session_id, str(event["player_id"]), rooms)
+
+    async def _deliver_state(self, session_id: str, event: dict[str, Any], rooms: dict[Any, Any]) -> None:
+        hosts = room(session_id, "hosts")
+        if rooms.get(hosts):
+            await self.emit("session_state", event["host"], to=hosts, ignore_queue=True)
+        for player_id, me in event["me"].items():
+            name = player_room(session_id, player_id)
+            if rooms.get(name):
+                snapshot = player_snapshot(event["common"], me)
+                await self.emit("session_state", snapshot, to=name, ignore_queue=True)
+
+    async def _detach(self, session_id: str, player_id: str, rooms: dict[Any, Any]) -> None:
+        """A kicked player's connections here leave the session (they stay connected to /live)."""
+        for sid in list(rooms.get(player_room(session_id, player_id), {})):
+            peer = await self.peer(sid)
+            for name in list(self.rooms(sid, namespace=NAMESPACE)):
+                if isinstance(name, str) and name.startswith(room(session_id)):
+                    await self.leave_room(sid, name)
+            if peer is not None and peer.session_id == session_id:
+                peer.session_id = peer.role = peer.player_id = None

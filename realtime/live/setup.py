@@ -1,0 +1,56 @@
+"""Wiring live sessions into the app: the ``/live`` namespace, this instance's runtime, the pages.
+
+Called by ``realtime.server.setup_realtime`` with its Socket.IO server.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import socketio
+from aiohttp import web
+
+from lms.appkeys import DB, METRICS, REDIS
+from lms.config import Settings
+from realtime.live import pages
+from realtime.live.namespace import LiveNamespace
+from realtime.live.runtime import LiveRuntime
+
+log = logging.getLogger(__name__)
+
+LIVE = web.AppKey("live_runtime", LiveRuntime)
+LIVE_NAMESPACE = web.AppKey("live_namespace", LiveNamespace)
+
+
+def setup_live(app: web.Application, config: Settings, sio: socketio.AsyncServer) -> None:
+    namespace = LiveNamespace(app, config)
+    sio.register_namespace(namespace)
+    app[LIVE_NAMESPACE] = namespace
+    app.router.add_routes(pages.routes)
+    app.cleanup_ctx.append(live_ctx)
+
+
+async def live_ctx(app: web.Application) -> AsyncIterator[None]:
+    namespace = app[LIVE_NAMESPACE]
+    runtime = LiveRuntime(
+        config=namespace.config,
+        db=app[DB],
+        redis=app[REDIS],
+        deliver=namespace.deliver,
+        local_players=namespace.local_players,
+    )
+    namespace.runtime = runtime
+    app[LIVE] = runtime
+    app[METRICS].add_gauges(
+        "lms_live_sessions_owned", "Live sessions whose actor runs on this instance",
+        lambda: [({}, float(len(runtime.actors)))],
+    )  # fmt: skip
+    app[METRICS].add_gauges(
+        "lms_live_takeovers", "Live sessions this instance took over from a dead owner",
+        lambda: [({}, float(runtime.takeovers))],
+    )  # fmt: skip
+    await runtime.start()
+    log.info("live sessions: instance %s ready", runtime.instance_id)
+    yield
+    await runtime.stop()

@@ -1,0 +1,186 @@
+"""The Socket.IO server on the app factory's application: ``setup_realtime(app, config)``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import socketio
+from aiohttp import web
+
+from lms.appkeys import METRICS, REDIS
+from lms.config import Settings
+from lms.system.routes import READINESS_PROBES
+from realtime import pages
+from realtime.context import DASHBOARD_NAMESPACE, REALTIME, USERS_NAMESPACE, Outbox, Realtime, course_room
+from realtime.dashboard import DashboardNamespace, forward_domain_events
+from realtime.devices import DevicesNamespace
+from realtime.fanout import RedisFanout
+from realtime.metrics import RealtimeMetrics
+from realtime.namespace import Client
+from realtime.presence import Connection, PresenceStore, PresenceTracker
+from realtime.transport import disable_websocket_compression
+
+log = logging.getLogger(__name__)
+
+NAMESPACES = (USERS_NAMESPACE, DASHBOARD_NAMESPACE)
+SHUTDOWN_DRAIN_SECONDS = 2.0
+
+
+def setup_realtime(app: web.Application, config: Settings) -> None:
+    """Socket.IO on ``/socket.io/``, its fan-out through Redis, the dashboard page."""
+    settings = config.realtime
+    metrics = RealtimeMetrics(app[METRICS])
+    fanout = RedisFanout(
+        config.redis.url,
+        channel=settings.channel,
+        socket_timeout=config.redis.socket_timeout_seconds,
+        heartbeat_interval=settings.heartbeat_interval_seconds,
+        heartbeat_misses=settings.heartbeat_misses,
+    )
+    sio = socketio.AsyncServer(
+        async_mode="aiohttp",
+        client_manager=fanout,
+        cors_allowed_origins=origin_check(config),
+        ping_interval=settings.ping_interval_seconds,
+        ping_timeout=settings.ping_timeout_seconds,
+        max_http_buffer_size=settings.max_payload_bytes,
+        transports=list(settings.transports),
+        logger=_library_logger("realtime.socketio"),
+        engineio_logger=_library_logger("realtime.engineio"),
+    )
+    if not settings.websocket_compression:
+        disable_websocket_compression(sio.eio)
+    rt = Realtime(app, settings, sio, fanout, metrics, Outbox(sio, metrics, settings.emit_queue_size))
+    app[REALTIME] = rt
+    sio.register_namespace(DevicesNamespace(rt))
+    sio.register_namespace(DashboardNamespace(rt))
+    sio.attach(app)
+    forward_domain_events(rt)
+    app[READINESS_PROBES]["socketio_fanout"] = _fanout_probe(fanout)
+    _add_gauges(rt)
+    app.router.add_routes(pages.routes)
+    app.on_shutdown.append(_disconnect_clients)
+    app.cleanup_ctx.append(realtime_ctx)
+
+
+def _library_logger(name: str) -> logging.Logger:
+    # python-socketio logs every packet at INFO: keep it to warnings unless
+    # the operator turns the logger up.
+    logger = logging.getLogger(name)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.WARNING)
+    return logger
+
+
+def origin_check(config: Settings) -> Callable[[str | None, dict[str, Any]], bool]:
+    """Origins that may connect: the configured ones, the public base URL, and same-origin pages."""
+    configured = config.realtime.cors_origins
+    origins = set(config.http.cors_origins if configured is None else configured)
+    base = urlsplit(config.http.public_base_url)
+    origins.add(f"{base.scheme}://{base.netloc}")
+    allow_any = "*" in origins
+
+    def allowed(origin: str | None, environ: dict[str, Any]) -> bool:
+        if origin is None:
+            return False
+        if allow_any or origin in origins:
+            return True
+        host = environ.get("HTTP_HOST")
+        return host is not None and origin in (f"http://{host}", f"https://{host}")
+
+    return allowed
+
+
+def _fanout_probe(fanout: RedisFanout) -> Callable[[], Any]:
+    async def probe() -> None:
+        fanout.check()
+
+    return probe
+
+
+def _add_gauges(rt: Realtime) -> None:
+    metrics = rt.app[METRICS]
+    manager = rt.fanout
+
+    def clients() -> list[tuple[dict[str, str], float]]:
+        rooms = manager.rooms
+        return [({"namespace": ns}, float(len(rooms.get(ns, {}).get(None, ())))) for ns in NAMESPACES]
+
+    metrics.add_gauges("lms_socketio_clients", "Connected Socket.IO clients on this instance", clients)
+    metrics.add_gauges(
+        "lms_socketio_fanout_up", "1 while this instance hears the Redis fan-out channel",
+        lambda: [({}, 1.0 if manager.is_up() else 0.0)],
+    )  # fmt: skip
+    metrics.add_gauges(
+        "lms_socketio_fanout_publish_failures", "Publishes to Redis that failed since start",
+        lambda: [({}, float(manager.publish_failures))],
+    )  # fmt: skip
+    metrics.add_gauges(
+        "lms_socketio_fanout_listener_restarts", "Times the watchdog restarted the Redis listener",
+        lambda: [({}, float(manager.listener_restarts))],
+    )  # fmt: skip
+    metrics.add_gauges(
+        "lms_socketio_outbox_depth", "Server events waiting to be emitted",
+        lambda: [({}, float(rt.outbox.queue.qsize()))],
+    )  # fmt: skip
+
+
+async def _local_connections(rt: Realtime) -> list[Connection]:
+    found = []
+    for sid, _ in list(rt.fanout.get_participants(USERS_NAMESPACE, None)):
+        with contextlib.suppress(KeyError):
+            client = (await rt.sio.get_session(sid, namespace=USERS_NAMESPACE)).get("client")
+            if isinstance(client, Client) and client.course_ids:
+                found.append(Connection(str(client.user_id), sid, client.course_ids))
+    return found
+
+
+def _local_watched(rt: Realtime) -> list[str]:
+    prefix = course_room("")
+    rooms = rt.fanout.rooms.get(DASHBOARD_NAMESPACE, {})
+    return [
+        room[len(prefix) :]
+        for room, members in rooms.items()
+        if isinstance(room, str) and room.startswith(prefix) and members
+    ]
+
+
+async def _disconnect_clients(app: web.Application) -> None:
+    # Open websockets would hold the server's shutdown for its whole timeout.
+    # Engine.IO's close lets clients reconnect, to another instance.
+    eio = app[REALTIME].sio.eio
+    if eio.sockets:
+        await eio.disconnect()
+
+
+async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
+    rt = app[REALTIME]
+    settings = rt.config
+    rt.presence = PresenceTracker(
+        PresenceStore(app[REDIS], settings.redis_prefix, settings.presence_ttl_seconds),
+        ttl_seconds=settings.presence_ttl_seconds,
+        debounce_seconds=settings.presence_debounce_seconds,
+        local_connections=lambda: _local_connections(rt),
+        local_watched=lambda: _local_watched(rt),
+        emit=rt.send_presence,
+    )
+    rt.fanout.start()
+    background = [
+        asyncio.create_task(rt.outbox.run(), name="realtime-outbox"),
+        asyncio.create_task(rt.presence.run(), name="realtime-presence"),
+    ]
+    yield
+    await rt.presence.close()
+    await rt.outbox.drain(SHUTDOWN_DRAIN_SECONDS)
+    tasks = [*background, *rt.tasks]
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await rt.fanout.stop()
