@@ -193,7 +193,9 @@ async def test_the_last_lesson_completes_the_course_once(inline_client: Any, db:
     (mail,) = smtp_server.messages
     assert mail.rcpt_tos == [student["email"]] and "Statistics" in mail.message.get_body(("plain",)).get_content()
     async with db.connection() as conn:
-        assert await conn.fetch_val(select(email_log.c.template)) == "course_completion"
+        logged = await conn.fetch_one(select(email_log))
+        assert logged is not None and logged["template"] == "course_completion"
+        assert logged["message_id"] == f"<course-completion-{enrollment['id']}@lms>"
         certificate = await conn.fetch_one(select(certificates))
     assert certificate is not None and certificate["status"] == "pending"
     assert certificate["enrollment_id"] == enrollment["id"] and certificate["student_id"] == student["id"]

@@ -38,14 +38,17 @@ class Effects:
     def course_url(self, slug: str) -> str:
         return f"{self.config.http.public_base_url.rstrip('/')}/api/v1/courses/{slug}"
 
-    async def email(self, template: str, *, to: str, full_name: str, user_id: uuid.UUID, **context: Any) -> None:
+    async def email(
+        self, template: str, *, to: str, full_name: str, user_id: uuid.UUID, key: str | None = None, **context: Any
+    ) -> None:
+        """Queue an email; ``key`` makes its message id (the email log's idempotency key) deterministic."""
         await self.jobs.enqueue(
             "send_email",
             template=template,
             to=to,
             context={"full_name": full_name, **context},
             user_id=str(user_id),
-            message_id=f"<{uuid.uuid4().hex}@lms>",
+            message_id=f"<{key or uuid.uuid4().hex}@lms>",
         )
 
     async def publish(self, *events: DomainEvent) -> None:
@@ -166,9 +169,11 @@ async def after_completion(db: Database, effects: Effects, enrollment_ids: list[
         rows = await queries.completion_context(conn, enrollment_ids)
     for row in rows:
         log.info("enrollment %s completed course %s", row["enrollment_id"], row["course_id"])
+        # One completion email per enrollment, whichever path (request or job) completes it.
         await effects.email(
             "course_completion", to=row["email"], full_name=row["full_name"], user_id=row["student_id"],
-            course_title=row["course_title"], course_url=effects.course_url(row["course_slug"]),
+            key=f"course-completion-{row['enrollment_id']}", course_title=row["course_title"],
+            course_url=effects.course_url(row["course_slug"]),
         )  # fmt: skip
         await effects.jobs.enqueue("request_certificate", enrollment_id=str(row["enrollment_id"]))
         await effects.publish(
