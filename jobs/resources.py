@@ -15,6 +15,7 @@ from lms.jobqueue import JobQueue
 from lms.mail.service import Mailer
 from lms.mail.templates import Renderer
 from lms.mail.transport import make_transport
+from realtime.emitter import Emitter
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,8 @@ class Resources:
     mailer: Mailer
     # For tasks that fan out (a weekly report enqueues one email per student).
     jobs: JobQueue
+    # Socket.IO emits to users' devices on every instance (realtime/emitter.py).
+    emitter: Emitter
 
 
 async def open_resources(config: Settings, jobs: JobQueue) -> Resources:
@@ -47,10 +50,12 @@ async def open_resources(config: Settings, jobs: JobQueue) -> Resources:
         renderer=Renderer(app_name=config.app_name, base_url=config.http.public_base_url),
         sender=config.smtp.mail_from,
     )
-    return Resources(config=config, db=db, redis=redis, mailer=mailer, jobs=jobs)
+    emitter = Emitter.open(config)
+    return Resources(config=config, db=db, redis=redis, mailer=mailer, jobs=jobs, emitter=emitter)
 
 
 async def close_resources(resources: Resources) -> None:
+    await resources.emitter.close()
     await resources.redis.aclose()
     await resources.db.close()
 

@@ -450,3 +450,46 @@ async def test_dashboard_page_is_served_with_its_own_csp(instances: list[Instanc
     assert "script-src 'self'" in csp and "unsafe-eval" not in csp
     assert (await http.get("/static/dashboard.js")).status == 200
     assert (await http.get("/dashboard/courses/not-a-uuid")).status == 404
+
+
+async def test_redis_outage_fails_soft_and_the_fanout_recovers(
+    aiohttp_client: Any, servers: Any, live: Any, db: Database, tmp_path: Any
+) -> None:
+    from lms.app import create_app
+    from lms.devservers import EmbeddedRedis
+    from tests.conftest import make_config
+
+    redis_server = EmbeddedRedis(tmp_path / "redis")
+    config = make_config(servers, redis={"url": redis_server.start(), "socket_timeout_seconds": 1})
+    try:
+        a, b = [Instance(app, await aiohttp_client(app)) for app in (create_app(config), create_app(config))]
+        instructor, student, course, enrollment = await course_with_student(db)
+        token = await token_for(a, instructor)
+        watcher = await live().connect(a.url, token, DASH)
+        await watcher.call("watch_course", {"course_id": str(course["id"])}, namespace=DASH)
+
+        redis_server.stop()
+
+        async def not_ready() -> dict[str, Any] | None:
+            status, body = await ready(a)
+            return body if status == 503 and body["checks"]["socketio_fanout"] != "ok" else None
+
+        body = await eventually(not_ready, what="readiness failing")
+        assert "socketio_fanout" in body["failed"]
+        # The server keeps serving; an event raised here still reaches this instance's clients.
+        assert (await a.http.get("/api/v1/health")).status == 200
+        await a.app[EVENTS].publish(progress_event(course, enrollment, student, "75"))
+        assert (await watcher.next("lesson_progress", DASH))["progress_percentage"] == 75.0
+        assert a.app[REALTIME].fanout.publish_failures > 0
+        # New connections cannot be checked for revocation: refused, not crashed.
+        assert "try again" in await refused(live, a, token)
+
+        redis_server.start()  # same port, empty
+
+        async def is_ready() -> bool:
+            return (await ready(a))[0] == 200 and (await ready(b))[0] == 200
+
+        await eventually(is_ready, timeout=60, what="readiness back")
+        await delivered_across(a, b, live, db)
+    finally:
+        redis_server.stop()
