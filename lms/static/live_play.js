@@ -1,0 +1,170 @@
+// The player page (lms/templates/pages/play.html) on the /live namespace.
+// The player token is kept in sessionStorage per pin: a reload or a dropped
+// connection (to any instance) resumes the same player.
+(function () {
+  "use strict";
+  var L = window.LiveCommon, $ = L.$;
+  var socket = null;
+  var clock = new L.Clock();
+  var countdown = new L.Countdown($("countdown"), clock);
+  var joined = null; // {pin, player_id, player_token, nickname}
+  var question = null; // the open question
+  var chosen = [];
+  var lastOptions = [];
+
+  function storageKey(pin) { return "lms.live.player." + pin; }
+  function saved(pin) {
+    try { return JSON.parse(sessionStorage.getItem(storageKey(pin)) || "null"); } catch (e) { return null; }
+  }
+  function status(text) { $("status").textContent = text; }
+
+  function connect() {
+    if (socket) return socket;
+    var token = sessionStorage.getItem("lms.live.access");
+    socket = io("/live", { transports: ["websocket"], auth: token ? { token: token } : {} });
+    socket.on("connect", async function () {
+      status("connected");
+      clock.sync(socket);
+      if (joined) await join(joined.pin, joined.nickname, joined.player_token);
+    });
+    socket.on("disconnect", function () { status("reconnecting…"); });
+    socket.on("session_state", render);
+    socket.on("player_count", function (d) { $("lobby-count").textContent = "(" + d.count + " players)"; });
+    socket.on("question_started", function (q) { clock.observe(q.server_now); openQuestion(q, false); });
+    socket.on("question_ended", function (d) {
+      countdown.stop();
+      $("correct-answer").textContent = L.answerText(d.correct_answer, lastOptions);
+    });
+    socket.on("answer_result", function (r) {
+      $("result-text").textContent = r.correct ? "Correct!" : "Not this time";
+      $("result-text").className = "big " + (r.correct ? "good" : "bad");
+      $("points").textContent = r.points;
+      $("total").textContent = r.total_score;
+      $("rank").textContent = r.rank == null ? "–" : r.rank;
+      $("streak").textContent = r.streak;
+      L.show("result");
+    });
+    socket.on("leaderboard", function (b) {
+      L.listItems($("board"), b.top, function (p) { return p.nickname + " — " + p.score; });
+      L.show("leaderboard");
+    });
+    socket.on("session_ended", function (d) {
+      countdown.stop();
+      L.listItems($("final-board"), d.top, function (p) { return p.nickname + " — " + p.score; });
+      L.show("ended");
+    });
+    socket.on("final_result", function (r) {
+      $("final-rank").textContent = r.rank == null ? "–" : r.rank;
+      $("final-score").textContent = r.score;
+    });
+    socket.on("kicked", function (d) {
+      if (joined) sessionStorage.removeItem(storageKey(joined.pin));
+      joined = null;
+      $("kicked-reason").textContent = d.reason;
+      L.show("kicked");
+    });
+    return socket;
+  }
+
+  async function join(pin, nickname, playerToken) {
+    var payload = { pin: pin, nickname: nickname || null };
+    if (playerToken) payload.player_token = playerToken;
+    var ack = await L.call(socket, "join_session", payload);
+    if (!ack.ok) {
+      if (playerToken && ack.error.code === "kicked") sessionStorage.removeItem(storageKey(pin));
+      joined = null;
+      $("join-error").textContent = ack.error.message;
+      L.show("join");
+      return;
+    }
+    joined = { pin: pin, player_id: ack.player_id, player_token: ack.player_token, nickname: ack.session.me.nickname };
+    sessionStorage.setItem(storageKey(pin), JSON.stringify(joined));
+    $("me-name").textContent = joined.nickname;
+    render(ack.session);
+  }
+
+  function render(session) {
+    clock.observe(session.server_now);
+    $("lobby-count").textContent = "(" + session.player_count + " players)";
+    if (session.state === "lobby") L.show("lobby");
+    else if (session.state === "question" && session.question) {
+      openQuestion(Object.assign({ deadline: session.deadline }, session.question), session.me && session.me.answered_current);
+    } else if (session.state === "reveal" && session.reveal) {
+      if (session.question) lastOptions = session.question.options;
+      $("correct-answer").textContent = L.answerText(session.reveal.correct_answer, lastOptions);
+      if (session.me) { $("total").textContent = session.me.score; $("rank").textContent = session.me.rank || "–"; }
+      L.show("result");
+    } else if (session.state === "leaderboard" && session.leaderboard) {
+      L.listItems($("board"), session.leaderboard.top, function (p) { return p.nickname + " — " + p.score; });
+      L.show("leaderboard");
+    } else if (session.state === "ended") {
+      if (session.ended) L.listItems($("final-board"), session.ended.top, function (p) { return p.nickname + " — " + p.score; });
+      if (session.me) { $("final-score").textContent = session.me.score; $("final-rank").textContent = session.me.rank || "–"; }
+      L.show("ended");
+    }
+  }
+
+  function openQuestion(q, answered) {
+    question = q;
+    chosen = [];
+    lastOptions = q.options || [];
+    $("q-number").textContent = "Question " + (q.index + 1) + " of " + q.total;
+    $("q-text").textContent = q.text;
+    $("answer-error").textContent = "";
+    var box = $("options");
+    box.textContent = "";
+    var multi = q.question_type === "multiple_choice";
+    (q.options || []).forEach(function (option) {
+      var b = document.createElement("button");
+      b.type = "button";
+      b.className = "option";
+      b.dataset.id = option.id;
+      b.textContent = option.text;
+      b.addEventListener("click", function () {
+        if (!multi) return submit(option.id);
+        var at = chosen.indexOf(option.id);
+        if (at >= 0) chosen.splice(at, 1); else chosen.push(option.id);
+        b.classList.toggle("chosen", at < 0);
+      });
+      box.appendChild(b);
+    });
+    $("short").hidden = q.question_type !== "short_answer";
+    $("short-input").value = "";
+    $("submit").hidden = !(multi || q.question_type === "short_answer");
+    if (q.deadline) countdown.start(q.deadline);
+    L.show(answered ? "answered" : "question");
+  }
+
+  async function submit(answer) {
+    if (!question) return;
+    var ack = await L.call(socket, "submit_answer", { question_index: question.index, answer: answer });
+    if (ack.ok || ack.error.code === "already_answered") L.show("answered");
+    else $("answer-error").textContent = ack.error.message;
+  }
+
+  $("submit").addEventListener("click", function () {
+    if (!question) return;
+    if (question.question_type === "multiple_choice") submit(chosen.slice());
+    else submit($("short-input").value);
+  });
+
+  $("join").addEventListener("submit", function (e) {
+    e.preventDefault();
+    $("join-error").textContent = "";
+    var pin = $("pin").value.trim();
+    var previous = saved(pin);
+    connect();
+    var go = function () { join(pin, $("nickname").value, previous && previous.player_token); };
+    if (socket.connected) go(); else socket.once("connect", function () { if (!joined) go(); });
+  });
+
+  var pin = document.body.dataset.pin;
+  if (pin) {
+    $("pin").value = pin;
+    var previous = saved(pin);
+    if (previous) {
+      joined = previous; // resume: the connect handler joins with the token
+      connect();
+    }
+  }
+})();

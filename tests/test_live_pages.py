@@ -1,0 +1,61 @@
+"""The live pages in headless Chromium: a host and two players play a two-question game to the end.
+
+The browser runs the pages' own JavaScript (the npm Socket.IO client) against
+two ``lms serve`` processes: the host and one player on the first, the other
+player on the second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from lms.db import Database
+from tests.builders import PASSWORD
+from tests.test_live_actor import live_game
+from tests.test_live_processes import Server, two_servers, until_up
+
+__all__ = ["two_servers"]  # the fixture, used by name
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium package"),
+]
+
+
+async def test_host_and_two_players_play_to_the_end_in_a_browser(two_servers: list[Server], db: Database) -> None:
+    a, b = two_servers
+    await until_up(a.url)
+    await until_up(b.url)
+    game = await live_game(db, questions=2)
+    driver = await asyncio.create_subprocess_exec(
+        "node", str(ROOT / "tests" / "js" / "live_pages.js"), a.url, b.url, game["id"], game["pin"],
+        game["teacher"]["email"], PASSWORD,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={**os.environ, "CHROMIUM": CHROMIUM},
+    )  # fmt: skip
+    stdout, stderr = await asyncio.wait_for(driver.communicate(), 180)
+    assert driver.returncode == 0, stderr.decode()[-4000:]
+    report = json.loads(stdout.decode().splitlines()[-1])
+    assert report["errors"] == []
+    assert sorted(report["lobbyNames"]) == ["Ann", "Ben"]
+    first, second = report["questions"]
+    assert 0 < first["countdown"] <= 20
+    assert first["hostText"] == "Question 0"
+    assert first["correct"] == "Paris"
+    assert first["distribution"] == [1, 1, 0]
+    assert first["ann"]["result"] == "Correct!" and first["ann"]["points"] > 500
+    assert first["ben"]["result"] == "Not this time" and first["ben"]["points"] == 0
+    assert report["leaderboard"][0].startswith("Ann")
+    assert second["correct"] == "2, 3, 5"
+    assert second["ann"]["result"] == "Correct!" and second["ben"]["total"] == 0
+    assert report["final"]["ann"]["rank"] == "1" and report["final"]["ann"]["score"] == second["ann"]["total"]
+    assert report["final"]["ben"]["rank"] == "2"
+    assert report["final"]["host"][0].startswith("1. Ann")
