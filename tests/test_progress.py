@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import random
 from typing import Any
 
@@ -213,7 +215,7 @@ async def test_the_last_lesson_completes_the_course_once(inline_client: Any, db:
 
 
 async def test_adding_and_removing_lessons_recomputes_progress(
-    inline_client: Any, db: Database, smtp_server: Any
+    inline_client: Any, db: Database, redis: Any, smtp_server: Any
 ) -> None:
     client = inline_client
     owner, owner_headers = await signed_in(client, db, role="instructor")
@@ -254,10 +256,19 @@ async def test_adding_and_removing_lessons_recomputes_progress(
         assert (await client.delete(f"/api/v1/lessons/{lesson_id}", headers=owner_headers)).status == 204
     assert await state() == ("50.00", 1, 2, "active")
     assert smtp_server.messages == []
-    # The last lesson the student had not done disappears: 100%, completed by the job.
+    # The last lesson the student had not done disappears: 100%, completed by the job,
+    # which tells the course's dashboards through the Socket.IO fan-out channel.
+    fanout = redis.pubsub()
+    await fanout.subscribe(client.app[CONFIG].realtime.channel)
     assert (await client.delete(f"/api/v1/lessons/{(await draft.json())['id']}", headers=owner_headers)).status == 204
     assert await state() == ("100.00", 1, 1, "completed")
     assert len(smtp_server.messages) == 1
+    emitted = await completed_emits(fanout)
+    await fanout.aclose()
+    assert emitted == [
+        {"room": f"course:{course['id']}", "namespace": "/dashboard", "data": [{
+            "course_id": str(course["id"]), "enrollment_id": str(enrollment["id"]), "student_id": str(student["id"])}]}
+    ]  # fmt: skip
     async with db.connection() as conn:
         assert await conn.fetch_val(select(func.count()).select_from(certificates)) == 1
         untouched = await conn.fetch_one(
@@ -270,6 +281,22 @@ async def test_adding_and_removing_lessons_recomputes_progress(
     assert await service.recalculate_course_progress(db, effects, course["id"]) == 1
     assert await state() == ("100.00", 1, 1, "completed")
     assert len(smtp_server.messages) == 1
+
+
+async def completed_emits(fanout: Any, wait: float = 10.0) -> list[dict[str, Any]]:
+    """The first course_completed emit on the fan-out channel (heartbeats and other emits skipped)."""
+    found: list[dict[str, Any]] = []
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(wait):
+            while not found:
+                message = await fanout.get_message(timeout=1.0)
+                if message is None or message["type"] != "message":
+                    continue
+                with contextlib.suppress(ValueError):  # heartbeats are not JSON
+                    emit = json.loads(message["data"])
+                    if isinstance(emit, dict) and emit.get("event") == "course_completed":
+                        found.append({key: emit.get(key) for key in ("room", "namespace", "data")})
+    return found
 
 
 async def test_certificate_request_is_recorded_once_and_only_for_completed_enrollments(db: Database) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from lms.api.problems import Conflict, NotFound, PaymentRequired, ValidationFailed
 from lms.auth.guards import Principal
@@ -19,7 +19,7 @@ from lms.courses.queries import get_course
 from lms.db import Database, IntegrityViolation, Row
 from lms.enrollments import queries
 from lms.enrollments.access import load_enrollment
-from lms.events import CourseCompleted, DomainEvent, EnrollmentCreated, EventBus, LessonProgressChanged
+from lms.events import CourseCompleted, DomainEvent, EnrollmentCreated, LessonProgressChanged
 from lms.jobqueue import JobQueue
 
 log = logging.getLogger(__name__)
@@ -27,13 +27,19 @@ log = logging.getLogger(__name__)
 CHECKOUT_PATH = "/api/v1/payments/checkout"
 
 
+class EventSink(Protocol):
+    """Hears domain events: the web app's :class:`~lms.events.EventBus`, or a worker's emitter."""
+
+    async def publish(self, *events: DomainEvent) -> None: ...
+
+
 @dataclass(frozen=True)
 class Effects:
-    """Where the side effects of a use case go: the job queue and the event bus."""
+    """Where the side effects of a use case go: the job queue and the domain events."""
 
     config: Settings
     jobs: JobQueue
-    events: EventBus | None = None
+    events: EventSink | None = None
 
     def course_url(self, slug: str) -> str:
         return f"{self.config.http.public_base_url.rstrip('/')}/api/v1/courses/{slug}"
