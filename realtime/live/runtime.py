@@ -94,7 +94,13 @@ class LiveRuntime:
             asyncio.create_task(self._listen(), name="live-listener"),
             asyncio.create_task(self._supervise(), name="live-supervisor"),
         ]
-        await asyncio.wait_for(self.listening.wait(), timeout=10)
+        try:
+            await asyncio.wait_for(self.listening.wait(), timeout=2)
+        except TimeoutError:
+            # Start anyway: the listener keeps retrying, and /ready reports
+            # Redis until it is back. Refusing to start would turn a Redis
+            # blip into an outage of everything else the server does.
+            log.warning("live channel not subscribed yet (Redis unavailable?); starting without it")
 
     async def stop(self) -> None:
         """Stop this instance's actors and hand their sessions over at once (release the leases)."""
