@@ -88,6 +88,8 @@ return #due
 """
 
 TRIM_INTERVAL_SECONDS = 60.0
+# Due retries reach the stream within about this long.
+PROMOTE_INTERVAL_SECONDS = 0.5
 # A consumer that holds nothing and has not read for this long is gone.
 STALE_CONSUMER_MS = 3_600_000
 MAX_HELD = 1000
@@ -137,12 +139,14 @@ class StreamBroker(RedisStreamBroker):
         # Reclaim checks often enough that a dead worker's message waits at
         # most about idle_timeout * 1.25 (plus one read).
         self.reclaim_interval = min(max(idle_timeout_seconds / 4, 0.1), 5.0)
-        self.block_ms = min(block_ms, int(self.reclaim_interval * 1000) or 1)
+        # An idle consumer wakes at least this often to move due retries.
+        self.block_ms = min(block_ms, int(self.reclaim_interval * 1000) or 1, int(PROMOTE_INTERVAL_SECONDS * 1000))
         self.redis = Redis(connection_pool=self.connection_pool)
         self._heartbeat = self.redis.register_script(HEARTBEAT)
         self._hand_back = self.redis.register_script(HAND_BACK)
         self._promote = self.redis.register_script(PROMOTE)
         self._next_reclaim = 0.0
+        self._next_promote = 0.0
         self._next_trim = 0.0
         self._autoclaim_cursor = dict.fromkeys(self.streams, "0-0")
         self._heartbeat_task: asyncio.Task[None] | None = None
@@ -181,12 +185,14 @@ class StreamBroker(RedisStreamBroker):
     # -- consuming ---------------------------------------------------------
 
     async def read(self, count: int, block_ms: int | None = None) -> list[AckableMessage]:
-        """Up to ``count`` messages: reclaimed ones first, then new ones (blocking up to ``block_ms``)."""
+        """Up to ``count`` messages: reclaimed ones first, then new ones (waiting up to ``block_ms``, 0: no wait)."""
         messages: list[AckableMessage] = []
         now = time.monotonic()
+        if now >= self._next_promote:
+            self._next_promote = now + PROMOTE_INTERVAL_SECONDS
+            await self._promote_due()
         if now >= self._next_reclaim:
             self._next_reclaim = now + self.reclaim_interval
-            await self._promote_due()
             messages.extend(await self._reclaim(count))
         if now >= self._next_trim:
             self._next_trim = now + TRIM_INTERVAL_SECONDS
@@ -200,8 +206,9 @@ class StreamBroker(RedisStreamBroker):
                 self.consumer_name,
                 dict.fromkeys(self.streams, ">"),
                 count=wanted,
-                # Reclaimed work is ready: do not block on top of it.
-                block=None if messages else (self.block_ms if block_ms is None else block_ms),
+                # Reclaimed work is ready: do not block on top of it. (BLOCK 0
+                # would wait forever; 0 here means "do not wait".)
+                block=None if messages or block_ms == 0 else (block_ms or self.block_ms),
             )
         except ResponseError as err:
             if "NOGROUP" not in str(err):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from jobs.broker import build_inline_broker, build_producer
 from jobs.queue import BrokerJobQueue, InlineJobQueue
@@ -12,12 +14,16 @@ from jobs.tasks import all_specs
 from lms.appkeys import CONFIG
 from lms.jobqueue import JOBS
 
+log = logging.getLogger(__name__)
+
 
 async def jobs_ctx(app: web.Application) -> AsyncIterator[None]:
     """``app.cleanup_ctx`` entry: sets ``app[JOBS]``.
 
     Broker mode starts the broker before the app serves, which creates the
-    consumer groups: a message kicked before any worker ran is not lost.
+    consumer groups. Groups start at the stream's beginning, so a message
+    kicked before any group existed is delivered anyway: an unreachable
+    Redis at start-up is logged, not fatal (kicks fail until it is back).
     """
     config = app[CONFIG]
     if config.jobs.mode == "inline":
@@ -28,7 +34,10 @@ async def jobs_ctx(app: web.Application) -> AsyncIterator[None]:
         await inline.shutdown()
         return
     broker = build_producer(config)
-    await broker.startup()
+    try:
+        await broker.startup()
+    except (RedisError, OSError) as err:
+        log.warning("job queue: Redis unreachable at start-up (%s); the workers will create the consumer groups", err)
     app[JOBS] = BrokerJobQueue(broker, all_specs())
     yield
     await broker.shutdown()

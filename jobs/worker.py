@@ -134,9 +134,11 @@ async def run_worker(config: Settings, queues: Iterable[Queue] = QUEUES) -> int:
     running = {task for c in consumers for task in c.running}
     if running:
         log.info("waiting for %d running task(s)", len(running))
+        all_done = asyncio.ensure_future(asyncio.wait(running))
         hurry_waiter = asyncio.ensure_future(hurry.wait())
         wait_for = max(0.0, deadline - CLOSE_RESERVE_SECONDS - time.monotonic())
-        await asyncio.wait({*running, hurry_waiter}, timeout=wait_for, return_when=asyncio.ALL_COMPLETED)
+        await asyncio.wait({all_done, hurry_waiter}, timeout=wait_for, return_when=asyncio.FIRST_COMPLETED)
+        all_done.cancel()
         hurry_waiter.cancel()
     # Whatever is still running or was read after the stop goes back to the
     # queues now; another worker runs it. Then the local copies are stopped.

@@ -297,6 +297,15 @@ class LmsProcess:
             time.sleep(0.02)
         raise AssertionError(f"{text!r} not seen within {timeout}s; output:\n{self.output}")
 
+    def close(self) -> None:
+        """Kill it if still running; release its output pipe."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._reader.join(5)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         if self.process.poll() is None:
             self.process.send_signal(sig)
@@ -325,9 +334,7 @@ def start_lms(servers: Servers) -> Iterator[Callable[..., LmsProcess]]:
 
     yield start
     for process in started:
-        if process.process.poll() is None:
-            process.process.kill()
-            process.process.wait()
+        process.close()
 
 
 @pytest.fixture

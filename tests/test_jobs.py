@@ -356,3 +356,12 @@ async def test_an_inline_app_runs_the_task_before_enqueue_returns(
         assert (
             await conn.fetch_val(select(func.count()).select_from(email_log).where(email_log.c.status == "sent")) == 1
         )
+
+
+@pytest.mark.no_services
+def test_lms_up_runs_a_worker_and_the_scheduler_beside_the_server() -> None:
+    from lms.cli import COMMANDS, up_processes
+
+    commands = [argv[0] for argv in up_processes("127.0.0.1", 8000)]
+    assert commands == ["serve", "worker", "scheduler"]
+    assert {"worker", "scheduler"} <= set(COMMANDS)
