@@ -21,6 +21,9 @@ XACK). This subclass adds:
   each blocking read in its own task behind ``asyncio.shield``: cancelling a
   blocked XREADGROUP inside redis-py 8 left the receiver waiting forever, the
   SIGTERM hang recorded in STACK_NOTES.
+- **Crash loops set aside.** A message taken over from dead workers more
+  than ``max_deliveries`` times goes to ``<stream>:dead`` instead of killing
+  the next worker too.
 - **Trimming.** Acknowledged entries older than the oldest pending one are
   removed (XTRIM MINID) so streams do not grow without bound; trimming never
   drops a message that is pending or not yet delivered.
@@ -99,6 +102,10 @@ def delayed_key(stream: str) -> str:
     return f"{stream}:delayed"
 
 
+def dead_key(stream: str) -> str:
+    return f"{stream}:dead"
+
+
 class StreamMessage(AckableMessage):
     """A delivered message and where it came from (to requeue it)."""
 
@@ -119,6 +126,7 @@ class StreamBroker(RedisStreamBroker):
         consumer_name: str,
         idle_timeout_seconds: float,
         block_ms: int = 1000,
+        max_deliveries: int = 10,
         **connection_kwargs: Any,
     ) -> None:
         first, *others = streams
@@ -136,6 +144,9 @@ class StreamBroker(RedisStreamBroker):
         self.streams = tuple(streams)
         self.all_streams = tuple(dict.fromkeys([*all_streams, *streams]))
         self.idle_timeout_seconds = idle_timeout_seconds
+        # Deliveries (first read plus takeovers from dead workers) before a
+        # message is set aside as a crash loop.
+        self.max_deliveries = max_deliveries
         # Reclaim checks often enough that a dead worker's message waits at
         # most about idle_timeout * 1.25 (plus one read).
         self.reclaim_interval = min(max(idle_timeout_seconds / 4, 0.1), 5.0)
@@ -279,8 +290,38 @@ class StreamBroker(RedisStreamBroker):
                 log.warning(
                     "took over %d message(s) on %s from a worker that stopped answering", len(claimed), stream
                 )
+                claimed = await self._bury_crash_loops(stream, claimed)
             messages.extend(claimed)
         return messages
+
+    async def _bury_crash_loops(self, stream: str, claimed: list[AckableMessage]) -> list[AckableMessage]:
+        """Set aside messages whose every delivery ended with its worker gone.
+
+        A task that kills its worker (out of memory, a segfault in a C
+        library) would otherwise take down one worker after another forever.
+        Past ``max_deliveries`` the message goes to ``<stream>:dead`` with the
+        count, for a human; task errors never get here (they are retried or
+        dead-lettered in PostgreSQL by the retry middleware).
+        """
+        pending = await self.redis.xpending_range(
+            stream, self.consumer_group_name, min="-", max="+", count=MAX_HELD, consumername=self.consumer_name
+        )
+        deliveries = {_text(p["message_id"]): int(p["times_delivered"]) for p in pending}  # type: ignore[arg-type]
+        alive: list[AckableMessage] = []
+        for message in claimed:
+            times = deliveries.get(message.entry_id, 0) if isinstance(message, StreamMessage) else 0
+            if times <= self.max_deliveries or not isinstance(message, StreamMessage):
+                alive.append(message)
+                continue
+            await self.redis.xadd(
+                dead_key(stream), {"data": message.data, "deliveries": times, "entry_id": message.entry_id}
+            )
+            await self.redis.xack(stream, self.consumer_group_name, message.entry_id)
+            log.error(
+                "message %s on %s was delivered %d times and never finished; moved to %s",
+                message.entry_id, stream, times, dead_key(stream),
+            )  # fmt: skip
+        return alive
 
     async def _promote_due(self) -> None:
         for stream in self.streams:

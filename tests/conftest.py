@@ -261,9 +261,9 @@ def lms_environment(servers: Servers, **settings: Any) -> dict[str, str]:
 class LmsProcess:
     """An `lms` command in a child process; its output is collected by a thread."""
 
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str], module: str = "lms.cli") -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "lms.cli", *argv],
+            [sys.executable, "-m", module, *argv],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -27,7 +27,15 @@ from jobs.tasks import all_specs
 from lms.config import Settings
 from lms.db import Database, Row
 from lms.tables import email_log, job_dead_letters
-from tests.conftest import LmsProcess, Servers, SmtpCatcher, SmtpServer, make_config, running_smtp_server
+from tests.conftest import (
+    LmsProcess,
+    Servers,
+    SmtpCatcher,
+    SmtpServer,
+    lms_environment,
+    make_config,
+    running_smtp_server,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -279,3 +287,19 @@ async def test_the_scheduler_kicks_a_due_task_that_a_worker_runs(start_lms: Call
     scheduler = start_lms("scheduler", jobs={"token_cleanup_cron": "* * * * *"})
     worker.wait_for_output("token cleanup deleted 0 refresh token(s)", timeout=75)
     assert "Sending task cleanup_tokens" in scheduler.output
+
+
+async def test_the_taskiq_cli_on_our_broker_runs_tasks_and_exits_on_sigterm(
+    servers: Servers, kick: Kick, redis: aioredis.Redis
+) -> None:
+    """STACK_NOTES: `taskiq worker` on taskiq-redis 1.2.4 + redis-py 8 hung on SIGTERM; ours must not."""
+    worker = LmsProcess(["worker", "jobs.broker:broker", "--workers", "1"], lms_environment(servers), module="taskiq")
+    try:
+        worker.wait_for_output("Listening started", timeout=60)
+        await kick("diagnostics.probe", key="cli")
+        await wait_runs(redis, "cli", 1, timeout=10, phase="finished")
+        signalled = time.monotonic()
+        assert worker.stop(signal.SIGTERM, timeout=15) == 0
+        assert time.monotonic() - signalled < 15
+    finally:
+        worker.close()

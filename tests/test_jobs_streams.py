@@ -13,7 +13,7 @@ from taskiq import AckableMessage
 
 from jobs.broker import build_brokers, build_producer, stream_name
 from jobs.queue import BrokerJobQueue
-from jobs.streams import StreamBroker, delayed_key
+from jobs.streams import StreamBroker, dead_key, delayed_key
 from jobs.tasks import all_specs
 from lms.config import Settings
 from tests.conftest import Servers, make_config
@@ -169,3 +169,22 @@ async def test_every_queue_has_its_own_stream(kick: Any, redis: aioredis.Redis, 
     lengths = {q: await redis.xlen(stream_name(jobs_config, q)) for q in ("emails", "default", "slow")}  # type: ignore[arg-type]
     assert lengths == {"emails": 1, "default": 1, "slow": 1}
     await asyncio.sleep(0)
+
+
+async def test_a_message_that_keeps_killing_its_workers_is_set_aside(
+    kick: Any, consumers: Factory, redis: aioredis.Redis, jobs_config: Settings
+) -> None:
+    await kick("diagnostics.noop")
+    first = await consumers("first")
+    [held] = await read_until(first, 1, timeout=5)  # delivery 1; "first" dies holding it
+    second = await consumers("second")
+    second.max_deliveries = 2
+    [again] = await read_until(second, 1, timeout=IDLE + 5)  # delivery 2; "second" dies too
+    third = await consumers("third")
+    third.max_deliveries = 2
+    await asyncio.sleep(IDLE + 0.5)
+    assert await third.read(1, block_ms=0) == []  # delivery 3 would exceed the limit
+    stream = stream_name(jobs_config, "default")
+    [(_, fields)] = await redis.xrange(dead_key(stream))
+    assert fields[b"data"] == held.data == again.data and fields[b"deliveries"] == b"3"
+    assert int((await redis.xpending(stream, "workers"))["pending"]) == 0  # type: ignore[arg-type]
