@@ -146,7 +146,10 @@ class Connection:
 
     async def _run(self, stmt: ClauseElement | str, params: Mapping[str, Any] | None) -> aiopg.Cursor:
         sql, values = compile_statement(stmt, params)
-        cur = await self.raw.cursor()
+        try:
+            cur = await self.raw.cursor()
+        except Exception as err:  # a dropped connection fails here already
+            raise _translate(err) from err
         try:
             await cur.execute(sql, values)
         except asyncio.CancelledError:
