@@ -230,6 +230,10 @@ class LiveSettings(Section):
     redis_prefix: str = "lms:live"
     # Pub/sub channel on which session owners publish events and command replies.
     channel: str = "lms:live:events"
+    # Live sessions' own Redis pool: a burst of answers waits for a free
+    # connection instead of failing (each session's owner holds one while
+    # it waits on its mailbox).
+    redis_max_connections: int = Field(default=200, ge=4)
     default_question_time_limit_seconds: int = Field(default=20, ge=5, le=600)
     # An answer is accepted until the deadline plus this (network latency).
     answer_grace_ms: int = Field(default=250, ge=0, le=10_000)

@@ -20,6 +20,7 @@ from realtime.context import DASHBOARD_NAMESPACE, REALTIME, USERS_NAMESPACE, Out
 from realtime.dashboard import DashboardNamespace, forward_domain_events
 from realtime.devices import DevicesNamespace
 from realtime.fanout import RedisFanout
+from realtime.live.setup import setup_live
 from realtime.metrics import RealtimeMetrics
 from realtime.namespace import Client
 from realtime.presence import Connection, PresenceStore, PresenceTracker
@@ -59,6 +60,7 @@ def setup_realtime(app: web.Application, config: Settings) -> None:
     app[REALTIME] = rt
     sio.register_namespace(DevicesNamespace(rt))
     sio.register_namespace(DashboardNamespace(rt))
+    setup_live(app, config, sio)
     sio.attach(app)
     forward_domain_events(rt)
     app[READINESS_PROBES]["socketio_fanout"] = _fanout_probe(fanout)

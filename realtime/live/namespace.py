@@ -7,9 +7,11 @@ Host authority is checked against the account on ``host_session`` and the
 token's expiry on every host command.
 
 Per-connection state is a :class:`Peer` in the Socket.IO session. Rooms:
-``live:<session>`` (everyone), ``live:<session>:hosts``,
-``live:<session>:players`` and ``live:<session>:player:<player id>`` (one
-player's connections, on whichever instances they are).
+``live:<session>`` (everyone), ``live:<session>:hosts`` and
+``live:<session>:players``. There is no room per player: python-socketio
+scans every room of a namespace on each disconnect, so rooms are kept few;
+an event for one player goes to the sids of the players room whose Peer is
+that player.
 
 Events the owner publishes reach every instance through the live channel;
 :meth:`LiveNamespace.deliver` hands each to this instance's own clients
@@ -44,10 +46,6 @@ HOST_COMMANDS = ("start_session", "next", "kick_player", "lock_session", "unlock
 
 def room(session_id: str, part: str | None = None) -> str:
     return f"live:{session_id}" if part is None else f"live:{session_id}:{part}"
-
-
-def player_room(session_id: str, player_id: str) -> str:
-    return room(session_id, f"player:{player_id}")
 
 
 # -- payloads ------------------------------------------------------------------
@@ -201,20 +199,9 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     async def _disconnect(self, sid: str) -> None:
         peer = await self.peer(sid)
-        if peer is None:
-            # The Engine.IO session may be gone already when the transport
-            # closed; the rooms (still there during this handler) say who it was.
-            peer = self._peer_from_rooms(sid)
         if peer is not None:
             # The manager removes a disconnected sid from its rooms itself.
             await self._leave_current(sid, peer, leave_rooms=False)
-
-    def _peer_from_rooms(self, sid: str) -> Peer | None:
-        for name in self.rooms(sid, namespace=NAMESPACE):
-            if isinstance(name, str) and name.startswith("live:") and ":player:" in name:
-                session_part, _, player_id = name.partition(":player:")
-                return Peer(None, 0.0, 0.0, session_part[len("live:") :], "player", player_id)
-        return None
 
     async def _leave_current(self, sid: str, peer: Peer, *, leave_rooms: bool = True) -> None:
         """Leave the session this connection was in (a player's last connection counts as leaving)."""
@@ -225,17 +212,14 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             for name in self.rooms(sid, namespace=NAMESPACE):
                 if isinstance(name, str) and name.startswith(room(session_id)):
                     await self.leave_room(sid, name)
-        others = [s for s in self._local_members(session_id, player_id) if s != sid] if player_id else []
-        if peer.role == "player" and player_id is not None and not others:
+        # A player with a second tab open is marked gone too; that tab's
+        # presence refresh brings it back within a third of the presence TTL.
+        if peer.role == "player" and player_id is not None:
             try:
                 await edge.leave(self.rt, session_id, player_id)
             except Exception:  # presence expires on its own
                 log.warning("/live: could not mark player %s as gone", player_id, exc_info=True)
         peer.session_id = peer.role = peer.player_id = None
-
-    def _local_members(self, session_id: str, player_id: str) -> list[str]:
-        members = self.server.manager.rooms.get(NAMESPACE, {}).get(player_room(session_id, player_id), {})
-        return list(members)
 
     async def _enter(self, sid: str, peer: Peer, session_id: str, role: str, player_id: str | None) -> None:
         if peer.session_id is not None and (peer.session_id, peer.player_id) != (session_id, player_id):
@@ -247,7 +231,6 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         else:
             assert player_id is not None
             await self.enter_room(sid, room(session_id, "players"))
-            await self.enter_room(sid, player_room(session_id, player_id))
 
     async def _state_to(self, sid: str, snapshot: dict[str, Any]) -> None:
         await self.emit("session_state", snapshot, to=sid, ignore_queue=True)
@@ -329,61 +312,92 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     # -- delivery of the owners' events ---------------------------------------
 
-    def local_players(self) -> dict[str, list[str]]:
+    async def _local_players(self, session_id: str) -> dict[str, list[str]]:
+        """player id -> this instance's sids of that player in the session."""
+        found: dict[str, list[str]] = {}
+        for sid in list(self.server.manager.rooms.get(NAMESPACE, {}).get(room(session_id, "players"), {})):
+            peer = await self.peer(sid)
+            if peer is not None and peer.session_id == session_id and peer.player_id is not None:
+                found.setdefault(peer.player_id, []).append(sid)
+        return found
+
+    async def local_players(self) -> dict[str, list[str]]:
         """session id -> players connected to this instance (for their presence entries)."""
         found: dict[str, list[str]] = {}
-        for name, members in self.server.manager.rooms.get(NAMESPACE, {}).items():
-            if isinstance(name, str) and members and ":player:" in name:
-                session_part, _, player_id = name.partition(":player:")
-                found.setdefault(session_part[len("live:") :], []).append(player_id)
+        for name in list(self.server.manager.rooms.get(NAMESPACE, {})):
+            if isinstance(name, str) and name.startswith("live:") and name.endswith(":players"):
+                session_id = name[len("live:") : -len(":players")]
+                found[session_id] = list(await self._local_players(session_id))
         return found
 
     async def deliver(self, session_id: str, events: list[dict[str, Any]]) -> None:
         rooms = self.server.manager.rooms.get(NAMESPACE, {})
         if room(session_id) not in rooms:
             return  # nobody of this session here
+        players: dict[str, list[str]] | None = None
         for event in events:
             try:
-                await self._deliver_one(session_id, event, rooms)
+                if players is None and (
+                    event.get("to") == "each" or event.get("op") or str(event.get("to", "")).startswith("player:")
+                ):
+                    players = await self._local_players(session_id)
+                await self._deliver_one(session_id, event, rooms, players or {})
             except Exception:  # the next event still goes out
                 log.exception("/live: delivering %s failed", event.get("event") or event.get("op"))
 
-    async def _deliver_one(self, session_id: str, event: dict[str, Any], rooms: dict[Any, Any]) -> None:
+    async def _send(self, event: str, data: Any, name: str) -> None:
+        """One event to this instance's clients in a room (or one sid), the frame encoded once.
+
+        The fan-out manager's ``deliver`` writes the frame straight to each
+        idle websocket (no task, queue and writer per recipient); without it,
+        the stock emit.
+        """
+        deliver = getattr(self.server.manager, "deliver", None)
+        if deliver is not None:
+            await deliver(event, [data], namespace=NAMESPACE, room=name, skip_sid=None)
+        else:
+            await self.emit(event, data, to=name, ignore_queue=True)
+
+    async def _deliver_one(
+        self, session_id: str, event: dict[str, Any], rooms: dict[Any, Any], players: dict[str, list[str]]
+    ) -> None:
         target = event.get("to")
         if target == "each":
-            for player_id, data in event["data"].items():
-                name = player_room(session_id, player_id)
-                if rooms.get(name):
-                    await self.emit(event["event"], data, to=name, ignore_queue=True)
+            data = event["data"]
+            for player_id, sids in players.items():
+                if player_id in data:
+                    for sid in sids:
+                        await self._send(event["event"], data[player_id], sid)
         elif target in ("all", "hosts", "players"):
             name = room(session_id) if target == "all" else room(session_id, target)
             if rooms.get(name):
-                await self.emit(event["event"], event["data"], to=name, ignore_queue=True)
+                await self._send(event["event"], event["data"], name)
         elif isinstance(target, str) and target.startswith("player:"):
-            name = room(session_id, target)
-            if rooms.get(name):
-                await self.emit(event["event"], event["data"], to=name, ignore_queue=True)
+            for sid in players.get(target[len("player:") :], ()):
+                await self._send(event["event"], event["data"], sid)
         elif event.get("op") == "state":
-            await self._deliver_state(session_id, event, rooms)
+            await self._deliver_state(session_id, event, rooms, players)
         elif event.get("op") == "detach":
-            await self._detach(session_id, str(event["player_id"]), rooms)
+            await self._detach(session_id, str(event["player_id"]), players)
 
-    async def _deliver_state(self, session_id: str, event: dict[str, Any], rooms: dict[Any, Any]) -> None:
+    async def _deliver_state(
+        self, session_id: str, event: dict[str, Any], rooms: dict[Any, Any], players: dict[str, list[str]]
+    ) -> None:
         hosts = room(session_id, "hosts")
         if rooms.get(hosts):
-            await self.emit("session_state", event["host"], to=hosts, ignore_queue=True)
-        for player_id, me in event["me"].items():
-            name = player_room(session_id, player_id)
-            if rooms.get(name):
-                snapshot = player_snapshot(event["common"], me)
-                await self.emit("session_state", snapshot, to=name, ignore_queue=True)
+            await self._send("session_state", event["host"], hosts)
+        me = event["me"]
+        for player_id, sids in players.items():
+            if player_id in me:
+                snapshot = player_snapshot(event["common"], me[player_id])
+                for sid in sids:
+                    await self._send("session_state", snapshot, sid)
 
-    async def _detach(self, session_id: str, player_id: str, rooms: dict[Any, Any]) -> None:
+    async def _detach(self, session_id: str, player_id: str, players: dict[str, list[str]]) -> None:
         """A kicked player's connections here leave the session (they stay connected to /live)."""
-        for sid in list(rooms.get(player_room(session_id, player_id), {})):
+        for sid in players.pop(player_id, []):
             peer = await self.peer(sid)
-            for name in list(self.rooms(sid, namespace=NAMESPACE)):
-                if isinstance(name, str) and name.startswith(room(session_id)):
-                    await self.leave_room(sid, name)
+            for name in (room(session_id), room(session_id, "players")):
+                await self.leave_room(sid, name)
             if peer is not None and peer.session_id == session_id:
                 peer.session_id = peer.role = peer.player_id = None

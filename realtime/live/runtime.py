@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 Deliver = Callable[[str, list[dict[str, Any]]], Awaitable[None]]
 # session id -> ids of the players connected to this instance.
-LocalPlayers = Callable[[], dict[str, list[str]]]
+LocalPlayers = Callable[[], Awaitable[dict[str, list[str]]]]
 
 LISTENER_BACKOFF_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
 # An actor notices a stop request within one step (at most about a second).
@@ -60,6 +60,10 @@ async def _deliver_nowhere(session_id: str, events: list[dict[str, Any]]) -> Non
     return None
 
 
+async def _nobody_here() -> dict[str, list[str]]:
+    return {}
+
+
 class LiveRuntime:
     def __init__(
         self,
@@ -76,7 +80,7 @@ class LiveRuntime:
         self.redis = redis
         self.store = LiveStore(redis, config.live)
         self.deliver = deliver or _deliver_nowhere
-        self.local_players = local_players or dict
+        self.local_players = local_players or _nobody_here
         self.instance_id = instance_id or uuid.uuid4().hex[:12]
         self.actors: dict[str, asyncio.Task[None]] = {}
         self.owned: dict[str, SessionActor] = {}
@@ -243,7 +247,7 @@ class LiveRuntime:
         presence = self.config.live.presence_ttl_seconds
         if time.monotonic() - self._presence_at >= presence / 3:
             self._presence_at = time.monotonic()
-            local = self.local_players()
+            local = await self.local_players()
             if local:
                 expiry = now_ms + int(presence * 1000)
                 await self.store.refresh_presence(((self.store.keys(s), p) for s, p in local.items()), expiry)

@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator
 
 import socketio
 from aiohttp import web
+from redis.asyncio import BlockingConnectionPool, Redis
 
-from lms.appkeys import DB, METRICS, REDIS
+from lms.appkeys import DB, METRICS
 from lms.config import Settings
 from realtime.live import pages
 from realtime.live.namespace import LiveNamespace
@@ -31,12 +32,26 @@ def setup_live(app: web.Application, config: Settings, sio: socketio.AsyncServer
     app.cleanup_ctx.append(live_ctx)
 
 
+def live_redis(config: Settings) -> Redis:
+    """A client of its own with a blocking pool: thousands of answers in a second queue for connections."""
+    pool = BlockingConnectionPool.from_url(
+        config.redis.url,
+        max_connections=config.live.redis_max_connections,
+        timeout=config.redis.socket_timeout_seconds,
+        socket_timeout=config.redis.socket_timeout_seconds,
+        socket_connect_timeout=config.redis.socket_timeout_seconds,
+        health_check_interval=30,
+    )
+    return Redis.from_pool(pool)  # owns the pool: aclose() closes its connections
+
+
 async def live_ctx(app: web.Application) -> AsyncIterator[None]:
     namespace = app[LIVE_NAMESPACE]
+    redis = live_redis(namespace.config)
     runtime = LiveRuntime(
         config=namespace.config,
         db=app[DB],
-        redis=app[REDIS],
+        redis=redis,
         deliver=namespace.deliver,
         local_players=namespace.local_players,
     )
@@ -54,3 +69,4 @@ async def live_ctx(app: web.Application) -> AsyncIterator[None]:
     log.info("live sessions: instance %s ready", runtime.instance_id)
     yield
     await runtime.stop()
+    await redis.aclose()

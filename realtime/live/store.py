@@ -196,10 +196,11 @@ class LiveStore:
             await pipe.execute()
 
     async def refresh_presence(self, entries: Iterable[tuple[SessionKeys, list[str]]], expiry_ms: int) -> None:
+        """Keep this instance's connected players counted (kicked and departed ones are not in the list)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for keys, players in entries:
                 if players:
-                    pipe.zadd(keys.online, dict.fromkeys(players, expiry_ms), xx=True)
+                    pipe.zadd(keys.online, dict.fromkeys(players, expiry_ms))
             await pipe.execute()
 
     async def view(self, keys: SessionKeys, *, player_id: str | None = None, host: bool = False) -> View:
