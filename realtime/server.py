@@ -24,7 +24,7 @@ from realtime.live.setup import setup_live
 from realtime.metrics import RealtimeMetrics
 from realtime.namespace import Client
 from realtime.presence import Connection, PresenceStore, PresenceTracker
-from realtime.transport import disable_websocket_compression
+from realtime.transport import close_websockets, install_websocket_driver
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ def setup_realtime(app: web.Application, config: Settings) -> None:
         socket_timeout=config.redis.socket_timeout_seconds,
         heartbeat_interval=settings.heartbeat_interval_seconds,
         heartbeat_misses=settings.heartbeat_misses,
+        direct=settings.direct_broadcast,
     )
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
@@ -54,8 +55,7 @@ def setup_realtime(app: web.Application, config: Settings) -> None:
         logger=_library_logger("realtime.socketio"),
         engineio_logger=_library_logger("realtime.engineio"),
     )
-    if not settings.websocket_compression:
-        disable_websocket_compression(sio.eio)
+    install_websocket_driver(sio.eio, compression=settings.websocket_compression)
     rt = Realtime(app, settings, sio, fanout, metrics, Outbox(sio, metrics, settings.emit_queue_size))
     app[REALTIME] = rt
     sio.register_namespace(DevicesNamespace(rt))
@@ -126,6 +126,14 @@ def _add_gauges(rt: Realtime) -> None:
         "lms_socketio_fanout_listener_restarts", "Times the watchdog restarted the Redis listener",
         lambda: [({}, float(manager.listener_restarts))],
     )  # fmt: skip
+
+    def deliveries() -> list[tuple[dict[str, str], float]]:
+        return [
+            ({"path": "direct"}, float(manager.delivered_direct)),
+            ({"path": "queued"}, float(manager.delivered_queued)),
+        ]
+
+    metrics.add_gauges("lms_socketio_deliveries", "Events delivered to local clients since start, by path", deliveries)
     metrics.add_gauges(
         "lms_socketio_outbox_depth", "Server events waiting to be emitted",
         lambda: [({}, float(rt.outbox.queue.qsize()))],
@@ -153,11 +161,17 @@ def _local_watched(rt: Realtime) -> list[str]:
 
 
 async def _disconnect_clients(app: web.Application) -> None:
-    # Open websockets would hold the server's shutdown for its whole timeout.
-    # Engine.IO's close lets clients reconnect, to another instance.
+    # An Engine.IO close runs each connection's disconnect handler (presence)
+    # and tells clients to reconnect, to another instance. Not eio.disconnect():
+    # it waits for every socket's queue to drain, forever for a socket whose
+    # writer already died with its connection. Closing the websockets then
+    # lets the server stop without waiting for every client to hang up.
     eio = app[REALTIME].sio.eio
-    if eio.sockets:
-        await eio.disconnect()
+    closing = [s.close(wait=False, reason=eio.reason.SERVER_DISCONNECT) for s in list(eio.sockets.values())]
+    if closing:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*closing, return_exceptions=True), SHUTDOWN_DRAIN_SECONDS)
+    await close_websockets(eio)
 
 
 async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:

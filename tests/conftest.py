@@ -405,6 +405,12 @@ class LiveClient:
         return items
 
     async def close(self) -> None:
+        if self.sio.connected and self.sio.transport() == "polling":
+            # python-engineio answers no pending poll after the client's close
+            # packet, so a graceful disconnect waits for its GET to time out
+            # (30 s); socket.io-client does not wait. Close without waiting.
+            await self.sio.eio.disconnect(abort=True)
+            return
         await self.sio.shutdown()
 
 

@@ -493,3 +493,37 @@ async def test_redis_outage_fails_soft_and_the_fanout_recovers(
         await delivered_across(a, b, live, db)
     finally:
         redis_server.stop()
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "stock"])
+async def test_broadcasts_arrive_in_order_on_every_transport_and_instance(
+    aiohttp_client: Any, servers: Any, live: Any, db: Database, direct: bool
+) -> None:
+    from lms.app import create_app
+    from tests.conftest import make_config
+
+    config = make_config(servers, realtime={"direct_broadcast": direct})
+    a, b = [Instance(app, await aiohttp_client(app)) for app in (create_app(config), create_app(config))]
+    instructor, student, course, enrollment = await course_with_student(db)
+    cid = {"course_id": str(course["id"])}
+    websocket = await live().connect(a.url, await token_for(a, instructor), DASH)
+    polling = await live().connect(a.url, await token_for(a, instructor), DASH, transport="polling")
+    remote = await live().connect(b.url, await token_for(b, instructor), DASH)
+    for watcher in (websocket, polling, remote):
+        assert (await watcher.call("watch_course", cid, namespace=DASH))["ok"] is True
+
+    for pct in range(1, 41):
+        await a.app[EVENTS].publish(progress_event(course, enrollment, student, str(pct)))
+    for watcher in (websocket, polling, remote):
+        seen = [(await watcher.next("lesson_progress", DASH))["progress_percentage"] for _ in range(40)]
+        assert seen == [float(p) for p in range(1, 41)]
+        # Acks interleave with broadcasts on the same connection and still work.
+        assert (await watcher.call("unwatch_course", cid, namespace=DASH))["ok"] is True
+
+    text = await (await a.http.get("/metrics")).text()
+    direct_count = float(text.split('lms_socketio_deliveries{path="direct"} ')[1].split()[0])
+    queued_count = float(text.split('lms_socketio_deliveries{path="queued"} ')[1].split()[0])
+    if direct:
+        assert direct_count >= 40 and queued_count >= 40  # the websocket client, the polling one
+    else:
+        assert direct_count == 0  # python-socketio's own delivery (not counted here)

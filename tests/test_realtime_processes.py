@@ -341,3 +341,22 @@ async def test_worker_resources_carry_an_emitter_that_reaches_clients(
     assert (await device.next("notification"))["data"] == {"payment_id": "p-1"}
     with pytest.raises(ValueError, match="unknown notification type"):
         await resources.emitter.notify_user(user["id"], "gossip", {})
+
+
+@needs_node
+async def test_serve_stops_promptly_with_clients_connected(
+    servers: Servers, live: Any, node: Any, db: Database
+) -> None:
+    serve = start_serve(servers)
+    try:
+        user = await make_user(db)
+        python_client: LiveClient = await live().connect(serve.url, await sign_in(serve.url, user))
+        js_client = node(serve.url, await sign_in(serve.url, user), "/")
+        await js_client.next("connect")
+        serve.process.process.send_signal(signal.SIGTERM)
+        # Well within aiohttp's shutdown timeout (10 s), which open websockets would use up.
+        assert await asyncio.to_thread(serve.process.process.wait, 8) == 0
+        await python_client.next("disconnect")
+        assert await js_client.next("disconnect") == "transport close"  # socket.io-client reconnects after this
+    finally:
+        serve.process.close()

@@ -1,0 +1,260 @@
+"""Socket.IO fan-out: one room of N clients split across two `lms serve` instances.
+
+    python -m bench.fanout [--clients 1000 5000] [--rate 2] [--messages 20] [--size 400]
+
+For each N: embedded PostgreSQL and Redis, two fresh `lms serve` processes,
+N websocket clients (bench/fanout_clients.js: Node speaking the Socket.IO
+protocol over `ws`, cheaper per message than the server) connected
+round-robin to the two instances, all watching one course on /dashboard.
+This process then emits a ~``--size``-byte event to the room ``--rate``
+times a second through the write-only emitter (Redis pub/sub, as a job
+would); each instance delivers to its own clients. Clients record arrival
+against the send timestamp (same machine, same clock).
+
+Printed per N:
+- delivery latency per broadcast: first, p50, p99 and last recipient
+  (medians over the broadcasts; the worst broadcast in brackets);
+- server CPU per recipient: user+system time of both server processes
+  (/proc/<pid>/stat) during the broadcasts, minus their idle rate measured
+  just before, divided by the deliveries;
+- memory per connection: growth of both servers' RSS from before the
+  clients connected to after, divided by N;
+- the load generator's own CPU per delivery, to show it is not the bottleneck.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+from sqlalchemy import insert
+
+from bench.harness import Platform, platform
+from lms.config import load_config
+from lms.db import Database
+from lms.tables import courses, users
+from realtime.context import DASHBOARD_NAMESPACE, course_room
+from realtime.emitter import Emitter
+
+ROOT = Path(__file__).resolve().parent.parent
+NODE_MODULES = ROOT / "lms" / "assets" / "node_modules"
+PASSWORD = "benchmark passphrase 42"  # noqa: S105 - a throwaway account on a throwaway database
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+WARMUP_MESSAGES = 3
+IDLE_SECONDS = 3.0
+
+# Production-like timers (the test settings tick much faster).
+SERVER_ENV = {
+    "LMS_REALTIME_HEARTBEAT_INTERVAL_SECONDS": "5",
+    "LMS_REALTIME_PRESENCE_TTL_SECONDS": "60",
+    "LMS_REALTIME_PING_INTERVAL_SECONDS": "25",
+    "LMS_DATABASE_POOL_MAX": "10",
+}
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+async def seed(database_url: str) -> tuple[str, str]:
+    """An admin (admins may watch any course) and a course; returns (email, course id)."""
+    email = f"bench-admin-{uuid.uuid4().hex[:6]}@example.com"
+    db = await Database.connect(database_url, min_size=1, max_size=1)
+    async with db.transaction() as conn:
+        user = await conn.fetch_one(
+            insert(users).values(
+                email=email, full_name="Bench Admin", role="admin",
+                password_hash=bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode(),
+            ).returning(users.c.id)
+        )  # fmt: skip
+        assert user is not None
+        course = await conn.fetch_one(
+            insert(courses)
+            .values(title="Fan-out", slug=f"fanout-{uuid.uuid4().hex[:6]}", instructor_id=user["id"])
+            .returning(courses.c.id)
+        )
+        assert course is not None
+    await db.close()
+    return email, str(course["id"])
+
+
+def frame_bytes(pad: str) -> int:
+    """Size of the websocket frame's text for one broadcast."""
+    data = {"seq": 10, "sent_at": time.time() * 1000, "pad": pad}
+    return len("42" + DASHBOARD_NAMESPACE + "," + json.dumps(["bench", data], separators=(",", ":")))
+
+
+def sign_in(url: str, email: str) -> str:
+    request = urllib.request.Request(  # noqa: S310 - loopback
+        url + "/api/v1/auth/login",
+        data=json.dumps({"email": email, "password": PASSWORD}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+        return str(json.loads(response.read())["access_token"])
+
+
+class Clients:
+    def __init__(self, urls: list[str], n: int, token: str, course_id: str) -> None:
+        spec = {"urls": urls, "n": n, "token": token, "course_id": course_id, "concurrency": 50}
+        self.process = subprocess.Popen(
+            ["node", str(ROOT / "bench" / "fanout_clients.js"), json.dumps(spec)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            env={**os.environ, "NODE_PATH": str(NODE_MODULES)},
+        )  # fmt: skip
+
+    async def read(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = await asyncio.to_thread(self.process.stdout.readline)
+        if not line:
+            raise RuntimeError("the load generator exited")
+        result: dict[str, Any] = json.loads(line)
+        return result
+
+    def send(self, command: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+
+async def run_one(p: Platform, n: int, args: argparse.Namespace) -> dict[str, Any]:
+    email, course_id = await seed(p.database_url)
+    urls = [p.serve(**SERVER_ENV), p.serve(**SERVER_ENV)]
+    pids = [s.pid for s in p.servers[-2:]]
+    token = sign_in(urls[0], email)
+    config = load_config("test", environ={}, overrides={"redis": {"url": p.redis_url}})
+    emitter = Emitter.open(config)
+    await asyncio.sleep(1.0)
+    rss_before = sum(rss_bytes(pid) for pid in pids)
+
+    clients = Clients(urls, n, token, course_id)
+    try:
+        connected = await clients.read()
+        if connected["connected"] != n:
+            raise RuntimeError(f"only {connected['connected']} of {n} clients connected")
+        await asyncio.sleep(2.0)
+        rss_after = sum(rss_bytes(pid) for pid in pids)
+
+        pad = "x" * max(0, args.size - frame_bytes(""))
+
+        async def broadcast(seq: int) -> None:
+            data = {"seq": seq, "sent_at": time.time() * 1000, "pad": pad}
+            await emitter.emit("bench", data, room=course_room(course_id), namespace=DASHBOARD_NAMESPACE)
+
+        for seq in range(-WARMUP_MESSAGES, 0):
+            await broadcast(seq)
+            await asyncio.sleep(1 / args.rate)
+        clients.send(f"wait {-1}")
+        await clients.read()
+
+        idle_start = [cpu_seconds(pid) for pid in pids]
+        await asyncio.sleep(IDLE_SECONDS)
+        idle_rate = sum(cpu_seconds(pid) - s for pid, s in zip(pids, idle_start, strict=True)) / IDLE_SECONDS
+
+        clients.send("mark")
+        cpu_start, started = [cpu_seconds(pid) for pid in pids], time.monotonic()
+        for seq in range(args.messages):
+            await broadcast(seq)
+            await asyncio.sleep(max(0.0, started + (seq + 1) / args.rate - time.monotonic()))
+        clients.send(f"wait {args.messages - 1}")
+        await clients.read()
+        elapsed = time.monotonic() - started
+        busy = sum(cpu_seconds(pid) - s for pid, s in zip(pids, cpu_start, strict=True)) - idle_rate * elapsed
+        clients.send("report")
+        report = await clients.read()
+    finally:
+        clients.close()
+        await emitter.close()
+        for server in p.servers[-2:]:
+            server.terminate()
+            try:
+                server.wait(15)
+            except subprocess.TimeoutExpired:
+                print(f"lms serve {server.pid} did not stop within 15 s of SIGTERM; killed", file=sys.stderr)
+                server.kill()
+                server.wait()
+    deliveries = report["deliveries"]
+    frame = frame_bytes(pad)
+    return {
+        "n": n,
+        "connect_seconds": connected["seconds"],
+        "frame_bytes": frame,
+        "messages": report["messages"],
+        "deliveries": deliveries,
+        "expected": n * args.messages,
+        "server_cpu_us_per_recipient": busy / deliveries * 1e6,
+        "idle_cpu_percent": idle_rate * 100,
+        "memory_kb_per_connection": (rss_after - rss_before) / n / 1024,
+        "client_cpu_us_per_delivery": report["client_cpu_us"] / deliveries,
+    }
+
+
+def summarize(result: dict[str, Any]) -> str:
+    messages = result["messages"]
+
+    def stat(key: str) -> str:
+        values = [m[key] for m in messages]
+        return f"{statistics.median(values):7.1f} ms (worst {max(values):7.1f})"
+
+    lines = [
+        f"N = {result['n']:,} clients (two instances), {len(messages)} broadcasts of {result['frame_bytes']} bytes, "
+        f"{result['deliveries']:,}/{result['expected']:,} deliveries; connected in {result['connect_seconds']:.1f} s",
+        f"  latency first  {stat('first')}",
+        f"  latency p50    {stat('p50')}",
+        f"  latency p99    {stat('p99')}",
+        f"  latency last   {stat('last')}",
+        f"  server CPU per recipient   {result['server_cpu_us_per_recipient']:6.1f} µs "
+        f"(both servers; idle {result['idle_cpu_percent']:.1f}% subtracted)",
+        f"  memory per connection      {result['memory_kb_per_connection']:6.1f} KB (both servers' RSS growth / N)",
+        f"  load generator CPU         {result['client_cpu_us_per_delivery']:6.1f} µs per delivery",
+    ]
+    return "\n".join(lines)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, nargs="+", default=[1000, 5000])
+    parser.add_argument("--rate", type=float, default=2.0, help="broadcasts per second")
+    parser.add_argument("--messages", type=int, default=20, help="broadcasts measured per N")
+    parser.add_argument("--size", type=int, default=400, help="approximate frame size in bytes")
+    parser.add_argument("--json", action="store_true", help="also print the raw results as JSON")
+    args = parser.parse_args()
+    if shutil.which("node") is None or not (NODE_MODULES / "ws").is_dir():
+        sys.exit("needs node and lms/assets/node_modules (cd lms/assets && npm ci)")
+    results = []
+    with platform() as p:
+        for n in args.clients:
+            result = await run_one(p, n, args)
+            results.append(result)
+            print(summarize(result), flush=True)
+    if args.json:
+        print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
