@@ -229,6 +229,13 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
         task: asyncio.Task[None] | None = getattr(self, "thread", None)
         return task
 
+    async def wait_subscribed(self, timeout: float) -> bool:
+        """Wait (bounded) for the first subscription, so that /ready is true once start-up ends."""
+        deadline = time.monotonic() + timeout
+        while not self.subscribed and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return self.subscribed
+
     def start(self) -> None:
         """Start the listener (python-socketio would wait for the first client) and the watchdog."""
         if self.write_only:

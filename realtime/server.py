@@ -186,6 +186,9 @@ async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
         emit=rt.send_presence,
     )
     rt.fanout.start()
+    if not rt.fanout.write_only and not await rt.fanout.wait_subscribed(2.0):
+        # Serve anyway: the listener keeps retrying and /ready reports it.
+        log.warning("fan-out listener not subscribed yet (Redis unavailable?); starting without it")
     background = [
         asyncio.create_task(rt.outbox.run(), name="realtime-outbox"),
         asyncio.create_task(rt.presence.run(), name="realtime-presence"),
