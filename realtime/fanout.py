@@ -104,6 +104,7 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
         self.delivered_queued = 0
         self.listener_restarts = 0
         self.subscribed = False
+        self._subscribed_event = asyncio.Event()
         # Monotonic time the listener last heard this instance's own heartbeat.
         self.last_heard = 0.0
         self._channel = channel.encode()
@@ -195,6 +196,7 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
             try:
                 await pubsub.subscribe(self.channel)
                 self.subscribed = True
+                self._subscribed_event.set()
                 backoff = BACKOFF_FIRST_SECONDS
                 log.info("fan-out listener subscribed to %s", self.channel)
                 async for message in pubsub.listen():
@@ -215,6 +217,7 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
                 log.warning("fan-out listener lost Redis (%s); retrying in %.1f s", err, backoff)
             finally:
                 self.subscribed = False
+                self._subscribed_event.clear()
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
                 with contextlib.suppress(Exception):
@@ -229,11 +232,10 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
         task: asyncio.Task[None] | None = getattr(self, "thread", None)
         return task
 
-    async def wait_subscribed(self, timeout: float) -> bool:
+    async def wait_subscribed(self, seconds: float) -> bool:
         """Wait (bounded) for the first subscription, so that /ready is true once start-up ends."""
-        deadline = time.monotonic() + timeout
-        while not self.subscribed and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._subscribed_event.wait(), seconds)
         return self.subscribed
 
     def start(self) -> None:
