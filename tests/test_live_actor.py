@@ -339,3 +339,47 @@ async def test_kick_lock_and_resume(live_instances: list[Instance], db: Database
     host = await edge.snapshot(a.rt, game["id"], host=True)
     assert sorted(p["nickname"] for p in host["players"]) == ["Alice", "Carol"]
     assert "correct_answer" not in str(await edge.snapshot(a.rt, game["id"], player_id=alice.player_id))
+
+
+async def test_late_joiners_play_the_open_question_and_results_are_stored_per_question(
+    live_instances: list[Instance], db: Database, redis: Any
+) -> None:
+    a, b = live_instances
+    await a.rt.start()
+    await b.rt.start()
+    game = await live_game(db, questions=2)
+    await freeze(redis, a.rt, game["id"], T0)
+    await edge.host_session(a.rt, principal(game["teacher"]), game["id"])
+    early = await edge.join_session(a.rt, None, pin=game["pin"], nickname="Early", player_token=None)
+    await command(a, game, "start_session")
+    await freeze(redis, a.rt, game["id"], T0 + 5_000)
+    late = await edge.join_session(b.rt, None, pin=game["pin"], nickname="Late", player_token=None)
+    assert late.session["state"] == "question" and late.session["question"]["index"] == 0
+    assert late.session["me"]["answered_current"] is False
+    await edge.submit_answer(b.rt, game["id"], late.player_id, 0, "b")
+    await edge.submit_answer(a.rt, game["id"], early.player_id, 0, "a")
+    results = (await until(lambda: [e for _, e in a.events if e.get("event") == "answer_result"]))[0]["data"]
+    assert results[late.player_id]["points"] == 875 and results[late.player_id]["rank"] == 1
+
+    async def stored() -> list[Any]:
+        async with db.connection() as conn:
+            return await conn.fetch_all(select(live_answers).where(live_answers.c.session_id == game["id"]))
+
+    # Question 0's answers reach PostgreSQL when it ends, before the session does.
+    rows: list[Any] = []
+    for _ in range(500):
+        rows = await stored()
+        if len(rows) == 2:
+            break
+        await asyncio.sleep(0.02)
+    assert sorted(r["points"] for r in rows) == [0, 875]
+    async with db.connection() as conn:
+        session = await conn.fetch_one(select(live_sessions).where(live_sessions.c.id == game["id"]))
+    assert session is not None and session["status"] == "running"
+    assert [q["index"] for q in session["results"]["questions"]] == [0]
+    # Joining during the reveal: the next question is theirs.
+    later = await edge.join_session(a.rt, None, pin=game["pin"], nickname="Later", player_token=None)
+    assert later.session["state"] == "reveal"
+    await command(a, game, "next")
+    await command(a, game, "next")
+    assert await edge.submit_answer(a.rt, game["id"], later.player_id, 1, ["a", "b", "d"])
