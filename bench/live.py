@@ -352,7 +352,8 @@ async def play(args: argparse.Namespace, urls: list[str], pids: list[int], datab
     servers = sum(cpu_after[:2]) - sum(cpu_before[:2]) if kill_at is None else None
     if servers is not None:
         per = servers / (args.players * args.questions) * 1e6
-        print(f"  server CPU (2 x lms serve, from join to end): {servers:.1f} s = {per:.0f} µs per player per question")
+        print(f"  server CPU (2 x lms serve, first question to the end): {servers:.1f} s = {per:.0f} µs per player "
+              "per question")  # fmt: skip
     redis_cpu = cpu_after[-1] - cpu_before[-1]
     print(f"  Redis CPU {redis_cpu:.1f} s; load generator (Node) CPU {report['cpu_seconds']:.1f} s")
     if failover:
