@@ -1,6 +1,6 @@
 """Socket.IO fan-out: one room of N clients split across two `lms serve` instances.
 
-    python -m bench.fanout [--clients 1000 5000] [--rate 2] [--messages 20] [--size 400]
+    python -m bench.fanout [--clients 1000 5000] [--rate 2] [--messages 20] [--size 400] [--stock]
 
 For each N: embedded PostgreSQL and Redis, two fresh `lms serve` processes,
 N websocket clients (bench/fanout_clients.js: Node speaking the Socket.IO
@@ -144,7 +144,8 @@ class Clients:
 
 async def run_one(p: Platform, n: int, args: argparse.Namespace) -> dict[str, Any]:
     email, course_id = await seed(p.database_url)
-    urls = [p.serve(**SERVER_ENV), p.serve(**SERVER_ENV)]
+    env = SERVER_ENV | ({"LMS_REALTIME_DIRECT_BROADCAST": "false"} if args.stock else {})
+    urls = [p.serve(**env), p.serve(**env)]
     pids = [s.pid for s in p.servers[-2:]]
     token = sign_in(urls[0], email)
     config = load_config("test", environ={}, overrides={"redis": {"url": p.redis_url}})
@@ -243,10 +244,15 @@ async def main() -> None:
     parser.add_argument("--messages", type=int, default=20, help="broadcasts measured per N")
     parser.add_argument("--size", type=int, default=400, help="approximate frame size in bytes")
     parser.add_argument("--json", action="store_true", help="also print the raw results as JSON")
+    parser.add_argument(
+        "--stock", action="store_true", help="python-socketio's own delivery (realtime.direct_broadcast off)"
+    )
     args = parser.parse_args()
     if shutil.which("node") is None or not (NODE_MODULES / "ws").is_dir():
         sys.exit("needs node and lms/assets/node_modules (cd lms/assets && npm ci)")
     results = []
+    delivery = "python-socketio stock" if args.stock else "direct websocket writes"
+    print(f"delivery: {delivery}; {args.rate:g} broadcasts/s", flush=True)
     with platform() as p:
         for n in args.clients:
             result = await run_one(p, n, args)
