@@ -46,9 +46,8 @@ class Platform:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(url + "/api/v1/health", timeout=1):  # noqa: S310 - loopback
-                    return url
+            with contextlib.suppress(OSError), urllib.request.urlopen(url + "/api/v1/health", timeout=1):  # noqa: S310
+                return url
             time.sleep(0.2)
         raise RuntimeError("lms serve did not start")
 

@@ -39,7 +39,7 @@ from lms.db import Connection, Database, compile_statement
 from lms.enrollments import queries as enrollment_queries
 from lms.users.queries import get_user
 
-PASSWORD = "benchmark passphrase 42"  # noqa: S105 - seeded accounts on a throwaway server
+PASSWORD = "benchmark passphrase 42"
 _WORDS = (
     "python data science machine learning web design photography music guitar piano cooking baking "
     "finance accounting marketing writing poetry history physics chemistry biology statistics algebra "

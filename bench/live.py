@@ -52,7 +52,7 @@ from lms.db import Database
 from lms.tables import courses, live_answers, live_sessions, quiz_questions, quizzes, users
 
 PLAYERS_SCRIPT = Path(__file__).resolve().parent / "live_players.js"
-PASSWORD = "benchmark passphrase 42"  # noqa: S105 - a seeded test account
+PASSWORD = "benchmark passphrase 42"
 NS = "/live"
 LIVE_SETTINGS = {
     # Production-like live settings (the test environment's are shortened).
