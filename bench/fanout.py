@@ -50,7 +50,7 @@ from realtime.emitter import Emitter
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_MODULES = ROOT / "lms" / "assets" / "node_modules"
-PASSWORD = "benchmark passphrase 42"  # noqa: S105 - a throwaway account on a throwaway database
+PASSWORD = "benchmark passphrase 42"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 WARMUP_MESSAGES = 3
 IDLE_SECONDS = 3.0

@@ -224,6 +224,48 @@ class QuizSettings(Section):
     submit_grace_seconds: int = Field(default=5, ge=0, le=3600)
 
 
+class RealtimeSettings(Section):
+    """Socket.IO: transport limits, fan-out through Redis, presence and per-client limits."""
+
+    # Browser origins allowed to open Socket.IO connections, besides the
+    # app's own (same origin or http.public_base_url). None: http.cors_origins.
+    cors_origins: tuple[str, ...] | None = None
+    ping_interval_seconds: float = Field(default=25.0, gt=0)
+    ping_timeout_seconds: float = Field(default=20.0, gt=0)
+    # Largest message a client may send (websocket frame or polling body).
+    max_payload_bytes: int = Field(default=65_536, ge=1024)
+    # aiohttp deflates every frame once a client negotiates permessage-deflate
+    # (browsers always offer it): measured +15 µs per recipient and about
+    # 100 KB per connection. Off: the server declines the extension.
+    websocket_compression: bool = False
+    # Long-polling needs sticky sessions at the load balancer; websocket does not.
+    transports: tuple[Literal["polling", "websocket"], ...] = ("polling", "websocket")
+    # Redis pub/sub channel every instance (and the job emitter) shares.
+    channel: str = "lms:socketio"
+    redis_prefix: str = "lms:rt"
+    # Each instance publishes a heartbeat on the channel and expects it back
+    # through its own listener; after heartbeat_misses intervals without it
+    # the listener is restarted and readiness fails until it hears again.
+    heartbeat_interval_seconds: float = Field(default=5.0, gt=0)
+    heartbeat_misses: int = Field(default=3, ge=2)
+    # Per-connection token bucket over client events.
+    events_per_second: float = Field(default=10.0, gt=0)
+    event_burst: int = Field(default=20, ge=1)
+    # Presence entries live this long unless their instance refreshes them
+    # (every third of it), so a dead instance's clients drop out on their own.
+    presence_ttl_seconds: float = Field(default=60.0, gt=0)
+    # Presence changes of a course are coalesced into one event per this delay.
+    presence_debounce_seconds: float = Field(default=1.0, ge=0)
+    # `auth_expiring` is sent this long before the access token expires.
+    auth_expiry_warning_seconds: float = Field(default=60.0, ge=0)
+    # Domain events waiting to be emitted; beyond this they are dropped (logged).
+    emit_queue_size: int = Field(default=10_000, ge=1)
+    # Broadcast frames are written straight to healthy websockets instead of
+    # through a task and a queue per recipient (realtime/fanout.py); false
+    # gives python-socketio's stock delivery.
+    direct_broadcast: bool = True
+
+
 class LiveSettings(Section):
     """Live quiz sessions: timing, limits, the owner lease and what the session keeps in Redis."""
 
@@ -282,48 +324,6 @@ class LiveSettings(Section):
         return self
 
 
-class RealtimeSettings(Section):
-    """Socket.IO: transport limits, fan-out through Redis, presence and per-client limits."""
-
-    # Browser origins allowed to open Socket.IO connections, besides the
-    # app's own (same origin or http.public_base_url). None: http.cors_origins.
-    cors_origins: tuple[str, ...] | None = None
-    ping_interval_seconds: float = Field(default=25.0, gt=0)
-    ping_timeout_seconds: float = Field(default=20.0, gt=0)
-    # Largest message a client may send (websocket frame or polling body).
-    max_payload_bytes: int = Field(default=65_536, ge=1024)
-    # aiohttp deflates every frame once a client negotiates permessage-deflate
-    # (browsers always offer it): measured +15 µs per recipient and about
-    # 100 KB per connection. Off: the server declines the extension.
-    websocket_compression: bool = False
-    # Long-polling needs sticky sessions at the load balancer; websocket does not.
-    transports: tuple[Literal["polling", "websocket"], ...] = ("polling", "websocket")
-    # Redis pub/sub channel every instance (and the job emitter) shares.
-    channel: str = "lms:socketio"
-    redis_prefix: str = "lms:rt"
-    # Each instance publishes a heartbeat on the channel and expects it back
-    # through its own listener; after heartbeat_misses intervals without it
-    # the listener is restarted and readiness fails until it hears again.
-    heartbeat_interval_seconds: float = Field(default=5.0, gt=0)
-    heartbeat_misses: int = Field(default=3, ge=2)
-    # Per-connection token bucket over client events.
-    events_per_second: float = Field(default=10.0, gt=0)
-    event_burst: int = Field(default=20, ge=1)
-    # Presence entries live this long unless their instance refreshes them
-    # (every third of it), so a dead instance's clients drop out on their own.
-    presence_ttl_seconds: float = Field(default=60.0, gt=0)
-    # Presence changes of a course are coalesced into one event per this delay.
-    presence_debounce_seconds: float = Field(default=1.0, ge=0)
-    # `auth_expiring` is sent this long before the access token expires.
-    auth_expiry_warning_seconds: float = Field(default=60.0, ge=0)
-    # Domain events waiting to be emitted; beyond this they are dropped (logged).
-    emit_queue_size: int = Field(default=10_000, ge=1)
-    # Broadcast frames are written straight to healthy websockets instead of
-    # through a task and a queue per recipient (realtime/fanout.py); false
-    # gives python-socketio's stock delivery.
-    direct_broadcast: bool = True
-
-
 class Settings(Section):
     env: Literal["dev", "test", "production"] = "dev"
     debug: bool = False
@@ -342,8 +342,8 @@ class Settings(Section):
     payments: PaymentSettings = PaymentSettings()
     metrics: MetricsSettings = MetricsSettings()
     jobs: JobsSettings = JobsSettings()
-    realtime: RealtimeSettings = RealtimeSettings()
     live: LiveSettings = LiveSettings()
+    realtime: RealtimeSettings = RealtimeSettings()
     quizzes: QuizSettings = QuizSettings()
 
     @property
@@ -423,7 +423,9 @@ def _refuse_secrets_in_file(data: dict[str, Any], env: str) -> None:
     for section, name in _secret_fields():
         if name in data.get(section, {}):
             var = env_var_name(section, name)
-            raise ConfigError(f"{var}: {section}.{name} is a secret; set it in the environment, not in config/{env}.toml")
+            raise ConfigError(
+                f"{var}: {section}.{name} is a secret; set it in the environment, not in config/{env}.toml"
+            )
 
 
 def env_var_name(section: str | None, key: str) -> str:
@@ -493,7 +495,9 @@ def _describe(err: ValidationError) -> str:
 def _refuse_unsafe_production(settings: Settings) -> None:
     key = settings.auth.secret_key.get_secret_value() if settings.auth.secret_key else ""
     if key == INSECURE_DEV_SECRET or len(key) < MIN_SECRET_LENGTH:
-        raise ConfigError(f"LMS_AUTH_SECRET_KEY: production needs a random secret of at least {MIN_SECRET_LENGTH} characters")
+        raise ConfigError(
+            f"LMS_AUTH_SECRET_KEY: production needs a random secret of at least {MIN_SECRET_LENGTH} characters"
+        )
     if settings.debug:
         raise ConfigError("LMS_DEBUG: debug mode is refused in production")
     if "*" in settings.http.cors_origins:

@@ -73,9 +73,7 @@ def created_at() -> Column:  # type: ignore[type-arg]
 
 
 def updated_at() -> Column:  # type: ignore[type-arg]
-    return Column(
-        "updated_at", DateTime(timezone=True), nullable=False, server_default=func.now(), onupdate=func.now()
-    )
+    return Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now(), onupdate=func.now())
 
 
 def ts(name: str, nullable: bool = True) -> Column:  # type: ignore[type-arg]
@@ -167,7 +165,9 @@ courses = Table(
     ),
     CheckConstraint("price_amount IS NULL OR price_amount >= 0", name="price_not_negative"),
     CheckConstraint("(price_amount IS NULL) = (price_currency IS NULL)", name="price_has_currency"),
-    CheckConstraint("estimated_duration_minutes IS NULL OR estimated_duration_minutes >= 0", name="duration_not_negative"),
+    CheckConstraint(
+        "estimated_duration_minutes IS NULL OR estimated_duration_minutes >= 0", name="duration_not_negative"
+    ),
     CheckConstraint("rating_count >= 0", name="rating_count_not_negative"),
     Index(None, "is_published", "created_at"),
     Index(None, "instructor_id", "created_at"),
@@ -419,7 +419,11 @@ certificates = Table(
     metadata,
     pk(),
     Column(
-        "enrollment_id", UUID(as_uuid=True), ForeignKey("enrollments.id", ondelete="CASCADE"), nullable=False, unique=True
+        "enrollment_id",
+        UUID(as_uuid=True),
+        ForeignKey("enrollments.id", ondelete="CASCADE"),
+        nullable=False,
+        unique=True,
     ),
     fk("student_id", "users.id"),
     fk("course_id", "courses.id"),
