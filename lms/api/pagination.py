@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from collections.abc import Sequence
+from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -19,3 +20,15 @@ class Page(BaseModel, Generic[T]):
     total: int
     limit: int
     offset: int
+
+
+class Window(Protocol):
+    """Any query model with paging fields (PageQuery or one that adds filters)."""
+
+    limit: int
+    offset: int
+
+
+def page(items: Sequence[Any], total: int, query: Window) -> dict[str, Any]:
+    """The response body of a list endpoint."""
+    return {"items": list(items), "total": total, "limit": query.limit, "offset": query.offset}

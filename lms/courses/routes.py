@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from lms.api.endpoint import endpoint, path_uuid
-from lms.api.pagination import Page, PageQuery
+from lms.api.pagination import Page, PageQuery, page
 from lms.api.problems import Conflict, Forbidden, ValidationFailed
 from lms.appkeys import DB
 from lms.auth.guards import Principal, current_user, optional_user, require
@@ -39,10 +39,6 @@ LESSONS = ["lessons"]
 create_courses = require(Permission.CREATE_COURSE)
 update_courses = require(Permission.UPDATE_COURSE)
 delete_courses = require(Permission.DELETE_COURSE)
-
-
-def page(rows: list[Row], total: int, query: PageQuery) -> dict[str, Any]:
-    return {"items": rows, "total": total, "limit": query.limit, "offset": query.offset}
 
 
 async def lessons_changed(request: web.Request, course_id: uuid.UUID) -> None:

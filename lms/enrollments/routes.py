@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from lms.api.endpoint import endpoint, path_uuid
-from lms.api.pagination import Page
+from lms.api.pagination import Page, page
 from lms.api.problems import Conflict
 from lms.appkeys import CONFIG, DB
 from lms.auth.guards import authenticated, current_user, require
@@ -71,7 +71,7 @@ async def my_courses(request: web.Request, query: EnrollmentListQuery) -> dict[s
         rows, total = await queries.list_student_enrollments(
             conn, student_id=current_user(request).id, status=query.status, limit=query.limit, offset=query.offset
         )
-    return {"items": rows, "total": total, "limit": query.limit, "offset": query.offset}
+    return page(rows, total, query)
 
 
 @routes.get("/api/v1/enrollments/{id}")
@@ -121,7 +121,7 @@ async def course_enrollments(request: web.Request, query: EnrollmentListQuery) -
         rows, total = await queries.list_course_enrollments(
             conn, course_id=course["id"], status=query.status, limit=query.limit, offset=query.offset
         )
-    return {"items": rows, "total": total, "limit": query.limit, "offset": query.offset}
+    return page(rows, total, query)
 
 
 @routes.get("/api/v1/courses/{id}/enrollments/stats")

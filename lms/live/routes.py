@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from lms.api.endpoint import endpoint, path_uuid
-from lms.api.pagination import Page
+from lms.api.pagination import Page, page
 from lms.api.problems import Conflict, NotFound, ServiceUnavailable
 from lms.appkeys import CONFIG, DB, REDIS
 from lms.auth.guards import Principal, current_user, require
@@ -133,7 +133,7 @@ async def list_live_sessions(request: web.Request, query: LiveSessionListQuery) 
         rows, total = await queries.list_sessions(
             conn, quiz_id=quiz["id"], status=query.status, limit=query.limit, offset=query.offset
         )
-    return {"items": rows, "total": total, "limit": query.limit, "offset": query.offset}
+    return page(rows, total, query)
 
 
 @routes.get("/api/v1/live-sessions/{pin}")

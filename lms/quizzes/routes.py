@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from lms.api.endpoint import endpoint, path_uuid
-from lms.api.pagination import Page, PageQuery
+from lms.api.pagination import Page, PageQuery, page
 from lms.api.problems import Conflict, Forbidden, ValidationFailed
 from lms.appkeys import CONFIG, DB
 from lms.auth.guards import authenticated, current_user, require
@@ -89,7 +89,7 @@ async def list_quizzes(request: web.Request, query: QuizListQuery) -> dict[str, 
             limit=query.limit,
             offset=query.offset,
         )
-    return {"items": rows, "total": total, "limit": query.limit, "offset": query.offset}
+    return page(rows, total, query)
 
 
 @routes.post("/api/v1/courses/{course_id}/quizzes")
@@ -210,7 +210,7 @@ async def list_questions(request: web.Request, query: PageQuery) -> dict[str, An
     async with request.app[DB].connection() as conn:
         await quiz_access(conn, current_user(request), quiz_id, manage=True)
         rows, total = await queries.list_questions(conn, quiz_id=quiz_id, limit=query.limit, offset=query.offset)
-    return {"items": rows, "total": total, "limit": query.limit, "offset": query.offset}
+    return page(rows, total, query)
 
 
 @routes.post("/api/v1/quizzes/{id}/questions")
@@ -344,12 +344,7 @@ async def get_attempt(request: web.Request) -> dict[str, Any]:
     tags=TAGS,
 )
 async def save_answers(request: web.Request, body: AttemptAnswersIn) -> dict[str, Any]:
-    outcome = await answer_attempt(
-        request.app[DB], current_user(request), path_uuid(request), body.answers,
-        now=now(request.app), grace=_grace(request), submit=False,
-    )  # fmt: skip
-    await _after_commit(request, outcome)
-    return await _attempt_response(request, outcome)
+    return await _answer(request, body, submit=False)
 
 
 @routes.post("/api/v1/attempts/{id}/submit")
@@ -364,9 +359,13 @@ async def save_answers(request: web.Request, body: AttemptAnswersIn) -> dict[str
     tags=TAGS,
 )
 async def submit_attempt(request: web.Request, body: AttemptAnswersIn) -> dict[str, Any]:
+    return await _answer(request, body, submit=True)
+
+
+async def _answer(request: web.Request, body: AttemptAnswersIn, *, submit: bool) -> dict[str, Any]:
     outcome = await answer_attempt(
         request.app[DB], current_user(request), path_uuid(request), body.answers,
-        now=now(request.app), grace=_grace(request), submit=True,
+        now=now(request.app), grace=_grace(request), submit=submit,
     )  # fmt: skip
     await _after_commit(request, outcome)
     return await _attempt_response(request, outcome)
@@ -389,4 +388,4 @@ async def my_attempts(request: web.Request, query: PageQuery) -> dict[str, Any]:
         rows, total = await queries.list_student_attempts(
             conn, quiz_id=quiz_id, student_id=me.id, limit=query.limit, offset=query.offset
         )
-    return {"items": rows, "total": total, "limit": query.limit, "offset": query.offset}
+    return page(rows, total, query)

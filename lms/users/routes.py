@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from lms.api.endpoint import endpoint, path_uuid
-from lms.api.pagination import Page
+from lms.api.pagination import Page, page
 from lms.api.problems import NotFound, ValidationFailed
 from lms.appkeys import CONFIG, DB
 from lms.auth.guards import authenticated, current_user, require
@@ -31,7 +31,7 @@ async def list_users(request: web.Request, query: UserListQuery) -> dict[str, An
         rows, total = await queries.list_users(
             conn, role=query.role, is_active=query.is_active, q=query.q, limit=query.limit, offset=query.offset
         )
-    return {"items": rows, "total": total, "limit": query.limit, "offset": query.offset}
+    return page(rows, total, query)
 
 
 @routes.post("/api/v1/users")
