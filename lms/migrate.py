@@ -16,6 +16,11 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, pool
 
 
+def sqlalchemy_url(url: str) -> str:
+    """Settings hold a libpq URL (postgresql://); SQLAlchemy needs the driver named (its default is psycopg 3)."""
+    return url.replace("postgresql://", "postgresql+psycopg2://", 1) if url.startswith("postgresql://") else url
+
+
 def migrations_dir() -> str:
     return str(files("lms.migrations"))
 
@@ -30,7 +35,7 @@ def alembic_config(database_url: str) -> Config:
 
 def current_revision(database_url: str) -> str | None:
     """The revision the database is at (None: not migrated yet)."""
-    engine = create_engine(database_url, poolclass=pool.NullPool)
+    engine = create_engine(sqlalchemy_url(database_url), poolclass=pool.NullPool)
     try:
         with engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
