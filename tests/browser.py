@@ -1,10 +1,10 @@
 """Headless Chromium, driven one step at a time from a test (tests/js/browser.js).
 
-    page = ChromiumPage()
-    await page.goto(url)
-    await page.fill("#email", "a@example.com")
-    await page.click("button[type=submit]")
-    text = await page.visible("#done")
+page = ChromiumPage()
+await page.goto(url)
+await page.fill("#email", "a@example.com")
+await page.click("button[type=submit]")
+text = await page.visible("#done")
 """
 
 from __future__ import annotations

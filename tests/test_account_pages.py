@@ -141,7 +141,8 @@ async def test_password_reset_from_the_home_page_through_the_email(
     await page.fill("#reset input[name=confirm]", NEW_PASSWORD)
     await page.click("#reset button[type=submit]")
     assert "changed" in await page.visible("#changed")
-    assert (await site.client.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})).status == 401
+    old = await site.client.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})
+    assert old.status == 401
 
     # Signing in on the home page with the new password.
     await page.goto(site.base + "/")
