@@ -332,7 +332,8 @@ class Settings(Section):
     env: Literal["dev", "test", "production"] = "dev"
     debug: bool = False
     app_name: str = "LMS"
-    log_level: str = "INFO"
+    # LMS_LOG_LEVEL, or `lms <command> --log-level`; any case.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_json: bool = True
     data_dir: str = ".lms"
     database: DatabaseSettings = DatabaseSettings()
@@ -349,6 +350,11 @@ class Settings(Section):
     live: LiveSettings = LiveSettings()
     realtime: RealtimeSettings = RealtimeSettings()
     quizzes: QuizSettings = QuizSettings()
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_capitals(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @property
     def secret_key(self) -> str:

@@ -54,5 +54,11 @@ def upgrade(database_url: str, revision: str = "head") -> tuple[str | None, str 
     return before, current_revision(database_url)
 
 
+def describe(before: str | None, after: str | None) -> str:
+    if before == after:
+        return f"database already at the latest revision ({after})"
+    return f"database upgraded from {before or 'an empty schema'} to {after}"
+
+
 def downgrade(database_url: str, revision: str) -> None:
     command.downgrade(alembic_config(database_url), revision)
