@@ -12,7 +12,7 @@ from typing import Any
 from lms.devservers import free_port
 from lms.migrate import head_revision
 from tests.builders import login
-from tests.conftest import Servers
+from tests.conftest import LmsProcess, Servers, lms_environment
 
 
 def run_lms(
@@ -125,3 +125,17 @@ def test_a_log_file_gets_the_log_and_the_terminal_only_warnings(servers: Servers
     result = run_lms(servers, "migrate", "--log-file", str(log_file), env={"LMS_LOG_LEVEL": "INFO"})
     assert result.returncode == 0 and result.stderr == ""
     assert "latest revision" in log_file.read_text()
+
+
+def test_serve_announces_itself_as_one_json_record_where_logs_are_json(servers: Servers) -> None:
+    port = free_port()
+    env = lms_environment(servers, http={"public_base_url": f"http://127.0.0.1:{port}"}) | {"LMS_LOG_JSON": "true"}
+    serve = LmsProcess(["serve", "--host", "127.0.0.1", "--port", str(port)], env)
+    try:
+        serve.wait_for_output(f'"msg": "serving on http://127.0.0.1:{port}"', timeout=60)
+        [record] = [json.loads(line) for line in serve.lines if '"serving on' in line]
+        assert record["links"]["API docs"] == f"http://127.0.0.1:{port}/api/docs"
+        assert record["mail"].startswith("SMTP ")
+        assert all(line.startswith("{") for line in serve.lines), serve.output
+    finally:
+        serve.close()

@@ -139,6 +139,8 @@ def test_the_wheel_installs_migrates_serves_and_mails_from_anywhere(
                 pass
             time.sleep(0.2)
         assert get(f"{base}/api/v1/ready")[0] == 200, serve.output
+        serve.wait_for_output(f"Mail              SMTP {smtp_server.host}:{smtp_server.port}")  # the start-up block
+        assert f"API docs          {base}/api/docs" in serve.output
         for path, kind, text in [
             ("/api/docs", "text/html", "swagger-ui"),
             ("/play", "text/html", "Game PIN"),
