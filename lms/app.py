@@ -24,6 +24,7 @@ from lms.enrollments import routes as enrollments
 from lms.events import EVENTS, EventBus
 from lms.live import routes as live
 from lms.metrics import Metrics
+from lms.pages import routes as pages
 from lms.quizzes import routes as quizzes
 from lms.system import routes as system
 from lms.users import routes as users
@@ -96,6 +97,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_routes(courses.routes)
     app.router.add_routes(enrollments.routes)
     app.router.add_routes(quizzes.routes)
+    app.router.add_routes(pages.routes)
     app.router.add_static("/static", PACKAGE_DIR / "static", name="static", append_version=False)
     for name, path in VENDOR_DIRS.items():
         if path.is_dir():

@@ -1,7 +1,8 @@
 """Settings: one typed, frozen object built once at start-up and handed down.
 
-Defaults live in ``config/<env>.toml`` (``LMS_ENV`` picks the file: ``dev``,
-``test`` or ``production``). Any key can be overridden with an ``LMS_*``
+Defaults live in ``lms/settings/<env>.toml``, shipped inside the package
+(``LMS_ENV`` picks the file: ``dev``, ``test`` or ``production``;
+``LMS_CONFIG_DIR`` names another folder of such files). Any key can be overridden with an ``LMS_*``
 environment variable: ``LMS_<SECTION>_<KEY>`` for a key of a section
 (``LMS_DATABASE_POOL_MAX``) and ``LMS_<KEY>`` for a top-level key
 (``LMS_DEBUG``). Secrets may only come from the environment.
@@ -15,13 +16,16 @@ import json
 import os
 import tomllib
 from collections.abc import Mapping
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+# Found through the package, so an installed wheel reads its own copy.
+DEFAULTS_DIR: Traversable = files("lms") / "settings"
 ENV_PREFIX = "LMS_"
 # Variables with our prefix that are not settings: the file selector and the
 # test harness's own knobs.
@@ -328,7 +332,8 @@ class Settings(Section):
     env: Literal["dev", "test", "production"] = "dev"
     debug: bool = False
     app_name: str = "LMS"
-    log_level: str = "INFO"
+    # LMS_LOG_LEVEL, or `lms <command> --log-level`; any case.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_json: bool = True
     data_dir: str = ".lms"
     database: DatabaseSettings = DatabaseSettings()
@@ -345,6 +350,11 @@ class Settings(Section):
     live: LiveSettings = LiveSettings()
     realtime: RealtimeSettings = RealtimeSettings()
     quizzes: QuizSettings = QuizSettings()
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_capitals(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @property
     def secret_key(self) -> str:
@@ -376,7 +386,7 @@ def load_config(
     env = env or environ.get("LMS_ENV", "dev")
     if env not in ("dev", "test", "production"):
         raise ConfigError(f"LMS_ENV: unknown environment {env!r} (dev, test or production)")
-    config_dir = Path(environ.get("LMS_CONFIG_DIR", CONFIG_DIR))
+    config_dir: Traversable = Path(environ["LMS_CONFIG_DIR"]) if environ.get("LMS_CONFIG_DIR") else DEFAULTS_DIR
     data = _read_file(config_dir / f"{env}.toml")
     _refuse_secrets_in_file(data, env)
     _merge(data, _from_environment(environ))
@@ -400,7 +410,7 @@ def set_in_environment(section: str | None, key: str, environ: Mapping[str, str]
     return bool((os.environ if environ is None else environ).get(env_var_name(section, key)))
 
 
-def _read_file(path: Path) -> dict[str, Any]:
+def _read_file(path: Traversable) -> dict[str, Any]:
     try:
         with path.open("rb") as f:
             return tomllib.load(f)
@@ -424,7 +434,7 @@ def _refuse_secrets_in_file(data: dict[str, Any], env: str) -> None:
         if name in data.get(section, {}):
             var = env_var_name(section, name)
             raise ConfigError(
-                f"{var}: {section}.{name} is a secret; set it in the environment, not in config/{env}.toml"
+                f"{var}: {section}.{name} is a secret; set it in the environment, not in the settings file {env}.toml"
             )
 
 
@@ -449,7 +459,7 @@ def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
                 result.setdefault(section, {})[key] = _parse_value(model.model_fields[key].annotation, raw)
                 break
         else:
-            raise ConfigError(f"{var}: no such setting (see config/dev.toml for the keys)")
+            raise ConfigError(f"{var}: no such setting (see lms/settings/dev.toml for the keys)")
     return result
 
 

@@ -259,16 +259,27 @@ def lms_environment(servers: Servers, **settings: Any) -> dict[str, str]:
 
 
 class LmsProcess:
-    """An `lms` command in a child process; its output is collected by a thread."""
+    """An `lms` command in a child process; its output is collected by a thread.
 
-    def __init__(self, argv: list[str], env: dict[str, str], module: str = "lms.cli") -> None:
+    ``program`` replaces ``python -m <module>`` (an installed ``lms`` script); ``cwd`` the checkout.
+    """
+
+    def __init__(
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        module: str = "lms.cli",
+        *,
+        program: list[str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", module, *argv],
+            [*(program or [sys.executable, "-m", module]), *argv],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            cwd=Path(__file__).resolve().parent.parent,
+            cwd=cwd or Path(__file__).resolve().parent.parent,
         )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
