@@ -24,6 +24,7 @@ from lms.enrollments import routes as enrollments
 from lms.events import EVENTS, EventBus
 from lms.live import routes as live
 from lms.metrics import Metrics
+from lms.payments import routes as payments
 from lms.quizzes import routes as quizzes
 from lms.system import routes as system
 from lms.users import routes as users
@@ -54,6 +55,7 @@ def create_app(config: Settings) -> web.Application:
     app[EVENTS] = EventBus()
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(redis_ctx)
+    app.cleanup_ctx.append(payments.http_ctx)
     # The job queue (jobs/web.py) is imported here, not at the top: lms
     # does not depend on jobs at import time (see lms/jobqueue.py).
     from jobs.web import jobs_ctx
@@ -96,6 +98,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_routes(courses.routes)
     app.router.add_routes(enrollments.routes)
     app.router.add_routes(quizzes.routes)
+    app.router.add_routes(payments.routes)
     app.router.add_static("/static", PACKAGE_DIR / "static", name="static", append_version=False)
     for name, path in VENDOR_DIRS.items():
         if path.is_dir():
