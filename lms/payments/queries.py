@@ -9,7 +9,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, literal_column, select, update
+from sqlalchemy import and_, func, literal_column, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from lms.db import Connection, Row
@@ -273,7 +273,9 @@ async def insert_subscription(conn: Connection, **values: Any) -> Row | None:
         pg_insert(subscriptions)
         .values(**values)
         .on_conflict_do_nothing(
-            index_elements=["user_id"], index_where=subscriptions.c.status.in_(("pending", "active"))
+            # Literal, like the index: an IN list here would make the statement skip the JSONB bind processor.
+            index_elements=["user_id"],
+            index_where=text("status IN ('pending', 'active')"),
         )
         .returning(subscriptions)
     )
