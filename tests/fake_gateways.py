@@ -284,7 +284,13 @@ class FakePaymob(Fake):
         return web.json_response(refund)
 
     def transaction(
-        self, order_id: int, *, success: bool, amount_cents: int | None = None, currency: str | None = None, **extra: Any
+        self,
+        order_id: int,
+        *,
+        success: bool,
+        amount_cents: int | None = None,
+        currency: str | None = None,
+        **extra: Any,
     ) -> dict[str, Any]:
         intention = self.intentions[order_id]
         txn = {

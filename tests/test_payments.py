@@ -58,7 +58,9 @@ async def payment_row(db: Database, payment_id: str) -> Row:
 async def enrollment_of(db: Database, student: Row, course: Row) -> Row | None:
     async with db.connection() as conn:
         return await conn.fetch_one(
-            select(enrollments).where(enrollments.c.student_id == student["id"], enrollments.c.course_id == course["id"])
+            select(enrollments).where(
+                enrollments.c.student_id == student["id"], enrollments.c.course_id == course["id"]
+            )
         )
 
 
@@ -98,7 +100,10 @@ async def test_stripe_checkout_on_one_instance_and_webhook_on_the_other_activate
     [form] = gateways.stripe.calls("/v1/checkout/sessions")
     pid = started["payment_id"]
     assert form["mode"] == "payment" and form["client_reference_id"] == pid and form["metadata[payment_id]"] == pid
-    assert form["line_items[0][price_data][unit_amount]"] == "4900" and form["line_items[0][price_data][currency]"] == "usd"
+    assert (
+        form["line_items[0][price_data][unit_amount]"] == "4900"
+        and form["line_items[0][price_data][currency]"] == "usd"
+    )
     assert form["success_url"].startswith("http://127.0.0.1:8000/payments/return?payment_id=" + pid)
     assert f"checkout-{pid}" in gateways.stripe.by_idempotency_key
     session_id = gateways.stripe.by_idempotency_key[f"checkout-{pid}"]
@@ -166,7 +171,7 @@ async def test_myfatoorah_v2_checkout_in_kuwaiti_dinars_keeps_the_fils(
 ) -> None:
     a, b = two
     course = await paid_course(db, "12.345", "KWD")
-    student, headers = await signed_in(a.http, db)
+    _student, headers = await signed_in(a.http, db)
     started = await checkout(a, headers, course, "myfatoorah")
     assert started["amount"] == {"amount": "12.345", "currency": "KWD"}
     [execute] = gateways.myfatoorah.calls("/v2/ExecutePayment")
@@ -195,7 +200,7 @@ async def test_myfatoorah_v1_transaction_status_changed_settles_too(
 ) -> None:
     a, b = two
     course = await paid_course(db, "5.500", "BHD")
-    student, headers = await signed_in(a.http, db)
+    _student, headers = await signed_in(a.http, db)
     started = await checkout(a, headers, course, "myfatoorah")
     invoice_id = next(iter(gateways.myfatoorah.invoices))
     gateways.myfatoorah.pay(invoice_id)
@@ -289,7 +294,7 @@ async def test_a_paymob_callback_is_matched_by_its_signed_order_not_the_unsigned
 ) -> None:
     a, b = two
     course, other_course = await paid_course(db, "100.00", "EGP"), await paid_course(db, "100.00", "EGP")
-    student, headers = await signed_in(a.http, db)
+    _student, headers = await signed_in(a.http, db)
     victim = await checkout(a, headers, course, "paymob")
     mine = await checkout(a, headers, other_course, "paymob")
     victim_order, my_order = list(gateways.paymob.intentions)
@@ -324,7 +329,7 @@ async def test_forged_stale_unsigned_and_tampered_webhooks_are_refused_and_nothi
 ) -> None:
     a, _ = two
     course = await paid_course(db, "100.00", "EGP")
-    student, headers = await signed_in(a.http, db)
+    _student, headers = await signed_in(a.http, db)
     await checkout(a, headers, course, "paymob")
     order_id = next(iter(gateways.paymob.intentions))
     session = {"id": "cs_test_1", "mode": "payment", "payment_status": "paid", "amount_total": 1, "currency": "usd"}
@@ -479,7 +484,7 @@ async def test_concurrent_checkouts_for_one_course_make_one_pending_payment(
     two: list[Instance], db: Database, gateways: Gateways
 ) -> None:
     course = await paid_course(db)
-    student, headers = await signed_in(two[0].http, db)
+    _student, headers = await signed_in(two[0].http, db)
     body = {"course_id": str(course["id"]), "gateway": "myfatoorah"}
     responses = await asyncio.gather(
         *(two[i % 2].http.post("/api/v1/payments/checkout", json=body, headers=headers) for i in range(6))
@@ -508,7 +513,7 @@ async def test_a_gateway_down_at_checkout_answers_503_with_retry_after_and_leave
     two: list[Instance], db: Database, gateways: Gateways, gateway: str
 ) -> None:
     course = await paid_course(db, "100.000", "KWD")
-    student, headers = await signed_in(two[0].http, db)
+    _student, headers = await signed_in(two[0].http, db)
     getattr(gateways, gateway).down = True
     response = await two[0].http.post(
         "/api/v1/payments/checkout", json={"course_id": str(course["id"]), "gateway": gateway}, headers=headers
@@ -550,7 +555,9 @@ async def paid_stripe_payment(two: list[Instance], db: Database, gateways: Gatew
     student, headers = await signed_in(a.http, db)
     started = await checkout(a, headers, course, "stripe")
     session_id = gateways.stripe.by_idempotency_key[f"checkout-{started['payment_id']}"]
-    await gateways.stripe.send(b.url, gateways.stripe.event("checkout.session.completed", gateways.stripe.pay(session_id)))
+    await gateways.stripe.send(
+        b.url, gateways.stripe.event("checkout.session.completed", gateways.stripe.pay(session_id))
+    )
     return student, course, started["payment_id"]
 
 
@@ -604,7 +611,7 @@ async def test_refunds_at_paymob_and_myfatoorah_and_a_gateway_down_leaves_the_pa
     a, b = two
     _, admin = await signed_in(a.http, db, role="admin")
     course = await paid_course(db, "100.00", "EGP")
-    student, headers = await signed_in(a.http, db)
+    _student, headers = await signed_in(a.http, db)
     started = await checkout(a, headers, course, "paymob")
     order_id = next(iter(gateways.paymob.intentions))
     txn = gateways.paymob.transaction(order_id, success=True)
@@ -650,7 +657,7 @@ async def test_a_subscription_is_paid_renewed_covers_paid_courses_and_ends_when_
     two: list[Instance], db: Database, gateways: Gateways, smtp_server: SmtpServer
 ) -> None:
     a, b = two
-    student, headers = await signed_in(a.http, db)
+    _student, headers = await signed_in(a.http, db)
     assert (await a.http.post("/api/v1/payments/subscriptions", json={"plan": "monthly", "gateway": "paymob"},
             headers=headers)).status == 422  # fmt: skip
     unknown = await a.http.post("/api/v1/payments/subscriptions", json={"plan": "gold", "gateway": "stripe"},
@@ -709,9 +716,13 @@ async def test_a_subscription_is_paid_renewed_covers_paid_courses_and_ends_when_
     assert {p["gateway_reference"] for p in paid["items"]} == {first["id"], renewal["id"]}
 
     deleted = gateways.stripe.subscription(session, sid, "canceled", ended_at=now + 31 * day)
-    assert (await gateways.stripe.send(b.url, gateways.stripe.event("customer.subscription.deleted", deleted)))[0] == 200
+    assert (await gateways.stripe.send(b.url, gateways.stripe.event("customer.subscription.deleted", deleted)))[
+        0
+    ] == 200
     revived = gateways.stripe.subscription(session, sid, "active", current_period_end=now + 90 * day)
-    assert (await gateways.stripe.send(b.url, gateways.stripe.event("customer.subscription.updated", revived)))[0] == 200
+    assert (await gateways.stripe.send(b.url, gateways.stripe.event("customer.subscription.updated", revived)))[
+        0
+    ] == 200
     [sub] = (await (await a.http.get("/api/v1/payments/subscriptions/mine", headers=headers)).json())["items"]
     assert sub["status"] == "cancelled" and sub["cancelled_at"]
     later = await paid_course(db)
@@ -728,7 +739,7 @@ async def test_revenue_summary_by_currency_day_and_gateway_admin_all_instructor_
     a, b = two
     teacher, teacher_headers = await signed_in(a.http, db, role="instructor")
     _, admin = await signed_in(a.http, db, role="admin")
-    student, headers = await signed_in(a.http, db)
+    _student, headers = await signed_in(a.http, db)
     own = await paid_course(db, "3000", "JPY", instructor=teacher)
     others = await paid_course(db, "1.250", "KWD")
     started = await checkout(a, headers, own, "stripe")
@@ -748,7 +759,10 @@ async def test_revenue_summary_by_currency_day_and_gateway_admin_all_instructor_
         {"currency": "KWD", "gross": {"amount": "1.250", "currency": "KWD"}, "refunded": {"amount": "0.250",
          "currency": "KWD"}, "net": {"amount": "1.000", "currency": "KWD"}, "payments": 1},
     ]  # fmt: skip
-    assert {(g["gateway"], g["currency"]) for g in everything["by_gateway"]} == {("stripe", "JPY"), ("myfatoorah", "KWD")}
+    assert {(g["gateway"], g["currency"]) for g in everything["by_gateway"]} == {
+        ("stripe", "JPY"),
+        ("myfatoorah", "KWD"),
+    }
     today = time.strftime("%Y-%m-%d", time.gmtime())
     assert {d["date"] for d in everything["by_day"]} == {today} and everything["to"] == today
 
@@ -766,7 +780,7 @@ async def test_my_payments_are_paginated_newest_first_and_private(
     two: list[Instance], db: Database, gateways: Gateways
 ) -> None:
     a, _ = two
-    student, headers = await signed_in(a.http, db)
+    _student, headers = await signed_in(a.http, db)
     ids = [(await checkout(a, headers, await paid_course(db), "stripe"))["payment_id"] for _ in range(3)]
     page = await (await a.http.get("/api/v1/payments/mine?limit=2", headers=headers)).json()
     assert page["total"] == 3 and [p["id"] for p in page["items"]] == ids[::-1][:2]
