@@ -14,7 +14,8 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 
 from iso4217 import Currency
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 # NUMERIC(19, 4): 15 digits before the point whatever the currency.
 MAX_DIGITS = 19
@@ -97,7 +98,13 @@ class Money(BaseModel):
 
     @model_validator(mode="after")
     def currency_decimals(self) -> Money:
-        self.amount = normalize(self.amount, self.currency)
+        try:
+            self.amount = normalize(self.amount, self.currency)
+        except ValueError as err:  # reported on the amount, where the client must fix it
+            detail = InitErrorDetails(
+                type=PydanticCustomError("value_error", str(err)), loc=("amount",), input=self.amount
+            )
+            raise ValidationError.from_exception_data("Money", [detail]) from err
         return self
 
     @field_serializer("amount", when_used="always")
