@@ -21,6 +21,7 @@ from lms.enrollments import queries
 from lms.enrollments.access import load_enrollment
 from lms.events import CourseCompleted, DomainEvent, EnrollmentCreated, LessonProgressChanged
 from lms.jobqueue import JobQueue
+from lms.money import money
 from lms.payments.queries import has_active_subscription
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ async def enroll(db: Database, effects: Effects, student: Principal, course_id: 
                 raise PaymentRequired(
                     "This course is paid: start a checkout to enroll.",
                     checkout={"method": "POST", "href": CHECKOUT_PATH, "body": {"course_id": str(course_id)}},
-                    price={"amount": str(course["price_amount"]), "currency": course["price_currency"]},
+                    price=money(course["price_amount"], course["price_currency"]),
                 )
             enrollment = await queries.enroll(conn, student_id=student.id, course_id=course_id)
             if enrollment is None:  # a concurrent request enrolled first
