@@ -40,6 +40,7 @@ from lms.devservers import free_port
 from lms.tables import courses, enrollments, payments, users
 
 SECRET_KEY = "sk_test_bench"
+NO_LOGIN = "!"  # seeded accounts never sign in
 WEBHOOK_SECRET = "whsec_bench_0123456789abcdef"
 
 BARE_SERVER = textwrap.dedent(
@@ -58,9 +59,16 @@ BARE_SERVER = textwrap.dedent(
 )
 
 
+def spawn(argv: list[str], env: dict[str, str] | None = None, quiet: bool = False) -> subprocess.Popen[bytes]:
+    out = subprocess.DEVNULL if quiet else None
+    return subprocess.Popen(argv, env=env, stdout=out, stderr=out)
+
+
 def signed(event: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
     body = json.dumps(event).encode()
-    header = stripe.WebhookSignature.generate_signature_header(body.decode(), WEBHOOK_SECRET, timestamp=int(time.time()))
+    header = stripe.WebhookSignature.generate_signature_header(
+        body.decode(), WEBHOOK_SECRET, timestamp=int(time.time())
+    )
     return body, {"Stripe-Signature": header, "Content-Type": "application/json"}
 
 
@@ -122,7 +130,7 @@ async def seed_pending(db: Database, count: int) -> list[dict[str, Any]]:
     made = []
     async with db.transaction() as conn:
         teacher = await conn.fetch_one(
-            insert(users).values(email="t@bench.example", full_name="T", role="instructor", password_hash="x")
+            insert(users).values(email="t@bench.example", full_name="T", role="instructor", password_hash=NO_LOGIN)
             .returning(users.c.id)
         )  # fmt: skip
         assert teacher is not None
@@ -135,7 +143,7 @@ async def seed_pending(db: Database, count: int) -> list[dict[str, Any]]:
         assert course is not None
         for i in range(count):
             user = await conn.fetch_one(
-                insert(users).values(email=f"s{i}@bench.example", full_name=f"S {i}", password_hash="x")
+                insert(users).values(email=f"s{i}@bench.example", full_name=f"S {i}", password_hash=NO_LOGIN)
                 .returning(users.c.id)
             )  # fmt: skip
             assert user is not None
@@ -205,11 +213,14 @@ async def main(args: argparse.Namespace) -> None:
             "LMS_PAYMENTS_STRIPE_SECRET_KEY": SECRET_KEY,
             "LMS_PAYMENTS_STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
             "LMS_DATABASE_POOL_MAX": "20",
+            # Receipts go to a folder: no SMTP server here.
+            "LMS_SMTP_TRANSPORT": "folder",
+            "LMS_SMTP_OUTBOX_DIR": str(plat.tmp / "mail"),
         }
         base = plat.serve(**secrets)
         lms_url = f"{base}/api/v1/payments/webhooks/stripe"
         bare_port = free_port()
-        bare = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(bare_port)])
+        bare = spawn([sys.executable, "-c", BARE_SERVER, str(bare_port)])
         bare_url = f"http://127.0.0.1:{bare_port}/api/v1/payments/webhooks/stripe"
         try:
             await wait_http(bare_url)
@@ -236,10 +247,7 @@ async def main(args: argparse.Namespace) -> None:
             r = aioredis.Redis.from_url(plat.redis_url)
             await r.delete("lms:jobs:default")
             await r.aclose()
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "lms.cli", "worker"], env=plat.env(**secrets),
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
+            worker = spawn([sys.executable, "-m", "lms.cli", "worker"], env=plat.env(**secrets), quiet=True)
             try:
                 items = await seed_pending(db, args.latency_events + 20)
                 print(f"\n2. webhook -> active enrollment through one `lms worker`, {args.rate:.0f} webhooks/s")

@@ -8,6 +8,7 @@ concurrent run changes nothing.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import asdict
 from typing import Any
@@ -15,11 +16,12 @@ from typing import Any
 from taskiq import TaskiqDepends
 
 from jobs.learning import EmittedEvents
-from jobs.registry import TaskTable
+from jobs.registry import TRANSIENT_ERRORS, TaskTable
 from jobs.resources import Resources, resources
 from lms.payments.reconciliation import reconcile
-from lms.payments.settlement import Effects, settle_event
+from lms.payments.settlement import Effects, record_failure, settle_event
 
+log = logging.getLogger(__name__)
 tasks = TaskTable()
 
 
@@ -27,10 +29,30 @@ def effects(res: Resources) -> Effects:
     return Effects(config=res.config, jobs=res.jobs, notifier=res.emitter, events=EmittedEvents(res.emitter))
 
 
-@tasks.task("settle_payment_event", timeout_seconds=120)
-async def settle_payment_event(event_id: str, res: Resources = TaskiqDepends(resources)) -> str:
-    """Apply a stored, verified webhook event to its payment once; deliver the effects once."""
-    return await settle_event(res.db, effects(res), uuid.UUID(event_id))
+@tasks.task("settle_payment_events", timeout_seconds=300)
+async def settle_payment_events(event_ids: list[str], res: Resources = TaskiqDepends(resources)) -> list[str]:
+    """Apply stored, verified webhook events (one intake batch) to their payments once; effects once.
+
+    One event's permanent failure (a bug, a payload that no longer reads) is
+    recorded on it and does not hold up the others; a transient one (the
+    database, Redis) fails the task after the rest were tried, and the retry
+    re-runs the batch, which changes nothing for the events already settled.
+    """
+    outcomes: list[str] = []
+    transient: BaseException | None = None
+    for event_id in event_ids:
+        try:
+            outcomes.append(await settle_event(res.db, effects(res), uuid.UUID(event_id)))
+        except TRANSIENT_ERRORS as err:
+            transient = transient or err
+            outcomes.append(f"transient failure: {err}")
+        except Exception as err:
+            log.exception("payment event %s cannot be settled", event_id)
+            await record_failure(res.db, uuid.UUID(event_id), f"settlement failed: {type(err).__name__}: {err}")
+            outcomes.append("failed")
+    if transient is not None:
+        raise transient
+    return outcomes
 
 
 @tasks.task("reconcile_payments", schedule="reconcile_payments_cron", timeout_seconds=900)

@@ -55,12 +55,12 @@ def create_app(config: Settings) -> web.Application:
     app[EVENTS] = EventBus()
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(redis_ctx)
-    app.cleanup_ctx.append(payments.http_ctx)
     # The job queue (jobs/web.py) is imported here, not at the top: lms
     # does not depend on jobs at import time (see lms/jobqueue.py).
     from jobs.web import jobs_ctx
 
     app.cleanup_ctx.append(jobs_ctx)
+    app.cleanup_ctx.append(payments.payments_ctx)  # needs the database and the job queue
     setup_routes(app)
     setup_templates(app)
     # Socket.IO and the live pages; imported here like jobs: lms does not

@@ -790,3 +790,25 @@ async def test_my_payments_are_paginated_newest_first_and_private(
     assert (await (await a.http.get("/api/v1/payments/mine", headers=other)).json())["total"] == 0
     assert (await a.http.get("/api/v1/payments/mine")).status == 401
     assert (await a.http.get("/api/v1/payments/mine?limit=1000", headers=headers)).status == 422
+
+
+async def test_a_burst_of_webhooks_is_stored_in_batches_each_once_and_every_payment_settled(
+    two: list[Instance], db: Database, gateways: Gateways
+) -> None:
+    a, b = two
+    course = await paid_course(db)
+    events = []
+    for _ in range(12):
+        _, headers = await signed_in(a.http, db)
+        started = await checkout(a, headers, course, "stripe")
+        session_id = gateways.stripe.by_idempotency_key[f"checkout-{started['payment_id']}"]
+        events.append(gateways.stripe.event("checkout.session.completed", gateways.stripe.pay(session_id)))
+    # Every event twice, all at once, to both instances.
+    results = await asyncio.gather(
+        *(gateways.stripe.send(instance.url, event) for event in events for instance in (a, b))
+    )
+    assert {status for status, _ in results} == {200}
+    assert sorted(ack["duplicate"] for _, ack in results) == [False] * 12 + [True] * 12
+    assert await count(db, payment_events) == 12
+    assert await count(db, payments, payments.c.status == "completed") == 12
+    assert await count(db, email_log) == 12

@@ -10,6 +10,7 @@ signed string (a gateway's retry signs the same fields, so it repeats it).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -31,7 +32,7 @@ from lms.payments.signatures import SignatureError, verify_myfatoorah, verify_pa
 
 log = logging.getLogger(__name__)
 
-SETTLE_TASK = "settle_payment_event"
+SETTLE_TASK = "settle_payment_events"
 
 
 class WebhookRefused(Exception):
@@ -133,20 +134,70 @@ def _verify(
     return VerifiedEvent(gateway, f"{name}:{_digest(name, signed)[:40]}", name, _json(body))
 
 
-async def store(db: Database, jobs: JobQueue, event: VerifiedEvent) -> bool:
-    """Store the event once and kick its settlement; returns False for a repeat."""
-    async with db.connection() as conn:
-        row_id, new = await queries.record_event(
-            conn, gateway=event.gateway, event_id=event.event_id, event_type=event.event_type, payload=event.payload
-        )
-        if not new and await queries.event_processed(conn, row_id):
-            return False
-    await kick_settlement(jobs, row_id)
-    return new
+class EventRecorder:
+    """Stores verified events and kicks their settlement, many requests' events at a time.
+
+    Group commit: while one batch is being written, the events of the
+    requests that arrive meanwhile wait and go together in the next one (one
+    INSERT, one settlement job). Nothing waits for a timer: a lone event is
+    written at once. Each caller learns whether its event was new.
+    """
+
+    def __init__(self, db: Database, jobs: JobQueue, max_batch: int = 50) -> None:
+        self.db = db
+        self.jobs = jobs
+        self.max_batch = max_batch
+        self._waiting: list[tuple[VerifiedEvent, asyncio.Future[bool]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def record(self, event: VerifiedEvent) -> bool:
+        """Store the event once and kick its settlement; False for a repeat."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append((event, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_all())
+        return await future
+
+    async def _write_all(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting[: self.max_batch], self._waiting[self.max_batch :]
+            try:
+                new, unsettled = await self._write(batch)
+            except Exception as err:  # each request answers with the failure (e.g. the database is down)
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(err)
+                continue
+            if unsettled:
+                await kick_settlement(self.jobs, unsettled)
+            for (_, future), is_new in zip(batch, new, strict=True):
+                if not future.done():
+                    future.set_result(is_new)
+
+    async def _write(
+        self, batch: list[tuple[VerifiedEvent, asyncio.Future[bool]]]
+    ) -> tuple[list[bool], list[uuid.UUID]]:
+        events = [event for event, _ in batch]
+        async with self.db.connection() as conn:
+            stored = await queries.record_events(
+                conn, [(e.gateway, e.event_id, e.event_type, e.payload) for e in events]
+            )
+        new: list[bool] = []
+        unsettled: list[uuid.UUID] = []
+        seen: set[tuple[str, str]] = set()
+        for event in events:
+            key = (event.gateway, event.event_id)
+            row_id, inserted, processed = stored[key]
+            first = key not in seen
+            seen.add(key)
+            new.append(inserted and first)
+            if first and not processed:
+                unsettled.append(row_id)
+        return new, unsettled
 
 
-async def kick_settlement(jobs: JobQueue, event_row_id: uuid.UUID) -> None:
+async def kick_settlement(jobs: JobQueue, event_ids: list[uuid.UUID]) -> None:
     try:
-        await jobs.enqueue(SETTLE_TASK, event_id=str(event_row_id))
-    except Exception as err:  # stored: the reconciliation job settles it if no job does
-        log.warning("payment event %s stored but its settlement could not be queued: %s", event_row_id, err)
+        await jobs.enqueue(SETTLE_TASK, event_ids=[str(i) for i in event_ids])
+    except Exception as err:  # stored: the reconciliation job settles them if no job does
+        log.warning("%d payment event(s) stored but their settlement could not be queued: %s", len(event_ids), err)

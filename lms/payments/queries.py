@@ -9,7 +9,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, literal_column, select, text, update
+from sqlalchemy import and_, func, literal_column, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from lms.db import Connection, Row
@@ -209,21 +209,37 @@ async def record_event(
     conn: Connection, *, gateway: str, event_id: str, event_type: str | None, payload: Any
 ) -> tuple[uuid.UUID, bool]:
     """Store a verified event once; returns its row id and whether it is new (False: a repeat)."""
-    row = await conn.fetch_one(
+    row_id, inserted, _ = (await record_events(conn, [(gateway, event_id, event_type, payload)]))[(gateway, event_id)]
+    return row_id, inserted
+
+
+async def record_events(
+    conn: Connection, events: list[tuple[str, str, str | None, Any]]
+) -> dict[tuple[str, str], tuple[uuid.UUID, bool, bool]]:
+    """Store verified events (gateway, event id, type, payload) in one statement, each once.
+
+    Returns, per (gateway, event id): the row id, whether this call inserted
+    it, and whether it was settled already.
+    """
+    # Ids given here: lms.db fills Python-side defaults of single-row inserts only.
+    rows = [{"id": uuid.uuid4(), "gateway": g, "event_id": e, "event_type": t, "payload": p} for g, e, t, p in events]
+    inserted = await conn.fetch_all(
         pg_insert(payment_events)
-        .values(gateway=gateway, event_id=event_id, event_type=event_type, payload=payload)
+        .values(rows)
         .on_conflict_do_nothing(index_elements=["gateway", "event_id"])
-        .returning(payment_events.c.id)
+        .returning(payment_events.c.id, payment_events.c.gateway, payment_events.c.event_id)
     )
-    if row is not None:
-        return row["id"], True
-    existing = await conn.fetch_one(
-        select(payment_events.c.id, payment_events.c.processed_at).where(
-            payment_events.c.gateway == gateway, payment_events.c.event_id == event_id
-        )
-    )
-    assert existing is not None
-    return existing["id"], False
+    result = {(r["gateway"], r["event_id"]): (r["id"], True, False) for r in inserted}
+    repeats = {(g, e) for g, e, _, _ in events} - result.keys()
+    if repeats:
+        found = await conn.fetch_all(
+            select(payment_events.c.id, payment_events.c.gateway, payment_events.c.event_id,
+                   payment_events.c.processed_at)
+            .where(tuple_(payment_events.c.gateway, payment_events.c.event_id).in_(sorted(repeats)))
+        )  # fmt: skip
+        for r in found:
+            result[(r["gateway"], r["event_id"])] = (r["id"], False, r["processed_at"] is not None)
+    return result
 
 
 async def lock_event(conn: Connection, event_id: uuid.UUID) -> Row | None:
@@ -238,11 +254,6 @@ async def finish_event(
         .where(payment_events.c.id == event_id)
         .values(processed_at=func.now(), payment_id=payment_id, error=error)
     )
-
-
-async def event_processed(conn: Connection, event_id: uuid.UUID) -> bool:
-    value = await conn.fetch_val(select(payment_events.c.processed_at).where(payment_events.c.id == event_id))
-    return value is not None
 
 
 async def unsettled_events(conn: Connection, *, older_than_seconds: int, limit: int) -> list[uuid.UUID]:

@@ -38,12 +38,14 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 TAGS = ["payments"]
 HTTP = web.AppKey("payments_http", aiohttp.ClientSession)
+RECORDER = web.AppKey("payments_recorder", intake.EventRecorder)
 
 
-async def http_ctx(app: web.Application) -> AsyncIterator[None]:
-    """One HTTP session for the gateways' APIs, for the app's lifetime."""
+async def payments_ctx(app: web.Application) -> AsyncIterator[None]:
+    """An HTTP session for the gateways' APIs and the webhook event recorder (after the database and jobs)."""
     session = aiohttp.ClientSession(raise_for_status=False)
     app[HTTP] = session
+    app[RECORDER] = intake.EventRecorder(app[DB], app[JOBS])
     yield
     await session.close()
 
@@ -225,7 +227,7 @@ async def receive(request: web.Request, gateway: str) -> dict[str, Any]:
     except intake.WebhookRefused as err:
         log.info("%s webhook refused: %s", gateway, err)
         raise BadRequest(f"Webhook refused: {err}.", type_slug="invalid-webhook") from None
-    new = await intake.store(request.app[DB], request.app[JOBS], event)
+    new = await request.app[RECORDER].record(event)
     return {"received": True, "duplicate": not new}
 
 

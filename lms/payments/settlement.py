@@ -123,6 +123,12 @@ async def settle_event(db: Database, effects: Effects, event_id: uuid.UUID) -> s
     return applied.note or "applied"
 
 
+async def record_failure(db: Database, event_id: uuid.UUID, error: str) -> None:
+    """An event that cannot be settled at all: marked processed with the reason, for people to look at."""
+    async with db.connection() as conn:
+        await queries.finish_event(conn, event_id, payment_id=None, error=error[:2000])
+
+
 async def apply(conn: Connection, gateway: str, change: Change) -> Applied:
     if change is None:
         return Applied(None, "nothing to apply (event type not acted on)")
