@@ -5,6 +5,7 @@ Revenue queries (bottom) are plain functions too, for analytics to reuse.
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
 from typing import Any
@@ -213,6 +214,19 @@ async def record_event(
     return row_id, inserted
 
 
+# One statement whatever the batch size (arrays, not a VALUES row per event):
+# compiling a multi-row VALUES insert for every batch cost more than running it.
+_RECORD_EVENTS = """
+INSERT INTO payment_events (id, gateway, event_id, event_type, payload)
+SELECT * FROM unnest(
+    CAST(%(ids)s AS uuid[]), CAST(%(gateways)s AS text[]), CAST(%(event_ids)s AS text[]),
+    CAST(%(types)s AS text[]), CAST(%(payloads)s AS jsonb[])
+)
+ON CONFLICT (gateway, event_id) DO NOTHING
+RETURNING id, gateway, event_id
+"""
+
+
 async def record_events(
     conn: Connection, events: list[tuple[str, str, str | None, Any]]
 ) -> dict[tuple[str, str], tuple[uuid.UUID, bool, bool]]:
@@ -221,13 +235,15 @@ async def record_events(
     Returns, per (gateway, event id): the row id, whether this call inserted
     it, and whether it was settled already.
     """
-    # Ids given here: lms.db fills Python-side defaults of single-row inserts only.
-    rows = [{"id": uuid.uuid4(), "gateway": g, "event_id": e, "event_type": t, "payload": p} for g, e, t, p in events]
     inserted = await conn.fetch_all(
-        pg_insert(payment_events)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["gateway", "event_id"])
-        .returning(payment_events.c.id, payment_events.c.gateway, payment_events.c.event_id)
+        _RECORD_EVENTS,
+        {
+            "ids": [str(uuid.uuid4()) for _ in events],
+            "gateways": [g for g, _, _, _ in events],
+            "event_ids": [e for _, e, _, _ in events],
+            "types": [t for _, _, t, _ in events],
+            "payloads": [json.dumps(p) for _, _, _, p in events],
+        },
     )
     result = {(r["gateway"], r["event_id"]): (r["id"], True, False) for r in inserted}
     repeats = {(g, e) for g, e, _, _ in events} - result.keys()
