@@ -239,4 +239,4 @@ async def test_a_worker_killed_mid_settlement_is_redelivered_and_the_payment_app
     assert event["processed_at"] is not None and event["error"] is None
     assert [r["message_id"] for r in receipts] == [f"<payment-{pid}-completed@lms>"]
     assert len(smtp_server.messages) == 1
-    assert "settle_payment_event" in second.output
+    assert "settle_payment_events" in second.output
