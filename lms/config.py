@@ -16,6 +16,7 @@ import json
 import os
 import tomllib
 from collections.abc import Mapping
+from decimal import Decimal
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -112,7 +113,9 @@ class RateLimitSettings(Section):
     redis_prefix: str = "ratelimit"
     # Applied per authenticated user (else per IP) to every /api/v1 request.
     default_per_minute: int = Field(default=300, ge=1)
-    exempt_paths: tuple[str, ...] = ("/api/v1/health", "/api/v1/ready", "/metrics")
+    # Gateways' webhooks are exempt: they arrive in bursts from a few addresses
+    # and are refused by their signature, not by a budget.
+    exempt_paths: tuple[str, ...] = ("/api/v1/health", "/api/v1/ready", "/metrics", "/api/v1/payments/webhooks/")
     rules: tuple[RateLimitRule, ...] = ()
 
 
@@ -151,20 +154,52 @@ class SmtpSettings(Section):
     cert_bundle: str | None = None
 
 
+class PlanSettings(Section):
+    """A subscription plan: what it costs per interval."""
+
+    amount: Decimal = Field(gt=0)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    interval: Literal["day", "week", "month", "year"] = "month"
+
+    @model_validator(mode="after")
+    def _currency_decimals(self) -> PlanSettings:
+        from lms.money import normalize
+
+        normalize(self.amount, self.currency)
+        return self
+
+
 class PaymentSettings(Section):
     currency: str = "USD"
-    reconcile_after_minutes: int = Field(default=30, ge=1)
+    # Pending payments older than this are looked up at their gateway by the
+    # reconciliation job; 0 looks up every pending payment.
+    reconcile_after_seconds: int = Field(default=1800, ge=0)
+    # Stored webhook events still unsettled this long after they arrived (their
+    # job was lost) are settled by the reconciliation job.
+    unsettled_event_after_seconds: int = Field(default=60, ge=0)
     webhook_tolerance_seconds: int = Field(default=300, ge=1)
+    # Calls to a gateway's API (checkout, refund, status) give up after this.
+    gateway_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Retry-After of the 503 answered when a gateway cannot be reached.
+    gateway_retry_after_seconds: int = Field(default=30, ge=1)
+    # Where gateways send the buyer back (on http.public_base_url), with
+    # ?payment_id=...&result=success|cancelled.
+    return_path: str = Field(default="/payments/return", pattern=r"^/")
     stripe_api_base: str = "https://api.stripe.com"
     stripe_secret_key: SecretStr | None = secret()
     stripe_webhook_secret: SecretStr | None = secret()
     paymob_api_base: str = "https://accept.paymob.com"
-    paymob_api_key: SecretStr | None = secret()
+    paymob_secret_key: SecretStr | None = secret()
+    paymob_public_key: str | None = None
     paymob_hmac_secret: SecretStr | None = secret()
-    paymob_integration_id: str | None = None
+    paymob_integration_id: int | None = None
     myfatoorah_api_base: str = "https://api.myfatoorah.com"
     myfatoorah_api_key: SecretStr | None = secret()
     myfatoorah_webhook_secret: SecretStr | None = secret()
+    # ExecutePayment's PaymentMethodId (the card method of the account).
+    myfatoorah_payment_method_id: int = Field(default=2, ge=1)
+    # Subscription plans by name: [payments.plans.monthly] amount, currency, interval.
+    plans: dict[str, PlanSettings] = Field(default_factory=dict)
 
 
 class MetricsSettings(Section):
@@ -207,6 +242,8 @@ class JobsSettings(Section):
     abandoned_attempts_cron: str = Field(default="*/5 * * * *", pattern=CRON_PATTERN)
     # Ends and stores live sessions no instance runs any more (realtime.live.abandoned).
     abandoned_live_sessions_cron: str = Field(default="*/10 * * * *", pattern=CRON_PATTERN)
+    # Pending payments and unsettled webhook events are settled from the gateways' APIs.
+    reconcile_payments_cron: str = Field(default="*/5 * * * *", pattern=CRON_PATTERN)
     reminder_inactive_days: int = Field(default=7, ge=1)
     # Revoked refresh tokens are kept this long (reuse detection), then deleted.
     revoked_token_retention_days: int = Field(default=7, ge=0)
@@ -464,8 +501,13 @@ def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _parse_value(annotation: Any, raw: str) -> Any:
-    """Environment values are text; lists come as JSON or comma-separated."""
+    """Environment values are text; lists come as JSON or comma-separated, mappings as JSON."""
     origin = get_origin(annotation)
+    if origin is dict:
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            return raw
     if origin in (tuple, list) or (origin is None and annotation in (tuple, list)):
         text = raw.strip()
         if text.startswith("["):

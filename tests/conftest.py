@@ -459,3 +459,18 @@ async def instances(aiohttp_client: Any, config: Settings) -> list[Instance]:
         app = create_app(config)
         made.append(Instance(app, await aiohttp_client(app)))
     return made
+
+
+# --- Payments (issue 12): local fake gateways on real ports ---
+
+from tests.fake_gateways import FakeMyFatoorah, FakePaymob, FakeStripe, Gateways  # noqa: E402
+
+
+@pytest.fixture
+async def gateways(aiohttp_server: Any) -> Gateways:
+    """Fake Stripe, Paymob and MyFatoorah servers (tests/fake_gateways.py)."""
+    fakes = Gateways(FakeStripe(), FakePaymob(), FakeMyFatoorah())
+    for fake in (fakes.stripe, fakes.paymob, fakes.myfatoorah):
+        server = await aiohttp_server(fake.app())
+        fake.url = str(server.make_url("")).rstrip("/")
+    return fakes
