@@ -232,6 +232,10 @@ class RealtimeSettings(Section):
     cors_origins: tuple[str, ...] | None = None
     ping_interval_seconds: float = Field(default=25.0, gt=0)
     ping_timeout_seconds: float = Field(default=20.0, gt=0)
+    # A connection that connects no namespace (and so shows no token) within
+    # this long after the handshake is closed (Node's connectTimeout). No cap
+    # on sockets per address: a whole school often shares one (NAT).
+    connect_timeout_seconds: float = Field(default=45.0, gt=0)
     # Largest message a client may send (websocket frame or polling body).
     max_payload_bytes: int = Field(default=65_536, ge=1024)
     # aiohttp deflates every frame once a client negotiates permessage-deflate
