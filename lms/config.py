@@ -298,7 +298,16 @@ class LiveSettings(Section):
     # instance refreshes it (every third of it): a dead instance's players
     # stop counting as connected on their own.
     presence_ttl_seconds: float = Field(default=15.0, gt=0)
+    # Capacity counts connected players and those who left less than this
+    # long ago (they may still come back with their player token).
     max_players: int = Field(default=5000, ge=1)
+    resume_grace_seconds: float = Field(default=60.0, ge=0)
+    # Pin guessing: join_session failures (unknown pin) allowed per client
+    # address per window, across connections and instances; then every join
+    # from that address waits for the window to pass. Successful joins are
+    # never limited per address (a school shares one). 0 turns it off.
+    pin_failures_per_address: int = Field(default=30, ge=0)
+    pin_failure_window_seconds: int = Field(default=60, ge=1)
     nickname_max_length: int = Field(default=24, ge=1, le=24)
     # Nicknames containing any of these (case-insensitively, ignoring
     # spaces and punctuation) are refused.
