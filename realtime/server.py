@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from lms.appkeys import METRICS, REDIS
+from lms.auth.service import SESSIONS_ENDED, SessionsEnded
 from lms.config import RealtimeSettings, Settings
 from lms.system.routes import READINESS_PROBES
 from realtime import pages
@@ -20,7 +22,7 @@ from realtime.dashboard import DashboardNamespace, forward_domain_events
 from realtime.devices import DevicesNamespace
 from realtime.engine import EngineServer
 from realtime.fanout import RedisFanout
-from realtime.live.setup import setup_live
+from realtime.live.setup import LIVE_NAMESPACE, setup_live
 from realtime.metrics import RealtimeMetrics
 from realtime.namespace import Client
 from realtime.presence import Connection, PresenceStore, PresenceTracker
@@ -52,6 +54,8 @@ def setup_realtime(app: web.Application, config: Settings) -> None:
     sio.register_namespace(DashboardNamespace(rt))
     setup_live(app, config, sio)
     sio.attach(app)
+    app.setdefault(SESSIONS_ENDED, []).append(_sessions_ended(rt))
+    fanout.on_sessions_ended = _close_sessions(app, rt)
     forward_domain_events(rt)
     app[READINESS_PROBES]["socketio_fanout"] = _fanout_probe(fanout)
     _add_gauges(rt)
@@ -122,6 +126,28 @@ def origin_check(config: Settings) -> Callable[[str | None, dict[str, Any]], boo
         return host is not None and origin in (f"http://{host}", f"https://{host}")
 
     return allowed
+
+
+def _sessions_ended(rt: Realtime) -> SessionsEnded:
+    async def publish(user_id: uuid.UUID, cutoff: float) -> None:
+        await rt.fanout.end_sessions(str(user_id), cutoff)
+
+    return publish
+
+
+def _close_sessions(app: web.Application, rt: Realtime) -> Callable[[str, float], Coroutine[Any, Any, None]]:
+    """Close this instance's connections of a user whose tokens up to a cutoff were revoked, on every namespace."""
+
+    async def close(user_id: str, cutoff: float) -> None:
+        uid = uuid.UUID(user_id)
+        namespaces = [*(rt.sio.namespace_handlers[ns] for ns in NAMESPACES), app[LIVE_NAMESPACE]]
+        for namespace in namespaces:
+            try:
+                await namespace.end_sessions(uid, cutoff)
+            except Exception:
+                log.exception("closing the connections of user %s on %s failed", user_id, namespace.namespace)
+
+    return close
 
 
 def _fanout_probe(fanout: RedisFanout) -> Callable[[], Any]:

@@ -39,6 +39,7 @@ from realtime.live.guessing import PinGuesses
 from realtime.live.runtime import LiveRuntime
 from realtime.live.snapshots import player_snapshot
 from realtime.live.store import LiveError
+from realtime.namespace import SIGNED_OUT
 
 log = logging.getLogger(__name__)
 
@@ -360,6 +361,15 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             raise LiveError("forbidden", "The token belongs to another user; connect again instead.")
         peer.principal = principal
         return ok(expires_at=int(principal.expires_at))
+
+    async def end_sessions(self, user_id: uuid.UUID, cutoff: float) -> None:
+        """The user's tokens up to ``cutoff`` were revoked: close this instance's connections signed in with one."""
+        for sid in list(self.server.manager.rooms.get(NAMESPACE, {}).get(None, {})):
+            peer = await self.peer(sid)
+            principal = peer.principal if peer is not None else None
+            if principal is not None and principal.id == user_id and principal.issued_at <= cutoff:
+                await self.emit("auth_expired", {"message": SIGNED_OUT}, to=sid, ignore_queue=True)
+                await self.disconnect(sid)
 
     # -- delivery of the owners' events ---------------------------------------
 
