@@ -31,6 +31,7 @@ from aiohttp import web
 from lms.config import RealtimeSettings
 from realtime.fanout import RedisFanout
 from realtime.server import engineio_server, socketio_server
+from realtime.sio import SocketIOServer
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +43,14 @@ SUITE_SETTINGS = RealtimeSettings(
 )
 NAMESPACES = ("/", "/custom")
 AUTH_EMIT_DELAY_SECONDS = 0.05
+SOCKETIO = web.AppKey("conformance_socketio", SocketIOServer)
 
 
 def conformance_app(redis_url: str) -> web.Application:
     app = web.Application()
     fanout = RedisFanout(redis_url, channel="lms:conformance")
     sio = socketio_server(SUITE_SETTINGS, fanout, "*")
+    app[SOCKETIO] = sio
 
     async def emit_auth(sid: str, auth: Any, namespace: str) -> None:
         # Node emits from its "connection" event, after the CONNECT packet,
