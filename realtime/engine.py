@@ -25,9 +25,11 @@ Heartbeat (:meth:`EngineSocket.schedule_ping`)
       truncated to whole seconds first, so 0.3 s was sent as 0).
     - Each cycle runs on a fixed schedule from its start (the handshake or
       the pong that ended the previous cycle): the ping is due
-      ``ping_interval`` later, the pong ``ping_timeout`` after that. Two
-      timers per socket, instead of a task per ping and a strict check made
-      only when something was sent.
+      ``ping_interval`` later, the pong ``ping_timeout`` after that, or
+      ``ping_timeout`` after the ping was written to the websocket or a
+      waiting poll if a busy loop ran the ping timer late. Two timers per
+      socket, instead of a task per ping and a strict check made only when
+      something was sent.
 
 WebSocket (:meth:`EngineSocket._websocket_handler`)
     - A frame that is not an Engine.IO packet closes the websocket with 1002
@@ -170,9 +172,15 @@ class EngineSocket(AsyncSocket):  # type: ignore[misc]
     def _ping_due(self) -> None:
         if self.closing or self.closed:
             return
-        self.last_ping = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        self.last_ping = loop.time()
         self.queue.put_nowait(packet.Packet(packet.PING))
-        self._heartbeat = asyncio.get_running_loop().call_at(self.pong_deadline, self._pong_overdue)
+        if self.upgraded or self.poll_waiting:
+            # The ping goes out now (a busy loop may run this timer late): the
+            # client gets its whole ping_timeout from here. A ping that waits
+            # for the next poll counts from when it was due.
+            self.pong_deadline = max(self.pong_deadline, self.last_ping + self.server.ping_timeout)
+        self._heartbeat = loop.call_at(self.pong_deadline, self._pong_overdue)
 
     def _pong_overdue(self) -> None:
         self._heartbeat = None
