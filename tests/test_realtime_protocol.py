@@ -102,6 +102,7 @@ async def test_post_answers_ok_and_is_read_whole_when_it_arrives_in_pieces(serve
     await writer.drain()
     answer = await reader.read()
     writer.close()
+    await writer.wait_closed()
     assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"\r\n\r\nok")
     poll = await instance.http.get(eio_path(EIO="4", transport="polling", sid=sid))
     assert (await poll.text()).startswith('44{"message":"Send an access token')
