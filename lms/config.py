@@ -273,6 +273,10 @@ class RealtimeSettings(Section):
     cors_origins: tuple[str, ...] | None = None
     ping_interval_seconds: float = Field(default=25.0, gt=0)
     ping_timeout_seconds: float = Field(default=20.0, gt=0)
+    # A connection that connects no namespace (and so shows no token) within
+    # this long after the handshake is closed (Node's connectTimeout). No cap
+    # on sockets per address: a whole school often shares one (NAT).
+    connect_timeout_seconds: float = Field(default=45.0, gt=0)
     # Largest message a client may send (websocket frame or polling body).
     max_payload_bytes: int = Field(default=65_536, ge=1024)
     # aiohttp deflates every frame once a client negotiates permessage-deflate
@@ -335,7 +339,16 @@ class LiveSettings(Section):
     # instance refreshes it (every third of it): a dead instance's players
     # stop counting as connected on their own.
     presence_ttl_seconds: float = Field(default=15.0, gt=0)
+    # Capacity counts connected players and those who left less than this
+    # long ago (they may still come back with their player token).
     max_players: int = Field(default=5000, ge=1)
+    resume_grace_seconds: float = Field(default=60.0, ge=0)
+    # Pin guessing: join_session failures (unknown pin) allowed per client
+    # address per window, across connections and instances; then every join
+    # from that address waits for the window to pass. Successful joins are
+    # never limited per address (a school shares one). 0 turns it off.
+    pin_failures_per_address: int = Field(default=30, ge=0)
+    pin_failure_window_seconds: int = Field(default=60, ge=1)
     nickname_max_length: int = Field(default=24, ge=1, le=24)
     # Nicknames containing any of these (case-insensitively, ignoring
     # spaces and punctuation) are refused.

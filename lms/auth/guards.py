@@ -40,6 +40,9 @@ class Principal:
     full_name: str
     jti: str
     expires_at: float
+    # The token's iat: a revocation of everything issued up to a time
+    # (logout-all, password change, deactivation) covers it when iat <= that time.
+    issued_at: float = 0.0
     # The account row as read for this request (saves handlers a second query).
     user: dict[str, Any] = field(compare=False, repr=False, default_factory=dict)
 
@@ -107,6 +110,7 @@ async def principal_from_token(app: web.Application, token: str) -> Principal:
         full_name=user["full_name"],
         jti=str(claims["jti"]),
         expires_at=float(claims["exp"]),
+        issued_at=issued_at,
         user=user,
     )
 
