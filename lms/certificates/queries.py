@@ -96,7 +96,9 @@ async def mark_issued(conn: Connection, certificate_id: uuid.UUID, *, pdf_path: 
     """Pending → issued, once: None when another run issued it first."""
     return await conn.fetch_one(
         update(certificates)
-        .where(certificates.c.id == certificate_id, certificates.c.status != "issued")
+        .where(
+            certificates.c.id == certificate_id, certificates.c.status != "issued", certificates.c.is_revoked.is_(False)
+        )
         .values(status="issued", pdf_path=pdf_path, issued_at=func.now(), error=None)
         .returning(certificates)
     )

@@ -129,36 +129,39 @@ async def issue(issuer: Issuer, certificate_id: uuid.UUID, *, final_attempt: boo
     if certificate["is_revoked"]:
         log.info("certificate %s is revoked; not issued", certificate_id)
         return "revoked"
-    outcome: Outcome
     if certificate["status"] == "issued" and certificate["pdf_path"]:
+        # A re-run (the email failed, the worker died): deliver what was issued.
         pdf = await _read_all(issuer.storage, certificate["pdf_path"])
-        outcome = "already_issued"
-    else:
-        content = CertificateContent(
-            app_name=issuer.config.app_name,
-            student_name=certificate["student_name"],
-            course_title=certificate["course_title"],
-            instructor_name=certificate["instructor_name"],
-            completion_date=certificate["completion_date"],
-            number=certificate["certificate_number"],
-            verify_url=verify_url(issuer.config, certificate["certificate_number"]),
-        )
-        try:
-            pdf = await issuer.renderer.render(content)
-        except Exception as err:
-            if final_attempt:
-                async with issuer.db.transaction() as conn:
-                    await queries.mark_failed(conn, certificate_id, f"{type(err).__name__}: {err}")
-            raise
-        key = pdf_key(certificate_id)
-        await issuer.storage.save(key, _one_chunk(pdf), content_type="application/pdf")
-        async with issuer.db.transaction() as conn:
-            if await queries.mark_issued(conn, certificate_id, pdf_path=key) is not None:
-                await queries.mark_enrollment_certified(conn, certificate["enrollment_id"])
-        outcome = "issued"
-        log.info("certificate %s issued (%d bytes)", certificate["certificate_number"], len(pdf))
+        await _deliver(issuer, certificate, pdf, final_attempt=final_attempt)
+        return "already_issued"
+    content = CertificateContent(
+        app_name=issuer.config.app_name,
+        student_name=certificate["student_name"],
+        course_title=certificate["course_title"],
+        instructor_name=certificate["instructor_name"],
+        completion_date=certificate["completion_date"],
+        number=certificate["certificate_number"],
+        verify_url=verify_url(issuer.config, certificate["certificate_number"]),
+    )
+    try:
+        pdf = await issuer.renderer.render(content)
+    except Exception as err:
+        if final_attempt:
+            async with issuer.db.transaction() as conn:
+                await queries.mark_failed(conn, certificate_id, f"{type(err).__name__}: {err}")
+        raise
+    key = pdf_key(certificate_id)
+    # Same key for every run: a concurrent run overwrites with an equivalent PDF.
+    await issuer.storage.save(key, _one_chunk(pdf), content_type="application/pdf")
+    async with issuer.db.transaction() as conn:
+        issued = await queries.mark_issued(conn, certificate_id, pdf_path=key)
+        if issued is not None:
+            await queries.mark_enrollment_certified(conn, certificate["enrollment_id"])
+    if issued is None:  # a concurrent run issued it first; that run delivers it
+        return "already_issued"
+    log.info("certificate %s issued (%d bytes)", certificate["certificate_number"], len(pdf))
     await _deliver(issuer, certificate, pdf, final_attempt=final_attempt)
-    return outcome
+    return "issued"
 
 
 async def _deliver(issuer: Issuer, certificate: Row, pdf: bytes, *, final_attempt: bool) -> None:
