@@ -519,7 +519,7 @@ def _refuse_unsafe_production(settings: Settings) -> None:
         raise ConfigError("LMS_LIVE_TEST_CLOCK: the test clock is refused in production")
     if not settings.auth.revocation_fail_closed:
         raise ConfigError("LMS_AUTH_REVOCATION_FAIL_CLOSED: token revocation must fail closed in production")
-    if settings.certificates.signing_key is None:
-        raise ConfigError("LMS_CERTIFICATES_SIGNING_KEY: production needs the Ed25519 key that signs credentials")
     if not settings.http.trusted_hosts:
         raise ConfigError("LMS_HTTP_TRUSTED_HOSTS: production needs the list of host names it serves")
+    if settings.certificates.signing_key is None:
+        raise ConfigError("LMS_CERTIFICATES_SIGNING_KEY: production needs the Ed25519 key that signs credentials")
