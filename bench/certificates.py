@@ -28,6 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import psutil
 import psycopg2
 
 from bench.harness import Platform, ms, percentiles, platform
@@ -35,7 +36,7 @@ from jobs.broker import build_producer
 from jobs.queue import BrokerJobQueue
 from jobs.tasks import all_specs
 from lms.certificates.numbers import new_number
-from lms.certificates.render import CertificateContent, PdfRenderer, html_to_pdf
+from lms.certificates.render import CertificateContent, PdfRenderer, certificate_html, html_to_pdf
 from lms.config import load_config
 
 NAMES = ["Zoë Łukasz-Ñúñez", "محمد عبد الله", "王小明", "Ada Lovelace"]
@@ -82,17 +83,32 @@ def seed(plat: Platform, count: int, prefix: str) -> list[str]:
     return ids
 
 
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU time (user + system) of the worker process and of its pool processes."""
+    worker = psutil.Process(pid)
+    main = sum(worker.cpu_times()[:2])
+    pool = sum(sum(child.cpu_times()[:2]) for child in worker.children(recursive=True))
+    return main, pool
+
+
 def issued(plat: Platform) -> int:
     with psycopg2.connect(plat.database_url) as conn, conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM certificates WHERE status = 'issued'")
         return int(cur.fetchone()[0])  # type: ignore[index]
 
 
+def cpu_timed_render(html: str) -> float:
+    """Runs in a pool process: the CPU time of one render, unaffected by other processes' load."""
+    started = time.process_time()
+    html_to_pdf(html)
+    return time.process_time() - started
+
+
 def one_line_page() -> str:
     return "<html><body><p>Hello</p></body></html>"
 
 
-async def render_latency(processes: int, samples: int) -> None:
+async def render_latency(samples: int) -> None:
     renderer = PdfRenderer(processes=1)
     await renderer.start()
     loop = asyncio.get_running_loop()
@@ -101,6 +117,7 @@ async def render_latency(processes: int, samples: int) -> None:
             await renderer.render(content(0))
         certificate: list[float] = []
         reference: list[float] = []
+        cpu: list[float] = []
         for i in range(samples):
             started = time.perf_counter()
             await renderer.render(content(i))
@@ -108,9 +125,14 @@ async def render_latency(processes: int, samples: int) -> None:
             started = time.perf_counter()
             await loop.run_in_executor(renderer._ensure_pool(), html_to_pdf, one_line_page())
             reference.append(time.perf_counter() - started)
+            cpu.append(
+                await loop.run_in_executor(renderer._ensure_pool(), cpu_timed_render, certificate_html(content(i)))
+            )
     finally:
         await renderer.close()
-    for label, values in (("certificate page", certificate), ("reference: one-line page", reference)):
+    rows = (("certificate page", certificate), ("reference: one-line page", reference),
+            ("certificate page, CPU time", cpu))  # fmt: skip
+    for label, values in rows:
         p = percentiles(values)
         print(f"render, warm, one process  {label:<26} p50 {ms(p['p50'])}  p99 {ms(p['p99'])}  max {ms(p['max'])}")
 
@@ -150,19 +172,28 @@ async def throughput(count: int, processes: int) -> None:
                 for certificate_id in warm:  # starts and warms the pool
                     await queue.kick("issue_certificate", certificate_id=certificate_id)
                 await wait_for(plat, len(warm), 120)
+                cpu_before = cpu_seconds(worker.pid)
                 started = time.perf_counter()
                 for certificate_id in ids:
                     await queue.kick("issue_certificate", certificate_id=certificate_id)
                 await wait_for(plat, len(warm) + count, 600)
                 elapsed = time.perf_counter() - started
+                cpu_after = cpu_seconds(worker.pid)
             finally:
                 await broker.shutdown()
                 worker.terminate()
                 worker.wait(30)
             rate = count / elapsed
+            main_cpu = cpu_after[0] - cpu_before[0]
+            pool_cpu = cpu_after[1] - cpu_before[1]
             print(
                 f"throughput, one worker, pool of {processes}: {count} certificates in {elapsed:.2f} s = "
-                f"{rate:.1f}/s ({rate / processes:.1f}/s per pool process)"
+                f"{rate:.1f}/s wall ({rate / processes:.1f}/s per pool process, on a shared machine)"
+            )
+            print(
+                f"  CPU per certificate: worker process {1000 * main_cpu / count:.1f} ms, pool "
+                f"{1000 * pool_cpu / count:.1f} ms -> {count / (main_cpu + pool_cpu):.1f} certificates per "
+                f"CPU-second of worker and pool ({count / pool_cpu:.1f} per CPU-second of the pool alone)"
             )
             mails = len(list((work / "mail").glob("*.eml")))
             print(f"  emails written: {mails} (with the PDF attached); PDFs stored: "
@@ -186,7 +217,7 @@ async def main() -> None:
     parser.add_argument("--samples", type=int, default=200)
     args = parser.parse_args()
     print(f"{os.cpu_count()} cores; load {os.getloadavg()[0]:.2f}")
-    await render_latency(args.processes, args.samples)
+    await render_latency(args.samples)
     await throughput(args.certificates, args.processes)
 
 
