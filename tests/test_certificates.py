@@ -208,11 +208,13 @@ async def signed_in_as(client: Any, user: Row) -> dict[str, str]:
     return bearer((await login(client, user["email"]))["access_token"])
 
 
-async def test_concurrent_generate_requests_record_one_certificate(client: Any, db: Database) -> None:
+async def test_concurrent_generate_requests_on_two_instances_record_one_certificate(
+    instances: list[Any], db: Database
+) -> None:
     student, enrollment = await completed_enrollment(db)
-    headers = await signed_in_as(client, student)
+    headers = await signed_in_as(instances[0].http, student)
     url = f"/api/v1/certificates/enrollments/{enrollment['id']}/generate"
-    answers = await asyncio.gather(*(client.post(url, headers=headers) for _ in range(12)))
+    answers = await asyncio.gather(*(instances[i % 2].http.post(url, headers=headers) for i in range(12)))
     assert sorted(a.status for a in answers) == [202] + [409] * 11
     assert len(await certificate_rows(db)) == 1
 
@@ -455,3 +457,20 @@ def test_production_needs_a_signing_key_and_refuses_a_bad_one() -> None:
     seed = "A" * 43  # 32 bytes of base64url
     good = load_config("production", environ={**environ, "LMS_CERTIFICATES_SIGNING_KEY": seed})
     assert load_signing_key(good).public_jwk["crv"] == "Ed25519"
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium (apt-get install chromium)")
+async def test_the_verify_page_renders_in_a_real_browser(client: Any, issuer: Any, db: Database) -> None:
+    certificate = await issued_certificate(issuer, db, name="محمد عبد الله")
+    url = str(client.make_url(f"/verify/{certificate['certificate_number']}"))
+    process = await asyncio.create_subprocess_exec(
+        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--dump-dom", url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    dom, _ = await asyncio.wait_for(process.communicate(), timeout=90)
+    page = dom.decode()
+    assert "Valid certificate" in page and "محمد عبد الله" in page and certificate["certificate_number"] in page

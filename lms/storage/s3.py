@@ -61,11 +61,20 @@ class S3Storage:
         return cls(client, settings.s3_bucket, stack)
 
     async def ensure_bucket(self) -> None:
-        """Create the bucket when it does not exist (development stores start empty)."""
+        """Create the bucket when it does not exist (development stores start empty).
+
+        Never fatal: a store that is down at start-up fails the requests that
+        need it (503), not the whole server.
+        """
         try:
             await self.client.head_bucket(Bucket=self.bucket)
         except ClientError:
-            await self.client.create_bucket(Bucket=self.bucket)
+            try:
+                await self.client.create_bucket(Bucket=self.bucket)
+            except (BotoCoreError, ClientError) as err:
+                log.warning("bucket %s does not exist and could not be created: %s", self.bucket, err)
+        except BotoCoreError as err:
+            log.warning("S3 endpoint unreachable at start-up (%s); uploads fail until it is back", err)
 
     async def save(self, key: str, chunks: AsyncIterable[bytes], *, content_type: str) -> StoredObject:
         check_key(key)
