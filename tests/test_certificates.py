@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import os
+import signal
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -262,6 +263,16 @@ async def test_the_pool_renders_outside_the_calling_process(pdf_renderer: PdfRen
     assert (await pdf_renderer.render(content)).startswith(b"%PDF")
     pool: Any = pdf_renderer._pool
     assert pool is not None and os.getpid() not in set(pool._processes)
+
+
+async def test_a_pool_process_that_dies_is_replaced(pdf_renderer: PdfRenderer) -> None:
+    content = CertificateContent("LMS", "Ada", "Course", "Grace", datetime.now(UTC), new_number(), "http://x/verify/1")
+    await pdf_renderer.render(content)
+    pool: Any = pdf_renderer._pool
+    for pid in list(pool._processes):
+        os.kill(pid, signal.SIGKILL)
+    assert (await pdf_renderer.render(content)).startswith(b"%PDF")
+    assert pdf_renderer._pool is not pool
 
 
 ARABIC = "محمد عبد الله"

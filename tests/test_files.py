@@ -152,7 +152,7 @@ async def test_bad_fields_and_names_are_422_and_nothing_is_kept(
     assert await stored_rows(db) == 0 and stored_objects(small_config) == []
 
 
-@pytest.mark.parametrize("filename", ["evil\x00.png", "two\r\nlines.png", "zero\u200bwidth.png"])
+@pytest.mark.parametrize("filename", ["evil\x00.png", "two\r\nlines.png", "zero\u200bwidth.png", "long" * 80 + ".png"])
 async def test_control_characters_in_the_file_name_are_422(
     small: Any, small_config: Settings, db: Database, filename: str
 ) -> None:

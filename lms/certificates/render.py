@@ -14,6 +14,7 @@ import logging
 import multiprocessing
 import unicodedata
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -129,7 +130,19 @@ class PdfRenderer:
         html = certificate_html(content)
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(self.timeout_seconds):
-            return await loop.run_in_executor(self._ensure_pool(), html_to_pdf, html)
+            try:
+                return await loop.run_in_executor(self._ensure_pool(), html_to_pdf, html)
+            except BrokenProcessPool:
+                # A pool process died (killed, out of memory): the pool is
+                # unusable from then on. Start a fresh one and try once more.
+                log.warning("the PDF process pool broke; starting a new one")
+                self._discard_pool()
+                return await loop.run_in_executor(self._ensure_pool(), html_to_pdf, html)
+
+    def _discard_pool(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            pool.shutdown(wait=False, cancel_futures=True)
 
     async def close(self) -> None:
         if self._pool is not None:
