@@ -122,13 +122,11 @@ async def mark_failed(conn: Connection, certificate_id: uuid.UUID, error: str) -
 
 async def revoke(conn: Connection, certificate_id: uuid.UUID, reason: str) -> Row | None:
     """Revoked once: a second revocation keeps the first reason and time (None when unknown)."""
-    updated = await conn.fetch_one(
+    await conn.execute(
         update(certificates)
         .where(certificates.c.id == certificate_id, certificates.c.is_revoked.is_(False))
         .values(is_revoked=True, revoked_at=func.now(), revocation_reason=reason)
-        .returning(certificates.c.id)
     )
-    del updated
     return await get_details(conn, certificate_id=certificate_id)
 
 

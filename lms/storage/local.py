@@ -40,16 +40,20 @@ class LocalStorage:
         digest = hashlib.sha256()
         size = 0
         buffer = bytearray()
+
+        def flush(data: bytes) -> None:  # in a thread: hashing and writing a megabyte
+            digest.update(data)
+            handle.write(data)
+
         try:
             async for chunk in chunks:
-                digest.update(chunk)
                 size += len(chunk)
                 buffer += chunk
                 if len(buffer) >= WRITE_BUFFER:
-                    await asyncio.to_thread(handle.write, bytes(buffer))
+                    await asyncio.to_thread(flush, bytes(buffer))
                     buffer.clear()
             if buffer:
-                await asyncio.to_thread(handle.write, bytes(buffer))
+                await asyncio.to_thread(flush, bytes(buffer))
             await asyncio.to_thread(handle.close)
             await asyncio.to_thread(os.replace, partial, path)
         except BaseException:

@@ -8,6 +8,7 @@ the safety net for a process killed mid-upload).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
@@ -85,10 +86,10 @@ class S3Storage:
         parts: list[dict[str, Any]] = []
         try:
             async for chunk in chunks:
-                digest.update(chunk)
                 size += len(chunk)
                 buffer += chunk
                 if len(buffer) >= PART_SIZE:
+                    await asyncio.to_thread(digest.update, buffer)  # megabytes: off the event loop
                     if upload_id is None:
                         created = await self.client.create_multipart_upload(
                             Bucket=self.bucket, Key=key, ContentType=content_type
@@ -96,6 +97,7 @@ class S3Storage:
                         upload_id = created["UploadId"]
                     parts.append(await self._upload_part(key, upload_id, len(parts) + 1, buffer))
                     buffer = bytearray()
+            await asyncio.to_thread(digest.update, buffer)
             if upload_id is None:
                 await self.client.put_object(Bucket=self.bucket, Key=key, Body=bytes(buffer), ContentType=content_type)
             else:
