@@ -126,14 +126,24 @@ class UploadSettings(Section):
 
 class StorageSettings(Section):
     provider: Literal["local", "s3"] = "local"
+    # Uploaded files and certificate PDFs (keys files/… and certificates/…).
     local_dir: str = ".lms/uploads"
-    certificates_dir: str = ".lms/certificates"
     download_url_expire_seconds: int = Field(default=900, ge=1)
     s3_bucket: str = "lms"
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
     s3_access_key_id: SecretStr | None = secret()
     s3_secret_access_key: SecretStr | None = secret()
+
+
+class CertificateSettings(Section):
+    # Ed25519 key signing the Open Badges 3.0 credentials: a PEM private key,
+    # or the 32-byte seed in base64url. Production requires it; development
+    # and tests derive one from auth.secret_key.
+    signing_key: SecretStr | None = secret()
+    # WeasyPrint processes per worker (rendering is CPU-bound; about one per core).
+    render_processes: int = Field(default=1, ge=1, le=64)
+    render_timeout_seconds: float = Field(default=60.0, gt=0)
 
 
 class SmtpSettings(Section):
@@ -393,6 +403,7 @@ class Settings(Section):
     rate_limit: RateLimitSettings = RateLimitSettings()
     uploads: UploadSettings = UploadSettings()
     storage: StorageSettings = StorageSettings()
+    certificates: CertificateSettings = CertificateSettings()
     smtp: SmtpSettings = SmtpSettings()
     payments: PaymentSettings = PaymentSettings()
     metrics: MetricsSettings = MetricsSettings()
@@ -575,3 +586,5 @@ def _refuse_unsafe_production(settings: Settings) -> None:
         raise ConfigError("LMS_AUTH_REVOCATION_FAIL_CLOSED: token revocation must fail closed in production")
     if not settings.http.trusted_hosts:
         raise ConfigError("LMS_HTTP_TRUSTED_HOSTS: production needs the list of host names it serves")
+    if settings.certificates.signing_key is None:
+        raise ConfigError("LMS_CERTIFICATES_SIGNING_KEY: production needs the Ed25519 key that signs credentials")

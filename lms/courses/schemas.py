@@ -116,12 +116,18 @@ class CourseDeleteQuery(BaseModel):
     force: bool = Field(default=False, description="Admins only: delete although students are enrolled.")
 
 
+FILE_ID_DOC = (
+    "An uploaded file (video or document) of yours; whoever may see the lesson's content may download it."
+)
+
+
 class LessonIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     title: str = Field(min_length=1, max_length=200)
     content_type: ContentType
     content: str | None = Field(default=None, max_length=200_000)
     video_url: str | None = Field(default=None, max_length=1000)
+    file_id: uuid.UUID | None = Field(default=None, description=FILE_ID_DOC)
     duration_seconds: int | None = Field(default=None, ge=0, le=7 * 24 * 3600)
     is_free: bool = False
     is_published: bool = Field(
@@ -138,6 +144,7 @@ class LessonUpdate(BaseModel):
     content_type: ContentType | None = None
     content: str | None = Field(default=None, max_length=200_000)
     video_url: str | None = Field(default=None, max_length=1000)
+    file_id: uuid.UUID | None = Field(default=None, description=FILE_ID_DOC)
     duration_seconds: int | None = Field(default=None, ge=0, le=7 * 24 * 3600)
     is_free: bool | None = None
     is_published: bool | None = None
@@ -154,7 +161,7 @@ class LessonUpdate(BaseModel):
 
 
 class LessonOut(BaseModel):
-    """A lesson; ``content`` and ``video_url`` are null and ``locked`` true for callers without access."""
+    """A lesson; ``content``, ``video_url`` and ``file_id`` are null and ``locked`` true for callers without access."""
 
     model_config = ConfigDict(from_attributes=True)
     id: uuid.UUID
@@ -164,6 +171,7 @@ class LessonOut(BaseModel):
     content_type: ContentType
     content: str | None
     video_url: str | None
+    file_id: uuid.UUID | None = Field(default=None, description="Download: `GET /api/v1/files/{file_id}/download`.")
     duration_seconds: int | None
     order: int = Field(validation_alias=AliasChoices("order", "position"))
     is_free: bool
