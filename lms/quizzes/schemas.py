@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, JsonValue, PlainSerializer, field_validator
 
 from lms.api.pagination import PageQuery
+from lms.text import display_text
 
 QuizType = Literal["practice", "graded"]
 QuestionType = Literal["single_choice", "multiple_choice", "true_false", "short_answer"]
@@ -35,6 +36,10 @@ def _not_blank(value: str | None) -> str | None:
     if value is not None and not value.strip():
         raise ValueError("must not be blank")
     return value.strip() if value is not None else None
+
+
+def _optional_display_text(value: str | None) -> str | None:
+    return None if value is None else display_text(value)
 
 
 def _not_null(value: Any) -> Any:
@@ -59,7 +64,7 @@ class QuizCreate(BaseModel):
     shuffle_options: bool = False
     show_correct_answers: bool = True
 
-    _title = field_validator("title")(_not_blank)
+    _title = field_validator("title")(display_text)
 
 
 class QuizUpdate(BaseModel):
@@ -77,7 +82,7 @@ class QuizUpdate(BaseModel):
     shuffle_options: bool | None = None
     show_correct_answers: bool | None = None
 
-    _title = field_validator("title")(_not_blank)
+    _title = field_validator("title")(_optional_display_text)
     _required = field_validator(
         "title", "quiz_type", "passing_score", "shuffle_questions", "shuffle_options", "show_correct_answers"
     )(_not_null)
