@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import types
-import typing
 from decimal import Decimal
 from typing import Any
 
@@ -19,6 +17,7 @@ from lms.config import load_config
 from lms.db import Database
 from lms.tables import metadata
 from tests.builders import make_course, make_enrollment, make_lesson, signed_in
+from tests.schema_walk import input_models, leaves
 
 PROBLEM = "application/problem+json"
 COURSES = "/api/v1/courses"
@@ -155,39 +154,6 @@ COLUMN_OF = {"order": "position", "text": "question_text", "amount": "price_amou
 def columns_named(name: str) -> list[Any]:
     name = COLUMN_OF.get(name, name)
     return [c for t in metadata.tables.values() for c in t.c if c.name == name]
-
-
-def leaves(annotation: Any, constraints: tuple[Any, ...] = ()) -> typing.Iterator[tuple[Any, tuple[Any, ...]]]:
-    """Each concrete type a field may take, with the constraints of the Annotated wrappers around it."""
-    origin = typing.get_origin(annotation)
-    if origin is typing.Annotated:
-        inner, *extra = typing.get_args(annotation)
-        picked = [getattr(e, "metadata", [e]) for e in extra]
-        yield from leaves(inner, constraints + tuple(x for group in picked for x in group))
-    elif origin in (typing.Union, types.UnionType, list, tuple):
-        for arg in typing.get_args(annotation):
-            yield from leaves(arg, constraints)
-    else:
-        yield annotation, constraints
-
-
-def input_models(app: Any) -> set[type[BaseModel]]:
-    found: set[type[BaseModel]] = set()
-
-    def add(model: type[BaseModel]) -> None:
-        if model not in found:
-            found.add(model)
-            for info in model.model_fields.values():
-                for leaf, _ in leaves(info.annotation):
-                    if isinstance(leaf, type) and issubclass(leaf, BaseModel):
-                        add(leaf)
-
-    for route in app.router.routes():
-        op = operation_of(route.handler)
-        for model in (op.body, op.query) if op is not None else ():
-            if model is not None:
-                add(model)
-    return found
 
 
 def problems_of_field(model: type[BaseModel], name: str, info: Any) -> list[str]:

@@ -223,7 +223,12 @@ async def read_form(request: web.Request, model: type[M]) -> M:
         raise UnsupportedMediaType(
             "Send the body as application/x-www-form-urlencoded.", supported=["application/x-www-form-urlencoded"]
         )
-    form = await request.post()
+    try:
+        form = await request.post()
+    except ValueError as err:  # not UTF-8, or a multipart body that does not parse
+        raise ValidationFailed(
+            "The form cannot be read.", errors=[{"field": "body", "message": "not a UTF-8 form"}]
+        ) from err
     fields = {k: v for k, v in form.items() if isinstance(v, str)}
     refuse_unstorable(fields, "The form is not valid.")
     return validate(model, fields)
