@@ -50,6 +50,12 @@ def _not_null(value: Any) -> Any:
 
 # -- quizzes -----------------------------------------------------------------
 
+LIVE_ONLY = (
+    "Played only in live sessions: students cannot start self-paced attempts (409 `live-only-quiz`). "
+    "Any quiz with an open live session also refuses new attempts and shows no correct answers in attempts "
+    "until the session ends."
+)
+
 
 class QuizCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -63,6 +69,7 @@ class QuizCreate(BaseModel):
     shuffle_questions: bool = False
     shuffle_options: bool = False
     show_correct_answers: bool = True
+    live_only: bool = Field(default=False, description=LIVE_ONLY)
 
     _title = field_validator("title")(display_text)
 
@@ -81,11 +88,13 @@ class QuizUpdate(BaseModel):
     shuffle_questions: bool | None = None
     shuffle_options: bool | None = None
     show_correct_answers: bool | None = None
+    live_only: bool | None = Field(default=None, description=LIVE_ONLY)
 
     _title = field_validator("title")(_optional_display_text)
     _required = field_validator(
-        "title", "quiz_type", "passing_score", "shuffle_questions", "shuffle_options", "show_correct_answers"
-    )(_not_null)
+        "title", "quiz_type", "passing_score", "shuffle_questions", "shuffle_options", "show_correct_answers",
+        "live_only",
+    )(_not_null)  # fmt: skip
 
 
 class QuizListQuery(PageQuery):
@@ -106,6 +115,7 @@ class QuizOut(BaseModel):
     shuffle_questions: bool
     shuffle_options: bool
     show_correct_answers: bool
+    live_only: bool
     is_published: bool
     question_count: int
     created_at: datetime
