@@ -74,8 +74,12 @@ class AuthSettings(Section):
     mfa_max_attempts: int = Field(default=5, ge=1)
     bcrypt_rounds: int = Field(default=12, ge=4, le=31)
     password_min_length: int = Field(default=10, ge=8)
-    # When Redis cannot say whether a token was revoked: refuse (True) or allow.
+    # When Redis cannot say whether a token was revoked: refuse (True, with a
+    # 503 that says to retry: the token is not known to be bad) or allow.
     revocation_fail_closed: bool = True
+    # A refresh token presented again this soon after its rotation (two tabs
+    # refreshing at once) gets a sibling in its family instead of revoking it.
+    refresh_reuse_grace_seconds: int = Field(default=10, ge=0, le=300)
 
 
 class HttpSettings(Section):

@@ -27,7 +27,7 @@ from typing import Any, Literal, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from lms.api.problems import FieldError, NotFound, UnsupportedMediaType, ValidationFailed
+from lms.api.problems import FieldError, NotFound, Problem, UnsupportedMediaType, ValidationFailed
 from lms.text import depth as text_depth
 from lms.text import first_unstorable
 
@@ -35,6 +35,7 @@ M = TypeVar("M", bound=BaseModel)
 Guard = Callable[[web.Request], Awaitable[None]]
 
 OPERATION_ATTR = "__lms_operation__"
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ class Operation:
     security: tuple[str, ...] = ()
     guards: tuple[Guard, ...] = field(default=(), compare=False)
     response_content_type: str = "application/json"
+    # Responses carry credentials (RFC 6749 5.1): no cache may keep them, errors included.
+    no_store: bool = False
 
 
 def endpoint(
@@ -70,6 +73,7 @@ def endpoint(
     security: Sequence[str] = (),
     guards: Sequence[Guard] = (),
     response_content_type: str = "application/json",
+    no_store: bool = False,
 ) -> Callable[[Callable[..., Awaitable[Any]]], Callable[[web.Request], Awaitable[web.StreamResponse]]]:
     # Guards say what they need (a bearer token) and how they refuse (401, 403).
     security = tuple(security) or tuple(dict.fromkeys(s for g in guards for s in getattr(g, "security", ())))
@@ -88,12 +92,24 @@ def endpoint(
         security=security,
         guards=tuple(guards),
         response_content_type=response_content_type,
+        no_store=no_store,
     )
     adapter = TypeAdapter(response) if response is not None else None
 
     def decorate(fn: Callable[..., Awaitable[Any]]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         @functools.wraps(fn)
         async def handler(request: web.Request) -> web.StreamResponse:
+            try:
+                response = await respond(request)
+            except Problem as problem:
+                if op.no_store:
+                    problem.headers = {**problem.headers, **NO_STORE}
+                raise
+            if op.no_store:
+                response.headers.update(NO_STORE)
+            return response
+
+        async def respond(request: web.Request) -> web.StreamResponse:
             refuse_unstorable_path(request)
             for guard in op.guards:
                 await guard(request)

@@ -80,8 +80,12 @@ async def principal_from_token(app: web.Application, token: str) -> Principal:
     try:
         claims = verify(config, token, TokenType.ACCESS)
         user_id = uuid.UUID(str(claims["sub"]))
-    except (InvalidToken, ValueError) as err:
-        raise Unauthorized(f"The access token is not valid ({err}).") from err
+    except InvalidToken as err:
+        # Never the decoder's words ("'utf-8' codec can't decode ..."): they help nobody but a prober.
+        log.debug("access token refused: %s", err)
+        raise Unauthorized(f"The access token is {err.public_message}.") from err
+    except ValueError as err:  # a subject that is not a user id
+        raise Unauthorized("The access token is not valid.") from err
     issued_at = float(claims["iat"])
     try:
         revoked = await redis_state.is_revoked(app[REDIS], jti=claims["jti"], user_id=str(user_id), issued_at=issued_at)
