@@ -18,8 +18,8 @@ from typing import Any
 from lms.auth.guards import Principal
 from lms.auth.permissions import Role
 from lms.config import LiveSettings
-from lms.text import display_text
 from lms.live import queries
+from lms.text import display_text
 from realtime.live.runtime import LiveRuntime
 from realtime.live.snapshots import common_snapshot, host_snapshot, me_entry, player_snapshot
 from realtime.live.store import LiveError
