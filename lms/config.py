@@ -103,7 +103,10 @@ class RateLimitRule(Section):
     path_prefix: str
     limit: int = Field(ge=1)
     period_seconds: int = Field(ge=1)
-    key: Literal["ip", "account", "user"]
+    # account_ip: per account and client address (a stranger elsewhere cannot spend the owner's budget).
+    key: Literal["ip", "account", "account_ip", "user"]
+    # "failures": only failed requests (4xx but 429) spend the budget (lms/api/ratelimit.py).
+    count: Literal["all", "failures"] = "all"
     methods: tuple[str, ...] = ("POST",)
 
 
