@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
-from sqlalchemy import desc, select
+from sqlalchemy import desc, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from lms.db import Connection, Row
@@ -60,3 +61,13 @@ async def record(
 
 async def recent(conn: Connection, *, limit: int = 50) -> list[Row]:
     return await conn.fetch_all(select(job_dead_letters).order_by(desc(job_dead_letters.c.created_at)).limit(limit))
+
+
+async def get_for_update(conn: Connection, letter_id: uuid.UUID) -> Row | None:
+    return await conn.fetch_one(select(job_dead_letters).where(job_dead_letters.c.id == letter_id).with_for_update())
+
+
+async def mark_requeued(conn: Connection, letter_id: uuid.UUID) -> None:
+    await conn.execute(
+        update(job_dead_letters).where(job_dead_letters.c.id == letter_id).values(requeued_at=func.now())
+    )

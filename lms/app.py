@@ -24,6 +24,8 @@ from lms.enrollments import routes as enrollments
 from lms.events import EVENTS, EventBus
 from lms.live import routes as live
 from lms.metrics import Metrics
+from lms.pages import routes as pages
+from lms.payments import routes as payments
 from lms.quizzes import routes as quizzes
 from lms.system import routes as system
 from lms.users import routes as users
@@ -59,6 +61,7 @@ def create_app(config: Settings) -> web.Application:
     from jobs.web import jobs_ctx
 
     app.cleanup_ctx.append(jobs_ctx)
+    app.cleanup_ctx.append(payments.payments_ctx)  # needs the database and the job queue
     setup_routes(app)
     setup_templates(app)
     # Socket.IO and the live pages; imported here like jobs: lms does not
@@ -96,6 +99,8 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_routes(courses.routes)
     app.router.add_routes(enrollments.routes)
     app.router.add_routes(quizzes.routes)
+    app.router.add_routes(pages.routes)
+    app.router.add_routes(payments.routes)
     app.router.add_static("/static", PACKAGE_DIR / "static", name="static", append_version=False)
     for name, path in VENDOR_DIRS.items():
         if path.is_dir():

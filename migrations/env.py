@@ -3,15 +3,11 @@
 from alembic import context
 from sqlalchemy import create_engine, pool
 
+from lms.migrate import sqlalchemy_url
 from lms.tables import metadata
 
 config = context.config
 target_metadata = metadata
-
-
-def sqlalchemy_url(url: str) -> str:
-    # Settings hold a libpq URL (postgresql://); Alembic needs the driver named.
-    return url.replace("postgresql://", "postgresql+psycopg2://", 1) if url.startswith("postgresql://") else url
 
 
 def run_offline() -> None:

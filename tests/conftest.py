@@ -259,16 +259,27 @@ def lms_environment(servers: Servers, **settings: Any) -> dict[str, str]:
 
 
 class LmsProcess:
-    """An `lms` command in a child process; its output is collected by a thread."""
+    """An `lms` command in a child process; its output is collected by a thread.
 
-    def __init__(self, argv: list[str], env: dict[str, str], module: str = "lms.cli") -> None:
+    ``program`` replaces ``python -m <module>`` (an installed ``lms`` script); ``cwd`` the checkout.
+    """
+
+    def __init__(
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        module: str = "lms.cli",
+        *,
+        program: list[str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", module, *argv],
+            [*(program or [sys.executable, "-m", module]), *argv],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            cwd=Path(__file__).resolve().parent.parent,
+            cwd=cwd or Path(__file__).resolve().parent.parent,
         )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -448,3 +459,18 @@ async def instances(aiohttp_client: Any, config: Settings) -> list[Instance]:
         app = create_app(config)
         made.append(Instance(app, await aiohttp_client(app)))
     return made
+
+
+# --- Payments (issue 12): local fake gateways on real ports ---
+
+from tests.fake_gateways import FakeMyFatoorah, FakePaymob, FakeStripe, Gateways  # noqa: E402
+
+
+@pytest.fixture
+async def gateways(aiohttp_server: Any) -> Gateways:
+    """Fake Stripe, Paymob and MyFatoorah servers (tests/fake_gateways.py)."""
+    fakes = Gateways(FakeStripe(), FakePaymob(), FakeMyFatoorah())
+    for fake in (fakes.stripe, fakes.paymob, fakes.myfatoorah):
+        server = await aiohttp_server(fake.app())
+        fake.url = str(server.make_url("")).rstrip("/")
+    return fakes

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from lms.config import INSECURE_DEV_SECRET, ConfigError, load_config
+from lms.config import DEFAULTS_DIR, INSECURE_DEV_SECRET, ConfigError, load_config
 
 pytestmark = pytest.mark.no_services
 
@@ -101,3 +101,13 @@ def test_every_reference_setting_area_is_covered() -> None:
     assert config.rate_limit.rules and config.uploads.allowed_extensions
     assert config.storage.provider == "local" and config.smtp.transport == "folder"
     assert config.payments.webhook_tolerance_seconds == 300 and config.metrics.enabled
+
+
+def test_the_defaults_ship_inside_the_package_and_LMS_CONFIG_DIR_replaces_them(tmp_path: Path) -> None:
+    assert Path(str(DEFAULTS_DIR)) == Path(__file__).resolve().parent.parent / "lms" / "settings"
+    assert load_config("dev", environ={}).log_level == "INFO"
+    (tmp_path / "dev.toml").write_text('app_name = "Our Academy"\nlog_level = "warning"\n')
+    ours = load_config("dev", environ={"LMS_CONFIG_DIR": str(tmp_path)})
+    assert (ours.app_name, ours.log_level) == ("Our Academy", "WARNING")
+    with pytest.raises(ConfigError, match=f"settings file {tmp_path / 'test.toml'} is missing"):
+        load_config("test", environ={"LMS_CONFIG_DIR": str(tmp_path)})

@@ -147,13 +147,20 @@ async def test_patching_metadata_to_null_is_422_and_an_empty_object_clears_it(cl
 # -- every schema bound fits its column -------------------------------------------
 
 INT_RANGE = {SmallInteger: 2**15 - 1, Integer: 2**31 - 1, BigInteger: 2**63 - 1}
-# Input fields whose column has another name.
-COLUMN_OF = {"order": "position", "text": "question_text", "amount": "price_amount", "currency": "price_currency"}
+# Input fields whose column has another name ("Model.field" first, then the field's name);
+# None: the value is not stored in a column of its own (a JSONB document holds it).
+COLUMN_OF: dict[str, str | None] = {
+    "order": "position",
+    "text": "question_text",
+    "amount": "price_amount",
+    "currency": "price_currency",
+    "RefundIn.reason": None,
+}
 
 
-def columns_named(name: str) -> list[Any]:
-    name = COLUMN_OF.get(name, name)
-    return [c for t in metadata.tables.values() for c in t.c if c.name == name]
+def columns_named(model: type[BaseModel], name: str) -> list[Any]:
+    column = COLUMN_OF.get(f"{model.__name__}.{name}", COLUMN_OF.get(name, name))
+    return [c for t in metadata.tables.values() for c in t.c if c.name == column]
 
 
 def problems_of_field(model: type[BaseModel], name: str, info: Any) -> list[str]:
@@ -161,7 +168,7 @@ def problems_of_field(model: type[BaseModel], name: str, info: Any) -> list[str]
     where = f"{model.__name__}.{name}"
     for leaf, extra in leaves(info.annotation):
         constraints = (*info.metadata, *extra)
-        columns = columns_named(name)
+        columns = columns_named(model, name)
         if leaf is int:
             uppers = [c.le for c in constraints if isinstance(c, at.Le)] + [
                 c.lt - 1 for c in constraints if isinstance(c, at.Lt)
@@ -175,15 +182,21 @@ def problems_of_field(model: type[BaseModel], name: str, info: Any) -> list[str]
             if not lowers or max(lowers) < -limit - 1:
                 found.append(f"{where}: at least {max(lowers, default=None)}, its column holds {-limit - 1}")
         elif leaf is Decimal:
-            digits = [getattr(c, "max_digits", None) for c in constraints if getattr(c, "max_digits", None)]
-            places = [getattr(c, "decimal_places", None) for c in constraints if getattr(c, "decimal_places", None)]
-            if not digits or not places:
-                found.append(f"{where}: a decimal without max_digits/decimal_places")
+            digits = [c.max_digits for c in constraints if getattr(c, "max_digits", None)]
+            places = [c.decimal_places for c in constraints if getattr(c, "decimal_places", None) is not None]
+            uppers = [c.le for c in constraints if isinstance(c, at.Le)] + [
+                c.lt for c in constraints if isinstance(c, at.Lt)
+            ]
+            if not (digits and places) and not uppers:
+                found.append(f"{where}: a decimal without max_digits/decimal_places or an upper bound")
             for column in columns:
-                if isinstance(column.type, Numeric) and digits and places:
-                    p, s = column.type.precision, column.type.scale
-                    if min(digits) - min(places) > p - s or min(places) > s:
-                        found.append(f"{where}: {min(digits)},{min(places)} does not fit NUMERIC({p},{s})")
+                if not isinstance(column.type, Numeric) or column.type.precision is None:
+                    continue
+                p, s = column.type.precision, column.type.scale or 0
+                if digits and places and (min(digits) - min(places) > p - s or min(places) > s):
+                    found.append(f"{where}: {min(digits)},{min(places)} does not fit NUMERIC({p},{s})")
+                if uppers and min(uppers) >= Decimal(10) ** (p - s):
+                    found.append(f"{where}: up to {min(uppers)}, its column NUMERIC({p},{s}) holds less")
         elif isinstance(leaf, type) and issubclass(leaf, str):
             lengths = [c.max_length for c in constraints if isinstance(c, at.MaxLen)]
             patterned = any(getattr(c, "pattern", None) for c in constraints)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect
 
-from lms.migrate import alembic_config, downgrade, upgrade
+from lms.migrate import alembic_config, downgrade, migrations_dir, upgrade
 from lms.tables import metadata
 from tests.conftest import Servers
 
@@ -47,3 +49,11 @@ def test_head_matches_the_metadata(servers: Servers) -> None:
     finally:
         engine.dispose()
     assert diff == []
+
+
+def test_the_revisions_are_found_as_the_lms_migrations_package() -> None:
+    # setup.py maps the top-level folder to lms.migrations; an editable install finds it there
+    # (a wheel carries it as lms/migrations: tests/test_wheel.py).
+    found = Path(migrations_dir()).resolve()
+    assert found == Path(__file__).resolve().parent.parent / "migrations"
+    assert (found / "env.py").is_file() and sorted(found.glob("versions/0001_*.py"))

@@ -21,6 +21,8 @@ class Permission(StrEnum):
     MANAGE_QUIZZES = "quizzes:manage"
     ENROLL = "course:enroll"
     HOST_LIVE = "live:host"
+    # Refunds, the payments list and flagged payments (admins only).
+    MANAGE_PAYMENTS = "payments:manage"
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {

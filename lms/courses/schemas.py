@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lms.api.pagination import PageQuery
+from lms.money import Money, money
 from lms.text import display_text
 
 Difficulty = Literal["beginner", "intermediate", "advanced"]
@@ -24,24 +25,6 @@ def _small_metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
     if value is not None and len(str(value)) > 10_000:
         raise ValueError("must be under 10 kB")
     return value
-
-
-class Money(BaseModel):
-    """A decimal string and its ISO 4217 currency: ``{"amount": "49.00", "currency": "USD"}``."""
-
-    model_config = ConfigDict(extra="forbid")
-    amount: Decimal = Field(ge=0, max_digits=12, decimal_places=2)
-    currency: str = Field(pattern=r"^[A-Za-z]{3}$")
-
-    @field_validator("currency")
-    @classmethod
-    def upper(cls, value: str) -> str:
-        return value.upper()
-
-    @field_validator("amount")
-    @classmethod
-    def two_places(cls, value: Decimal) -> Decimal:
-        return value.quantize(Decimal("0.01"))
 
 
 class CourseIn(BaseModel):
@@ -122,7 +105,7 @@ class CourseOut(BaseModel):
     def from_row(cls, data: Any) -> Any:
         if isinstance(data, dict) and "price_amount" in data:
             amount, currency = data["price_amount"], data["price_currency"]
-            price = None if amount is None else {"amount": amount, "currency": currency}
+            price = money(amount, currency)
             data = {**data, "price": price, "is_free": price is None}
         return data
 

@@ -21,6 +21,8 @@ from lms.enrollments import queries
 from lms.enrollments.access import load_enrollment
 from lms.events import CourseCompleted, DomainEvent, EnrollmentCreated, LessonProgressChanged
 from lms.jobqueue import JobQueue
+from lms.money import money
+from lms.payments.queries import has_active_subscription
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +77,12 @@ async def enroll(db: Database, effects: Effects, student: Principal, course_id: 
             existing = await queries.find_enrollment(conn, student_id=student.id, course_id=course_id)
             if existing is not None and existing["status"] in queries.STUDYING:
                 raise already_enrolled(existing["id"])
-            if course["price_amount"] is not None:
+            # An active subscription covers every paid course.
+            if course["price_amount"] is not None and not await has_active_subscription(conn, student.id):
                 raise PaymentRequired(
                     "This course is paid: start a checkout to enroll.",
                     checkout={"method": "POST", "href": CHECKOUT_PATH, "body": {"course_id": str(course_id)}},
-                    price={"amount": str(course["price_amount"]), "currency": course["price_currency"]},
+                    price=money(course["price_amount"], course["price_currency"]),
                 )
             enrollment = await queries.enroll(conn, student_id=student.id, course_id=course_id)
             if enrollment is None:  # a concurrent request enrolled first

@@ -1,0 +1,1 @@
+"""HTML pages: the landing page and the pages the account emails link to (aiohttp-jinja2)."""

@@ -1,0 +1,1 @@
+"""Alembic's environment and revisions, installed as the ``lms.migrations`` package (see setup.py)."""

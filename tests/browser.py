@@ -1,0 +1,91 @@
+"""Headless Chromium, driven one step at a time from a test (tests/js/browser.js).
+
+page = ChromiumPage()
+await page.goto(url)
+await page.fill("#email", "a@example.com")
+await page.click("button[type=submit]")
+text = await page.visible("#done")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NODE_MODULES = ROOT / "lms" / "assets" / "node_modules"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+
+needs_chromium = pytest.mark.skipif(
+    not Path(CHROMIUM).exists() or shutil.which("node") is None or not (NODE_MODULES / "playwright-core").is_dir(),
+    reason="needs Debian's chromium (apt-get install chromium), node and lms/assets/node_modules (npm ci)",
+)
+
+
+class ChromiumPage:
+    def __init__(self) -> None:
+        env = {**os.environ, "NODE_PATH": str(NODE_MODULES), "CHROMIUM": CHROMIUM}
+        self.process = subprocess.Popen(
+            ["node", str(ROOT / "tests" / "js" / "browser.js")],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        self.started = False
+
+    async def _read(self, timeout: float = 60) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(self.process.stdout.readline), timeout)
+        if not line:
+            stderr = self.process.stderr.read() if self.process.stderr else ""
+            raise AssertionError("the browser script ended: " + stderr)
+        message: dict[str, Any] = json.loads(line)
+        assert "failed" not in message, message["failed"]
+        return message
+
+    async def send(self, **command: Any) -> dict[str, Any]:
+        if not self.started:
+            await self._read()  # {"ready": true}
+            self.started = True
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(command) + "\n")
+        self.process.stdin.flush()
+        return await self._read()
+
+    async def goto(self, url: str) -> str:
+        return str((await self.send(goto=url))["url"])
+
+    async def fill(self, selector: str, value: str) -> None:
+        await self.send(fill=selector, value=value)
+
+    async def click(self, selector: str) -> None:
+        await self.send(click=selector)
+
+    async def visible(self, selector: str) -> str:
+        """The element's text, once it is shown (15 s at most)."""
+        return str((await self.send(visible=selector))["text"])
+
+    async def text(self, selector: str) -> str:
+        return str((await self.send(text=selector))["text"])
+
+    async def url(self) -> str:
+        return str((await self.send(url=True))["url"])
+
+    async def close(self) -> list[str]:
+        """The page errors seen (script errors, console errors, 5xx answers)."""
+        errors: list[str] = (await self.send(close=True))["errors"]
+        self.kill()
+        return errors
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
