@@ -47,8 +47,8 @@ VENDOR_DIRS = {
 def create_app(config: Settings) -> web.Application:
     metrics = Metrics()
     app = web.Application(
-        # Upper bound for any body aiohttp reads; JSON routes enforce the
-        # smaller http.max_body_bytes themselves, uploads the upload limit.
+        # Upper bound for any body aiohttp reads: the upload limit. Every
+        # other route reads at most http.max_body_bytes (mw.body_size_limit).
         client_max_size=max(config.http.max_body_bytes, config.uploads.max_upload_mb * 1024 * 1024),
         middlewares=setup_middlewares(config, metrics),
     )

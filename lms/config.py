@@ -79,8 +79,12 @@ class AuthSettings(Section):
     mfa_max_attempts: int = Field(default=5, ge=1)
     bcrypt_rounds: int = Field(default=12, ge=4, le=31)
     password_min_length: int = Field(default=10, ge=8)
-    # When Redis cannot say whether a token was revoked: refuse (True) or allow.
+    # When Redis cannot say whether a token was revoked: refuse (True, with a
+    # 503 that says to retry: the token is not known to be bad) or allow.
     revocation_fail_closed: bool = True
+    # A refresh token presented again this soon after its rotation (two tabs
+    # refreshing at once) gets a sibling in its family instead of revoking it.
+    refresh_reuse_grace_seconds: int = Field(default=10, ge=0, le=300)
 
 
 class HttpSettings(Section):
@@ -104,7 +108,10 @@ class RateLimitRule(Section):
     path_prefix: str
     limit: int = Field(ge=1)
     period_seconds: int = Field(ge=1)
-    key: Literal["ip", "account", "user"]
+    # account_ip: per account and client address (a stranger elsewhere cannot spend the owner's budget).
+    key: Literal["ip", "account", "account_ip", "user"]
+    # "failures": only failed requests (4xx but 429) spend the budget (lms/api/ratelimit.py).
+    count: Literal["all", "failures"] = "all"
     methods: tuple[str, ...] = ("POST",)
 
 

@@ -279,6 +279,8 @@ quizzes = Table(
     Column("shuffle_questions", Boolean, nullable=False, server_default=text("false")),
     Column("shuffle_options", Boolean, nullable=False, server_default=text("false")),
     Column("show_correct_answers", Boolean, nullable=False, server_default=text("true")),
+    # Played only in live sessions: no self-paced attempts (their results would show the answers).
+    Column("live_only", Boolean, nullable=False, server_default=text("false")),
     Column("is_published", Boolean, nullable=False, server_default=text("false")),
     created_at(),
     updated_at(),

@@ -37,7 +37,7 @@ from typing import Any
 import socketio
 from pydantic import BaseModel, ValidationError
 
-from lms.api.problems import Unauthorized
+from lms.api.problems import RETRY_AFTER_SECONDS, ServiceUnavailable, Unauthorized
 from lms.auth.guards import Principal, principal_from_token
 from realtime import protocol
 from realtime.context import Realtime
@@ -184,6 +184,13 @@ class AuthenticatedNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         except Unauthorized as err:
             self.rt.metrics.connections.labels(self.namespace, "refused").inc()
             raise socketio.exceptions.ConnectionRefusedError(err.detail or "Not signed in.") from err
+        except ServiceUnavailable as err:  # not a bad token: the client keeps it and connects again
+            log.warning("%s: token check unavailable: %s", self.namespace, err.__cause__)
+            self.rt.metrics.connections.labels(self.namespace, "error").inc()
+            raise socketio.exceptions.ConnectionRefusedError(
+                "The server cannot check the token right now; keep it and try again shortly.",
+                {"code": "unavailable", "retry_after": RETRY_AFTER_SECONDS},
+            ) from err
         except Exception as err:  # database down: refuse, the client retries
             log.exception("%s: cannot check an access token", self.namespace)
             self.rt.metrics.connections.labels(self.namespace, "error").inc()
@@ -196,6 +203,8 @@ class AuthenticatedNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             principal = await principal_from_token(self.rt.app, payload.token)
         except Unauthorized as err:
             raise EventError(protocol.UNAUTHORIZED, err.detail or "The token is not valid.") from err
+        except ServiceUnavailable as err:
+            raise EventError("unavailable", "The token cannot be checked right now; try again shortly.") from err
         if principal.id != client.user_id:
             raise EventError(protocol.FORBIDDEN, "The token belongs to another user; connect again instead.")
         client.role = principal.role
