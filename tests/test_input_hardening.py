@@ -155,6 +155,7 @@ COLUMN_OF: dict[str, str | None] = {
     "amount": "price_amount",
     "currency": "price_currency",
     "RefundIn.reason": None,
+    "RevokeIn.reason": "revocation_reason",
 }
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from lms.app import create_app
 from lms.config import load_config
-from tests.builders import PASSWORD, make_user
+from tests.builders import PASSWORD, PRODUCTION_ENV, make_user
 from tests.conftest import Servers, make_config
 
 RULES = [
@@ -89,9 +89,7 @@ async def test_forwarded_for_is_honoured_only_from_trusted_proxies(aiohttp_clien
 
 def default_rules() -> dict[str, Any]:
     """The rate limits production ships with (the strictest defaults)."""
-    production = load_config(
-        "production", environ={"LMS_AUTH_SECRET_KEY": "p" * 40, "LMS_HTTP_TRUSTED_HOSTS": "127.0.0.1"}
-    )
+    production = load_config("production", environ=PRODUCTION_ENV)
     assert production.rate_limit.enabled
     return production.rate_limit.model_dump()
 

@@ -23,7 +23,7 @@ from lms.app import create_app
 from lms.config import load_config
 from lms.db import Database
 from lms.devservers import EmbeddedRedis
-from tests.builders import bearer, login, make_user
+from tests.builders import PRODUCTION_ENV, bearer, login, make_user
 from tests.conftest import Servers, make_config
 
 PROBLEM = "application/problem+json"
@@ -31,9 +31,7 @@ CLIENTS = 4
 
 
 def production_rate_limits() -> dict[str, Any]:
-    production = load_config(
-        "production", environ={"LMS_AUTH_SECRET_KEY": "p" * 40, "LMS_HTTP_TRUSTED_HOSTS": "127.0.0.1"}
-    )
+    production = load_config("production", environ=PRODUCTION_ENV)
     assert production.auth.revocation_fail_closed
     return production.rate_limit.model_dump()
 

@@ -47,7 +47,7 @@ def clean_filename(value: str) -> str:
 
 
 class UploadFields(BaseModel):
-    folder: str | None = Field(default=None, description="Where to file it, e.g. `course-1/videos`.")
+    folder: str | None = Field(default=None, max_length=100, description="Where to file it, e.g. `course-1/videos`.")
     is_public: bool = Field(default=False, description="Anyone may download a public file.")
 
     @field_validator("folder")
@@ -75,7 +75,7 @@ class FileOut(BaseModel):
 
 
 class MyFilesQuery(PageQuery):
-    folder: str | None = Field(default=None, description="Only files in this folder.")
+    folder: str | None = Field(default=None, max_length=100, description="Only files in this folder.")
 
     @field_validator("folder")
     @classmethod
