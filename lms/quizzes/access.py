@@ -48,10 +48,13 @@ async def course_access(conn: Connection, principal: Principal, course_id: uuid.
 
 
 async def quiz_access(
-    conn: Connection, principal: Principal, quiz_id: uuid.UUID, *, manage: bool = False
+    conn: Connection, principal: Principal, quiz_id: uuid.UUID, *, manage: bool = False, lock: queries.QuizLock = None
 ) -> QuizAccess:
-    """The quiz if the caller may see it (404 otherwise); with ``manage``, only for owner/admin (403)."""
-    quiz = await queries.get_quiz(conn, quiz_id)
+    """The quiz if the caller may see it (404 otherwise); with ``manage``, only for owner/admin (403).
+
+    ``lock``: see :func:`lms.quizzes.queries.get_quiz`.
+    """
+    quiz = await queries.get_quiz(conn, quiz_id, lock=lock)
     if quiz is None:
         raise NotFound("No such quiz.")
     manages = _manages(principal, quiz["instructor_id"])

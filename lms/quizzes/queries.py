@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import and_, delete, exists, func, insert, select, update
 from sqlalchemy.sql import Select
@@ -70,9 +70,23 @@ def _quiz_select() -> Select[Any]:
     )
 
 
-async def get_quiz(conn: Connection, quiz_id: uuid.UUID) -> Row | None:
-    """The quiz with its question count and the course's instructor."""
-    return await conn.fetch_one(_quiz_select().where(quizzes.c.id == quiz_id))
+QuizLock = Literal["share", "update"] | None
+
+
+async def get_quiz(conn: Connection, quiz_id: uuid.UUID, *, lock: QuizLock = None) -> Row | None:
+    """The quiz with its question count and the course's instructor.
+
+    ``lock`` holds the quiz row until the transaction ends: ``"update"``
+    (FOR UPDATE) for a delete that must see every attempt (new attempts'
+    foreign-key checks wait for it), ``"share"`` (FOR KEY SHARE) for a start
+    that must not lose its quiz between the checks and the insert.
+    """
+    stmt = _quiz_select().where(quizzes.c.id == quiz_id)
+    if lock == "update":
+        stmt = stmt.with_for_update(of=quizzes)
+    elif lock == "share":
+        stmt = stmt.with_for_update(of=quizzes, read=True, key_share=True)
+    return await conn.fetch_one(stmt)
 
 
 async def list_quizzes(

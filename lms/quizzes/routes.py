@@ -157,7 +157,9 @@ async def delete_quiz(request: web.Request, query: QuizDeleteQuery) -> None:
     quiz_id = path_uuid(request)
     me = current_user(request)
     async with request.app[DB].transaction() as conn:
-        await quiz_access(conn, me, quiz_id, manage=True)
+        # FOR UPDATE keeps new attempts out (their start holds the quiz FOR KEY
+        # SHARE, their foreign-key check waits) between the count and the delete.
+        await quiz_access(conn, me, quiz_id, manage=True, lock="update")
         attempts = await queries.count_attempts(conn, quiz_id)
         if attempts and not (query.force and me.is_admin):
             raise Conflict(f"Students have {attempts} attempts at this quiz; it cannot be deleted.", attempts=attempts)
