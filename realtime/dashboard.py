@@ -14,9 +14,11 @@ import uuid
 
 from redis.exceptions import RedisError
 
+from lms.api.problems import Forbidden, NotFound
 from lms.appkeys import DB
+from lms.courses.access import load_course
 from lms.events import EVENTS, DomainEvent, LessonProgressChanged
-from realtime import protocol, queries
+from realtime import protocol
 from realtime.context import DASHBOARD_NAMESPACE, USERS_NAMESPACE, Realtime, course_room, user_room
 from realtime.namespace import AuthenticatedNamespace, Client, EventSpec
 from realtime.protocol import Ack, CourseRef, EventError
@@ -57,14 +59,14 @@ class DashboardNamespace(AuthenticatedNamespace):
         return protocol.ok(course_id=course_id)
 
     async def _check_access(self, client: Client, course_id: uuid.UUID) -> None:
-        if client.role not in ("admin", "instructor"):
-            raise EventError(protocol.FORBIDDEN, "Only the course's instructor or an admin may watch it.")
-        async with self.rt.app[DB].connection() as conn:
-            exists, instructor_id = await queries.course_instructor(conn, course_id)
-        if not exists:
-            raise EventError(protocol.NOT_FOUND, "No such course.")
-        if not client.is_admin and instructor_id != client.user_id:
-            raise EventError(protocol.FORBIDDEN, "Only the course's instructor or an admin may watch it.")
+        """The rule of the course's REST routes: its instructor or an admin (a draft is not found by others)."""
+        try:
+            async with self.rt.app[DB].connection() as conn:
+                await load_course(conn, client.principal, course_id=course_id, manage=True)
+        except NotFound:
+            raise EventError(protocol.NOT_FOUND, "No such course.") from None
+        except Forbidden:
+            raise EventError(protocol.FORBIDDEN, "Only the course's instructor or an admin may watch it.") from None
 
     async def reauthenticated(self, sid: str, client: Client) -> None:
         # A fresh token may carry another role: keep only what it still allows.

@@ -172,18 +172,3 @@ def require(*permissions: Permission) -> Guard:
             raise Forbidden(f"Your role ({principal.role}) may not do this.", missing=[str(p) for p in missing])
 
     return Guard(check, errors=(401, 403))
-
-
-def require_role(*roles: Role) -> Guard:
-    allowed = {str(r) for r in roles}
-
-    async def check(request: web.Request) -> None:
-        principal = await authenticate(request)
-        if principal.role not in allowed:
-            raise Forbidden(f"This is for {', '.join(sorted(allowed))} accounts.")
-
-    return Guard(check, errors=(401, 403))
-
-
-def owner_or_admin(principal: Principal, owner_id: Any) -> bool:
-    return principal.is_admin or principal.id == owner_id

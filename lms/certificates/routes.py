@@ -11,8 +11,8 @@ from lms.api.endpoint import endpoint, path_uuid
 from lms.api.pagination import Page, page
 from lms.api.problems import Conflict, NotFound, Problem, ServiceUnavailable, ValidationFailed
 from lms.appkeys import CONFIG, DB
-from lms.auth.guards import Principal, authenticated, current_user, require_role
-from lms.auth.permissions import Role
+from lms.auth.guards import Principal, authenticated, current_user, require
+from lms.auth.permissions import Permission, owner_or_admin
 from lms.certificates import queries, service
 from lms.certificates.credential import JWKS_PATH, SigningKey, issuer_profile, open_badge_credential, sign_credential
 from lms.certificates.numbers import MalformedNumber, parse_number
@@ -25,7 +25,7 @@ from lms.storage.http import serve_object
 routes = web.RouteTableDef()
 TAGS = ["certificates"]
 SIGNING_KEY = web.AppKey("certificate_signing_key", SigningKey)
-admins = require_role(Role.ADMIN)
+manage_certificates = require(Permission.MANAGE_CERTIFICATES)
 PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'"
 
 
@@ -50,7 +50,7 @@ async def visible_certificate(request: web.Request) -> Row:
     principal: Principal = current_user(request)
     async with request.app[DB].connection() as conn:
         row = await queries.get_details(conn, certificate_id=path_uuid(request))
-    if row is None or not (principal.is_admin or row["student_id"] == principal.id):
+    if row is None or not owner_or_admin(principal, row["student_id"]):
         raise NotFound("No such certificate.")
     return row
 
@@ -180,7 +180,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     body=RevokeIn,
     response=CertificateOut,
     errors=[404],
-    guards=[admins],
+    guards=[manage_certificates],
     tags=TAGS,
 )
 async def revoke(request: web.Request, body: RevokeIn) -> dict[str, Any]:

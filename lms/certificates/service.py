@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol
 
 from lms.api.problems import Conflict, Forbidden
 from lms.auth.guards import Principal
+from lms.auth.permissions import owner_or_admin
 from lms.certificates import queries
 from lms.certificates.render import CertificateContent, PdfRenderer
 from lms.config import Settings
@@ -73,7 +74,7 @@ async def generate(db: Database, jobs: JobQueue, principal: Principal, enrollmen
     """``POST /certificates/enrollments/{id}/generate``: the student or an admin; 409 when one exists."""
     async with db.transaction() as conn:
         enrollment = await load_enrollment(conn, principal, enrollment_id)
-        if enrollment["student_id"] != principal.id and not principal.is_admin:
+        if not owner_or_admin(principal, enrollment["student_id"]):
             raise Forbidden("Only the student or an admin may ask for this certificate.")
         if enrollment["status"] != "completed":
             raise Conflict(f"This enrollment is {enrollment['status']}; certificates are for completed courses.")

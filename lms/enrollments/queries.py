@@ -15,12 +15,10 @@ from sqlalchemy import BigInteger, and_, bindparam, case, func, literal_column, 
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from lms.db import Connection, Row
-from lms.tables import courses, enrollments, lesson_progress, lessons, users
+from lms.enrollments.studying import STUDYING
+from lms.tables import ENROLLMENT_STATUSES, courses, enrollments, lesson_progress, lessons, users
 
-# Statuses in which a student studies: progress is recorded, content is open, reviews are allowed.
-STUDYING = ("active", "completed")
 CENT = Decimal("0.01")
-STATUSES = ("active", "completed", "dropped", "expired", "pending_payment")
 
 COURSE_SUMMARY = {
     "id": courses.c.id,
@@ -159,7 +157,7 @@ async def course_stats(conn: Connection, course_id: uuid.UUID) -> Row:
         ).where(enrollments.c.course_id == course_id)
     )
     assert averages is not None
-    counts = dict.fromkeys(STATUSES, 0) | {r["status"]: int(r["n"]) for r in by_status}
+    counts = dict.fromkeys(ENROLLMENT_STATUSES, 0) | {r["status"]: int(r["n"]) for r in by_status}
     studying_n, completed_n = int(averages["studying"]), int(averages["completed"])
     return {
         "course_id": course_id,

@@ -19,6 +19,7 @@ from lms.courses.queries import get_course
 from lms.db import Database, IntegrityViolation, Row
 from lms.enrollments import queries
 from lms.enrollments.access import load_enrollment
+from lms.enrollments.studying import STUDYING
 from lms.events import CourseCompleted, DomainEvent, EnrollmentCreated, LessonProgressChanged
 from lms.jobqueue import JobQueue
 from lms.money import money
@@ -75,7 +76,7 @@ async def enroll(db: Database, effects: Effects, student: Principal, course_id: 
             if not course["is_published"]:
                 raise Conflict("This course is not published; nobody can enroll yet.")
             existing = await queries.find_enrollment(conn, student_id=student.id, course_id=course_id)
-            if existing is not None and existing["status"] in queries.STUDYING:
+            if existing is not None and existing["status"] in STUDYING:
                 raise already_enrolled(existing["id"])
             # An active subscription covers every paid course.
             if course["price_amount"] is not None and not await has_active_subscription(conn, student.id):

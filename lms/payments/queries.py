@@ -14,9 +14,9 @@ from sqlalchemy import and_, func, literal_column, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from lms.db import Connection, Row
+from lms.enrollments.studying import STUDYING
 from lms.tables import courses, enrollments, payment_events, payments, subscriptions, users
 
-STUDYING = ("active", "completed")
 # Money that came in: completed payments, and refunded ones (their refund counts apart).
 COLLECTED = ("completed", "refunded")
 

@@ -1,7 +1,7 @@
 """Quizzes, questions and attempts: plain async queries taking a connection.
 
-The course and enrollment lookups here are the few this package needs; the
-courses and enrollments packages own those tables' behaviour.
+Courses, lessons, enrollments and users are looked up through their own
+packages (:mod:`lms.courses.access`, :mod:`lms.enrollments.studying`).
 """
 
 from __future__ import annotations
@@ -14,41 +14,7 @@ from sqlalchemy import and_, delete, exists, func, insert, select, update
 from sqlalchemy.sql import Select
 
 from lms.db import Connection, Row
-from lms.tables import courses, enrollments, lessons, live_sessions, quiz_attempts, quiz_questions, quizzes, users
-
-# Enrollments that let a student see and take a course's quizzes.
-ENROLLED_STATUSES = ("active", "completed")
-
-# -- courses and enrollments -------------------------------------------------
-
-
-async def get_course(conn: Connection, course_id: uuid.UUID) -> Row | None:
-    return await conn.fetch_one(
-        select(courses.c.id, courses.c.instructor_id, courses.c.is_published).where(courses.c.id == course_id)
-    )
-
-
-async def get_enrollment(conn: Connection, *, course_id: uuid.UUID, student_id: uuid.UUID) -> Row | None:
-    """The student's enrollment in the course, if it is active or completed."""
-    return await conn.fetch_one(
-        select(enrollments.c.id, enrollments.c.status).where(
-            enrollments.c.course_id == course_id,
-            enrollments.c.student_id == student_id,
-            enrollments.c.status.in_(ENROLLED_STATUSES),
-        )
-    )
-
-
-async def lesson_in_course(conn: Connection, *, lesson_id: uuid.UUID, course_id: uuid.UUID) -> bool:
-    found = await conn.fetch_val(
-        select(lessons.c.id).where(lessons.c.id == lesson_id, lessons.c.course_id == course_id)
-    )
-    return found is not None
-
-
-async def get_student(conn: Connection, user_id: uuid.UUID) -> Row | None:
-    return await conn.fetch_one(select(users.c.id, users.c.email, users.c.full_name).where(users.c.id == user_id))
-
+from lms.tables import courses, live_sessions, quiz_attempts, quiz_questions, quizzes
 
 # -- quizzes -----------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from lms.api.problems import Conflict, Forbidden, ValidationFailed
 from lms.appkeys import CONFIG, DB
 from lms.auth.guards import authenticated, current_user, require
 from lms.auth.permissions import Permission
+from lms.courses.queries import get_lesson
 from lms.db import Connection, Row
 from lms.quizzes import queries
 from lms.quizzes.access import attempt_access, course_access, question_access, quiz_access
@@ -53,7 +54,10 @@ manage_quizzes = require(Permission.MANAGE_QUIZZES)
 
 
 async def _check_lesson(conn: Connection, lesson_id: uuid.UUID | None, course_id: uuid.UUID) -> None:
-    if lesson_id is not None and not await queries.lesson_in_course(conn, lesson_id=lesson_id, course_id=course_id):
+    if lesson_id is None:
+        return
+    lesson = await get_lesson(conn, lesson_id)
+    if lesson is None or lesson["course_id"] != course_id:
         raise ValidationFailed(errors=[{"field": "lesson_id", "message": "not a lesson of this quiz's course"}])
 
 

@@ -23,6 +23,7 @@ from lms.events import EVENTS, QuizAttemptSubmitted
 from lms.jobqueue import JOBS, JobQueue
 from lms.quizzes import grading, queries
 from lms.quizzes.presentation import arrange
+from lms.users.queries import get_user
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ async def grade_attempt(
         graded_at=now,
         time_taken_seconds=max(0, int((ended - attempt["started_at"]).total_seconds())),
     )
-    student = await queries.get_student(conn, attempt["student_id"])
+    student = await get_user(conn, attempt["student_id"])
     assert student is not None  # attempts cascade with their student
     return GradedAttempt(
         attempt_id=attempt["id"],
