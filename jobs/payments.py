@@ -15,18 +15,13 @@ from typing import Any
 
 from taskiq import TaskiqDepends
 
-from jobs.learning import EmittedEvents
 from jobs.registry import TRANSIENT_ERRORS, TaskTable
 from jobs.resources import Resources, resources
 from lms.payments.reconciliation import reconcile
-from lms.payments.settlement import Effects, record_failure, settle_event
+from lms.payments.settlement import record_failure, settle_event
 
 log = logging.getLogger(__name__)
 tasks = TaskTable()
-
-
-def effects(res: Resources) -> Effects:
-    return Effects(config=res.config, jobs=res.jobs, notifier=res.emitter, events=EmittedEvents(res.emitter))
 
 
 @tasks.task("settle_payment_events", timeout_seconds=300)
@@ -42,7 +37,7 @@ async def settle_payment_events(event_ids: list[str], res: Resources = TaskiqDep
     transient: BaseException | None = None
     for event_id in event_ids:
         try:
-            outcomes.append(await settle_event(res.db, effects(res), uuid.UUID(event_id)))
+            outcomes.append(await settle_event(res.db, res.effects, uuid.UUID(event_id)))
         except TRANSIENT_ERRORS as err:
             transient = transient or err
             outcomes.append(f"transient failure: {err}")
@@ -58,4 +53,4 @@ async def settle_payment_events(event_ids: list[str], res: Resources = TaskiqDep
 @tasks.task("reconcile_payments", schedule="reconcile_payments_cron", timeout_seconds=900)
 async def reconcile_payments(res: Resources = TaskiqDepends(resources)) -> dict[str, Any]:
     """Settle lost webhook events and long-pending payments from the gateways' APIs."""
-    return asdict(await reconcile(res.db, effects(res)))
+    return asdict(await reconcile(res.db, res.effects))

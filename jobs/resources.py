@@ -12,6 +12,7 @@ from taskiq import TaskiqDepends, TaskiqState
 from lms.certificates.render import PdfRenderer
 from lms.config import Settings
 from lms.db import Database
+from lms.effects import Effects
 from lms.jobqueue import JobQueue
 from lms.mail.service import Mailer
 from lms.mail.templates import Renderer
@@ -36,6 +37,11 @@ class Resources:
     # (started on the first certificate, so workers that render none pay nothing).
     storage: Storage
     pdf: PdfRenderer
+
+    @property
+    def effects(self) -> Effects:
+        """What the use cases a task runs are given: as a request's, but events go out through the emitter."""
+        return Effects(self.config, self.jobs, self.emitter)
 
 
 async def open_resources(config: Settings, jobs: JobQueue) -> Resources:

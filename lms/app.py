@@ -21,9 +21,11 @@ from lms.certificates.routes import setup_certificates
 from lms.config import Settings
 from lms.courses import routes as courses
 from lms.db import Database
+from lms.effects import EFFECTS, Effects
 from lms.enrollments import routes as enrollments
 from lms.events import EVENTS, EventBus
 from lms.files import routes as files
+from lms.jobqueue import JOBS
 from lms.live import routes as live
 from lms.metrics import Metrics
 from lms.pages import routes as pages
@@ -65,7 +67,8 @@ def create_app(config: Settings) -> web.Application:
     from jobs.web import jobs_ctx
 
     app.cleanup_ctx.append(jobs_ctx)
-    app.cleanup_ctx.append(payments.payments_ctx)  # needs the database and the job queue
+    app.cleanup_ctx.append(effects_ctx)  # needs the job queue
+    app.cleanup_ctx.append(payments.payments_ctx)  # needs the database and the effects
     setup_routes(app)
     setup_templates(app)
     # Socket.IO and the live pages; imported here like jobs: lms does not
@@ -150,6 +153,12 @@ def redis_client(url: str, timeout: float) -> aioredis.Redis:
         health_check_interval=30,
         decode_responses=False,
     )
+
+
+async def effects_ctx(app: web.Application) -> AsyncIterator[None]:
+    """What the use cases of requests are given: this app's job queue and event bus (lms/effects.py)."""
+    app[EFFECTS] = Effects(app[CONFIG], app[JOBS], app[EVENTS])
+    yield
 
 
 async def storage_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -2,8 +2,8 @@
 
 ``watch_course`` joins ``course:{id}`` after the ownership check (the course's
 instructor or an admin) and answers with the cluster-wide count of online
-students. Domain events (:mod:`lms.events`) are forwarded to the course's
-room whichever instance raised them; ``presence`` follows students coming
+students. Domain events of the course reach that room whichever process
+raised them (``realtime/rooms.py``); ``presence`` follows students coming
 and going.
 """
 
@@ -17,11 +17,11 @@ from redis.exceptions import RedisError
 from lms.api.problems import Forbidden, NotFound
 from lms.appkeys import DB
 from lms.courses.access import load_course
-from lms.events import EVENTS, DomainEvent, LessonProgressChanged
 from realtime import protocol
-from realtime.context import DASHBOARD_NAMESPACE, USERS_NAMESPACE, Realtime, course_room, user_room
+from realtime.context import Realtime
 from realtime.namespace import AuthenticatedNamespace, Client, EventSpec
 from realtime.protocol import Ack, CourseRef, EventError
+from realtime.rooms import DASHBOARD_NAMESPACE, course_room
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +77,3 @@ class DashboardNamespace(AuthenticatedNamespace):
                 await self.leave_room(sid, course_room(course_id))
                 client.watching.discard(course_id)
 
-
-def forward_domain_events(rt: Realtime) -> None:
-    """Subscribe the live side to the domain's events (LIVE_PROTOCOL.md payloads)."""
-
-    async def forward(event: DomainEvent) -> None:
-        data = protocol.to_json(event)
-        rt.outbox.put(event.name, data, room=course_room(event.course_id), namespace=DASHBOARD_NAMESPACE)
-        if isinstance(event, LessonProgressChanged):
-            # The student's other devices stay current.
-            rt.outbox.put("progress_updated", data, room=user_room(event.student_id), namespace=USERS_NAMESPACE)
-
-    rt.app[EVENTS].subscribe(forward)

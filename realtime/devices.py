@@ -15,9 +15,10 @@ from redis.exceptions import RedisError
 
 from lms.appkeys import DB
 from lms.enrollments.studying import studied_course_ids
-from realtime.context import USERS_NAMESPACE, Realtime, user_room
+from realtime.context import Realtime
 from realtime.namespace import AuthenticatedNamespace, Client
 from realtime.presence import Connection
+from realtime.rooms import USERS_NAMESPACE, user_room
 
 log = logging.getLogger(__name__)
 

@@ -375,6 +375,8 @@ class LiveClient:
         self.sio = socketio.AsyncClient(reconnection=False)
         self.refusals: dict[str, Any] = {}
         self._queues: dict[tuple[str, str], asyncio.Queue[Any]] = {}
+        # Every event received, in order: (namespace, event, data).
+        self.log: list[tuple[str, str, Any]] = []
 
     def _queue(self, namespace: str, event: str) -> asyncio.Queue[Any]:
         return self._queues.setdefault((namespace, event), asyncio.Queue())
@@ -389,7 +391,9 @@ class LiveClient:
 
     def _listen(self, ns: str) -> None:
         async def any_event(event: str, *args: Any) -> None:
-            self._queue(ns, event).put_nowait(args[0] if len(args) == 1 else list(args))
+            data = args[0] if len(args) == 1 else list(args)
+            self.log.append((ns, event, data))
+            self._queue(ns, event).put_nowait(data)
 
         async def refused(data: Any) -> None:
             self.refusals[ns] = data

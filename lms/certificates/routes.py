@@ -18,7 +18,7 @@ from lms.certificates.credential import JWKS_PATH, SigningKey, issuer_profile, o
 from lms.certificates.numbers import MalformedNumber, parse_number
 from lms.certificates.schemas import CertificateOut, CredentialOut, MyCertificatesQuery, RevokeIn, VerificationOut
 from lms.db import Row
-from lms.jobqueue import JOBS
+from lms.effects import EFFECTS
 from lms.storage import STORAGE, ObjectMissing, StorageError
 from lms.storage.http import serve_object
 
@@ -70,7 +70,7 @@ async def visible_certificate(request: web.Request) -> Row:
     tags=TAGS,
 )
 async def generate(request: web.Request) -> dict[str, Any]:
-    row = await service.generate(request.app[DB], request.app[JOBS], current_user(request), path_uuid(request))
+    row = await service.generate(request.app[DB], request.app[EFFECTS], current_user(request), path_uuid(request))
     return present(request, row)
 
 

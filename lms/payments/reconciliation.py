@@ -23,10 +23,11 @@ import aiohttp
 from pydantic import ValidationError
 
 from lms.db import Database
+from lms.effects import Effects
 from lms.payments import queries
 from lms.payments.gateways import GatewayError, NotConfigured, StatusRequest, client_for
 from lms.payments.outcomes import PaymentChange
-from lms.payments.settlement import RECONCILIATION_KEY, Effects, change_to_dict, settle_event
+from lms.payments.settlement import RECONCILIATION_KEY, change_to_dict, settle_event
 
 log = logging.getLogger(__name__)
 

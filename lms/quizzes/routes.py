@@ -20,6 +20,7 @@ from lms.auth.guards import authenticated, current_user, require
 from lms.auth.permissions import Permission
 from lms.courses.queries import get_lesson
 from lms.db import Connection, Row
+from lms.effects import EFFECTS
 from lms.quizzes import queries
 from lms.quizzes.access import attempt_access, course_access, question_access, quiz_access
 from lms.quizzes.attempts import (
@@ -298,7 +299,7 @@ async def _attempt_response(request: web.Request, outcome: Outcome) -> dict[str,
 
 
 async def _after_commit(request: web.Request, outcome: Outcome) -> None:
-    await announce(request.app, outcome.graded)
+    await announce(request.app[EFFECTS], outcome.graded)
     if outcome.late:
         raise late_conflict(outcome.attempt_id)
 
@@ -321,7 +322,7 @@ def _grace(request: web.Request) -> int:
 async def create_attempt(request: web.Request) -> dict[str, Any]:
     db, me, started = request.app[DB], current_user(request), now(request.app)
     access, closed = await close_timed_out(db, me, path_uuid(request), now=started, grace=_grace(request))
-    await announce(request.app, closed)
+    await announce(request.app[EFFECTS], closed)
     attempt_id = await start_attempt(db, me, access, now=started)
     return await _attempt_response(request, Outcome(attempt_id, []))
 
