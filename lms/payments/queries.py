@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, literal_column, select, text, tuple_, update
+from sqlalchemy import ColumnElement, and_, func, literal_column, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from lms.db import Connection, Row
@@ -382,16 +382,24 @@ async def expire_lapsed_subscriptions(conn: Connection) -> int:
 # --- revenue -----------------------------------------------------------------
 
 
-def _collected(start: datetime, end: datetime, instructor_id: uuid.UUID | None) -> list[Any]:
-    conditions = [
-        payments.c.status.in_(COLLECTED),
-        payments.c.completed_at >= start,
-        payments.c.completed_at < end,
-    ]
+def _collected(
+    start: datetime | None,
+    end: datetime | None,
+    instructor_id: uuid.UUID | None,
+    course_id: uuid.UUID | None = None,
+) -> list[Any]:
+    """Money collected in [start, end) (no bound: all time), of one instructor's courses or one course."""
+    conditions: list[ColumnElement[bool]] = [payments.c.status.in_(COLLECTED)]
+    if start is not None:
+        conditions.append(payments.c.completed_at >= start)
+    if end is not None:
+        conditions.append(payments.c.completed_at < end)
     if instructor_id is not None:
         conditions.append(
             payments.c.course_id.in_(select(courses.c.id).where(courses.c.instructor_id == instructor_id))
         )
+    if course_id is not None:
+        conditions.append(payments.c.course_id == course_id)
     return conditions
 
 
@@ -407,12 +415,17 @@ def _sums() -> list[Any]:
 
 
 async def revenue_by_currency(
-    conn: Connection, *, start: datetime, end: datetime, instructor_id: uuid.UUID | None = None
+    conn: Connection,
+    *,
+    start: datetime | None,
+    end: datetime | None,
+    instructor_id: uuid.UUID | None = None,
+    course_id: uuid.UUID | None = None,
 ) -> list[Row]:
     """Gross, refunded and net per currency of the money collected in [start, end)."""
     return await conn.fetch_all(
         select(payments.c.currency, *_sums())
-        .where(*_collected(start, end, instructor_id))
+        .where(*_collected(start, end, instructor_id, course_id))
         .group_by(payments.c.currency)
         .order_by(payments.c.currency)
     )
@@ -439,4 +452,16 @@ async def revenue_by_gateway(
         .where(*_collected(start, end, instructor_id))
         .group_by(payments.c.gateway, payments.c.currency)
         .order_by(payments.c.gateway, payments.c.currency)
+    )
+
+
+async def revenue_by_course(
+    conn: Connection, *, start: datetime | None, end: datetime | None, instructor_id: uuid.UUID
+) -> list[Row]:
+    """Per course of the instructor and currency (analytics' instructor overview)."""
+    return await conn.fetch_all(
+        select(payments.c.course_id, payments.c.currency, *_sums())
+        .where(*_collected(start, end, instructor_id))
+        .group_by(payments.c.course_id, payments.c.currency)
+        .order_by(payments.c.course_id, payments.c.currency)
     )
