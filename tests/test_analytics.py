@@ -403,7 +403,7 @@ async def test_instructor_overview(client: Any, db: Database) -> None:
 
 async def test_system_overview(client: Any, db: Database) -> None:
     known = await known_course(client, db)
-    admin, admin_headers = await signed_in(client, db, role="admin")
+    _, admin_headers = await signed_in(client, db, role="admin")
     await make_user(db, role="student", created_at=datetime.now(UTC) - timedelta(days=2))
     async with db.transaction() as conn:
         quiz_id = known["quiz"]["id"]
