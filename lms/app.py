@@ -39,6 +39,7 @@ ASSETS_DIR = PACKAGE_DIR / "assets" / "node_modules"
 VENDOR_DIRS = {
     "swagger-ui": ASSETS_DIR / "swagger-ui-dist",
     "socket.io": ASSETS_DIR / "socket.io-client" / "dist",
+    "chart.js": ASSETS_DIR / "chart.js" / "dist",
 }
 
 
