@@ -11,6 +11,7 @@ as of that instant, and the same whichever instance answers.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import UTC, datetime
@@ -30,6 +31,8 @@ ADAPTER = TypeAdapter(SystemOverview)
 # A snapshot stays in Redis this many times its max age (served while one request recomputes it).
 KEEP_FACTOR = 10
 LOCK_SECONDS = 30
+# A request that finds no snapshot while another computes it waits this long for it, then computes.
+WAIT_SECONDS, WAIT_STEP = 5.0, 0.05
 
 
 def snapshot_key(window: Window) -> str:
@@ -59,6 +62,16 @@ async def system_overview(db: Database, redis: Redis, window: Window, max_age: f
         # Stale: one request recomputes it, the others serve it meanwhile.
         if not await _claim(redis, key):
             return _bytes(stored)
+    elif not await _claim(redis, key):
+        # None yet and another request computes it: wait for that one, briefly.
+        for _ in range(int(WAIT_SECONDS / WAIT_STEP)):
+            await asyncio.sleep(WAIT_STEP)
+            try:
+                found = await redis.get(key)
+            except (RedisError, OSError):
+                break
+            if found is not None:
+                return _bytes(found)
     started = time.time()
     body = await compute(db, window, max_age)
     keep = int(max_age * 1000 * KEEP_FACTOR)

@@ -8,13 +8,13 @@ from typing import Any
 
 from sqlalchemy import func, select, union
 
-from lms.analytics.queries import per_day
-from lms.analytics.window import Window
+from lms.analytics.queries import per_day, per_day_statement
+from lms.analytics.window import END, START, Window
 from lms.db import Connection, Row
 from lms.enrollments.queries import STATUSES, percent, stats_figures
 from lms.payments import queries as payments
 from lms.payments.schemas import figures
-from lms.tables import ROLES, course_stats, courses, enrollments, live_sessions, study_activity, users
+from lms.tables import ROLES, course_stats, courses, enrollments, live_sessions, users
 
 
 def _counts(row: Row | None) -> dict[str, int]:
@@ -110,11 +110,9 @@ async def system_figures(conn: Connection, window: Window, now: datetime) -> Row
     roles = dict.fromkeys(ROLES, 0) | {r["role"]: int(r["n"]) for r in by_role}
     statuses = await conn.fetch_one(select(*[func.coalesce(func.sum(course_stats.c[s]), 0).label(s) for s in STATUSES]))
     by_status = _counts(statuses)
-    new_users = await per_day(conn, window, select().select_from(users), users.c.created_at, func.count())
-    new_enrollments = await per_day(
-        conn, window, select().select_from(enrollments), enrollments.c.enrolled_at, func.count()
-    )
-    bounds = await conn.fetch_one(select(window.start().label("start"), window.end().label("end")))
+    new_users = await per_day(conn, window, _NEW_USERS)
+    new_enrollments = await per_day(conn, window, _NEW_ENROLLMENTS)
+    bounds = await conn.fetch_one(select(START.label("start"), END.label("end")), window.params())
     assert bounds is not None
     revenue = await payments.revenue_by_currency(conn, start=bounds["start"], end=bounds["end"])
     started = live_sessions.c.started_at
@@ -142,9 +140,13 @@ async def system_figures(conn: Connection, window: Window, now: datetime) -> Row
     }
 
 
+_NEW_USERS = per_day_statement(select().select_from(users), users.c.created_at, func.count())
+_NEW_ENROLLMENTS = per_day_statement(select().select_from(enrollments), enrollments.c.enrolled_at, func.count())
+
+
 async def active_users(conn: Connection, since: datetime) -> int:
-    """Users who signed in, or recorded progress (by its quarter hour), at or after ``since``."""
+    """Users who signed in, or recorded progress (an enrollment's last access), at or after ``since``."""
     signed_in = select(users.c.id).where(users.c.last_login_at >= since)
-    studied = select(study_activity.c.student_id).where(study_activity.c.bucket > since - timedelta(minutes=15))
+    studied = select(enrollments.c.student_id).where(enrollments.c.last_accessed_at >= since)
     either = union(signed_in, studied).subquery()
     return int(await conn.fetch_val(select(func.count()).select_from(either)))

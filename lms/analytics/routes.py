@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
 import zoneinfo
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from aiohttp import web
@@ -19,7 +20,7 @@ from lms.analytics.schemas import (
     MyProgressQuery,
     SystemOverview,
 )
-from lms.analytics.window import WindowQuery
+from lms.analytics.window import Window, WindowQuery, zone_known_to_the_database
 from lms.api.endpoint import endpoint, path_uuid
 from lms.api.pagination import Page, page
 from lms.api.problems import Forbidden, NotFound
@@ -28,6 +29,7 @@ from lms.appkeys import CONFIG, DB, REDIS
 from lms.auth.guards import authenticated, current_user, owner_or_admin, require, require_role
 from lms.auth.permissions import Permission, Role
 from lms.courses.access import load_course
+from lms.db import Database
 from lms.enrollments.queries import course_stats
 from lms.payments import queries as payments
 from lms.payments.schemas import figures
@@ -59,6 +61,11 @@ WINDOW_DOC = (
 async def course_analytics(request: web.Request, query: CourseAnalyticsQuery) -> Any:
     window = query.window()
     db = request.app[DB]
+    with zone_known_to_the_database(window.tz):
+        return await _course_analytics(request, db, query, window)
+
+
+async def _course_analytics(request: web.Request, db: Database, query: CourseAnalyticsQuery, window: Window) -> Any:
     async with db.connection() as conn:
         course = await load_course(conn, current_user(request), course_id=path_uuid(request), manage=True)
         if query.format == "csv" and query.table == "students":
@@ -122,6 +129,11 @@ async def my_dashboard(request: web.Request, query: WindowQuery) -> dict[str, An
     window = query.window()
     student_id = current_user(request).id
     today = datetime.now(UTC).astimezone(zoneinfo.ZoneInfo(window.tz)).date()
+    with zone_known_to_the_database(window.tz):
+        return await _my_dashboard(request, student_id, window, today)
+
+
+async def _my_dashboard(request: web.Request, student_id: uuid.UUID, window: Window, today: date) -> dict[str, Any]:
     async with request.app[DB].connection() as conn:
         recent, _ = await students.enrollment_progress(
             conn, student_id=student_id, status="active", limit=students.CONTINUE_LEARNING, offset=0, order="activity"
@@ -175,5 +187,6 @@ async def instructor_overview(request: web.Request) -> dict[str, Any]:
 async def system(request: web.Request, query: WindowQuery) -> web.Response:
     window = query.window()
     max_age = request.app[CONFIG].analytics.overview_max_age_seconds
-    body = await system_overview(request.app[DB], request.app[REDIS], window, max_age)
+    with zone_known_to_the_database(window.tz):
+        body = await system_overview(request.app[DB], request.app[REDIS], window, max_age)
     return web.Response(body=body, content_type="application/json")

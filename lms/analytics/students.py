@@ -6,10 +6,10 @@ import uuid
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select, true
+from sqlalchemy import and_, bindparam, func, literal_column, select, true
 
-from lms.analytics.queries import per_day
-from lms.analytics.window import Window
+from lms.analytics.queries import per_day, per_day_statement
+from lms.analytics.window import Window, local_day
 from lms.db import Connection, Row
 from lms.enrollments.queries import COURSE_SUMMARY, STATUSES, STUDYING, nest, ratio
 from lms.tables import certificates, courses, enrollments, quiz_attempts, quizzes, study_activity
@@ -148,21 +148,28 @@ async def my_certificates(conn: Connection, student_id: uuid.UUID) -> list[Row]:
     )
 
 
+_STUDENT_ID = bindparam("student_id", type_=study_activity.c.student_id.type)
+_TIME_PER_DAY = per_day_statement(
+    select().select_from(study_activity).where(study_activity.c.student_id == _STUDENT_ID),
+    study_activity.c.bucket,
+    func.sum(study_activity.c.seconds),
+)
+_ACTIVE_DAYS = (
+    select(local_day(study_activity.c.bucket).label("day"))
+    .where(study_activity.c.student_id == _STUDENT_ID, study_activity.c.reports > 0)
+    .group_by(literal_column("day"))
+    .order_by(literal_column("day").desc())
+)
+
+
 async def time_per_day(conn: Connection, student_id: uuid.UUID, window: Window) -> list[dict[str, Any]]:
-    scope = select().select_from(study_activity).where(study_activity.c.student_id == student_id)
-    days = await per_day(conn, window, scope, study_activity.c.bucket, func.sum(study_activity.c.seconds))
+    days = await per_day(conn, window, _TIME_PER_DAY, {"student_id": student_id})
     return [{"date": d["date"], "seconds": int(d["value"])} for d in days]
 
 
 async def active_days(conn: Connection, student_id: uuid.UUID, tz: str) -> list[date]:
     """Every local day on which the student reported progress, newest first."""
-    day = func.date(func.timezone(tz, study_activity.c.bucket))
-    rows = await conn.fetch_all(
-        select(day.label("day"))
-        .where(study_activity.c.student_id == student_id, study_activity.c.reports > 0)
-        .group_by(day)
-        .order_by(day.desc())
-    )
+    rows = await conn.fetch_all(_ACTIVE_DAYS, {"student_id": student_id, "tz": tz})
     return [r["day"] for r in rows]
 
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import functools
 import zoneinfo
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+import psycopg2.errors
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from sqlalchemy import DateTime, bindparam, func
+from sqlalchemy import DateTime, String, bindparam, func
 
 from lms.api.problems import ValidationFailed
 
@@ -25,7 +28,8 @@ MAX_DAYS = 366
 @functools.cache
 def known_zones() -> frozenset[str]:
     """The IANA names this machine knows (read once: scanning the tz database is slow)."""
-    return frozenset(zoneinfo.available_timezones() | {"UTC"})
+    # "localtime" is this machine's own zone file, not a name PostgreSQL (or a client elsewhere) knows.
+    return frozenset((zoneinfo.available_timezones() | {"UTC"}) - {"localtime", "posixrules"})
 
 
 class WindowQuery(BaseModel):
@@ -61,34 +65,46 @@ class WindowQuery(BaseModel):
         return Window(self.tz, first, last)
 
 
+# The window in SQL, as bind parameters: statements that use them are built
+# once (building a Core statement costs more than running these), and each
+# request passes Window.params().
+TZ = bindparam("tz", type_=String)
+START = func.timezone(TZ, bindparam("window_start", type_=DateTime(timezone=False)))
+END = func.timezone(TZ, bindparam("window_end", type_=DateTime(timezone=False)))
+
+
+def local_day(column: Any) -> Any:
+    """The local day (in the window's zone) of a timestamptz column."""
+    return func.date(func.timezone(TZ, column))
+
+
 class Window:
-    """Local days ``first``..``last`` in zone ``tz``, and SQL for their instants."""
+    """Local days ``first``..``last`` in zone ``tz``; :data:`START` and :data:`END` are their instants."""
 
     def __init__(self, tz: str, first: date, last: date) -> None:
         self.tz, self.first, self.last = tz, first, last
-        # One bind parameter each, however often a statement uses them.
-        self._start = self._midnight("window_start", first)
-        self._end = self._midnight("window_end", last + timedelta(days=1))
 
     @property
     def days(self) -> list[date]:
         return [self.first + timedelta(days=i) for i in range((self.last - self.first).days + 1)]
 
-    def start(self) -> Any:
-        """The instant the first day begins (a SQL expression)."""
-        return self._start
-
-    def end(self) -> Any:
-        """The instant after the last day ends."""
-        return self._end
-
-    def _midnight(self, name: str, day: date) -> Any:
-        local = bindparam(name, datetime.combine(day, time.min), type_=DateTime(timezone=False))
-        return func.timezone(self.tz, local)
-
-    def local_day(self, column: Any) -> Any:
-        """The local day of a timestamptz column."""
-        return func.date(func.timezone(self.tz, column))
+    def params(self) -> dict[str, Any]:
+        return {
+            "tz": self.tz,
+            "window_start": datetime.combine(self.first, time.min),
+            "window_end": datetime.combine(self.last + timedelta(days=1), time.min),
+        }
 
     def describe(self) -> dict[str, Any]:
         return {"timezone": self.tz, "from": self.first, "to": self.last}
+
+
+@contextmanager
+def zone_known_to_the_database(tz: str) -> Iterator[None]:
+    """A zone Python knows but this PostgreSQL does not (tz databases of other ages): 422, not 500."""
+    try:
+        yield
+    except psycopg2.errors.InvalidParameterValue as err:
+        raise ValidationFailed(
+            "The query string is not valid.", errors=[{"field": "tz", "message": f"{tz!r} is unknown to the database"}]
+        ) from err

@@ -161,8 +161,11 @@ async def course_stats(conn: Connection, course_id: uuid.UUID) -> Row:
     answer with these. Averages are over studying (active and completed)
     enrollments; a course without a stats row (none yet) has zeros.
     """
-    row = await conn.fetch_one(select(course_stats_table).where(course_stats_table.c.course_id == course_id))
+    row = await conn.fetch_one(_COURSE_STATS, {"course_id": course_id})
     return stats_figures(course_id, row)
+
+
+_COURSE_STATS = select(course_stats_table).where(course_stats_table.c.course_id == bindparam("course_id"))
 
 
 def stats_figures(course_id: uuid.UUID, row: Row | None) -> Row:

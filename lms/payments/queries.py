@@ -458,10 +458,15 @@ async def revenue_by_gateway(
 async def revenue_by_course(
     conn: Connection, *, start: datetime | None, end: datetime | None, instructor_id: uuid.UUID
 ) -> list[Row]:
-    """Per course of the instructor and currency (analytics' instructor overview)."""
+    """Per course of the instructor and currency (analytics' instructor overview).
+
+    Joined from the instructor's courses, so that each course's payments are
+    read through the (course_id, status) index rather than every collected payment.
+    """
     return await conn.fetch_all(
         select(payments.c.course_id, payments.c.currency, *_sums())
-        .where(*_collected(start, end, instructor_id))
+        .select_from(courses.join(payments, payments.c.course_id == courses.c.id))
+        .where(courses.c.instructor_id == instructor_id, *_collected(start, end, None))
         .group_by(payments.c.course_id, payments.c.currency)
         .order_by(payments.c.course_id, payments.c.currency)
     )
