@@ -12,6 +12,7 @@ from taskiq import TaskiqDepends
 
 from jobs.registry import TaskTable
 from jobs.resources import Resources, resources
+from lms.certificates import service as certificates
 from lms.enrollments import service
 from lms.events import DomainEvent
 from realtime.context import DASHBOARD_NAMESPACE, course_room
@@ -52,5 +53,5 @@ async def recalculate_course_progress(course_id: str, res: Resources = TaskiqDep
 
 @tasks.task("request_certificate")
 async def request_certificate(enrollment_id: str, res: Resources = TaskiqDepends(resources)) -> bool:
-    """Record a pending certificate for a completed enrollment (rendering comes in a later issue)."""
-    return await service.request_certificate(res.db, uuid.UUID(enrollment_id))
+    """Record a pending certificate for a completed enrollment and queue its rendering (``issue_certificate``)."""
+    return await certificates.request_certificate(res.db, res.jobs, uuid.UUID(enrollment_id))

@@ -9,12 +9,14 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from taskiq import TaskiqDepends, TaskiqState
 
+from lms.certificates.render import PdfRenderer
 from lms.config import Settings
 from lms.db import Database
 from lms.jobqueue import JobQueue
 from lms.mail.service import Mailer
 from lms.mail.templates import Renderer
 from lms.mail.transport import make_transport
+from lms.storage import Storage, open_storage
 from realtime.emitter import Emitter
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,10 @@ class Resources:
     jobs: JobQueue
     # Socket.IO emits to users' devices on every instance (realtime/emitter.py).
     emitter: Emitter
+    # Uploaded files and certificate PDFs, and the WeasyPrint process pool
+    # (started on the first certificate, so workers that render none pay nothing).
+    storage: Storage
+    pdf: PdfRenderer
 
 
 async def open_resources(config: Settings, jobs: JobQueue) -> Resources:
@@ -51,10 +57,16 @@ async def open_resources(config: Settings, jobs: JobQueue) -> Resources:
         sender=config.smtp.mail_from,
     )
     emitter = Emitter.open(config)
-    return Resources(config=config, db=db, redis=redis, mailer=mailer, jobs=jobs, emitter=emitter)
+    storage = await open_storage(config.storage)
+    pdf = PdfRenderer(config.certificates.render_processes, config.certificates.render_timeout_seconds)
+    return Resources(
+        config=config, db=db, redis=redis, mailer=mailer, jobs=jobs, emitter=emitter, storage=storage, pdf=pdf
+    )
 
 
 async def close_resources(resources: Resources) -> None:
+    await resources.pdf.close()
+    await resources.storage.close()
     await resources.emitter.close()
     await resources.redis.aclose()
     await resources.db.close()

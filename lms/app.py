@@ -18,16 +18,19 @@ from lms.api.problems import error_middleware
 from lms.api.ratelimit import rate_limit_middleware
 from lms.appkeys import CONFIG, DB, METRICS, REDIS
 from lms.auth import routes as auth
+from lms.certificates.routes import setup_certificates
 from lms.config import Settings
 from lms.courses import routes as courses
 from lms.db import Database
 from lms.enrollments import routes as enrollments
 from lms.events import EVENTS, EventBus
+from lms.files import routes as files
 from lms.live import routes as live
 from lms.metrics import Metrics
 from lms.pages import routes as pages
 from lms.payments import routes as payments
 from lms.quizzes import routes as quizzes
+from lms.storage import STORAGE, open_storage
 from lms.system import routes as system
 from lms.users import routes as users
 
@@ -46,8 +49,8 @@ VENDOR_DIRS = {
 def create_app(config: Settings) -> web.Application:
     metrics = Metrics()
     app = web.Application(
-        # Upper bound for any body aiohttp reads; JSON routes enforce the
-        # smaller http.max_body_bytes themselves, uploads the upload limit.
+        # Upper bound for any body aiohttp reads: the upload limit. Every
+        # other route reads at most http.max_body_bytes (mw.body_size_limit).
         client_max_size=max(config.http.max_body_bytes, config.uploads.max_upload_mb * 1024 * 1024),
         middlewares=setup_middlewares(config, metrics),
     )
@@ -58,6 +61,7 @@ def create_app(config: Settings) -> web.Application:
     app[EVENTS] = EventBus()
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(redis_ctx)
+    app.cleanup_ctx.append(storage_ctx)
     # The job queue (jobs/web.py) is imported here, not at the top: lms
     # does not depend on jobs at import time (see lms/jobqueue.py).
     from jobs.web import jobs_ctx
@@ -103,6 +107,8 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_routes(quizzes.routes)
     app.router.add_routes(pages.routes)
     app.router.add_routes(payments.routes)
+    app.router.add_routes(files.routes)
+    setup_certificates(app)
     app.router.add_routes(analytics.routes)
     app.router.add_static("/static", PACKAGE_DIR / "static", name="static", append_version=False)
     for name, path in VENDOR_DIRS.items():
@@ -147,6 +153,13 @@ def redis_client(url: str, timeout: float) -> aioredis.Redis:
         health_check_interval=30,
         decode_responses=False,
     )
+
+
+async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
+    storage = await open_storage(app[CONFIG].storage)
+    app[STORAGE] = storage
+    yield
+    await storage.close()
 
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -79,8 +79,12 @@ class AuthSettings(Section):
     mfa_max_attempts: int = Field(default=5, ge=1)
     bcrypt_rounds: int = Field(default=12, ge=4, le=31)
     password_min_length: int = Field(default=10, ge=8)
-    # When Redis cannot say whether a token was revoked: refuse (True) or allow.
+    # When Redis cannot say whether a token was revoked: refuse (True, with a
+    # 503 that says to retry: the token is not known to be bad) or allow.
     revocation_fail_closed: bool = True
+    # A refresh token presented again this soon after its rotation (two tabs
+    # refreshing at once) gets a sibling in its family instead of revoking it.
+    refresh_reuse_grace_seconds: int = Field(default=10, ge=0, le=300)
 
 
 class HttpSettings(Section):
@@ -104,7 +108,10 @@ class RateLimitRule(Section):
     path_prefix: str
     limit: int = Field(ge=1)
     period_seconds: int = Field(ge=1)
-    key: Literal["ip", "account", "user"]
+    # account_ip: per account and client address (a stranger elsewhere cannot spend the owner's budget).
+    key: Literal["ip", "account", "account_ip", "user"]
+    # "failures": only failed requests (4xx but 429) spend the budget (lms/api/ratelimit.py).
+    count: Literal["all", "failures"] = "all"
     methods: tuple[str, ...] = ("POST",)
 
 
@@ -126,14 +133,24 @@ class UploadSettings(Section):
 
 class StorageSettings(Section):
     provider: Literal["local", "s3"] = "local"
+    # Uploaded files and certificate PDFs (keys files/… and certificates/…).
     local_dir: str = ".lms/uploads"
-    certificates_dir: str = ".lms/certificates"
     download_url_expire_seconds: int = Field(default=900, ge=1)
     s3_bucket: str = "lms"
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
     s3_access_key_id: SecretStr | None = secret()
     s3_secret_access_key: SecretStr | None = secret()
+
+
+class CertificateSettings(Section):
+    # Ed25519 key signing the Open Badges 3.0 credentials: a PEM private key,
+    # or the 32-byte seed in base64url. Production requires it; development
+    # and tests derive one from auth.secret_key.
+    signing_key: SecretStr | None = secret()
+    # WeasyPrint processes per worker (rendering is CPU-bound; about one per core).
+    render_processes: int = Field(default=1, ge=1, le=64)
+    render_timeout_seconds: float = Field(default=60.0, gt=0)
 
 
 class SmtpSettings(Section):
@@ -280,6 +297,10 @@ class RealtimeSettings(Section):
     cors_origins: tuple[str, ...] | None = None
     ping_interval_seconds: float = Field(default=25.0, gt=0)
     ping_timeout_seconds: float = Field(default=20.0, gt=0)
+    # A connection that connects no namespace (and so shows no token) within
+    # this long after the handshake is closed (Node's connectTimeout). No cap
+    # on sockets per address: a whole school often shares one (NAT).
+    connect_timeout_seconds: float = Field(default=45.0, gt=0)
     # Largest message a client may send (websocket frame or polling body).
     max_payload_bytes: int = Field(default=65_536, ge=1024)
     # aiohttp deflates every frame once a client negotiates permessage-deflate
@@ -342,7 +363,16 @@ class LiveSettings(Section):
     # instance refreshes it (every third of it): a dead instance's players
     # stop counting as connected on their own.
     presence_ttl_seconds: float = Field(default=15.0, gt=0)
+    # Capacity counts connected players and those who left less than this
+    # long ago (they may still come back with their player token).
     max_players: int = Field(default=5000, ge=1)
+    resume_grace_seconds: float = Field(default=60.0, ge=0)
+    # Pin guessing: join_session failures (unknown pin) allowed per client
+    # address per window, across connections and instances; then every join
+    # from that address waits for the window to pass. Successful joins are
+    # never limited per address (a school shares one). 0 turns it off.
+    pin_failures_per_address: int = Field(default=30, ge=0)
+    pin_failure_window_seconds: int = Field(default=60, ge=1)
     nickname_max_length: int = Field(default=24, ge=1, le=24)
     # Nicknames containing any of these (case-insensitively, ignoring
     # spaces and punctuation) are refused.
@@ -387,6 +417,7 @@ class Settings(Section):
     rate_limit: RateLimitSettings = RateLimitSettings()
     uploads: UploadSettings = UploadSettings()
     storage: StorageSettings = StorageSettings()
+    certificates: CertificateSettings = CertificateSettings()
     smtp: SmtpSettings = SmtpSettings()
     payments: PaymentSettings = PaymentSettings()
     metrics: MetricsSettings = MetricsSettings()
@@ -570,3 +601,5 @@ def _refuse_unsafe_production(settings: Settings) -> None:
         raise ConfigError("LMS_AUTH_REVOCATION_FAIL_CLOSED: token revocation must fail closed in production")
     if not settings.http.trusted_hosts:
         raise ConfigError("LMS_HTTP_TRUSTED_HOSTS: production needs the list of host names it serves")
+    if settings.certificates.signing_key is None:
+        raise ConfigError("LMS_CERTIFICATES_SIGNING_KEY: production needs the Ed25519 key that signs credentials")

@@ -191,6 +191,8 @@ lessons = Table(
     Column("content_type", String(20), nullable=False),
     Column("content", Text),
     Column("video_url", String(1000)),
+    # An uploaded video or document; whoever sees the lesson's content may download it.
+    fk("file_id", "uploaded_files.id", ondelete="SET NULL", nullable=True),
     Column("duration_seconds", Integer),
     Column("position", Integer, nullable=False),
     Column("is_free", Boolean, nullable=False, server_default=text("false")),
@@ -207,6 +209,7 @@ lessons = Table(
     # Counting a course's published lessons (every enrollment and progress
     # report) from the index alone.
     Index("ix_lessons_course_id_published", "course_id", postgresql_where=text("is_published")),
+    Index(None, "file_id", postgresql_where=text("file_id IS NOT NULL")),
 )
 
 enrollments = Table(
@@ -276,6 +279,8 @@ quizzes = Table(
     Column("shuffle_questions", Boolean, nullable=False, server_default=text("false")),
     Column("shuffle_options", Boolean, nullable=False, server_default=text("false")),
     Column("show_correct_answers", Boolean, nullable=False, server_default=text("true")),
+    # Played only in live sessions: no self-paced attempts (their results would show the answers).
+    Column("live_only", Boolean, nullable=False, server_default=text("false")),
     Column("is_published", Boolean, nullable=False, server_default=text("false")),
     created_at(),
     updated_at(),

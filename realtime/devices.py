@@ -9,6 +9,7 @@ also make them count as online in the courses they are enrolled in
 from __future__ import annotations
 
 import logging
+import uuid
 
 from redis.exceptions import RedisError
 
@@ -24,6 +25,9 @@ log = logging.getLogger(__name__)
 class DevicesNamespace(AuthenticatedNamespace):
     def __init__(self, rt: Realtime) -> None:
         super().__init__(USERS_NAMESPACE, rt)
+
+    def participants_of(self, user_id: uuid.UUID) -> str | None:
+        return user_room(user_id)
 
     async def joined(self, sid: str, client: Client) -> None:
         await self.enter_room(sid, user_room(client.user_id))

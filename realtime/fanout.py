@@ -39,7 +39,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from engineio import packet as eio_packet
@@ -55,6 +55,10 @@ from lms.aio import raise_if_cancelling
 log = logging.getLogger(__name__)
 
 HEARTBEAT_PREFIX = b"hb:"
+# "end:<host id> <user id> <cutoff>": close the user's sockets authenticated with tokens issued up to cutoff.
+END_SESSIONS_PREFIX = b"end:"
+
+SessionsEnded = Callable[[str, float], Coroutine[Any, Any, None]]
 LOG_EVERY_SECONDS = 5.0
 BACKOFF_FIRST_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 30.0
@@ -114,6 +118,9 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
         self._watchdog: asyncio.Task[None] | None = None
         self._heartbeat = HEARTBEAT_PREFIX + self.host_id.encode()
         self._last_log = 0.0
+        # Closes this instance's sockets of a user whose sessions ended (realtime/server.py).
+        self.on_sessions_ended: SessionsEnded | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- publishing -------------------------------------------------------
 
@@ -142,6 +149,24 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
                 return False
             return True
         return False
+
+    async def end_sessions(self, user_id: str, cutoff: float) -> None:
+        """Close the user's sockets here and on every other instance (theirs through the channel)."""
+        if self.on_sessions_ended is not None:
+            await self.on_sessions_ended(user_id, cutoff)
+        await self.publish_raw(END_SESSIONS_PREFIX + f"{self.host_id} {user_id} {cutoff!r}".encode())
+
+    def _heard_sessions_ended(self, data: bytes) -> None:
+        try:
+            host, user_id, cutoff = data[len(END_SESSIONS_PREFIX) :].decode().split(" ")
+            when = float(cutoff)
+        except ValueError:
+            log.warning("fan-out: malformed end-of-sessions message %r", data[:80])
+            return
+        if host != self.host_id and self.on_sessions_ended is not None:
+            task = asyncio.create_task(self.on_sessions_ended(user_id, when))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     # -- local delivery ---------------------------------------------------
 
@@ -206,6 +231,9 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
                     if data.startswith(HEARTBEAT_PREFIX):
                         if data == self._heartbeat:
                             self.last_heard = time.monotonic()
+                        continue
+                    if data.startswith(END_SESSIONS_PREFIX):
+                        self._heard_sessions_ended(data)
                         continue
                     yield data
                 if self._stopping:

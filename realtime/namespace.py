@@ -5,6 +5,11 @@ pass every check a REST call makes (signature, expiry, revocation, active
 account, not issued before a password change); otherwise the connection is
 refused and the client's ``connect_error`` carries the reason as ``message``.
 
+Revocation: when every token of a user issued up to a time is revoked
+(logout-all, a password change, deactivation), the connections that
+authenticated with such a token get ``auth_expired`` and are disconnected,
+on every instance (:meth:`AuthenticatedNamespace.end_sessions`).
+
 Token expiry: the connection keeps the privileges of its token only until the
 token's ``exp``. ``auth_expiring`` ``{expires_at}`` is sent
 ``realtime.auth_expiry_warning_seconds`` before; the client answers by
@@ -32,7 +37,7 @@ from typing import Any
 import socketio
 from pydantic import BaseModel, ValidationError
 
-from lms.api.problems import Unauthorized
+from lms.api.problems import RETRY_AFTER_SECONDS, ServiceUnavailable, Unauthorized
 from lms.auth.guards import Principal, principal_from_token
 from realtime import protocol
 from realtime.context import Realtime
@@ -41,6 +46,8 @@ from realtime.protocol import Ack, EventError
 log = logging.getLogger(__name__)
 
 Handler = Callable[[str, "Client", Any], Awaitable[Ack]]
+
+SIGNED_OUT = "You were signed out (everywhere, a password change or a deactivated account); sign in again."
 
 
 @dataclass
@@ -56,6 +63,8 @@ class Client:
     expires_at: float
     tokens: float
     refilled_at: float
+    # The iat of the token the connection last authenticated with.
+    issued_at: float = 0.0
     timer: asyncio.TimerHandle | None = None
     # `/`: the courses this student is counted online in.
     course_ids: tuple[str, ...] = ()
@@ -156,7 +165,7 @@ class AuthenticatedNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         config = self.rt.config
         client = Client(
             user_id=principal.id, role=principal.role, expires_at=principal.expires_at,
-            tokens=float(config.event_burst), refilled_at=time.monotonic(),
+            tokens=float(config.event_burst), refilled_at=time.monotonic(), issued_at=principal.issued_at,
         )  # fmt: skip
         await self.save_session(sid, {"client": client})
         try:
@@ -175,6 +184,13 @@ class AuthenticatedNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         except Unauthorized as err:
             self.rt.metrics.connections.labels(self.namespace, "refused").inc()
             raise socketio.exceptions.ConnectionRefusedError(err.detail or "Not signed in.") from err
+        except ServiceUnavailable as err:  # not a bad token: the client keeps it and connects again
+            log.warning("%s: token check unavailable: %s", self.namespace, err.__cause__)
+            self.rt.metrics.connections.labels(self.namespace, "error").inc()
+            raise socketio.exceptions.ConnectionRefusedError(
+                "The server cannot check the token right now; keep it and try again shortly.",
+                {"code": "unavailable", "retry_after": RETRY_AFTER_SECONDS},
+            ) from err
         except Exception as err:  # database down: refuse, the client retries
             log.exception("%s: cannot check an access token", self.namespace)
             self.rt.metrics.connections.labels(self.namespace, "error").inc()
@@ -187,10 +203,13 @@ class AuthenticatedNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             principal = await principal_from_token(self.rt.app, payload.token)
         except Unauthorized as err:
             raise EventError(protocol.UNAUTHORIZED, err.detail or "The token is not valid.") from err
+        except ServiceUnavailable as err:
+            raise EventError("unavailable", "The token cannot be checked right now; try again shortly.") from err
         if principal.id != client.user_id:
             raise EventError(protocol.FORBIDDEN, "The token belongs to another user; connect again instead.")
         client.role = principal.role
         client.expires_at = principal.expires_at
+        client.issued_at = principal.issued_at
         self._schedule_expiry(sid, client)
         await self.reauthenticated(sid, client)
         return protocol.ok(expires_at=int(principal.expires_at))
@@ -219,6 +238,18 @@ class AuthenticatedNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         message = "The access token expired; connect again with a fresh token."
         await self._send_local(sid, "auth_expired", {"message": message})
         await self.disconnect(sid)
+
+    async def end_sessions(self, user_id: uuid.UUID, cutoff: float) -> None:
+        """The user's tokens up to ``cutoff`` were revoked: close this instance's connections that use one."""
+        for sid, _ in list(self.rt.fanout.get_participants(self.namespace, self.participants_of(user_id))):
+            client = await self.client(sid)
+            if client is not None and client.user_id == user_id and client.issued_at <= cutoff:
+                await self._send_local(sid, "auth_expired", {"message": SIGNED_OUT})
+                await self.disconnect(sid)
+
+    def participants_of(self, user_id: uuid.UUID) -> str | None:
+        """The room whose members include every connection of the user here (None: the whole namespace)."""
+        return None
 
     async def _send_local(self, sid: str, event: str, data: dict[str, Any]) -> None:
         # The connection is ours: no need to publish to the other instances.

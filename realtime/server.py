@@ -5,26 +5,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 from urllib.parse import urlsplit
 
-import socketio
 from aiohttp import web
 
 from lms.appkeys import METRICS, REDIS
-from lms.config import Settings
+from lms.auth.service import SESSIONS_ENDED, SessionsEnded
+from lms.config import RealtimeSettings, Settings
 from lms.system.routes import READINESS_PROBES
 from realtime import pages
 from realtime.context import DASHBOARD_NAMESPACE, REALTIME, USERS_NAMESPACE, Outbox, Realtime, course_room
 from realtime.dashboard import DashboardNamespace, forward_domain_events
 from realtime.devices import DevicesNamespace
+from realtime.engine import EngineServer
 from realtime.fanout import RedisFanout
-from realtime.live.setup import setup_live
+from realtime.live.setup import LIVE_NAMESPACE, setup_live
 from realtime.metrics import RealtimeMetrics
 from realtime.namespace import Client
 from realtime.presence import Connection, PresenceStore, PresenceTracker
-from realtime.transport import close_websockets, install_websocket_driver
+from realtime.sio import SocketIOServer
+from realtime.transport import close_websockets
 
 log = logging.getLogger(__name__)
 
@@ -44,30 +47,57 @@ def setup_realtime(app: web.Application, config: Settings) -> None:
         heartbeat_misses=settings.heartbeat_misses,
         direct=settings.direct_broadcast,
     )
-    sio = socketio.AsyncServer(
-        async_mode="aiohttp",
-        client_manager=fanout,
-        cors_allowed_origins=origin_check(config),
-        ping_interval=settings.ping_interval_seconds,
-        ping_timeout=settings.ping_timeout_seconds,
-        max_http_buffer_size=settings.max_payload_bytes,
-        transports=list(settings.transports),
-        logger=_library_logger("realtime.socketio"),
-        engineio_logger=_library_logger("realtime.engineio"),
-    )
-    install_websocket_driver(sio.eio, compression=settings.websocket_compression)
+    sio = socketio_server(settings, fanout, origin_check(config))
     rt = Realtime(app, settings, sio, fanout, metrics, Outbox(sio, metrics, settings.emit_queue_size))
     app[REALTIME] = rt
     sio.register_namespace(DevicesNamespace(rt))
     sio.register_namespace(DashboardNamespace(rt))
     setup_live(app, config, sio)
     sio.attach(app)
+    app.setdefault(SESSIONS_ENDED, []).append(_sessions_ended(rt))
+    fanout.on_sessions_ended = _close_sessions(app, rt)
     forward_domain_events(rt)
     app[READINESS_PROBES]["socketio_fanout"] = _fanout_probe(fanout)
     _add_gauges(rt)
     app.router.add_routes(pages.routes)
     app.on_shutdown.append(_disconnect_clients)
     app.cleanup_ctx.append(realtime_ctx)
+
+
+def engine_options(settings: RealtimeSettings) -> dict[str, Any]:
+    """What the Engine.IO server is built with, from the settings."""
+    return {
+        "async_mode": "aiohttp",
+        "ping_interval": settings.ping_interval_seconds,
+        "ping_timeout": settings.ping_timeout_seconds,
+        "max_http_buffer_size": settings.max_payload_bytes,
+        "transports": list(settings.transports),
+        "websocket_compression": settings.websocket_compression,
+    }
+
+
+def socketio_server(settings: RealtimeSettings, manager: Any, cors_allowed_origins: Any) -> SocketIOServer:
+    """The platform's Socket.IO server: our Socket.IO and Engine.IO subclasses, our aiohttp driver, the settings.
+
+    ``setup_realtime`` and the conformance server (``realtime/conformance.py``) both build it here.
+    """
+    return SocketIOServer(
+        client_manager=manager,
+        cors_allowed_origins=cors_allowed_origins,
+        connect_timeout=settings.connect_timeout_seconds,
+        logger=_library_logger("realtime.socketio"),
+        engineio_logger=_library_logger("realtime.engineio"),
+        **engine_options(settings),
+    )
+
+
+def engineio_server(settings: RealtimeSettings, cors_allowed_origins: Any) -> EngineServer:
+    """A bare Engine.IO server as the Socket.IO server's own is built (for the Engine.IO conformance suite)."""
+    return EngineServer(
+        cors_allowed_origins=cors_allowed_origins,
+        logger=_library_logger("realtime.engineio"),
+        **engine_options(settings),
+    )
 
 
 def _library_logger(name: str) -> logging.Logger:
@@ -96,6 +126,28 @@ def origin_check(config: Settings) -> Callable[[str | None, dict[str, Any]], boo
         return host is not None and origin in (f"http://{host}", f"https://{host}")
 
     return allowed
+
+
+def _sessions_ended(rt: Realtime) -> SessionsEnded:
+    async def publish(user_id: uuid.UUID, cutoff: float) -> None:
+        await rt.fanout.end_sessions(str(user_id), cutoff)
+
+    return publish
+
+
+def _close_sessions(app: web.Application, rt: Realtime) -> Callable[[str, float], Coroutine[Any, Any, None]]:
+    """Close this instance's connections of a user whose tokens up to a cutoff were revoked, on every namespace."""
+
+    async def close(user_id: str, cutoff: float) -> None:
+        uid = uuid.UUID(user_id)
+        namespaces = [*(rt.sio.namespace_handlers[ns] for ns in NAMESPACES), app[LIVE_NAMESPACE]]
+        for namespace in namespaces:
+            try:
+                await namespace.end_sessions(uid, cutoff)
+            except Exception:
+                log.exception("closing the connections of user %s on %s failed", user_id, namespace.namespace)
+
+    return close
 
 
 def _fanout_probe(fanout: RedisFanout) -> Callable[[], Any]:
@@ -134,6 +186,15 @@ def _add_gauges(rt: Realtime) -> None:
         ]
 
     metrics.add_gauges("lms_socketio_deliveries", "Events delivered to local clients since start, by path", deliveries)
+    eio = rt.sio.eio
+    metrics.add_gauges(
+        "lms_socketio_protocol_errors", "Connections closed for a frame that is not the protocol, by level",
+        lambda: [({"level": level}, float(eio.protocol_errors[level])) for level in ("engineio", "socketio")],
+    )  # fmt: skip
+    metrics.add_gauges(
+        "lms_socketio_connect_timeouts", "Connections closed for connecting no namespace in time",
+        lambda: [({}, float(rt.sio.connect_timeouts))],
+    )  # fmt: skip
     metrics.add_gauges(
         "lms_socketio_outbox_depth", "Server events waiting to be emitted",
         lambda: [({}, float(rt.outbox.queue.qsize()))],

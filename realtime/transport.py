@@ -1,4 +1,9 @@
-"""Engine.IO's aiohttp websocket, with compression configurable and every socket closable at shutdown.
+"""Engine.IO's aiohttp driver: one route for every method, the websocket with compression configurable,
+close codes, and every socket closable at shutdown.
+
+Route: python-engineio registers GET, POST and OPTIONS only, so any other
+method got the router's 405; the protocol answers 400, which the server
+(realtime/engine.py) does once every method reaches it.
 
 Compression: aiohttp compresses every frame once a client negotiates
 permessage-deflate, and browsers always offer it: STACK_NOTES measured about
@@ -17,8 +22,9 @@ frame straight to a healthy websocket instead of going through a task, a
 queue and a writer task per recipient.
 
 python-engineio builds the ``WebSocketResponse`` in its aiohttp driver with
-no way to pass ``compress``; the driver table is per server instance
-(``eio._async``), so the replacement below affects only our server.
+no way to pass ``compress`` and closes it with no code; the driver table is
+per server instance (``eio._async``), so the replacement below affects only
+our server.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import weakref
 from typing import Any
 
 import engineio
-from aiohttp import WSCloseCode
+from aiohttp import WSCloseCode, web
 from aiohttp.web import WebSocketResponse
 from engineio.async_drivers import aiohttp as eio_aiohttp
 
@@ -54,12 +60,20 @@ class TrackedWebSocket(eio_aiohttp.WebSocket):  # type: ignore[misc]
         await self.handler(self)
         return self._sock
 
+    async def close(self, code: int = WSCloseCode.OK) -> None:
+        await self._sock.close(code=code)
 
-def install_websocket_driver(eio: engineio.AsyncServer, *, compression: bool) -> None:
+
+def create_route(app: web.Application, server: engineio.AsyncServer, path: str) -> None:
+    app.router.add_route("*", path, server.handle_request)
+
+
+def install_drivers(eio: engineio.AsyncServer, *, compression: bool) -> None:
     drivers = dict(eio._async)
     if drivers.get("websocket") is not eio_aiohttp.WebSocket:
         raise RuntimeError("unexpected engine.io websocket driver")
     drivers["websocket"] = TrackedWebSocket
+    drivers["create_route"] = create_route
     eio._async = drivers
     eio.lms_websocket_compression = compression
     eio.lms_websockets = weakref.WeakSet()

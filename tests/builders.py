@@ -15,6 +15,13 @@ from lms.tables import courses, enrollments, lessons, quiz_questions, quizzes, u
 
 PASSWORD = "correct horse battery staple"
 
+# The smallest environment production accepts (every required secret set, strong enough).
+PRODUCTION_ENV = {
+    "LMS_AUTH_SECRET_KEY": "p" * 40,
+    "LMS_HTTP_TRUSTED_HOSTS": "127.0.0.1,lms.example",
+    "LMS_CERTIFICATES_SIGNING_KEY": "A" * 43,  # a 32-byte Ed25519 seed, base64url
+}
+
 
 @functools.cache
 def _hash(password: str) -> str:

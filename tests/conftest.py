@@ -69,7 +69,12 @@ def servers() -> Iterator[Servers]:
 
 
 def make_config(servers: Servers, **overrides: Any) -> Settings:
-    base: dict[str, Any] = {"database": {"url": servers.database_url}, "redis": {"url": servers.redis_url}}
+    base: dict[str, Any] = {
+        "database": {"url": servers.database_url},
+        "redis": {"url": servers.redis_url},
+        # Uploads and certificates of a run stay in its temporary folder.
+        "storage": {"local_dir": str(servers.tmp / "storage")},
+    }
     for section, values in overrides.items():
         if isinstance(values, dict):
             base.setdefault(section, {}).update(values)
@@ -249,6 +254,7 @@ def lms_environment(servers: Servers, **settings: Any) -> dict[str, str]:
         "LMS_ENV": "test",
         "LMS_DATABASE_URL": servers.database_url,
         "LMS_REDIS_URL": servers.redis_url,
+        "LMS_STORAGE_LOCAL_DIR": str(servers.tmp / "storage"),
         "LMS_LOG_LEVEL": "INFO",
         "LMS_LOG_JSON": "false",
     }
@@ -474,3 +480,54 @@ async def gateways(aiohttp_server: Any) -> Gateways:
         server = await aiohttp_server(fake.app())
         fake.url = str(server.make_url("")).rstrip("/")
     return fakes
+# --- Files and certificates (issue 13): a real S3 API (moto's server) on loopback ---
+
+import urllib.request  # noqa: E402
+
+
+@dataclass
+class S3Server:
+    endpoint_url: str
+
+    def settings(self, bucket: str) -> dict[str, Any]:
+        return {
+            "provider": "s3",
+            "s3_endpoint_url": self.endpoint_url,
+            "s3_bucket": bucket,
+            "s3_access_key_id": "test",
+            "s3_secret_access_key": "test",
+        }
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """moto's S3 server in its own process (moto 5 ``moto_server``)."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()  # noqa: S310 (our loopback URL)
+            break
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise RuntimeError("moto_server did not start") from None
+            time.sleep(0.1)
+    yield S3Server(url)
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_storage_settings(s3_server: S3Server) -> dict[str, Any]:
+    """Storage settings for a bucket of this test's own (created by the app at start-up)."""
+    return s3_server.settings(f"test-{uuid.uuid4().hex[:12]}")
+
+
+import uuid  # noqa: E402

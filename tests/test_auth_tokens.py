@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
+from sqlalchemy import select, update
 
 from lms.app import create_app
 from lms.auth.tokens import TokenType, issue
 from lms.config import Settings
+from lms.tables import refresh_tokens
 from tests.builders import PASSWORD, bearer, login, make_user, signed_in
 
 PROBLEM = "application/problem+json"
@@ -83,6 +86,7 @@ async def test_refresh_rotates_and_reuse_revokes_the_family(client: Any, db: Any
     second = await rotated.json()
     assert second["refresh_token"] != first["refresh_token"] and second["access_token"]
 
+    await age_rotations(db, seconds=60)  # past auth.refresh_reuse_grace_seconds
     replay = await client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
     assert replay.status == 401
     # The thief replayed the old token: the legitimate newer one dies with its family.
@@ -91,6 +95,39 @@ async def test_refresh_rotates_and_reuse_revokes_the_family(client: Any, db: Any
     # Another device's session (another family) is untouched.
     other = await login(client, user["email"])
     assert (await client.post("/api/v1/auth/refresh", json={"refresh_token": other["refresh_token"]})).status == 200
+
+
+async def age_rotations(db: Any, *, seconds: int) -> None:
+    """As if every rotation happened ``seconds`` earlier."""
+    async with db.transaction() as conn:
+        await conn.execute(
+            update(refresh_tokens)
+            .where(refresh_tokens.c.rotated_at.is_not(None))
+            .values(rotated_at=refresh_tokens.c.rotated_at - timedelta(seconds=seconds))
+        )
+
+
+async def test_tabs_refreshing_at_once_all_stay_signed_in(
+    client: Any, aiohttp_client: Any, db: Any, config: Settings
+) -> None:
+    """Concurrent refreshes with one token, on two instances: each gets tokens of the family, none is logged out."""
+    other = await aiohttp_client(create_app(config))  # shares PostgreSQL and Redis
+    user = await make_user(db)
+    first = await login(client, user["email"])
+    body = {"refresh_token": first["refresh_token"]}
+    responses = await asyncio.gather(*(c.post("/api/v1/auth/refresh", json=body) for c in (client, other) * 3))
+    assert [r.status for r in responses] == [200] * 6, [await r.text() for r in responses]
+    issued = [await r.json() for r in responses]
+    assert len({t["refresh_token"] for t in issued}) == 6
+    assert all(r.headers["Cache-Control"] == "no-store" for r in responses)
+    # Every successor works: each tab goes on with its own.
+    for tokens in issued:
+        assert (await client.get("/api/v1/auth/me", headers=bearer(tokens["access_token"]))).status == 200
+        again = await other.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+        assert again.status == 200
+    async with db.connection() as conn:
+        families = await conn.fetch_all(select(refresh_tokens.c.family_id).distinct())
+    assert len(families) == 1
 
 
 async def test_an_access_token_is_not_a_refresh_token(client: Any, db: Any) -> None:
@@ -154,7 +191,9 @@ async def test_revocation_check_fails_closed_when_redis_is_down(aiohttp_client: 
     user = await make_user(db)
     token, _ = issue(config, TokenType.ACCESS, str(user["id"]), role="student")
     response = await client.get("/api/v1/auth/me", headers=bearer(token))
-    assert response.status == 401
+    # Not 401: the token is not known to be bad; the client keeps it and retries.
+    assert response.status == 503 and int(response.headers["Retry-After"]) >= 1
+    assert (await response.json(content_type=PROBLEM))["type"].endswith("/auth-check-unavailable")
 
 
 async def test_revocation_check_may_fail_open_in_development(aiohttp_client: Any, db: Any, servers: Any) -> None:
@@ -169,3 +208,38 @@ async def test_revocation_check_may_fail_open_in_development(aiohttp_client: Any
     user = await make_user(db)
     token, _ = issue(config, TokenType.ACCESS, str(user["id"]), role="student")
     assert (await client.get("/api/v1/auth/me", headers=bearer(token))).status == 200
+
+
+async def test_token_responses_are_never_cached(client: Any, db: Any) -> None:
+    user = await make_user(db)
+    answers = [
+        await client.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD}),
+        await client.post("/api/v1/auth/login", json={"email": user["email"], "password": "wrong-password"}),
+        await client.post(
+            "/api/v1/auth/token",
+            data={"username": user["email"], "password": PASSWORD},
+        ),
+        await client.post(
+            "/api/v1/auth/register", json={"email": "new@example.com", "password": PASSWORD, "full_name": "New"}
+        ),
+    ]
+    assert [a.status for a in answers] == [200, 401, 200, 201]
+    for answer in answers:
+        assert answer.headers["Cache-Control"] == "no-store" and answer.headers["Pragma"] == "no-cache"
+    # Other responses are not affected.
+    assert "Pragma" not in (await client.get("/api/v1/courses")).headers
+
+
+async def test_a_401_never_quotes_the_token_decoder(client: Any, db: Any, config: Settings) -> None:
+    def segment(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    not_utf8 = segment(b"\xff\xfe") + "." + segment(b"{}") + ".c2ln"
+    for token in (not_utf8, "a.b.c", "x" * 50, segment(b'{"alg":"none"}') + ".e30."):
+        response = await client.get("/api/v1/auth/me", headers=bearer(token))
+        body = await response.json(content_type=PROBLEM)
+        assert response.status == 401 and body["detail"] == "The access token is not valid.", body
+    user = await make_user(db)
+    expired, _ = issue(config, TokenType.ACCESS, str(user["id"]), now=datetime.now(UTC) - timedelta(hours=1))
+    body = await (await client.get("/api/v1/auth/me", headers=bearer(expired))).json(content_type=PROBLEM)
+    assert body["detail"] == "The access token is expired."

@@ -11,7 +11,7 @@ from typing import Any
 
 from lms.devservers import free_port
 from lms.migrate import head_revision
-from tests.builders import login
+from tests.builders import PRODUCTION_ENV, login
 from tests.conftest import LmsProcess, Servers, lms_environment
 
 
@@ -79,7 +79,7 @@ def test_configuration_errors_are_reported_not_raised(servers: Servers) -> None:
     assert env_result.returncode == 2 and "LMS_AUTH_SECRET_KEY" in env_result.stderr
 
 
-PRODUCTION = {"LMS_ENV": "production", "LMS_AUTH_SECRET_KEY": "p" * 40, "LMS_HTTP_TRUSTED_HOSTS": "lms.example"}
+PRODUCTION = {"LMS_ENV": "production", **PRODUCTION_ENV}
 
 
 def test_migrate_says_what_it_did_in_one_line_without_library_chatter(servers: Servers) -> None:

@@ -13,6 +13,7 @@ PRODUCTION_OK = {
     "LMS_AUTH_SECRET_KEY": STRONG,
     "LMS_HTTP_TRUSTED_HOSTS": "lms.example.com",
     "LMS_HTTP_CORS_ORIGINS": "https://lms.example.com",
+    "LMS_CERTIFICATES_SIGNING_KEY": "A" * 43,
 }
 
 
@@ -82,6 +83,7 @@ def test_secrets_in_a_settings_file_are_refused(tmp_path: Path) -> None:
         ({"LMS_JOBS_MODE": "inline"}, "LMS_JOBS_MODE"),
         ({"LMS_AUTH_REVOCATION_FAIL_CLOSED": "false"}, "LMS_AUTH_REVOCATION_FAIL_CLOSED"),
         ({"LMS_HTTP_TRUSTED_HOSTS": ""}, "LMS_HTTP_TRUSTED_HOSTS"),
+        ({"LMS_CERTIFICATES_SIGNING_KEY": ""}, "LMS_CERTIFICATES_SIGNING_KEY"),
     ],
 )
 def test_production_refuses_unsafe_settings(change: dict[str, str], named: str) -> None:

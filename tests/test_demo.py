@@ -12,7 +12,7 @@ from lms.config import Settings
 from lms.db import Database
 from lms.demo import ACCOUNTS, PASSWORD, seed_demo
 from lms.tables import live_sessions, metadata
-from tests.builders import bearer, login
+from tests.builders import PRODUCTION_ENV, bearer, login
 from tests.conftest import Instance, Servers
 from tests.test_cli import run_lms
 from tests.test_live_protocol import NS, call, connect, player
@@ -99,6 +99,6 @@ def test_seed_demo_command_prints_the_block_and_refuses_production(servers: Serv
 
     production = run_lms(
         servers, "seed-demo",
-        env={"LMS_ENV": "production", "LMS_AUTH_SECRET_KEY": "s" * 40, "LMS_HTTP_TRUSTED_HOSTS": "lms.example"},
+        env={"LMS_ENV": "production", **PRODUCTION_ENV},
     )  # fmt: skip
     assert production.returncode == 2 and "production refuses" in production.stderr

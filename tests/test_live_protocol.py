@@ -360,5 +360,92 @@ async def test_a_player_reconnects_on_the_other_instance_with_score_and_answer_i
     again = await connect(live, a)
     resumed = await call(again, "join_session", {"pin": game["pin"], "player_token": ack["player_token"]})
     assert resumed["session"]["me"]["score"] == 1000 and resumed["session"]["me"]["rank"] == 1
-    unknown = await call(again, "join_session", {"pin": game["pin"], "player_token": uuid.uuid4().hex})
+    stranger = await connect(live, b)
+    unknown = await call(stranger, "join_session", {"pin": game["pin"], "player_token": uuid.uuid4().hex})
     assert code(unknown) == "invalid_payload"  # an unknown token and no nickname
+
+
+# -- one connection, one player; capacity; pin guessing (issue 10) -------------------
+
+
+async def test_one_connection_is_at_most_one_player(instances: list[Instance], live: Any, db: Database) -> None:
+    a = instances[0]
+    game, host = await hosted(live, instances, db)
+    other, _ = await hosted(live, instances, db)
+    guest, first = await player(live, a, game["pin"], "Mallory")
+    for n in range(12):  # within the per-connection event budget (20 at once)
+        ack = await call(guest, "join_session", {"pin": game["pin"], "nickname": f"Mallory{n}"})
+        assert code(ack) == "already_joined"
+    assert code(await call(guest, "join_session", {"pin": other["pin"], "nickname": "Elsewhere"})) == "already_joined"
+    # The same join again (a retry after a lost ack) is the same player.
+    again = await call(guest, "join_session", {"pin": game["pin"], "nickname": "mallory "})
+    assert again["ok"] and (again["player_id"], again["player_token"]) == (first["player_id"], first["player_token"])
+    players = (await call(host, "sync"))["session"]["players"]
+    assert [p["nickname"] for p in players] == ["Mallory"]
+    # Kicked, the connection cannot come back as someone new.
+    assert (await call(host, "kick_player", {"player_id": first["player_id"]}))["ok"]
+    await guest.next("kicked", NS)
+    assert code(await call(guest, "join_session", {"pin": game["pin"], "nickname": "Eve"})) == "kicked"
+
+
+async def test_capacity_counts_connected_players_and_those_who_may_resume(
+    instances: list[Instance], live: Any, db: Database
+) -> None:
+    a, b = instances
+    game, host = await hosted(live, instances, db)
+    for instance in instances:
+        runtime = instance.app[LIVE]
+        runtime.store.config = runtime.store.config.model_copy(update={"max_players": 2, "resume_grace_seconds": 2})
+    alice, _ = await player(live, a, game["pin"], "Alice")
+    bob, bob_ack = await player(live, b, game["pin"], "Bob")
+    await bob.close()
+    # Bob left but may still come back with his token: his seat is kept.
+    newcomer = await connect(live, a)
+    assert code(await call(newcomer, "join_session", {"pin": game["pin"], "nickname": "Carol"})) == "session_full"
+    back = await connect(live, b)
+    resumed = await call(back, "join_session", {"pin": game["pin"], "player_token": bob_ack["player_token"]})
+    assert resumed["ok"] and resumed["player_id"] == bob_ack["player_id"]
+    # A kicked player's seat is free at once.
+    assert (await call(host, "kick_player", {"player_id": bob_ack["player_id"]}))["ok"]
+    await player(live, a, game["pin"], "Carol")
+    # One who left and did not come back within the grace frees the seat.
+    await alice.close()
+    dave = await connect(live, b)
+
+    async def dave_joins() -> bool:
+        ack = await call(dave, "join_session", {"pin": game["pin"], "nickname": "Dave"})
+        assert ack["ok"] or ack["error"]["code"] == "session_full", ack
+        return bool(ack["ok"])
+
+    await eventually(dave_joins, timeout=15, what="a seat freed after the resume grace")
+
+
+async def test_pin_guessing_is_limited_per_address_across_connections_and_instances(
+    aiohttp_client: Any, servers: Any, live: Any, db: Database
+) -> None:
+    from lms.app import create_app
+    from tests.conftest import make_config
+
+    config = make_config(servers, live={"pin_failures_per_address": 3, "test_clock": True})
+    instances = [Instance(app, await aiohttp_client(app)) for app in (create_app(config), create_app(config))]
+    a, b = instances
+    game, _ = await hosted(live, instances, db)
+    # Successes are never limited per address (a classroom shares one).
+    for n in range(5):
+        await player(live, (a, b)[n % 2], game["pin"], f"Student{n}")
+    first, second = await connect(live, a), await connect(live, b)
+    for client, pin in ((first, "000001"), (first, "000002"), (second, "000003")):
+        assert code(await call(client, "join_session", {"pin": pin, "nickname": "Guess"})) == "not_found"
+    # Past the limit, even the right pin is refused (else guessing would go on), on any connection.
+    late = await connect(live, b)
+    ack = await call(late, "join_session", {"pin": game["pin"], "nickname": "Late"})
+    assert code(ack) == "rate_limited" and "wrong pins" in ack["error"]["message"]
+
+
+async def eventually(check: Any, timeout: float = 10, what: str = "condition") -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        if loop.time() > deadline:
+            raise AssertionError(f"{what} not met within {timeout} s")
+        await asyncio.sleep(0.2)

@@ -27,6 +27,10 @@ from tests.conftest import Servers, SmtpCatcher, SmtpServer, make_config, runnin
 # What callers pass for each template (the send_email contract).
 CONTEXTS: dict[str, dict[str, Any]] = {
     "welcome": {"full_name": "Ada"},
+    "certificate_ready": {
+        "full_name": "Ada", "course_title": "Rust", "certificate_number": "LMS-0000-0000-0000-0000",
+        "verify_url": "https://lms.test/verify/LMS-0000-0000-0000-0000",
+    },
     "email_verification": {"full_name": "Ada", "verify_url": "https://lms.test/verify?t=1", "expires_hours": 24},
     "password_reset": {"full_name": "Ada", "reset_url": "https://lms.test/reset?t=1", "expires_minutes": 30},
     "mfa_code": {"full_name": "Ada", "code": "493027", "expires_minutes": 10},

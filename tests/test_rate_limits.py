@@ -6,7 +6,8 @@ import asyncio
 from typing import Any
 
 from lms.app import create_app
-from tests.builders import make_user
+from lms.config import load_config
+from tests.builders import PASSWORD, PRODUCTION_ENV, make_user
 from tests.conftest import Servers, make_config
 
 RULES = [
@@ -84,3 +85,100 @@ async def test_forwarded_for_is_honoured_only_from_trusted_proxies(aiohttp_clien
     for ip in ("198.51.100.3", "198.51.100.4"):
         response = await trusted.post("/api/v1/auth/forgot-password", json=body, headers={"X-Forwarded-For": ip})
         assert response.status == 202
+
+
+def default_rules() -> dict[str, Any]:
+    """The rate limits production ships with (the strictest defaults)."""
+    production = load_config("production", environ=PRODUCTION_ENV)
+    assert production.rate_limit.enabled
+    return production.rate_limit.model_dump()
+
+
+async def default_limited_client(aiohttp_client: Any, servers: Servers) -> Any:
+    # Behind a proxy on loopback, so that each request says which address it comes from.
+    config = make_config(servers, rate_limit=default_rules(), http={"trusted_proxies": ["127.0.0.0/8"]})
+    return await aiohttp_client(create_app(config))
+
+
+def from_address(ip: str) -> dict[str, str]:
+    return {"X-Forwarded-For": ip}
+
+
+async def test_thirty_students_sign_in_from_one_school_address_within_a_minute(
+    aiohttp_client: Any, servers: Servers, db: Any
+) -> None:
+    client = await default_limited_client(aiohttp_client, servers)
+    school = from_address("198.51.100.10")
+    students = [await make_user(db) for _ in range(30)]
+    logins = await asyncio.gather(
+        *(
+            client.post("/api/v1/auth/login", json={"email": s["email"], "password": PASSWORD}, headers=school)
+            for s in students
+        )
+    )
+    assert [r.status for r in logins] == [200] * 30
+    # The same class through the OAuth2 form, and signing up on the first day.
+    tokens = [
+        await client.post("/api/v1/auth/token", data={"username": s["email"], "password": PASSWORD}, headers=school)
+        for s in students
+    ]
+    assert [r.status for r in tokens] == [200] * 30
+    registrations = await asyncio.gather(
+        *(
+            client.post(
+                "/api/v1/auth/register",
+                json={"email": f"pupil-{i}@school.example", "password": PASSWORD, "full_name": f"Pupil {i}"},
+                headers=school,
+            )
+            for i in range(30)
+        )
+    )
+    assert [r.status for r in registrations] == [201] * 30
+
+
+async def test_a_strangers_failures_never_lock_the_owner_out_from_another_address(
+    aiohttp_client: Any, servers: Servers, db: Any
+) -> None:
+    client = await default_limited_client(aiohttp_client, servers)
+    owner = await make_user(db)
+    stranger = from_address("203.0.113.7")
+    guesses = [
+        await client.post(
+            "/api/v1/auth/login", json={"email": owner["email"], "password": f"guess-{i}-wrong"}, headers=stranger
+        )
+        for i in range(12)
+    ]
+    statuses = [r.status for r in guesses]
+    assert statuses[:5] == [401] * 5 and set(statuses[5:]) == {429}, statuses
+    assert int(guesses[-1].headers["Retry-After"]) >= 1
+    # The stranger's address is refused for this account, even with the right password ...
+    right = {"email": owner["email"], "password": PASSWORD}
+    assert (await client.post("/api/v1/auth/login", json=right, headers=stranger)).status == 429
+    form = {"username": owner["email"], "password": PASSWORD}
+    assert (await client.post("/api/v1/auth/token", data=form, headers=stranger)).status == 429
+    # ... the owner, elsewhere, signs in at once, by either sign-in route.
+    home = from_address("198.51.100.20")
+    assert (await client.post("/api/v1/auth/login", json=right, headers=home)).status == 200
+    assert (await client.post("/api/v1/auth/token", data=form, headers=home)).status == 200
+
+
+async def test_failures_from_one_address_are_limited_across_accounts(
+    aiohttp_client: Any, servers: Servers, db: Any
+) -> None:
+    client = await default_limited_client(aiohttp_client, servers)
+    spray = from_address("203.0.113.9")
+    statuses = [
+        (
+            await client.post(
+                "/api/v1/auth/login",
+                json={"email": f"victim-{i}@example.com", "password": "Winter2026!"},
+                headers=spray,
+            )
+        ).status
+        for i in range(31)
+    ]
+    assert statuses == [401] * 30 + [429]
+    user = await make_user(db)
+    right = {"email": user["email"], "password": PASSWORD}
+    assert (await client.post("/api/v1/auth/login", json=right, headers=spray)).status == 429
+    assert (await client.post("/api/v1/auth/login", json=right, headers=from_address("198.51.100.30"))).status == 200

@@ -303,7 +303,7 @@ async def test_malformed_payloads_are_refused_without_disconnecting(
     assert ok["ok"] is True
 
 
-async def test_unknown_events_and_raw_garbage_do_not_break_the_connection(
+async def test_unknown_events_and_bad_arguments_do_not_break_the_connection(
     instances: list[Instance], live: Any, db: Database
 ) -> None:
     a = instances[0]
@@ -311,15 +311,17 @@ async def test_unknown_events_and_raw_garbage_do_not_break_the_connection(
     client = await live().connect(a.url, await token_for(a, user))
     ack = await client.call("no_such_event", {"x": 1})
     assert ack["ok"] is False and ack["error"]["code"] == "unknown_event"
-    # Protocol-level garbage on a raw engine.io websocket.
+    # Well-formed Socket.IO packets with arguments no event takes, on a raw
+    # websocket (packets that are not Socket.IO close the connection:
+    # test_realtime_protocol.py).
     async with aiohttp.ClientSession() as http:
         url = a.url + "/socket.io/?EIO=4&transport=websocket"
         async with http.ws_connect(url) as ws:
             assert (await ws.receive_str()).startswith("0{")
             await ws.send_str('40{"token":"' + await token_for(a, user) + '"}')
             assert (await ws.receive_str()).startswith("40{")
-            for junk in ("42[", "42{}", "42[]", "42[123]", "4", "9zz", '42["authenticate"'):
-                await ws.send_str(junk)
+            for odd in ("42[123]", '42["authenticate"]', '42["authenticate",1,2]', '42["x",{}]'):
+                await ws.send_str(odd)
             await ws.send_str('421["authenticate",{"token":"bad"}]')
             reply = await ws.receive_str()
             assert reply.startswith("431[") and '"unauthorized"' in reply
@@ -527,3 +529,41 @@ async def test_broadcasts_arrive_in_order_on_every_transport_and_instance(
         assert direct_count >= 40 and queued_count >= 40  # the websocket client, the polling one
     else:
         assert direct_count == 0  # python-socketio's own delivery (not counted here)
+
+
+# -- sessions ended: logout-all, password change, deactivation (issue 10) -------------
+
+
+@pytest.mark.parametrize("how", ["logout-all", "password change", "deactivation"])
+async def test_ending_all_sessions_closes_the_users_sockets_on_every_instance(
+    instances: list[Instance], live: Any, db: Database, how: str
+) -> None:
+    from tests.builders import PASSWORD
+    from tests.test_live_actor import live_game
+
+    a, b = instances
+    game = await live_game(db)
+    teacher = game["teacher"]
+    token = await token_for(a, teacher)
+    devices = await live().connect(b.url, token)
+    dashboard = await live().connect(a.url, token, DASH)
+    host = await live().connect(b.url, token, "/live")
+    assert (await host.call("host_session", {"session_id": game["id"]}, namespace="/live"))["ok"]
+    bystander = await live().connect(b.url, await token_for(b, await make_user(db)))
+
+    if how == "logout-all":
+        response = await a.http.post("/api/v1/auth/logout-all", headers=bearer(token))
+    elif how == "password change":
+        body = {"current_password": PASSWORD, "new_password": "another long passphrase 77"}
+        response = await a.http.post("/api/v1/users/me/password", json=body, headers=bearer(token))
+    else:
+        admin = await token_for(a, await make_user(db, role="admin"))
+        response = await a.http.patch(
+            f"/api/v1/users/{teacher['id']}", json={"is_active": False}, headers=bearer(admin)
+        )
+    assert response.status in (200, 204), await response.text()
+
+    for client, namespace in ((devices, "/"), (dashboard, DASH), (host, "/live")):
+        assert "signed out" in (await client.next("auth_expired", namespace))["message"]
+        assert await client.next("disconnect", namespace) == "server disconnect"  # clients do not reconnect
+    assert (await bystander.call("authenticate", {"token": "x"}))["error"]["code"] == "unauthorized"

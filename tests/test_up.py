@@ -6,8 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -15,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from lms.devservers import free_port
+from tests.conftest import LmsProcess
 
 pytestmark = [pytest.mark.no_services, pytest.mark.slow]
 
@@ -31,37 +30,28 @@ def test_up_with_demo_starts_everything_says_so_in_one_screen_and_stops_cleanly(
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LMS_") and k != "XDG_RUNTIME_DIR"}
     env |= {"LMS_ENV": "dev", "LMS_DATA_DIR": str(tmp_path / "data"), "LMS_SMTP_OUTBOX_DIR": str(tmp_path / "mail")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "lms.cli", "up", "--demo", "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
-    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    process = LmsProcess(["up", "--demo", "--port", str(port)], env=env, cwd=tmp_path)
     try:
-        deadline = time.monotonic() + 90
-        status = 0
-        while time.monotonic() < deadline:
-            try:
-                status, body = get_json(f"http://127.0.0.1:{port}/api/v1/ready")
-            except OSError:
-                status = 0
-            if status == 200:
-                break
-            assert process.poll() is None, process.stdout.read() if process.stdout else ""
-            time.sleep(0.5)
-        assert status == 200, "lms up never became ready"
+        # The block is printed once everything is up and the demo is seeded;
+        # readiness alone can come first.
+        process.wait_for_output(f"{base}/play?pin=", timeout=90)
+        status, body = get_json(f"{base}/api/v1/ready")
+        assert status == 200, body
         assert set(body["checks"]) >= {"postgres", "redis"}
         assert (tmp_path / "data" / "postgres").is_dir()
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as home:
+        with urllib.request.urlopen(f"{base}/", timeout=5) as home:  # noqa: S310 - loopback test URL
             assert home.status == 200
     finally:
-        process.send_signal(signal.SIGINT)
+        process.process.send_signal(signal.SIGINT)
         try:
-            output, _ = process.communicate(timeout=60)
+            process.process.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            process.kill()
-            output, _ = process.communicate()
-            raise AssertionError("lms up did not stop on Ctrl-C:\n" + output) from None
-    assert process.returncode == 0, output
-    base = f"http://127.0.0.1:{port}"
+            process.close()
+            raise AssertionError("lms up did not stop on Ctrl-C:\n" + process.output) from None
+        process.close()
+    output = process.output
+    assert process.process.returncode == 0, output
     for text in (
         f"Home              {base}/",
         f"{base}/api/docs",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jobs import learning, live, payments, quizzes
+from jobs import certificates, learning, live, payments, quizzes
 from jobs.registry import JobSpec
 from jobs.tasks import diagnostics, email, maintenance, reports
 
@@ -17,6 +17,7 @@ def all_specs() -> dict[str, JobSpec]:
         *quizzes.tasks.specs,
         *live.tasks.specs,
         *payments.tasks.specs,
+        *certificates.tasks.specs,
     ]
     by_name = {spec.name: spec for spec in specs}
     assert len(by_name) == len(specs), "two tasks share a name"

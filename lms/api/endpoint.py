@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,13 +27,15 @@ from typing import Any, Literal, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from lms.api.problems import FieldError, NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
-from lms.appkeys import CONFIG
+from lms.api.problems import FieldError, NotFound, Problem, UnsupportedMediaType, ValidationFailed
+from lms.text import depth as text_depth
+from lms.text import first_unstorable
 
 M = TypeVar("M", bound=BaseModel)
 Guard = Callable[[web.Request], Awaitable[None]]
 
 OPERATION_ATTR = "__lms_operation__"
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ class Operation:
     security: tuple[str, ...] = ()
     guards: tuple[Guard, ...] = field(default=(), compare=False)
     response_content_type: str = "application/json"
+    # Responses carry credentials (RFC 6749 5.1): no cache may keep them, errors included.
+    no_store: bool = False
 
 
 def endpoint(
@@ -68,6 +73,7 @@ def endpoint(
     security: Sequence[str] = (),
     guards: Sequence[Guard] = (),
     response_content_type: str = "application/json",
+    no_store: bool = False,
 ) -> Callable[[Callable[..., Awaitable[Any]]], Callable[[web.Request], Awaitable[web.StreamResponse]]]:
     # Guards say what they need (a bearer token) and how they refuse (401, 403).
     security = tuple(security) or tuple(dict.fromkeys(s for g in guards for s in getattr(g, "security", ())))
@@ -86,12 +92,25 @@ def endpoint(
         security=security,
         guards=tuple(guards),
         response_content_type=response_content_type,
+        no_store=no_store,
     )
     adapter = TypeAdapter(response) if response is not None else None
 
     def decorate(fn: Callable[..., Awaitable[Any]]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         @functools.wraps(fn)
         async def handler(request: web.Request) -> web.StreamResponse:
+            try:
+                response = await respond(request)
+            except Problem as problem:
+                if op.no_store:
+                    problem.headers = {**problem.headers, **NO_STORE}
+                raise
+            if op.no_store:
+                response.headers.update(NO_STORE)
+            return response
+
+        async def respond(request: web.Request) -> web.StreamResponse:
+            refuse_unstorable_path(request)
             for guard in op.guards:
                 await guard(request)
             kwargs: dict[str, Any] = {}
@@ -144,12 +163,52 @@ def _is_json(content_type: str) -> bool:
     return content_type == "application/json" or content_type.endswith("+json")
 
 
-async def _read_limited(request: web.Request) -> bytes:
-    limit = request.app[CONFIG].http.max_body_bytes
-    data = await request.content.read(limit + 1)
-    if len(data) > limit:
-        raise PayloadTooLarge(f"The request body is larger than {limit} bytes.", max_bytes=limit)
-    return data
+# Deeper than any body of this API nests (metadata included); decoding and
+# validating pathological nesting would exhaust the stack.
+MAX_JSON_DEPTH = 32
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999: JSON cannot carry it back, nor can jsonb store it
+        raise ValueError("number out of range")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def decode_json(raw: bytes) -> Any:
+    """The JSON value of a body, or 422 that says what is wrong without the decoder's internals."""
+    try:
+        return json.loads(raw, parse_float=_finite_float, parse_constant=_no_constant)
+    except json.JSONDecodeError as err:
+        message = f"{err.msg} (line {err.lineno}, column {err.colno})"
+    except UnicodeDecodeError:
+        message = "not UTF-8 text"
+    except RecursionError:
+        message = f"nested deeper than {MAX_JSON_DEPTH} levels"
+    except ValueError:  # an integer of thousands of digits, 1e999, NaN, Infinity
+        message = "a number is too large, or not finite"
+    raise ValidationFailed("The request body is not valid JSON.", errors=[{"field": "body", "message": message}])
+
+
+def refuse_unstorable(data: Any, detail: str) -> None:
+    """422 naming the first field whose text cannot be stored (NUL, lone surrogates)."""
+    found = first_unstorable(data)
+    if found is not None:
+        where, reason = found
+        raise ValidationFailed(detail, errors=[{"field": where or "body", "message": reason}])
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The whole body (however it arrives: pieces, chunks), bounded while read.
+
+    :func:`lms.api.middlewares.body_size_limit` sets the bound
+    (``http.max_body_bytes``) and answers 413 past it.
+    """
+    return await request.read()
 
 
 async def read_json(request: web.Request, model: type[M], *, required: bool = True) -> M:
@@ -160,17 +219,18 @@ async def read_json(request: web.Request, model: type[M], *, required: bool = Tr
             f"Send the body as application/json (got {request.content_type or 'nothing'}).",
             supported=["application/json"],
         )
-    raw = await _read_limited(request)
+    raw = await read_body(request)
     if not raw.strip():
         raise ValidationFailed(
             "The request body is empty; a JSON object is required.", errors=[{"field": "body", "message": "required"}]
         )
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    data = decode_json(raw)
+    if text_depth(data) > MAX_JSON_DEPTH:
         raise ValidationFailed(
-            "The request body is not valid JSON.", errors=[{"field": "body", "message": str(err)}]
-        ) from err
+            "The request body is nested too deeply.",
+            errors=[{"field": "body", "message": f"nested deeper than {MAX_JSON_DEPTH} levels"}],
+        )
+    refuse_unstorable(data, "The request body is not valid.")
     return validate(model, data)
 
 
@@ -179,15 +239,15 @@ async def read_form(request: web.Request, model: type[M]) -> M:
         raise UnsupportedMediaType(
             "Send the body as application/x-www-form-urlencoded.", supported=["application/x-www-form-urlencoded"]
         )
-    await _read_limited_form(request)
-    form = await request.post()
-    return validate(model, {k: v for k, v in form.items() if isinstance(v, str)})
-
-
-async def _read_limited_form(request: web.Request) -> None:
-    limit = request.app[CONFIG].http.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"The request body is larger than {limit} bytes.", max_bytes=limit)
+    try:
+        form = await request.post()
+    except ValueError as err:  # not UTF-8, or a multipart body that does not parse
+        raise ValidationFailed(
+            "The form cannot be read.", errors=[{"field": "body", "message": "not a UTF-8 form"}]
+        ) from err
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    refuse_unstorable(fields, "The form is not valid.")
+    return validate(model, fields)
 
 
 def validate(model: type[M], data: Any) -> M:
@@ -210,10 +270,17 @@ def parse_query(request: web.Request, model: type[M]) -> M:
             continue
         annotation = str(info.annotation)
         data[key] = values if ("list" in annotation or "tuple" in annotation) else values[-1]
+    refuse_unstorable(data, "The query string is not valid.")
     try:
         return model.model_validate(data)
     except ValidationError as err:
         raise ValidationFailed("The query string is not valid.", errors=validation_errors(err)) from err
+
+
+def refuse_unstorable_path(request: web.Request) -> None:
+    """A path segment with text no row can hold names nothing: 404, before any query."""
+    if first_unstorable(dict(request.match_info)) is not None:
+        raise NotFound("No resource at this path.")
 
 
 def path_uuid(request: web.Request, name: str = "id") -> uuid.UUID:

@@ -184,19 +184,32 @@ def trusted_hosts(http: HttpSettings) -> Middleware:
 
 
 def body_size_limit(max_bytes: int, large_body_routes: Sequence[str] = ()) -> Middleware:
-    """Refuse declared oversize bodies before reading them (413).
+    """Every body is bounded by ``max_bytes`` while it is read (413 past it).
 
-    Chunked bodies without a length are bounded when read (``client_max_size``
-    on the application and :func:`lms.api.endpoint.read_json`). Upload routes
-    have their own, larger limit.
+    A declared oversize body is refused before any of it is read. Any other
+    body, chunked or not, JSON or form, is read through a request whose
+    ``client_max_size`` is ``max_bytes``: aiohttp stops reading once the
+    body grows past it, so memory stays bounded whatever the client sends.
+    Upload routes keep the application's larger limit (the upload size).
     """
+
+    def too_large() -> PayloadTooLarge:
+        return PayloadTooLarge(f"The request body is larger than {max_bytes} bytes.", max_bytes=max_bytes)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if any(request.path.startswith(p) for p in large_body_routes):
+            return await handler(request)
         length = request.content_length
-        exempt = any(request.path.startswith(p) for p in large_body_routes)
-        if length is not None and length > max_bytes and not exempt:
-            raise PayloadTooLarge(f"The request body is larger than {max_bytes} bytes.", max_bytes=max_bytes)
-        return await handler(request)
+        if length is not None and length > max_bytes:
+            raise too_large()
+        if request.body_exists:
+            # The clone shares the connection's payload; only the bound differs.
+            # (It copies the request's state: what inner layers store stays inside.)
+            request = request.clone(client_max_size=max_bytes)
+        try:
+            return await handler(request)
+        except web.HTTPRequestEntityTooLarge as err:
+            raise too_large() from err
 
     return middleware

@@ -10,9 +10,15 @@ from pydantic import BaseModel, Field
 T = TypeVar("T")
 
 
+# Deeper than any list is paged by hand; past it, narrow the list with its filters.
+MAX_OFFSET = 1_000_000
+
+
 class PageQuery(BaseModel):
+    """``?limit=&offset=`` of every list (bounded: OFFSET is a bigint, and deep pages are slow)."""
+
     limit: int = Field(default=20, ge=1, le=100)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
 
 
 class Page(BaseModel, Generic[T]):

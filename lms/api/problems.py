@@ -15,6 +15,7 @@ from http import HTTPStatus
 from typing import Any, TypedDict
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from lms.appkeys import REQUEST_ID
 from lms.db import DatabaseUnavailable, StatementTimeout
@@ -126,7 +127,17 @@ class InternalError(Problem):
 
 
 class ServiceUnavailable(Problem):
+    """A dependency (PostgreSQL, Redis) did not answer: nothing is wrong with the request; retry it."""
+
     status, type_slug = 503, "service-unavailable"
+
+    def __init__(self, detail: str | None = None, **kw: Any) -> None:
+        kw.setdefault("headers", {"Retry-After": str(RETRY_AFTER_SECONDS)})
+        super().__init__(detail, **kw)
+
+
+# The wait a 503 suggests: dependency outages are short and a retry is cheap.
+RETRY_AFTER_SECONDS = 5
 
 
 def problem_response(problem: Problem, request: web.Request | None = None) -> web.Response:
@@ -179,9 +190,11 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         return problem_response(ServiceUnavailable("The database took too long to answer; try again."), request)
     except DatabaseUnavailable:
         log.warning("database unavailable on %s %s", request.method, request.path, exc_info=True)
+        return problem_response(ServiceUnavailable("The database is unavailable; try again shortly."), request)
+    except RedisError as err:
+        log.warning("redis unavailable on %s %s: %s", request.method, request.path, err)
         return problem_response(
-            ServiceUnavailable("The database is unavailable; try again shortly.", headers={"Retry-After": "5"}),
-            request,
+            ServiceUnavailable("A service this request needs is unavailable; try again shortly."), request
         )
     except Exception:
         log.exception("unhandled error on %s %s (request %s)", request.method, request.path, request.get(REQUEST_ID))

@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from lms.api.problems import Forbidden, Unauthorized
+from lms.api.problems import Forbidden, ServiceUnavailable, Unauthorized
 from lms.appkeys import CONFIG, DB, REDIS
 from lms.auth import redis_state
 from lms.auth.permissions import Permission, Role, has_permission
@@ -40,6 +40,9 @@ class Principal:
     full_name: str
     jti: str
     expires_at: float
+    # The token's iat: a revocation of everything issued up to a time
+    # (logout-all, password change, deactivation) covers it when iat <= that time.
+    issued_at: float = 0.0
     # The account row as read for this request (saves handlers a second query).
     user: dict[str, Any] = field(compare=False, repr=False, default_factory=dict)
 
@@ -75,20 +78,33 @@ def bearer_token(request: web.Request) -> str | None:
 
 
 async def principal_from_token(app: web.Application, token: str) -> Principal:
-    """Everything an access token must pass; also used by the Socket.IO connect handler."""
+    """Everything an access token must pass; also used by the Socket.IO connect handler.
+
+    Raises :class:`Unauthorized` for a token that is bad, and
+    :class:`ServiceUnavailable` when it cannot be checked (Redis down with
+    ``auth.revocation_fail_closed``): the client keeps the token and retries.
+    """
     config = app[CONFIG]
     try:
         claims = verify(config, token, TokenType.ACCESS)
         user_id = uuid.UUID(str(claims["sub"]))
-    except (InvalidToken, ValueError) as err:
-        raise Unauthorized(f"The access token is not valid ({err}).") from err
+    except InvalidToken as err:
+        # Never the decoder's words ("'utf-8' codec can't decode ..."): they help nobody but a prober.
+        log.debug("access token refused: %s", err)
+        raise Unauthorized(f"The access token is {err.public_message}.") from err
+    except ValueError as err:  # a subject that is not a user id
+        raise Unauthorized("The access token is not valid.") from err
     issued_at = float(claims["iat"])
     try:
         revoked = await redis_state.is_revoked(app[REDIS], jti=claims["jti"], user_id=str(user_id), issued_at=issued_at)
     except (RedisError, OSError) as err:
         if config.auth.revocation_fail_closed:
-            log.error("revocation check failed; refusing the token: %s", err)
-            raise Unauthorized("Cannot verify the token right now; try again.") from err
+            # 503, not 401: the token is not known to be bad, and a 401 makes clients drop it
+            # (everyone signed out by a Redis outage).
+            log.error("revocation check failed; refusing the token for now: %s", err)
+            raise ServiceUnavailable(
+                "The token cannot be checked right now; keep it and retry shortly.", type_slug="auth-check-unavailable"
+            ) from err
         log.warning("revocation check failed; allowing the token (revocation_fail_closed is off): %s", err)
         revoked = False
     if revoked:
@@ -107,6 +123,7 @@ async def principal_from_token(app: web.Application, token: str) -> Principal:
         full_name=user["full_name"],
         jti=str(claims["jti"]),
         expires_at=float(claims["exp"]),
+        issued_at=issued_at,
         user=user,
     )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, insert, select, update
@@ -54,6 +54,22 @@ async def rotate_refresh_token(conn: Connection, token: str) -> dict[str, Any] |
         )
         .values(rotated_at=func.now())
         .returning(refresh_tokens.c.user_id, refresh_tokens.c.family_id)
+    )
+
+
+async def rotated_within(conn: Connection, token: str, grace_seconds: int) -> dict[str, Any] | None:
+    """The token's row if it was rotated less than ``grace_seconds`` ago and its family still lives.
+
+    A concurrent refresh with the same token (two tabs) lands here after the
+    winner's UPDATE: read after that UPDATE committed, it sees the rotation.
+    """
+    return await conn.fetch_one(
+        select(refresh_tokens.c.user_id, refresh_tokens.c.family_id).where(
+            refresh_tokens.c.token_hash == token_hash(token),
+            refresh_tokens.c.rotated_at > func.now() - timedelta(seconds=grace_seconds),
+            refresh_tokens.c.revoked_at.is_(None),
+            refresh_tokens.c.expires_at > func.now(),
+        )
     )
 
 

@@ -28,9 +28,11 @@ async def revoke_access_token(redis: Redis, jti: str, expires_at: float) -> None
         await redis.set(_revoked_jti(jti), b"1", ex=ttl)
 
 
-async def revoke_all_access_tokens(redis: Redis, user_id: str, lifetime_seconds: int) -> None:
-    """Access tokens of the user issued up to now are refused until they would expire anyway."""
-    await redis.set(_cutoff(user_id), str(time.time()).encode(), ex=lifetime_seconds + 1)
+async def revoke_all_access_tokens(redis: Redis, user_id: str, lifetime_seconds: int) -> float:
+    """Access tokens of the user issued up to now are refused until they would expire anyway; returns "now"."""
+    cutoff = time.time()
+    await redis.set(_cutoff(user_id), str(cutoff).encode(), ex=lifetime_seconds + 1)
+    return cutoff
 
 
 async def is_revoked(redis: Redis, *, jti: str, user_id: str, issued_at: float) -> bool:

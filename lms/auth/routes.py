@@ -68,7 +68,13 @@ async def send_verification(request: web.Request, user: Row) -> None:
 
 @routes.post("/api/v1/auth/register")
 @endpoint(
-    summary="Create an account", body=schemas.RegisterIn, response=schemas.Tokens, status=201, errors=[409], tags=TAGS
+    summary="Create an account",
+    body=schemas.RegisterIn,
+    response=schemas.Tokens,
+    status=201,
+    errors=[409],
+    tags=TAGS,
+    no_store=True,
 )
 async def register(request: web.Request, body: schemas.RegisterIn) -> dict[str, Any]:
     user = await create_account(
@@ -122,6 +128,7 @@ async def finish_login(request: web.Request, user: Row) -> dict[str, Any]:
     response=schemas.Tokens | schemas.MfaRequired,
     errors=[401, 429],
     tags=TAGS,
+    no_store=True,
 )
 async def login(request: web.Request, body: schemas.LoginIn) -> dict[str, Any]:
     user = await check_credentials(request, body.email, body.password)
@@ -138,6 +145,7 @@ async def login(request: web.Request, body: schemas.LoginIn) -> dict[str, Any]:
     response=schemas.OAuthTokens,
     errors=[401, 429],
     tags=TAGS,
+    no_store=True,
 )
 async def token(request: web.Request, body: schemas.TokenForm) -> dict[str, Any]:
     user = await check_credentials(request, body.username, body.password)
@@ -153,6 +161,7 @@ async def token(request: web.Request, body: schemas.TokenForm) -> dict[str, Any]
     response=schemas.Tokens,
     errors=[401, 429],
     tags=TAGS,
+    no_store=True,
 )
 async def login_mfa(request: web.Request, body: schemas.MfaLoginIn) -> dict[str, Any]:
     config = request.app[CONFIG]
@@ -179,19 +188,25 @@ async def login_mfa(request: web.Request, body: schemas.MfaLoginIn) -> dict[str,
 @routes.post("/api/v1/auth/refresh")
 @endpoint(
     summary="Trade a refresh token for new tokens (rotation)",
-    description="Presenting an already-rotated refresh token revokes its whole family.",
+    description="Presenting an already-rotated refresh token revokes its whole family, except within "
+    "`auth.refresh_reuse_grace_seconds` of its rotation (two tabs refreshing at once): then it yields a sibling "
+    "pair of tokens in the same family.",
     body=schemas.RefreshIn,
     response=schemas.Tokens,
     errors=[401],
     tags=TAGS,
+    no_store=True,
 )
 async def refresh(request: web.Request, body: schemas.RefreshIn) -> dict[str, Any]:
     try:
         verify(request.app[CONFIG], body.refresh_token, TokenType.REFRESH)
     except InvalidToken as err:
         raise Unauthorized("The refresh token is invalid or expired.") from err
+    grace = request.app[CONFIG].auth.refresh_reuse_grace_seconds
     async with request.app[DB].transaction() as conn:
         row = await queries.rotate_refresh_token(conn, body.refresh_token)
+        if row is None and grace:
+            row = await queries.rotated_within(conn, body.refresh_token, grace)
         if row is not None:
             user = await users.get_user(conn, row["user_id"])
             if user is not None and user["is_active"]:

@@ -4,6 +4,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
+from lms.text import display_text
 from lms.users.schemas import UserOut
 
 
@@ -15,13 +16,7 @@ class RegisterIn(BaseModel):
     # Never "admin": admins are made by an admin or `lms create-admin`.
     role: Literal["student", "instructor"] = "student"
 
-    @field_validator("full_name")
-    @classmethod
-    def clean(cls, value: str) -> str:
-        value = " ".join(value.split())
-        if not value:
-            raise ValueError("must not be blank")
-        return value
+    _full_name = field_validator("full_name")(display_text)
 
 
 class LoginIn(BaseModel):
@@ -35,7 +30,7 @@ class TokenForm(BaseModel):
     username: str = Field(min_length=1, max_length=255)
     password: str = Field(min_length=1, max_length=200)
     grant_type: Literal["password"] | None = None
-    scope: str | None = None
+    scope: str | None = Field(default=None, max_length=1000)
 
 
 class Tokens(BaseModel):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +16,8 @@ from lms.auth import queries, redis_state
 from lms.auth.tokens import TokenType, issue, lifetime
 from lms.db import Connection, Row
 from lms.jobqueue import JOBS
+
+log = logging.getLogger(__name__)
 
 
 async def start_session(
@@ -42,13 +46,25 @@ async def start_session(
     }
 
 
+# Called with (user id, cutoff) after every access token of a user issued up
+# to the cutoff was revoked: the realtime layer closes that user's open
+# sockets on every instance.
+SessionsEnded = Callable[[uuid.UUID, float], Awaitable[None]]
+SESSIONS_ENDED = web.AppKey("sessions_ended", list[SessionsEnded])
+
+
 async def end_all_sessions(request: web.Request, conn: Connection, user_id: uuid.UUID) -> None:
-    """Every refresh token revoked and every access token issued so far refused."""
+    """Every refresh token revoked, every access token issued so far refused, open sockets closed."""
     config = request.app[CONFIG]
     await queries.revoke_user_refresh_tokens(conn, user_id)
-    await redis_state.revoke_all_access_tokens(
+    cutoff = await redis_state.revoke_all_access_tokens(
         request.app[REDIS], str(user_id), int(lifetime(config.auth, TokenType.ACCESS).total_seconds())
     )
+    for listener in request.app.get(SESSIONS_ENDED, ()):
+        try:
+            await listener(user_id, cutoff)
+        except Exception:  # the tokens are revoked either way; sockets then live until their token expires
+            log.exception("closing the sockets of user %s failed", user_id)
 
 
 def password_fingerprint(password_hash: str) -> str:

@@ -26,7 +26,19 @@ class TokenType(StrEnum):
 
 
 class InvalidToken(Exception):
-    """Expired, tampered, of the wrong type or otherwise unusable."""
+    """Expired, tampered, of the wrong type or otherwise unusable.
+
+    The message is for logs (it may quote PyJWT's decoder); tell clients
+    only :attr:`public_message`.
+    """
+
+    def __init__(self, message: str, *, expired: bool = False) -> None:
+        super().__init__(message)
+        self.expired = expired
+
+    @property
+    def public_message(self) -> str:
+        return "expired" if self.expired else "not valid"
 
 
 def lifetime(auth: AuthSettings, typ: TokenType) -> timedelta:
@@ -68,7 +80,7 @@ def verify(config: Settings, token: str, expected: TokenType) -> dict[str, Any]:
             options={"require": ["sub", "typ", "jti", "iat", "exp"]},
         )
     except jwt.ExpiredSignatureError as err:
-        raise InvalidToken("token expired") from err
+        raise InvalidToken("token expired", expired=True) from err
     except jwt.PyJWTError as err:
         raise InvalidToken(f"invalid token: {err}") from err
     if claims.get("typ") != expected.value:

@@ -8,6 +8,7 @@ import unicodedata
 import uuid
 from typing import Any, Literal
 
+from anyascii import anyascii
 from sqlalchemy import and_, case, delete, exists, func, insert, literal_column, select, update
 from sqlalchemy.sql import ColumnElement
 
@@ -24,10 +25,18 @@ Lock = Literal["update", "exclusive"] | None
 COURSE_COLUMNS = [c for c in courses.c if c.name != "search_vector"]
 
 
+def _latin_to_ascii(ch: str) -> str:
+    # Every Latin letter the same way: accents decompose (é), the rest
+    # (ø, ł, ß, æ) are transliterated; letters of other scripts are kept.
+    if ch.isascii() or not unicodedata.name(ch, "").startswith("LATIN "):
+        return ch
+    return str(anyascii(ch))
+
+
 def slugify(title: str, fallback: str = "course") -> str:
-    """Lowercase words joined by hyphens; accents dropped, other scripts kept."""
+    """Lowercase words joined by hyphens; Latin letters in ASCII (``cøurse`` → ``course``), other scripts kept."""
     decomposed = unicodedata.normalize("NFKD", title)
-    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    stripped = "".join(_latin_to_ascii(ch) for ch in decomposed if not unicodedata.combining(ch))
     slug = re.sub(r"[\W_]+", "-", stripped.lower()).strip("-")
     return slug[:SLUG_MAX].strip("-") or fallback
 

@@ -29,6 +29,7 @@ from lms.courses.schemas import (
     price_columns,
 )
 from lms.db import Connection, Row
+from lms.files.access import check_lesson_file
 from lms.jobqueue import JOBS
 
 log = logging.getLogger(__name__)
@@ -218,7 +219,7 @@ async def full_access(conn: Connection, principal: Principal | None, course: Row
 def present(lesson: Row, access: bool) -> Row:
     if access or lesson["is_free"]:
         return lesson
-    return {**lesson, "content": None, "video_url": None, "locked": True}
+    return {**lesson, "content": None, "video_url": None, "file_id": None, "locked": True}
 
 
 @routes.get("/api/v1/courses/{id}/lessons")
@@ -256,6 +257,8 @@ async def list_lessons(request: web.Request) -> list[Row]:
 async def create_lesson(request: web.Request, body: LessonIn) -> Row:
     async with request.app[DB].transaction() as conn:
         course = await managed_course(request, conn)
+        if body.file_id is not None:
+            await check_lesson_file(conn, current_user(request), body.file_id)
         lesson = await queries.create_lesson(conn, course["id"], body.order, **body.model_dump(exclude={"order"}))
     if lesson["is_published"]:
         await lessons_changed(request, course["id"])
@@ -317,6 +320,8 @@ async def get_lesson(request: web.Request) -> Row:
 async def update_lesson(request: web.Request, body: LessonUpdate) -> Row:
     async with request.app[DB].transaction() as conn:
         _, lesson = await load_lesson(conn, current_user(request), path_uuid(request), manage=True, lock="update")
+        if body.file_id is not None:
+            await check_lesson_file(conn, current_user(request), body.file_id)
         updated = await queries.update_lesson(conn, lesson, body.model_dump(exclude_unset=True))
     if updated["is_published"] != lesson["is_published"]:
         await lessons_changed(request, lesson["course_id"])

@@ -11,16 +11,14 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from lms.api.pagination import PageQuery
 from lms.money import Money, money
+from lms.text import display_text
 
 Difficulty = Literal["beginner", "intermediate", "advanced"]
 ContentType = Literal["video", "text", "document", "quiz"]
 
 
 def _clean_title(value: str) -> str:
-    value = " ".join(value.split())
-    if not value:
-        raise ValueError("must not be blank")
-    return value
+    return display_text(value)
 
 
 def _small_metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -55,7 +53,7 @@ class CourseUpdate(BaseModel):
     price: Money | None = None
     thumbnail_url: str | None = Field(default=None, max_length=1000)
     estimated_duration_minutes: int | None = Field(default=None, ge=0, le=1_000_000)
-    metadata: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = Field(default=None, description="Replaces the metadata; `{}` clears it.")
 
     @field_validator("title")
     @classmethod
@@ -63,6 +61,13 @@ class CourseUpdate(BaseModel):
         if value is None:
             raise ValueError("a course needs a title")
         return _clean_title(value)
+
+    @field_validator("metadata")
+    @classmethod
+    def metadata_not_null(cls, value: dict[str, Any] | None) -> dict[str, Any]:
+        if value is None:
+            raise ValueError("must be an object (send {} to clear it), not null")
+        return value
 
     _metadata = field_validator("metadata")(_small_metadata)
 
@@ -116,18 +121,24 @@ class CourseDeleteQuery(BaseModel):
     force: bool = Field(default=False, description="Admins only: delete although students are enrolled.")
 
 
+FILE_ID_DOC = (
+    "An uploaded file (video or document) of yours; whoever may see the lesson's content may download it."
+)
+
+
 class LessonIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     title: str = Field(min_length=1, max_length=200)
     content_type: ContentType
     content: str | None = Field(default=None, max_length=200_000)
     video_url: str | None = Field(default=None, max_length=1000)
+    file_id: uuid.UUID | None = Field(default=None, description=FILE_ID_DOC)
     duration_seconds: int | None = Field(default=None, ge=0, le=7 * 24 * 3600)
     is_free: bool = False
     is_published: bool = Field(
         default=True, description="Published with the course; false keeps it a draft even in a published course."
     )
-    order: int | None = Field(default=None, ge=1, description="1-based place in the course; absent: last.")
+    order: int | None = Field(default=None, ge=1, le=100_000, description="1-based place in the course; absent: last.")
 
     _title = field_validator("title")(_clean_title)
 
@@ -138,10 +149,11 @@ class LessonUpdate(BaseModel):
     content_type: ContentType | None = None
     content: str | None = Field(default=None, max_length=200_000)
     video_url: str | None = Field(default=None, max_length=1000)
+    file_id: uuid.UUID | None = Field(default=None, description=FILE_ID_DOC)
     duration_seconds: int | None = Field(default=None, ge=0, le=7 * 24 * 3600)
     is_free: bool | None = None
     is_published: bool | None = None
-    order: int | None = Field(default=None, ge=1)
+    order: int | None = Field(default=None, ge=1, le=100_000)
 
     @model_validator(mode="after")
     def required_stay_set(self) -> LessonUpdate:
@@ -154,7 +166,7 @@ class LessonUpdate(BaseModel):
 
 
 class LessonOut(BaseModel):
-    """A lesson; ``content`` and ``video_url`` are null and ``locked`` true for callers without access."""
+    """A lesson; ``content``, ``video_url`` and ``file_id`` are null and ``locked`` true for callers without access."""
 
     model_config = ConfigDict(from_attributes=True)
     id: uuid.UUID
@@ -164,6 +176,7 @@ class LessonOut(BaseModel):
     content_type: ContentType
     content: str | None
     video_url: str | None
+    file_id: uuid.UUID | None = Field(default=None, description="Download: `GET /api/v1/files/{file_id}/download`.")
     duration_seconds: int | None
     order: int = Field(validation_alias=AliasChoices("order", "position"))
     is_free: bool

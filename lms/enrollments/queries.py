@@ -7,18 +7,16 @@ after the enrollment row is locked, so that it sees every committed change.
 
 from __future__ import annotations
 
-import secrets
 import uuid
-from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, String, and_, bindparam, case, func, literal, literal_column, select, update
+from sqlalchemy import BigInteger, and_, bindparam, case, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from lms.db import Connection, Row
-from lms.tables import certificates, courses, enrollments, lesson_progress, lessons, users
 from lms.tables import course_stats as course_stats_table
+from lms.tables import courses, enrollments, lesson_progress, lessons, users
 
 # Statuses in which a student studies: progress is recorded, content is open, reviews are allowed.
 STUDYING = ("active", "completed")
@@ -388,30 +386,6 @@ async def completion_context(conn: Connection, enrollment_ids: list[uuid.UUID]) 
         .join(courses, courses.c.id == enrollments.c.course_id)
         .where(enrollments.c.id.in_(enrollment_ids))
     )
-
-
-async def record_certificate_request(conn: Connection, enrollment_id: uuid.UUID) -> Row | None:
-    """A pending certificate for a completed enrollment, once (the PDF is rendered later).
-
-    None when the enrollment is not completed or a certificate exists already.
-    """
-    number = f"LMS-{datetime.now(UTC):%Y}-{secrets.token_hex(5).upper()}"
-    source = select(
-        enrollments.c.id,
-        enrollments.c.student_id,
-        enrollments.c.course_id,
-        literal(number, String),
-        literal("pending", String),
-        func.coalesce(enrollments.c.completed_at, func.now()),
-    ).where(enrollments.c.id == enrollment_id, enrollments.c.status == "completed")
-    columns = ["enrollment_id", "student_id", "course_id", "certificate_number", "status", "completion_date"]
-    stmt = (
-        pg_insert(certificates)
-        .from_select(columns, source)
-        .on_conflict_do_nothing(index_elements=["enrollment_id"])
-        .returning(certificates)
-    )
-    return await conn.fetch_one(stmt)
 
 
 # --- reviews -----------------------------------------------------------------

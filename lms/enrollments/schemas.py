@@ -17,6 +17,8 @@ LessonStatus = Literal["not_started", "in_progress", "completed"]
 # One progress report covers at most this much study time: a client that was
 # offline sends several, a bogus "a week in one call" is refused.
 MAX_TIME_DELTA_SECONDS = 4 * 3600
+# The longest a lesson can last (LessonIn.duration_seconds).
+MAX_LESSON_SECONDS = 7 * 24 * 3600
 
 
 class EnrollIn(BaseModel):
@@ -93,7 +95,10 @@ class ProgressIn(BaseModel):
         default=0, ge=0, le=MAX_TIME_DELTA_SECONDS, description="Study time since the previous report (a delta)."
     )
     last_position_seconds: int | None = Field(
-        default=None, ge=0, description="Where playback or reading stands; at most the lesson's duration."
+        default=None,
+        ge=0,
+        le=MAX_LESSON_SECONDS,
+        description="Where playback or reading stands; at most the lesson's duration.",
     )
     completion_percentage: Decimal | None = Field(
         default=None,

@@ -211,17 +211,6 @@ async def recalculate_course_progress(db: Database, effects: Effects, course_id:
     return len(rows)
 
 
-async def request_certificate(db: Database, enrollment_id: uuid.UUID) -> bool:
-    """Record that a completed enrollment awaits its certificate; True when recorded now."""
-    async with db.transaction() as conn:
-        row = await queries.record_certificate_request(conn, enrollment_id)
-    if row is None:
-        log.info("certificate for enrollment %s: already requested, or the enrollment is not completed", enrollment_id)
-        return False
-    log.info("certificate %s requested for enrollment %s", row["certificate_number"], enrollment_id)
-    return True
-
-
 async def review(db: Database, student: Principal, enrollment_id: uuid.UUID, *, rating: int, text: str | None) -> Row:
     """The enrollment's review (replacing any earlier one) and the course's rating, in one transaction."""
     async with db.transaction() as conn:

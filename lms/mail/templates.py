@@ -59,6 +59,10 @@ TEMPLATES: Mapping[str, EmailTemplate] = {
             "payment_confirmation", "Payment received: {{ amount }} {{ currency }}",
             "full_name", "amount", "currency", "description",
         ),
+        _template(
+            "certificate_ready", "Your certificate for {{ course_title }}",
+            "full_name", "course_title", "certificate_number", "verify_url",
+        ),
         _template("weekly_progress", "Your week on {{ app_name }}", "full_name", "courses"),
         _template(
             "course_reminder", "Pick up where you left off: {{ course_title }}",

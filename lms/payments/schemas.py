@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lms.api.pagination import PageQuery
-from lms.money import Money, money
+from lms.money import MAX_AMOUNT, Money, money
 
 GatewayName = Literal["stripe", "paymob", "myfatoorah"]
 PaymentStatus = Literal["pending", "completed", "failed", "refunded", "expired"]
@@ -89,7 +89,10 @@ class AdminPaymentQuery(PageQuery):
 class RefundIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     amount: Decimal | None = Field(
-        default=None, gt=0, description="A partial refund, in the payment's currency; absent: the whole amount."
+        default=None,
+        gt=0,
+        le=MAX_AMOUNT,
+        description="A partial refund, in the payment's currency; absent: the whole amount.",
     )
     reason: str | None = Field(default=None, max_length=500)
 

@@ -36,6 +36,27 @@ class Outcome:
     late: bool = False
 
 
+def answers_shown(quiz: Row) -> bool:
+    """Whether a student sees correct answers in their graded attempts.
+
+    Only when the quiz shows them and is not played live: a live-only quiz
+    never, any other quiz not while one of its live sessions is open (the
+    lobby or the game), so that nobody reads the answers before the game.
+    """
+    return bool(quiz["show_correct_answers"] and not quiz["live_only"] and not quiz["live_now"])
+
+
+def refuse_self_paced(quiz: Row) -> None:
+    """409 for a new attempt at a quiz that is played live (only, or right now)."""
+    if quiz["live_only"]:
+        raise Conflict("This quiz is played only in live sessions; join one with its pin.", type_slug="live-only-quiz")
+    if quiz["live_now"]:
+        raise Conflict(
+            "This quiz is being played live right now; start an attempt after the session ends.",
+            type_slug="quiz-live-now",
+        )
+
+
 def late_conflict(attempt_id: uuid.UUID) -> Conflict:
     return Conflict(
         "The time for this attempt ran out; it was graded on the answers saved before the deadline.",
@@ -56,6 +77,7 @@ async def close_timed_out(
         access = await quiz_access(conn, principal, quiz_id)
         if access.enrollment is None:
             raise Forbidden("Only students enrolled in the course take its quizzes.")
+        refuse_self_paced(access.quiz)
         current = await queries.open_attempt(
             conn, enrollment_id=access.enrollment["id"], quiz_id=quiz_id, for_update=True
         )

@@ -10,11 +10,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import and_, delete, exists, func, insert, select, update
 from sqlalchemy.sql import Select
 
 from lms.db import Connection, Row
-from lms.tables import courses, enrollments, lessons, quiz_attempts, quiz_questions, quizzes, users
+from lms.tables import courses, enrollments, lessons, live_sessions, quiz_attempts, quiz_questions, quizzes, users
 
 # Enrollments that let a student see and take a course's quizzes.
 ENROLLED_STATUSES = ("active", "completed")
@@ -61,7 +61,13 @@ def _quiz_select() -> Select[Any]:
         .scalar_subquery()
         .label("question_count")
     )
-    return select(quizzes, question_count, courses.c.instructor_id).join(courses, courses.c.id == quizzes.c.course_id)
+    # A live session in its lobby or running: the quiz is being played live now.
+    live_now = (
+        exists().where(live_sessions.c.quiz_id == quizzes.c.id, live_sessions.c.status != "ended").label("live_now")
+    )
+    return select(quizzes, question_count, live_now, courses.c.instructor_id).join(
+        courses, courses.c.id == quizzes.c.course_id
+    )
 
 
 async def get_quiz(conn: Connection, quiz_id: uuid.UUID) -> Row | None:

@@ -24,6 +24,7 @@ from lms.quizzes.access import attempt_access, course_access, question_access, q
 from lms.quizzes.attempts import (
     Outcome,
     answer_attempt,
+    answers_shown,
     attempt_view,
     close_timed_out,
     late_conflict,
@@ -286,7 +287,7 @@ async def _attempt_response(request: web.Request, outcome: Outcome) -> dict[str,
     me = current_user(request)
     async with request.app[DB].connection() as conn:
         attempt, quiz = await attempt_access(conn, me, outcome.attempt_id)
-        reveal = quiz["show_correct_answers"] or attempt["student_id"] != me.id
+        reveal = attempt["student_id"] != me.id or answers_shown(quiz)
         return await attempt_view(conn, attempt, reveal=reveal, now=now(request.app))
 
 

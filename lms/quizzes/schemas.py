@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, JsonValue, PlainSerializer, field_validator
 
 from lms.api.pagination import PageQuery
+from lms.text import display_text
 
 QuizType = Literal["practice", "graded"]
 QuestionType = Literal["single_choice", "multiple_choice", "true_false", "short_answer"]
@@ -37,6 +38,10 @@ def _not_blank(value: str | None) -> str | None:
     return value.strip() if value is not None else None
 
 
+def _optional_display_text(value: str | None) -> str | None:
+    return None if value is None else display_text(value)
+
+
 def _not_null(value: Any) -> Any:
     if value is None:
         raise ValueError("must not be null")
@@ -44,6 +49,12 @@ def _not_null(value: Any) -> Any:
 
 
 # -- quizzes -----------------------------------------------------------------
+
+LIVE_ONLY = (
+    "Played only in live sessions: students cannot start self-paced attempts (409 `live-only-quiz`). "
+    "Any quiz with an open live session also refuses new attempts and shows no correct answers in attempts "
+    "until the session ends."
+)
 
 
 class QuizCreate(BaseModel):
@@ -58,8 +69,9 @@ class QuizCreate(BaseModel):
     shuffle_questions: bool = False
     shuffle_options: bool = False
     show_correct_answers: bool = True
+    live_only: bool = Field(default=False, description=LIVE_ONLY)
 
-    _title = field_validator("title")(_not_blank)
+    _title = field_validator("title")(display_text)
 
 
 class QuizUpdate(BaseModel):
@@ -76,11 +88,13 @@ class QuizUpdate(BaseModel):
     shuffle_questions: bool | None = None
     shuffle_options: bool | None = None
     show_correct_answers: bool | None = None
+    live_only: bool | None = Field(default=None, description=LIVE_ONLY)
 
-    _title = field_validator("title")(_not_blank)
+    _title = field_validator("title")(_optional_display_text)
     _required = field_validator(
-        "title", "quiz_type", "passing_score", "shuffle_questions", "shuffle_options", "show_correct_answers"
-    )(_not_null)
+        "title", "quiz_type", "passing_score", "shuffle_questions", "shuffle_options", "show_correct_answers",
+        "live_only",
+    )(_not_null)  # fmt: skip
 
 
 class QuizListQuery(PageQuery):
@@ -101,6 +115,7 @@ class QuizOut(BaseModel):
     shuffle_questions: bool
     shuffle_options: bool
     show_correct_answers: bool
+    live_only: bool
     is_published: bool
     question_count: int
     created_at: datetime

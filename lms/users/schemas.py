@@ -6,14 +6,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
+from lms.api.pagination import PageQuery
+from lms.text import display_text
+
 RoleName = Literal["admin", "instructor", "student"]
 
 
 def _clean_name(value: str) -> str:
-    value = " ".join(value.split())
-    if not value:
-        raise ValueError("must not be blank")
-    return value
+    return display_text(value)
 
 
 class UserOut(BaseModel):
@@ -81,9 +81,7 @@ class PasswordChange(BaseModel):
     new_password: str = Field(max_length=200)
 
 
-class UserListQuery(BaseModel):
+class UserListQuery(PageQuery):
     role: RoleName | None = None
     is_active: bool | None = None
     q: str | None = Field(default=None, max_length=100)
-    limit: int = Field(default=20, ge=1, le=100)
-    offset: int = Field(default=0, ge=0)

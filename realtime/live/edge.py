@@ -19,6 +19,7 @@ from lms.auth.guards import Principal
 from lms.auth.permissions import Role
 from lms.config import LiveSettings
 from lms.live import queries
+from lms.text import display_text
 from realtime.live.runtime import LiveRuntime
 from realtime.live.snapshots import common_snapshot, host_snapshot, me_entry, player_snapshot
 from realtime.live.store import LiveError
@@ -39,13 +40,15 @@ class JoinResult:
 
 def clean_nickname(raw: str, config: LiveSettings) -> str:
     """Trimmed, 1 to 24 characters, and clear of the deny-list (ignoring case, spaces and punctuation)."""
-    nickname = " ".join(unicodedata.normalize("NFC", raw).split())
-    if not nickname or len(nickname) > config.nickname_max_length:
+    try:
+        # The rule every shown name follows (lms.text): invisible formatting removed, controls refused.
+        nickname = display_text(raw)
+    except ValueError as err:
+        raise LiveError("invalid_payload", f"A nickname {err}.") from err
+    if len(nickname) > config.nickname_max_length:
         raise LiveError(
             "invalid_payload", f"A nickname has 1 to {config.nickname_max_length} characters (spaces trimmed)."
         )
-    if any(unicodedata.category(c).startswith("C") for c in nickname):
-        raise LiveError("invalid_payload", "A nickname cannot contain control characters.")
     folded = "".join(c for c in unicodedata.normalize("NFKC", nickname).casefold() if c.isalnum())
     if any(word.casefold() in folded for word in config.nickname_deny_list if word):
         raise LiveError("nickname_not_allowed", "Choose another nickname.")

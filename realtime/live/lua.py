@@ -78,12 +78,18 @@ return {'ok', now}
 )
 
 # Join a session, or come back to it (player token, or the same account).
+# Capacity counts the players who hold a seat: those connected (presence
+# expiry in the future) and those who left or lost their instance less than
+# the resume grace ago (they may come back with their token); kicked players
+# are not in `online`. A returning player is never refused for capacity.
 # KEYS: gate, players, nicks, users, tokens, kicked, online, mailbox
 # ARGV: presented token hash ('' if none), new token hash, user id ('' for guests), new player id,
 #       nickname key (lower-cased), player JSON, max players, presence expiry ms, mailbox max length,
-#       '1' to only resume (no nickname given)
+#       '1' to only resume (no nickname given), resume grace ms
 # -> {'joined', pid} | {'resumed', pid, player JSON, how} | {'err', code}
-JOIN = """
+JOIN = (
+    PRELUDE
+    + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {'err', 'not_found'} end
 if status == 'ended' then return {'err', 'session_ended'} end
@@ -103,7 +109,9 @@ if pid then
 end
 if ARGV[10] == '1' then return {'err', 'nickname_required'} end
 if redis.call('HGET', KEYS[1], 'locked') == '1' then return {'err', 'session_locked'} end
-if redis.call('HLEN', KEYS[2]) - redis.call('SCARD', KEYS[6]) >= tonumber(ARGV[7]) then
+local seats_from = real_ms() - tonumber(ARGV[11])
+redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', '(' .. seats_from)
+if redis.call('ZCARD', KEYS[7]) >= tonumber(ARGV[7]) then
   return {'err', 'session_full'}
 end
 pid = ARGV[4]
@@ -115,6 +123,7 @@ redis.call('ZADD', KEYS[7], ARGV[8], pid)
 redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[9], '*', 't', 'joined', 'p', pid)
 return {'joined', pid}
 """
+)
 
 # What a client's snapshot is built from (sync, join, host, takeover).
 # KEYS: snap, online, scores, clock, kicked, players, gate

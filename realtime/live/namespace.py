@@ -31,12 +31,15 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from lms.api.problems import Unauthorized
+from lms.appkeys import CLIENT_IP
 from lms.auth.guards import Principal, principal_from_token
 from lms.config import Settings
 from realtime.live import edge
+from realtime.live.guessing import PinGuesses
 from realtime.live.runtime import LiveRuntime
 from realtime.live.snapshots import player_snapshot
 from realtime.live.store import LiveError
+from realtime.namespace import SIGNED_OUT
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +93,14 @@ MODELS: dict[str, type[Payload]] = {
 }  # fmt: skip
 
 
+def client_address(environ: dict[str, Any]) -> str:
+    """The address the request context middleware worked out (trusted proxies), else the peer's."""
+    request = environ.get("aiohttp.request")
+    if request is None:
+        return ""
+    return str(request.get(CLIENT_IP) or request.remote or "")
+
+
 def ok(**fields: Any) -> dict[str, Any]:
     return {"ok": True, **fields}
 
@@ -113,6 +124,13 @@ class Peer:
     role: str | None = None  # "host" or "player"
     player_id: str | None = None
     nickname: str = ""
+    # The client's address (behind trusted proxies), for the pin guessing limit.
+    address: str = ""
+    # A connection is at most one player, for its whole life: the pin and
+    # token of that player once it joined, and whether the host kicked it.
+    player_pin: str | None = None
+    player_token: str = ""
+    kicked: bool = False
 
 
 class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
@@ -121,17 +139,23 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self.app = app
         self.config = config
         self.runtime: LiveRuntime | None = None
+        self.pin_guesses: PinGuesses | None = None
 
     @property
     def rt(self) -> LiveRuntime:
         assert self.runtime is not None, "the live runtime starts with the app"
         return self.runtime
 
+    @property
+    def guesses(self) -> PinGuesses:
+        assert self.pin_guesses is not None, "the live runtime starts with the app"
+        return self.pin_guesses
+
     # -- dispatch -----------------------------------------------------------
 
     async def trigger_event(self, event: str, *args: Any) -> Any:
         if event == "connect":
-            return await self._connect(args[0], args[2] if len(args) > 2 else None)
+            return await self._connect(args[0], args[1], args[2] if len(args) > 2 else None)
         if event == "disconnect":
             return await self._disconnect(args[0])
         return await self._event(event, args[0], args[1:])
@@ -180,7 +204,7 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     # -- connection ---------------------------------------------------------
 
-    async def _connect(self, sid: str, auth: Any) -> bool:
+    async def _connect(self, sid: str, environ: dict[str, Any], auth: Any) -> bool:
         token = auth.get("token") if isinstance(auth, dict) else None
         principal = None
         if token is not None:
@@ -194,7 +218,8 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 log.exception("/live: cannot check an access token")
                 raise socketio.exceptions.ConnectionRefusedError("Cannot check the token now; try again.") from err
         burst = float(self.config.realtime.event_burst)
-        await self.save_session(sid, {"peer": Peer(principal, burst, time.monotonic())})
+        peer = Peer(principal, burst, time.monotonic(), address=client_address(environ))
+        await self.save_session(sid, {"peer": peer})
         return True
 
     async def _disconnect(self, sid: str) -> None:
@@ -246,13 +271,40 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         return ok(session=snapshot)
 
     async def _on_join_session(self, sid: str, peer: Peer, payload: JoinSession) -> dict[str, Any]:
-        joined = await edge.join_session(
-            self.rt, peer.principal, pin=payload.pin, nickname=payload.nickname, player_token=payload.player_token
-        )
+        if peer.player_pin is not None:
+            return await self._join_again(sid, peer, payload)
+        await self.guesses.check(peer.address)
+        try:
+            joined = await edge.join_session(
+                self.rt, peer.principal, pin=payload.pin, nickname=payload.nickname, player_token=payload.player_token
+            )
+        except LiveError as err:
+            if err.code == "not_found":
+                await self.guesses.failed(peer.address)
+            raise
         await self._enter(sid, peer, joined.session_id, "player", joined.player_id)
         peer.nickname = joined.nickname
+        peer.player_pin, peer.player_token = payload.pin, joined.player_token
         await self._state_to(sid, joined.session)
         return ok(player_id=joined.player_id, player_token=joined.player_token, session=joined.session)
+
+    async def _join_again(self, sid: str, peer: Peer, payload: JoinSession) -> dict[str, Any]:
+        """One connection, one player: the same join again (a retry) gets the same player; any other is refused."""
+        if peer.kicked:
+            raise LiveError("kicked")
+        same = (
+            payload.pin == peer.player_pin
+            and payload.player_token in (None, peer.player_token)
+            and (payload.nickname is None or " ".join(payload.nickname.split()).casefold() == peer.nickname.casefold())
+        )
+        if not same or peer.session_id is None or peer.player_id is None:
+            raise LiveError(
+                "already_joined",
+                f"This connection already plays as {peer.nickname!r}; connect again to join as someone else.",
+            )
+        snapshot = await edge.snapshot(self.rt, peer.session_id, player_id=peer.player_id, nickname=peer.nickname)
+        await self._state_to(sid, snapshot)
+        return ok(player_id=peer.player_id, player_token=peer.player_token, session=snapshot)
 
     async def _on_submit_answer(self, sid: str, peer: Peer, payload: SubmitAnswer) -> dict[str, Any]:
         if peer.role != "player" or peer.session_id is None or peer.player_id is None:
@@ -309,6 +361,15 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             raise LiveError("forbidden", "The token belongs to another user; connect again instead.")
         peer.principal = principal
         return ok(expires_at=int(principal.expires_at))
+
+    async def end_sessions(self, user_id: uuid.UUID, cutoff: float) -> None:
+        """The user's tokens up to ``cutoff`` were revoked: close this instance's connections signed in with one."""
+        for sid in list(self.server.manager.rooms.get(NAMESPACE, {}).get(None, {})):
+            peer = await self.peer(sid)
+            principal = peer.principal if peer is not None else None
+            if principal is not None and principal.id == user_id and principal.issued_at <= cutoff:
+                await self.emit("auth_expired", {"message": SIGNED_OUT}, to=sid, ignore_queue=True)
+                await self.disconnect(sid)
 
     # -- delivery of the owners' events ---------------------------------------
 
@@ -401,3 +462,4 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 await self.leave_room(sid, name)
             if peer is not None and peer.session_id == session_id:
                 peer.session_id = peer.role = peer.player_id = None
+                peer.kicked = True

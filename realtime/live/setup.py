@@ -15,6 +15,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from lms.appkeys import DB, METRICS
 from lms.config import Settings
 from realtime.live import pages
+from realtime.live.guessing import PinGuesses
 from realtime.live.namespace import LiveNamespace
 from realtime.live.runtime import LiveRuntime
 
@@ -56,6 +57,7 @@ async def live_ctx(app: web.Application) -> AsyncIterator[None]:
         local_players=namespace.local_players,
     )
     namespace.runtime = runtime
+    namespace.pin_guesses = PinGuesses(redis, namespace.config.live)
     app[LIVE] = runtime
     app[METRICS].add_gauges(
         "lms_live_sessions_owned", "Live sessions whose actor runs on this instance",

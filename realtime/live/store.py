@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +53,7 @@ MESSAGES = {
     "already_answered": "You have already answered this question.",
     "invalid_answer": "That is not an answer to this question.",
     "not_joined": "Join the session first.",
+    "already_joined": "This connection already plays in a session; connect again to join as someone else.",
 }
 
 
@@ -177,7 +179,7 @@ class LiveStore:
             args=[
                 token_hash(presented_token) if presented_token else "", token_hash(new_token), user_id or "",
                 new_player_id, nickname.lower(), json.dumps(player), self.config.max_players, presence_expiry_ms,
-                MAILBOX_MAX_LENGTH, "1" if resume_only else "0",
+                MAILBOX_MAX_LENGTH, "1" if resume_only else "0", int(self.config.resume_grace_seconds * 1000),
             ],
         )  # fmt: skip
         kind = _text(result[0])
@@ -189,9 +191,13 @@ class LiveStore:
         return Joined(_text(result[1]), resumed=True, how=_text(result[3]), player=info)
 
     async def leave(self, keys: SessionKeys, player_id: str) -> None:
-        """A player's last connection closed: no longer counted as connected; the owner tells the hosts."""
+        """A player's last connection closed: no longer counted as connected; the owner tells the hosts.
+
+        The entry stays, expired, so that the player keeps a seat for the
+        resume grace (``XX``: a kicked player, already removed, is not re-added).
+        """
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zrem(keys.online, player_id)
+            pipe.zadd(keys.online, {player_id: int(time.time() * 1000) - 1}, xx=True)
             pipe.xadd(keys.mailbox, {"t": "left", "p": player_id}, maxlen=MAILBOX_MAX_LENGTH, approximate=True)
             await pipe.execute()
 

@@ -3,7 +3,7 @@
 NUMERIC(12,2) cannot hold a fils (KWD, BHD, OMR have 3 decimals; CLF 4):
 amounts become NUMERIC(19,4), existing values are kept exactly.
 
-Revision ID: 0005
+Revision ID: 0004
 Revises: 0003
 Create Date: 2026-11-23 09:00:00
 """
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0005"
+revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

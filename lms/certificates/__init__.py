@@ -1,0 +1,1 @@
+"""Certificates of completion: numbers, PDFs rendered by a job, public verification, Open Badges 3.0."""

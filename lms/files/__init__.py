@@ -1,0 +1,1 @@
+"""Uploaded files: streaming uploads with content sniffing, downloads from any instance."""

@@ -1,0 +1,302 @@
+"""The Engine.IO and Socket.IO protocol rules of realtime/engine.py and realtime/sio.py, on raw HTTP and websockets.
+
+Each test pins one rule the official suites check (``scripts/conformance``
+runs those), independently of them, against the platform's own app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+import socketio
+from aiohttp import WSMsgType
+
+from lms.app import create_app
+from lms.config import RealtimeSettings
+from realtime.context import REALTIME
+from tests.builders import login, make_user
+from tests.conftest import Instance, LiveClient, make_config
+
+FAST_PINGS = {"ping_interval_seconds": 0.3, "ping_timeout_seconds": 0.2}
+
+Serve = Callable[..., Awaitable[Instance]]
+
+
+@pytest.fixture
+def serve(aiohttp_client: Any, servers: Any) -> Serve:
+    async def start(**realtime: Any) -> Instance:
+        app = create_app(make_config(servers, realtime=realtime))
+        return Instance(app, await aiohttp_client(app))
+
+    return start
+
+
+def eio_path(**query: str) -> str:
+    return "/socket.io/?" + "&".join(f"{k}={v}" for k, v in query.items())
+
+
+async def open_polling(instance: Instance) -> str:
+    response = await instance.http.get(eio_path(EIO="4", transport="polling"))
+    assert response.status == 200
+    return str(json.loads((await response.text())[1:])["sid"])
+
+
+def ws_url(instance: Instance, **query: str) -> str:
+    return instance.url + eio_path(EIO="4", transport="websocket", **query)
+
+
+async def closed_with(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5) -> int:
+    """The close code the server sent (anything else first fails the test)."""
+    while True:
+        msg = await asyncio.wait_for(ws.receive(), timeout)
+        if msg.type == WSMsgType.TEXT and msg.data in ("1", "2"):  # close and ping packets may come first
+            continue
+        assert msg.type == WSMsgType.CLOSE, msg
+        return int(msg.data)
+
+
+async def token_for(instance: Instance, db: Any) -> str:
+    user = await make_user(db)
+    return str((await login(instance.http, user["email"]))["access_token"])
+
+
+# -- handshake and requests --------------------------------------------------------
+
+
+async def test_sub_second_ping_interval_is_sent_in_milliseconds(serve: Serve) -> None:
+    instance = await serve(**FAST_PINGS)
+    response = await instance.http.get(eio_path(EIO="4", transport="polling"))
+    opened = json.loads((await response.text())[1:])
+    assert (opened["pingInterval"], opened["pingTimeout"]) == (300, 200)
+    # The defaults real clients get are unchanged.
+    assert (RealtimeSettings().ping_interval_seconds, RealtimeSettings().ping_timeout_seconds) == (25, 20)
+
+
+async def test_requests_need_a_transport_and_a_protocol_method(serve: Serve) -> None:
+    instance = await serve()
+    http = instance.http
+    assert (await http.get(eio_path(EIO="4"))).status == 400
+    assert (await http.get(eio_path(EIO="4", transport="abc"))).status == 400
+    for method in ("PUT", "DELETE", "PATCH"):
+        assert (await http.request(method, eio_path(EIO="4", transport="polling"))).status == 400
+    assert (await http.post(eio_path(EIO="4", transport="polling"), data="40")).status == 400  # no session
+
+
+async def test_post_answers_ok_and_is_read_whole_when_it_arrives_in_pieces(serve: Serve) -> None:
+    instance = await serve()
+    sid = await open_polling(instance)
+    body = b"40"  # CONNECT to "/" without a token: answered with CONNECT_ERROR on the next poll
+    url = instance.http.make_url(eio_path(EIO="4", transport="polling", sid=sid))
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    head = f"POST {url.path_qs} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    writer.write(head.encode() + body[:1])
+    await writer.drain()
+    await asyncio.sleep(0.05)  # the second piece arrives later, as on a mobile network
+    writer.write(body[1:])
+    await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"\r\n\r\nok")
+    poll = await instance.http.get(eio_path(EIO="4", transport="polling", sid=sid))
+    assert (await poll.text()).startswith('44{"message":"Send an access token')
+
+
+async def test_invalid_polling_payload_is_400_and_ends_the_session(serve: Serve) -> None:
+    instance = await serve()
+    sid = await open_polling(instance)
+    path = eio_path(EIO="4", transport="polling", sid=sid)
+    assert (await instance.http.post(path, data="abc")).status == 400
+    assert (await instance.http.get(path)).status == 400
+    assert instance.app[REALTIME].sio.eio.protocol_errors["engineio"] == 1
+
+
+async def test_a_second_poll_while_one_waits_ends_the_session(serve: Serve) -> None:
+    instance = await serve()
+    sid = await open_polling(instance)
+    path = eio_path(EIO="4", transport="polling", sid=sid)
+    eio = instance.app[REALTIME].sio.eio
+    first = asyncio.ensure_future(instance.http.get(path))
+    await wait_for_state(lambda: eio.sockets[sid].poll_waiting, "first poll waiting")
+    second = await instance.http.get(path)
+    assert second.status == 400
+    response = await asyncio.wait_for(first, 5)
+    assert response.status == 200 and await response.text() == "1"  # the close packet
+    assert (await instance.http.get(path)).status == 400
+
+
+async def test_a_request_after_the_pong_deadline_finds_the_session_closed(serve: Serve) -> None:
+    instance = await serve(**FAST_PINGS)
+    loop = asyncio.get_running_loop()
+    sid = await open_polling(instance)
+    # The deadline is interval + timeout after the handshake; reach it even
+    # if the server's timer were late (it is stopped here: the check on
+    # arrival alone must close the session).
+    past_deadline = loop.time() + 0.5
+    socket = instance.app[REALTIME].sio.eio.sockets[sid]
+    socket._cancel_heartbeat()
+    await asyncio.sleep(past_deadline - loop.time())
+    assert (await instance.http.get(eio_path(EIO="4", transport="polling", sid=sid))).status == 400
+
+
+async def test_the_pong_deadline_closes_a_silent_websocket(serve: Serve) -> None:
+    instance = await serve(**FAST_PINGS)
+    async with aiohttp.ClientSession() as http, http.ws_connect(ws_url(instance)) as ws:
+        assert (await ws.receive_str()).startswith("0{")
+        assert await ws.receive_str() == "2"  # never answered
+        assert await ws.receive_str() == "1"  # the close packet, then the websocket closes
+        assert await closed_with(ws) == 1000
+
+
+async def test_pongs_keep_a_session_open_across_cycles(serve: Serve) -> None:
+    instance = await serve(**FAST_PINGS)
+    async with aiohttp.ClientSession() as http, http.ws_connect(ws_url(instance)) as ws:
+        assert (await ws.receive_str()).startswith("0{")
+        for _ in range(4):  # four cycles: longer than interval + timeout
+            assert await ws.receive_str() == "2"
+            await ws.send_str("3")
+
+
+async def test_client_close_answers_the_poll_in_flight_with_a_noop(serve: Serve) -> None:
+    instance = await serve()
+    eio = instance.app[REALTIME].sio.eio
+    for poll_first in (True, False):
+        sid = await open_polling(instance)
+        path = eio_path(EIO="4", transport="polling", sid=sid)
+        if poll_first:
+            poll = asyncio.ensure_future(instance.http.get(path))
+            await wait_for_state(lambda sid=sid: eio.sockets[sid].poll_waiting, "poll waiting")
+            assert (await instance.http.post(path, data="1")).status == 200
+        else:  # the close overtook the poll
+            assert (await instance.http.post(path, data="1")).status == 200
+            poll = asyncio.ensure_future(instance.http.get(path))
+        response = await asyncio.wait_for(poll, 5)
+        assert response.status == 200 and await response.text() == "6"
+        assert (await instance.http.get(path)).status == 400
+
+
+# -- upgrades -------------------------------------------------------------------------
+
+
+async def test_upgrade_noop_ends_the_poll_and_never_reaches_the_websocket(serve: Serve) -> None:
+    instance = await serve()
+    sid = await open_polling(instance)
+    async with aiohttp.ClientSession() as http, http.ws_connect(ws_url(instance, sid=sid)) as ws:
+        await ws.send_str("2probe")
+        assert await ws.receive_str() == "3probe"
+        poll = await instance.http.get(eio_path(EIO="4", transport="polling", sid=sid))
+        assert await poll.text() == "6"
+        await ws.send_str("5")
+        await ws.send_str("40")  # no token: refused, which proves the websocket carries the session
+        assert (await ws.receive_str()).startswith('44{"message":')
+        # Polling is over for this session.
+        assert (await instance.http.get(eio_path(EIO="4", transport="polling", sid=sid))).status == 400
+
+
+async def test_a_second_websocket_for_a_session_is_accepted_and_closed(serve: Serve) -> None:
+    instance = await serve()
+    sid = await open_polling(instance)
+    async with aiohttp.ClientSession() as http, http.ws_connect(ws_url(instance, sid=sid)) as ws:
+        await ws.send_str("2probe")
+        assert await ws.receive_str() == "3probe"
+        await ws.send_str("5")
+        async with http.ws_connect(ws_url(instance, sid=sid)) as intruder:
+            assert await closed_with(intruder) == 1000
+        await ws.send_str("40")
+        assert (await ws.receive_str()).startswith('44{"message":')
+
+
+# -- frames that are not the protocol (issue 10, item 4) --------------------------------
+
+
+async def test_websocket_frames_that_are_not_engineio_packets_close_with_1002(
+    serve: Serve, live: Any, db: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    instance = await serve()
+    bystander: LiveClient = await live().connect(instance.url, await token_for(instance, db))
+    caplog.set_level(logging.WARNING)
+    frames = ("", "abc", "7", "\u0663x")
+    async with aiohttp.ClientSession() as http:
+        for frame in frames:
+            async with http.ws_connect(ws_url(instance)) as ws:
+                assert (await ws.receive_str()).startswith("0{")
+                await ws.send_str(frame)
+                assert await closed_with(ws) == 1002
+    # One line each, no traceback, no HTTP 500 anywhere.
+    lines = [r for r in caplog.records if r.name == "realtime.engine"]
+    assert len(lines) == len(frames) and all(r.exc_info is None and "protocol error" in r.message for r in lines)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    metrics = await (await instance.http.get("/metrics")).text()
+    assert f'lms_socketio_protocol_errors{{level="engineio"}} {float(len(frames))}' in metrics
+    # Everyone else is untouched.
+    assert (await bystander.call("authenticate", {"token": "x"}))["error"]["code"] == "unauthorized"
+
+
+@pytest.mark.parametrize(
+    "frame",
+    ["4abc", "42{}", "42[]", '42abc["x",1]', "49zz", '42["connect"]', "44{}", '40"x"', '42["x"'],
+)
+async def test_messages_that_are_not_socketio_packets_close_the_connection(serve: Serve, db: Any, frame: str) -> None:
+    instance = await serve()
+    token = await token_for(instance, db)
+    async with aiohttp.ClientSession() as http, http.ws_connect(ws_url(instance)) as ws:
+        assert (await ws.receive_str()).startswith("0{")
+        await ws.send_str('40{"token":"' + token + '"}')
+        assert (await ws.receive_str()).startswith("40{")
+        await ws.send_str(frame)
+        assert await closed_with(ws) == 1002  # at once, not at a ping timeout (25 s here)
+    assert instance.app[REALTIME].sio.eio.protocol_errors["socketio"] == 1
+
+
+async def test_unknown_namespace_is_refused_with_a_message_object(serve: Serve, live: Any, db: Any) -> None:
+    instance = await serve()
+    async with aiohttp.ClientSession() as http, http.ws_connect(ws_url(instance)) as ws:
+        assert (await ws.receive_str()).startswith("0{")
+        await ws.send_str("40/random,")
+        assert await ws.receive_str() == '44/random,{"message":"Invalid namespace"}'
+    client: LiveClient = live()
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await client.connect(instance.url, await token_for(instance, db), "/nope")
+    assert client.refusals["/nope"] == {"message": "Invalid namespace"}
+
+
+# -- connect timeout (issue 10, item 5) --------------------------------------------------
+
+
+async def test_a_connection_that_never_connects_a_namespace_is_closed(serve: Serve, db: Any) -> None:
+    assert RealtimeSettings().connect_timeout_seconds == 45
+    instance = await serve(connect_timeout_seconds=0.5)
+    sio = instance.app[REALTIME].sio
+    token = await token_for(instance, db)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(ws_url(instance)) as idle,
+        http.ws_connect(ws_url(instance)) as member,
+    ):
+        member_sid = json.loads((await member.receive_str())[1:])["sid"]
+        await member.send_str('40{"token":"' + token + '"}')
+        assert (await member.receive_str()).startswith("40{")
+        assert (await idle.receive_str()).startswith("0{")
+        assert await closed_with(idle) == 1000  # pings are 25 s apart: this is the connect timeout
+        # The one that connected has no deadline left.
+        assert member_sid in sio.eio.sockets and member_sid not in sio._connect_deadlines
+        await member.send_str('421["authenticate",{"token":"x"}]')
+        assert (await member.receive_str()).startswith("431[")
+    assert sio.connect_timeouts == 1
+    metrics = await (await instance.http.get("/metrics")).text()
+    assert "lms_socketio_connect_timeouts 1.0" in metrics
+
+
+async def wait_for_state(check: Callable[[], Any], what: str, timeout: float = 5) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        if loop.time() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        await asyncio.sleep(0.01)
