@@ -317,7 +317,7 @@ async def explain(db: Database, instructor: Any, learner: Any, show: int) -> Non
                 await queries.progress_distribution(conn, course_id)
                 await queries.quiz_figures(conn, course_id)
                 await queries.course_enrollments_per_day(conn, course_id, window)
-                await payments.revenue_by_currency(conn, start=None, end=None, course_id=course_id)
+                await payments.course_revenue(conn, course_id)
                 conn.label = "GET /analytics/system/overview (compute)"
                 await platform_figures.system_figures(conn, window, datetime.now(UTC))
                 conn.label = "GET /analytics/instructors/{id}/overview"

@@ -88,10 +88,7 @@ async def _course_analytics(request: web.Request, db: Database, query: CourseAna
                 "lessons": lessons,
                 "quiz_scores": await queries.quiz_figures(conn, course["id"]),
                 "enrollments_per_day": await queries.course_enrollments_per_day(conn, course["id"], window),
-                "revenue": [
-                    figures(r)
-                    for r in await payments.revenue_by_currency(conn, start=None, end=None, course_id=course["id"])
-                ],
+                "revenue": [figures(r) for r in await payments.course_revenue(conn, course["id"])],
                 "as_of": as_of,
             }
     return await exports.stream_students(request, db, course["id"], window.tz, filename)

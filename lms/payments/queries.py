@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, literal_column, select, text, tuple_, update
+from sqlalchemy import ColumnElement, and_, bindparam, func, literal_column, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from lms.db import Connection, Row
@@ -386,9 +386,8 @@ def _collected(
     start: datetime | None,
     end: datetime | None,
     instructor_id: uuid.UUID | None,
-    course_id: uuid.UUID | None = None,
 ) -> list[Any]:
-    """Money collected in [start, end) (no bound: all time), of one instructor's courses or one course."""
+    """Money collected in [start, end) (no bound: all time), of one instructor's courses or all."""
     conditions: list[ColumnElement[bool]] = [payments.c.status.in_(COLLECTED)]
     if start is not None:
         conditions.append(payments.c.completed_at >= start)
@@ -398,8 +397,6 @@ def _collected(
         conditions.append(
             payments.c.course_id.in_(select(courses.c.id).where(courses.c.instructor_id == instructor_id))
         )
-    if course_id is not None:
-        conditions.append(payments.c.course_id == course_id)
     return conditions
 
 
@@ -420,15 +417,28 @@ async def revenue_by_currency(
     start: datetime | None,
     end: datetime | None,
     instructor_id: uuid.UUID | None = None,
-    course_id: uuid.UUID | None = None,
 ) -> list[Row]:
     """Gross, refunded and net per currency of the money collected in [start, end)."""
     return await conn.fetch_all(
         select(payments.c.currency, *_sums())
-        .where(*_collected(start, end, instructor_id, course_id))
+        .where(*_collected(start, end, instructor_id))
         .group_by(payments.c.currency)
         .order_by(payments.c.currency)
     )
+
+
+# A course's revenue of all time is read on every course analytics request: built once.
+_COURSE_REVENUE = (
+    select(payments.c.currency, *_sums())
+    .where(payments.c.status.in_(COLLECTED), payments.c.course_id == bindparam("course_id"))
+    .group_by(payments.c.currency)
+    .order_by(payments.c.currency)
+)
+
+
+async def course_revenue(conn: Connection, course_id: uuid.UUID) -> list[Row]:
+    """One course's money collected, all time, per currency."""
+    return await conn.fetch_all(_COURSE_REVENUE, {"course_id": course_id})
 
 
 async def revenue_by_day(
