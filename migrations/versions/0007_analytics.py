@@ -12,7 +12,7 @@ lesson, bucket and study rows.
 Existing data is summed once at upgrade; study time already recorded is
 attributed to the quarter hour of each lesson progress row's last update.
 
-Revision ID: 0008
+Revision ID: 0007
 Revises: 0006
 Create Date: 2026-11-24 10:00:00
 """
@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0008"
+revision: str = "0007"
 down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
