@@ -135,7 +135,7 @@ LEARNING = [
 
 def backfill_sql() -> str:
     """The migration's one-time recount of the stats rows (the seeding ran without the triggers)."""
-    path = ROOT / "migrations" / "versions" / "0008_analytics.py"
+    path = ROOT / "migrations" / "versions" / "0007_analytics.py"
     spec = importlib.util.spec_from_file_location("analytics_migration", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -603,7 +603,7 @@ job_dead_letters = Table(
 
 # --- analytics aggregates -----------------------------------------------------
 # Kept current inside the writing transaction by PostgreSQL triggers
-# (migrations/versions/0008_analytics.py), whichever code path writes the rows
+# (migrations/versions/0007_analytics.py), whichever code path writes the rows
 # they sum: the API, the jobs, the payments settlement, a test builder. A stats
 # row lives as long as its course, lesson or quiz (created by a trigger,
 # removed by the cascade); triggers only UPDATE them, so a cascade in progress
