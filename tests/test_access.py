@@ -106,3 +106,10 @@ async def test_a_draft_course_is_its_owners_on_every_surface(
     for outsider in (student, rival):
         assert await rest(outsider) == [404, 404, 404]
         assert await watch(outsider) == "not_found"
+
+
+async def test_the_database_triggers_count_the_same_students(db: Database) -> None:
+    """The analytics triggers (migration 0007) cannot import Python: their copy of the rule must agree."""
+    async with db.connection() as conn:
+        for status in ENROLLMENT_STATUSES:
+            assert await conn.fetch_val(f"SELECT analytics_studying('{status}')") is (status in STUDYING), status

@@ -32,6 +32,8 @@ class Permission(StrEnum):
     MANAGE_PAYMENTS = "payments:manage"
     # Revoking certificates (admins only).
     MANAGE_CERTIFICATES = "certificates:manage"
+    # The whole platform's figures (admins only); VIEW_ANALYTICS is a course's or an instructor's own.
+    VIEW_PLATFORM_ANALYTICS = "analytics:platform"
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {

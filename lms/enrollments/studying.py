@@ -12,6 +12,7 @@ REST routes, the Socket.IO namespaces and jobs all ask here.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, select
@@ -20,6 +21,11 @@ from lms.db import Connection, Row
 from lms.tables import enrollments
 
 STUDYING = ("active", "completed")
+
+
+def studying_count(by_status: Mapping[str, int]) -> int:
+    """How many study, from counts per status (a course's stats row, analytics' figures)."""
+    return sum(by_status.get(status, 0) for status in STUDYING)
 
 
 def studies(*, course_id: Any, student_id: Any) -> ColumnElement[bool]:
