@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 from lms.api.problems import Forbidden, ServiceUnavailable, Unauthorized
 from lms.appkeys import CONFIG, DB, REDIS
 from lms.auth import redis_state
-from lms.auth.permissions import Permission, Role, has_permission
+from lms.auth.permissions import Permission, Role, has_permission, roles_with
 from lms.auth.tokens import InvalidToken, TokenType, verify
 from lms.users.queries import get_user
 
@@ -169,6 +169,10 @@ def require(*permissions: Permission) -> Guard:
         principal = await authenticate(request)
         missing = [p for p in permissions if not principal.can(p)]
         if missing:
-            raise Forbidden(f"Your role ({principal.role}) may not do this.", missing=[str(p) for p in missing])
+            allowed = " and ".join(roles_with(*permissions))
+            raise Forbidden(
+                f"Your role ({principal.role}) may not do this; it is for {allowed} accounts.",
+                missing=[str(p) for p in missing],
+            )
 
     return Guard(check, errors=(401, 403))

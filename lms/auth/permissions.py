@@ -56,6 +56,11 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
 SELF_SERVICE_ROLES = (Role.STUDENT, Role.INSTRUCTOR)
 
 
+def roles_with(*permissions: Permission) -> list[str]:
+    """The roles that have every one of ``permissions`` (to tell a refused caller who may)."""
+    return [str(role) for role, granted in ROLE_PERMISSIONS.items() if granted.issuperset(permissions)]
+
+
 def has_permission(role: str, permission: Permission) -> bool:
     try:
         return permission in ROLE_PERMISSIONS[Role(role)]
