@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
 
-import aiohttp_jinja2
-import jinja2
 import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -29,7 +26,7 @@ from lms.files import routes as files
 from lms.jobqueue import JOBS
 from lms.live import routes as live
 from lms.metrics import Metrics
-from lms.pages import routes as pages
+from lms.pages import setup_pages
 from lms.payments import routes as payments
 from lms.quizzes import routes as quizzes
 from lms.storage import STORAGE, open_storage
@@ -37,16 +34,6 @@ from lms.system import routes as system
 from lms.users import routes as users
 
 log = logging.getLogger(__name__)
-
-PACKAGE_DIR = Path(__file__).resolve().parent
-ASSETS_DIR = PACKAGE_DIR / "assets" / "node_modules"
-# Browser libraries served from npm packages (see lms/assets/package.json).
-VENDOR_DIRS = {
-    "swagger-ui": ASSETS_DIR / "swagger-ui-dist",
-    "socket.io": ASSETS_DIR / "socket.io-client" / "dist",
-    "chart.js": ASSETS_DIR / "chart.js" / "dist",
-}
-
 
 def create_app(config: Settings) -> web.Application:
     metrics = Metrics()
@@ -72,7 +59,6 @@ def create_app(config: Settings) -> web.Application:
     app.cleanup_ctx.append(effects_ctx)  # needs the job queue
     app.cleanup_ctx.append(payments.payments_ctx)  # needs the database and the effects
     setup_routes(app)
-    setup_templates(app)
     # Socket.IO and the live pages; imported here like jobs: lms does not
     # depend on realtime at import time.
     from realtime.server import setup_realtime
@@ -108,24 +94,11 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_routes(courses.routes)
     app.router.add_routes(enrollments.routes)
     app.router.add_routes(quizzes.routes)
-    app.router.add_routes(pages.routes)
     app.router.add_routes(payments.routes)
     app.router.add_routes(files.routes)
     setup_certificates(app)
     app.router.add_routes(analytics.routes)
-    app.router.add_static("/static", PACKAGE_DIR / "static", name="static", append_version=False)
-    for name, path in VENDOR_DIRS.items():
-        if path.is_dir():
-            app.router.add_static(f"/static/vendor/{name}", path)
-        else:
-            log.info("browser assets missing (%s); run `lms assets`", path)
-
-
-def setup_templates(app: web.Application) -> None:
-    """HTML pages (lms/templates/pages) rendered with aiohttp-jinja2, autoescaped."""
-    aiohttp_jinja2.setup(
-        app, loader=jinja2.FileSystemLoader(PACKAGE_DIR / "templates"), autoescape=jinja2.select_autoescape()
-    )
+    setup_pages(app)
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -17,7 +17,6 @@ from lms.auth.service import SESSIONS_ENDED, SessionsEnded
 from lms.config import RealtimeSettings, Settings
 from lms.events import EVENTS, DomainEvent
 from lms.system.routes import READINESS_PROBES
-from realtime import pages
 from realtime.context import REALTIME, EmitQueue, Realtime
 from realtime.dashboard import DashboardNamespace
 from realtime.devices import DevicesNamespace
@@ -38,7 +37,7 @@ SHUTDOWN_DRAIN_SECONDS = 2.0
 
 
 def setup_realtime(app: web.Application, config: Settings) -> None:
-    """Socket.IO on ``/socket.io/``, its fan-out through Redis, the dashboard page."""
+    """Socket.IO on ``/socket.io/`` and its fan-out through Redis (the pages are lms/pages)."""
     settings = config.realtime
     metrics = RealtimeMetrics(app[METRICS])
     fanout = RedisFanout(
@@ -61,7 +60,6 @@ def setup_realtime(app: web.Application, config: Settings) -> None:
     forward_domain_events(rt)
     app[READINESS_PROBES]["socketio_fanout"] = _fanout_probe(fanout)
     _add_gauges(rt)
-    app.router.add_routes(pages.routes)
     app.on_shutdown.append(_disconnect_clients)
     app.cleanup_ctx.append(realtime_ctx)
 

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from jobs.broker import build_inline_broker
-from jobs.payments import reconcile_payments
+from jobs.tasks.payments import reconcile_payments
 from jobs.resources import Resources
 from lms.app import create_app
 from lms.config import Settings

@@ -11,12 +11,13 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from lms.api.problems import Conflict, Forbidden
+from lms.api.problems import Conflict, Forbidden, NotFound, ValidationFailed
 from lms.auth.guards import Principal
 from lms.auth.permissions import owner_or_admin
 from lms.certificates import queries
+from lms.certificates.numbers import MalformedNumber, parse_number
 from lms.certificates.render import CertificateContent, PdfRenderer
 from lms.config import Settings
 from lms.db import Database, Row
@@ -86,6 +87,21 @@ async def generate(db: Database, effects: Effects, principal: Principal, enrollm
     await effects.enqueue(ISSUE_TASK, certificate_id=str(certificate["id"]))
     assert details is not None
     return details
+
+
+async def lookup(db: Database, text: str) -> dict[str, Any]:
+    """What anyone holding the number may learn; 422 for text that is no number (``mistyped``: a typo), else 404."""
+    try:
+        number = parse_number(text)
+    except MalformedNumber as err:
+        raise ValidationFailed(
+            str(err), errors=[{"field": "number", "message": str(err)}], mistyped=err.mistyped
+        ) from None
+    async with db.connection() as conn:
+        row = await queries.get_details(conn, number=number)
+    if row is None:
+        raise NotFound("No certificate has this number.")
+    return queries.public_view(row)
 
 
 # --- issuing (the job) -------------------------------------------------------

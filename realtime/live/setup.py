@@ -1,4 +1,4 @@
-"""Wiring live sessions into the app: the ``/live`` namespace, this instance's runtime, the pages.
+"""Wiring live sessions into the app: the ``/live`` namespace and this instance's runtime.
 
 Called by ``realtime.server.setup_realtime`` with its Socket.IO server.
 """
@@ -14,7 +14,6 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from lms.appkeys import DB, METRICS
 from lms.config import Settings
-from realtime.live import pages
 from realtime.live.guessing import PinGuesses
 from realtime.live.namespace import LiveNamespace
 from realtime.live.runtime import LiveRuntime
@@ -29,7 +28,6 @@ def setup_live(app: web.Application, config: Settings, sio: socketio.AsyncServer
     namespace = LiveNamespace(app, config)
     sio.register_namespace(namespace)
     app[LIVE_NAMESPACE] = namespace
-    app.router.add_routes(pages.routes)
     app.cleanup_ctx.append(live_ctx)
 
 
