@@ -14,8 +14,8 @@ from lms.config import Settings
 from lms.db import Database
 from lms.effects import Effects
 from lms.jobqueue import JobQueue
-from lms.mail.service import Mailer
 from lms.mail.render import Renderer
+from lms.mail.service import Mailer
 from lms.mail.transport import make_transport
 from lms.storage import Storage, open_storage
 from realtime.emitter import Emitter

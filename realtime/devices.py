@@ -17,7 +17,7 @@ from lms.appkeys import DB
 from lms.enrollments.studying import studied_course_ids
 from realtime.context import Realtime
 from realtime.namespace import AuthenticatedNamespace, Client
-from realtime.presence import Connection
+from realtime.presence import PresenceEntry
 from realtime.rooms import USERS_NAMESPACE, user_room
 
 log = logging.getLogger(__name__)
@@ -54,5 +54,5 @@ class DevicesNamespace(AuthenticatedNamespace):
         self.rt.presence_changed(went_offline)
 
     @staticmethod
-    def _presence(sid: str, client: Client) -> Connection:
-        return Connection(str(client.user_id), sid, client.course_ids)
+    def _presence(sid: str, client: Client) -> PresenceEntry:
+        return PresenceEntry(str(client.user_id), sid, client.course_ids)

@@ -25,7 +25,7 @@ from realtime.fanout import RedisFanout
 from realtime.live.setup import LIVE_NAMESPACE, setup_live
 from realtime.metrics import RealtimeMetrics
 from realtime.namespace import Client
-from realtime.presence import Connection, PresenceStore, PresenceTracker
+from realtime.presence import PresenceEntry, PresenceStore, PresenceTracker
 from realtime.rooms import DASHBOARD_NAMESPACE, USERS_NAMESPACE, course_room, deliveries
 from realtime.sio import SocketIOServer
 from realtime.transport import close_websockets
@@ -211,13 +211,13 @@ def _add_gauges(rt: Realtime) -> None:
     )  # fmt: skip
 
 
-async def _local_connections(rt: Realtime) -> list[Connection]:
+async def _local_connections(rt: Realtime) -> list[PresenceEntry]:
     found = []
     for sid, _ in list(rt.fanout.get_participants(USERS_NAMESPACE, None)):
         with contextlib.suppress(KeyError):
             client = (await rt.sio.get_session(sid, namespace=USERS_NAMESPACE)).get("client")
             if isinstance(client, Client) and client.course_ids:
-                found.append(Connection(str(client.user_id), sid, client.course_ids))
+                found.append(PresenceEntry(str(client.user_id), sid, client.course_ids))
     return found
 
 

@@ -187,7 +187,7 @@ class SmtpCatcher:
             and auth_data.login.decode() == self.username
             and auth_data.password.decode() == self.password
         )
-        # handled=False on failure: aiosmtpd then answers 535 itself (STACK_NOTES: else the client hangs).
+        # handled=False on failure: aiosmtpd then answers 535 itself (with handled=True the client hangs).
         return AuthResult(success=True) if ok else AuthResult(success=False, handled=False)
 
     def wait_for(self, count: int, timeout: float = 20.0) -> list[CaughtMail]:

@@ -31,8 +31,8 @@ from lms.certificates.render import CertificateContent, PdfRenderer
 from lms.config import ConfigError, Settings, load_config
 from lms.db import Database, Row
 from lms.effects import Effects
-from lms.mail.service import Mailer
 from lms.mail.render import Renderer
+from lms.mail.service import Mailer
 from lms.mail.transport import make_transport
 from lms.storage import open_storage
 from lms.tables import certificates, email_log, lessons

@@ -292,7 +292,7 @@ async def test_the_scheduler_kicks_a_due_task_that_a_worker_runs(start_lms: Call
 async def test_the_taskiq_cli_on_our_broker_runs_tasks_and_exits_on_sigterm(
     servers: Servers, kick: Kick, redis: aioredis.Redis
 ) -> None:
-    """STACK_NOTES: `taskiq worker` on taskiq-redis 1.2.4 + redis-py 8 hung on SIGTERM; ours must not."""
+    """`taskiq worker` on taskiq-redis 1.2.4 + redis-py 8 hung on SIGTERM (jobs/streams.py); ours must not."""
     worker = LmsProcess(["worker", "jobs.broker:broker", "--workers", "1"], lms_environment(servers), module="taskiq")
     try:
         worker.wait_for_output("Listening started", timeout=60)

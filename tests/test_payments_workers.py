@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import select
 
 from jobs.broker import build_inline_broker
-from jobs.tasks.payments import reconcile_payments
 from jobs.resources import Resources
+from jobs.tasks.payments import reconcile_payments
 from lms.app import create_app
 from lms.config import Settings
 from lms.db import Database

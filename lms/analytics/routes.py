@@ -1,4 +1,4 @@
-"""The Analytics section of API.md: a course, a student, an instructor, the platform."""
+"""Analytics routes: a course, a student, an instructor, the platform (``/api/v1/analytics/...``)."""
 
 from __future__ import annotations
 

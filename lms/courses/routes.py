@@ -1,4 +1,7 @@
-"""The Courses and lessons section of API.md."""
+"""Course and lesson routes (``/api/v1/courses/...``, ``/api/v1/lessons/...``).
+
+Each route's contract is in the OpenAPI document (``/api/v1/openapi.json``).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""The Enrollments and progress section of API.md."""
+"""Enrollment and progress routes (``/api/v1/enrollments/...``).
+
+Each route's contract is in the OpenAPI document (``/api/v1/openapi.json``).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The "Live quiz sessions" section of API.md (the live part is the ``/live`` Socket.IO namespace)."""
+"""Live quiz session routes (the game itself is the ``/live`` Socket.IO namespace: realtime/README.md)."""
 
 from __future__ import annotations
 

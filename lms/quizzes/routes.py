@@ -1,4 +1,4 @@
-"""The Quizzes (self-paced) section of API.md.
+"""Self-paced quiz routes: quizzes, questions and attempts (``/api/v1/quizzes/...``).
 
 Authoring responses use the author models (correct answers included);
 everything a student gets goes through the attempt models, which have no
