@@ -39,6 +39,7 @@ from lms.tables import certificates, email_log, lessons
 from realtime.emitter import Emitter
 from tests.builders import make_course, make_enrollment, make_user, signed_in
 from tests.conftest import Servers, SmtpServer, make_config
+from tests.node import CHROMIUM, needs_chromium
 
 # --- numbers -------------------------------------------------------------------
 
@@ -481,11 +482,8 @@ def test_production_needs_a_signing_key_and_refuses_a_bad_one() -> None:
     assert load_signing_key(good).public_jwk["crv"] == "Ed25519"
 
 
-CHROMIUM = "/usr/bin/chromium"
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium (apt-get install chromium)")
+@needs_chromium
 async def test_the_verify_page_renders_in_a_real_browser(client: Any, issuer: Any, db: Database) -> None:
     certificate = await issued_certificate(issuer, db, name="محمد عبد الله")
     url = str(client.make_url(f"/verify/{certificate['certificate_number']}"))
