@@ -281,6 +281,7 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     async def _state_to(self, sid: str, snapshot: dict[str, Any]) -> None:
         await self.emit("session_state", snapshot, to=sid, ignore_queue=True)
+        self.metrics.events_out.labels(NAMESPACE, "session_state").inc()
 
     # -- client events --------------------------------------------------------
 
@@ -442,6 +443,7 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             await deliver(event, [data], namespace=NAMESPACE, room=name, skip_sid=None)
         else:
             await self.emit(event, data, to=name, ignore_queue=True)
+        self.metrics.events_out.labels(NAMESPACE, event).inc()
 
     async def _deliver_one(
         self, session_id: str, event: dict[str, Any], rooms: dict[Any, Any], players: dict[str, list[str]]
