@@ -151,7 +151,8 @@ async def main(args: argparse.Namespace) -> None:
                     f"x bare {rate / bare:5.2f}  x off {rate / off:5.2f}"
                 )
         finally:
-            for process in [sink, *baseline]:
+            # The servers first: Sentry's client sends what it holds as it stops.
+            for process in [*env.servers, *baseline, sink]:
                 process.terminate()
                 process.wait(10)
 
