@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -224,16 +225,37 @@ def assets(args: argparse.Namespace, config: Settings) -> int:
     return 0 if install_assets(force=True) else 1
 
 
-def install_assets(force: bool = False, output: Path | None = None) -> bool:
-    """``npm ci`` in the installed package's ``assets`` folder; npm's output to ``output`` if given."""
-    if (ASSETS_DIR / "node_modules").is_dir() and not force:
+ASSETS_STAMP = "node_modules/.lms-installed-lock"
+
+
+def _lock_digest() -> str:
+    return hashlib.sha256((ASSETS_DIR / "package-lock.json").read_bytes()).hexdigest()
+
+
+def assets_current(dev: bool = False) -> bool:
+    """node_modules holds today's package-lock.json (with the dev packages, if asked): a changed lock needs npm ci."""
+    stamp = ASSETS_DIR / ASSETS_STAMP
+    if not stamp.is_file():
+        return False
+    digest, _, kind = stamp.read_text().partition(" ")
+    return digest == _lock_digest() and (kind == "dev" or not dev)
+
+
+def install_assets(force: bool = False, output: Path | None = None, dev: bool = False) -> bool:
+    """``npm ci`` in the installed package's ``assets`` folder unless it is current; npm's output to ``output``.
+
+    ``dev`` adds the packages the tests and benchmarks drive browsers and
+    websockets with (playwright-core, ws). npm ci empties node_modules first,
+    so the stamp written after it always describes what is there.
+    """
+    if not force and assets_current(dev):
         return True
     npm = shutil.which("npm")
     if npm is None:
         log.warning("npm is not installed: the docs and live pages will lack their browser libraries")
         return False
     log.info("installing browser libraries with npm ci in %s", ASSETS_DIR)
-    argv = [npm, "ci", "--no-audit", "--no-fund", "--omit=dev"]
+    argv = [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error", *([] if dev else ["--omit=dev"])]
     if output is None:
         result = subprocess.run(argv, cwd=ASSETS_DIR, check=False)
     else:
@@ -242,7 +264,9 @@ def install_assets(force: bool = False, output: Path | None = None) -> bool:
             result = subprocess.run(argv, cwd=ASSETS_DIR, stdout=sink, stderr=subprocess.STDOUT, check=False)
     if result.returncode != 0:
         log.warning("npm ci failed (exit %s)%s", result.returncode, f"; see {output}" if output else "")
-    return result.returncode == 0
+        return False
+    (ASSETS_DIR / ASSETS_STAMP).write_text(f"{_lock_digest()} {'dev' if dev else 'runtime'}")
+    return True
 
 
 def _create_admin_arguments(p: argparse.ArgumentParser) -> None:

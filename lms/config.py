@@ -317,6 +317,13 @@ class QuizSettings(Section):
     submit_grace_seconds: int = Field(default=5, ge=0, le=3600)
 
 
+class AnalyticsSettings(Section):
+    # The system overview is a snapshot shared by every instance (Redis),
+    # recomputed when older than this; the response says when it was taken.
+    # 0: computed on every request.
+    overview_max_age_seconds: float = Field(default=60.0, ge=0, le=86_400)
+
+
 class RealtimeSettings(Section):
     """Socket.IO: transport limits, fan-out through Redis, presence and per-client limits."""
 
@@ -455,6 +462,7 @@ class Settings(Section):
     live: LiveSettings = LiveSettings()
     realtime: RealtimeSettings = RealtimeSettings()
     quizzes: QuizSettings = QuizSettings()
+    analytics: AnalyticsSettings = AnalyticsSettings()
 
     @field_validator("log_level", mode="before")
     @classmethod
