@@ -60,6 +60,10 @@ SINK = textwrap.dedent(
 )
 
 
+def spawn(argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(argv, env=env, cwd=cwd)
+
+
 async def wait_up(url: str) -> None:
     deadline = time.monotonic() + 60
     async with aiohttp.ClientSession() as http:
@@ -98,7 +102,7 @@ async def main(args: argparse.Namespace) -> None:
     with platform() as env:
         [email] = await seed_users(env.database_url, 1, 4)
         sink_port = free_port()
-        sink = subprocess.Popen([sys.executable, "-c", SINK, str(sink_port)])
+        sink = spawn([sys.executable, "-c", SINK, str(sink_port)])
         sink_url = f"http://127.0.0.1:{sink_port}"
         baseline: list[subprocess.Popen[bytes]] = []
         try:
@@ -112,8 +116,8 @@ async def main(args: argparse.Namespace) -> None:
             }
             if args.baseline:
                 port = free_port()
-                checkout = Path(args.baseline).resolve()
-                process = subprocess.Popen(
+                checkout = args.baseline
+                process = spawn(
                     [sys.executable, "-m", "lms.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
                     env=env.env(**quiet, PYTHONPATH=str(checkout)),
                     cwd=checkout,
@@ -129,7 +133,7 @@ async def main(args: argparse.Namespace) -> None:
 
             rates: dict[str, list[float]] = {name: [] for name in targets}
             latencies: dict[str, list[float]] = {name: [] for name in targets}
-            for name, url in targets.items():  # warm up
+            for url in targets.values():  # warm up
                 await drive(url + "/api/v1/auth/me", headers, 300, args.concurrency)
             for _ in range(args.rounds):
                 for name, url in targets.items():
@@ -162,5 +166,5 @@ if __name__ == "__main__":
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--baseline", help="a checkout of the code before telemetry (git archive main | tar -x -C DIR)")
+    parser.add_argument("--baseline", type=lambda d: Path(d).absolute(), help="a checkout of the code before telemetry (git archive main | tar -x -C DIR)")
     asyncio.run(main(parser.parse_args()))
