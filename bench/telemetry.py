@@ -166,5 +166,9 @@ if __name__ == "__main__":
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--baseline", type=lambda d: Path(d).absolute(), help="a checkout of the code before telemetry (git archive main | tar -x -C DIR)")
+    parser.add_argument(
+        "--baseline",
+        type=lambda d: Path(d).absolute(),
+        help="a checkout of the code before telemetry (git archive main | tar -x -C DIR)",
+    )
     asyncio.run(main(parser.parse_args()))
