@@ -100,12 +100,19 @@ def migrate(args: argparse.Namespace, config: Settings) -> int:
     return 0
 
 
+def _metrics_port_argument(p: argparse.ArgumentParser, setting: str) -> None:
+    p.add_argument(
+        "--metrics-port", type=int, help=f"serve /metrics on this port (default: metrics.{setting}; 0: not served)"
+    )
+
+
 def _worker_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--queues",
         default="emails,default,slow",
         help="comma-separated queues to serve (default: all: emails, default, slow)",
     )
+    _metrics_port_argument(p, "worker_port")
 
 
 @command("worker", "run background jobs (Taskiq worker on the Redis streams)", _worker_arguments)
@@ -117,14 +124,20 @@ def worker(args: argparse.Namespace, config: Settings) -> int:
     unknown = sorted(set(queues) - set(QUEUES))
     if unknown or not queues:
         return fail(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(QUEUES)}", 2)
-    return serve_worker(config, [q for q in QUEUES if q in queues])
+    port = config.metrics.worker_port if args.metrics_port is None else args.metrics_port
+    return serve_worker(config, [q for q in QUEUES if q in queues], metrics_port=port)
 
 
-@command("scheduler", "kick the cron-scheduled jobs (weekly report, reminders, cleanup)")
+@command(
+    "scheduler",
+    "kick the cron-scheduled jobs (weekly report, reminders, cleanup)",
+    lambda p: _metrics_port_argument(p, "scheduler_port"),
+)
 def scheduler(args: argparse.Namespace, config: Settings) -> int:
     from jobs.schedule import run_scheduler
 
-    return asyncio.run(run_scheduler(config))
+    port = config.metrics.scheduler_port if args.metrics_port is None else args.metrics_port
+    return asyncio.run(run_scheduler(config, metrics_port=port))
 
 
 # --- jobs: the task registry by hand -------------------------------------------
@@ -434,6 +447,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(f"configuration error: {err}", 2)
     setup_logging(config.log_level, config.log_json, args.log_file)
     try:
+        if args.command != "up":  # `lms up` starts processes that set up their own
+            from lms.telemetry import setup_telemetry
+
+            setup_telemetry(config, args.command)
         return COMMANDS[args.command][1](args, config)
     except KeyboardInterrupt:
         return 130
