@@ -59,6 +59,7 @@ def create_app(config: Settings) -> web.Application:
     app.cleanup_ctx.append(effects_ctx)  # needs the job queue
     app.cleanup_ctx.append(payments.payments_ctx)  # needs the database and the effects
     setup_routes(app)
+    system.setup_dependency_metrics(app)
     # Socket.IO and the live pages; imported here like jobs: lms does not
     # depend on realtime at import time.
     from realtime.server import setup_realtime

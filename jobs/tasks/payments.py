@@ -37,7 +37,7 @@ async def settle_payment_events(event_ids: list[str], res: Resources = TaskiqDep
     transient: BaseException | None = None
     for event_id in event_ids:
         try:
-            outcomes.append(await settle_event(res.db, res.effects, uuid.UUID(event_id)))
+            outcomes.append(await settle_event(res.db, res.effects, uuid.UUID(event_id), metrics=res.metrics.payments))
         except TRANSIENT_ERRORS as err:
             transient = transient or err
             outcomes.append(f"transient failure: {err}")
@@ -53,4 +53,13 @@ async def settle_payment_events(event_ids: list[str], res: Resources = TaskiqDep
 @tasks.task("reconcile_payments", schedule="reconcile_payments_cron", timeout_seconds=900)
 async def reconcile_payments(res: Resources = TaskiqDepends(resources)) -> dict[str, Any]:
     """Settle lost webhook events and long-pending payments from the gateways' APIs."""
-    return asdict(await reconcile(res.db, res.effects))
+    counted = res.metrics.payments
+    try:
+        report = asdict(await reconcile(res.db, res.effects, metrics=counted))
+    except BaseException:
+        counted.reconciliations.labels("failed").inc()
+        raise
+    counted.reconciliations.labels("ok").inc()
+    for kind, n in report.items():
+        counted.reconciled.labels(kind).inc(n)
+    return report

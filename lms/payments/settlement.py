@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -32,6 +32,7 @@ from lms.db import Connection, Database, Row
 from lms.effects import Effects
 from lms.enrollments import queries as enrollment_queries
 from lms.events import EnrollmentCreated
+from lms.metrics import PaymentMetrics
 from lms.money import from_minor, money, to_minor
 from lms.payments import models, queries
 from lms.payments.outcomes import (
@@ -87,8 +88,13 @@ def change_from_dict(data: dict[str, Any]) -> PaymentChange:
 # --- settling ----------------------------------------------------------------
 
 
-async def settle_event(db: Database, effects: Effects, event_id: uuid.UUID) -> str:
-    """Apply a stored event if it was not yet, then deliver its payment's pending side effects."""
+async def settle_event(
+    db: Database, effects: Effects, event_id: uuid.UUID, *, metrics: PaymentMetrics | None = None
+) -> str:
+    """Apply a stored event if it was not yet, then deliver its payment's pending side effects.
+
+    ``metrics`` (the worker's) counts how long events waited between intake and settlement.
+    """
     async with db.transaction() as conn:
         event = await queries.lock_event(conn, event_id)
         if event is None:
@@ -100,6 +106,9 @@ async def settle_event(db: Database, effects: Effects, event_id: uuid.UUID) -> s
             change = interpret(event["gateway"], event["payload"])
             applied = await apply(conn, event["gateway"], change)
             await queries.finish_event(conn, event_id, payment_id=applied.payment_id, error=applied.note)
+            if metrics is not None:
+                waited = (datetime.now(UTC) - event["received_at"]).total_seconds()
+                metrics.settlement_seconds.labels(event["gateway"]).observe(max(0.0, waited))
     if applied.note and applied.note != "already processed":
         log.info("payment event %s (%s): %s", event_id, event["event_type"], applied.note)
     if applied.payment_id is not None:
