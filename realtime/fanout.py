@@ -128,7 +128,9 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
         await self.publish_raw(self.json.dumps(data))
 
     async def publish_raw(self, payload: str | bytes) -> bool:
-        """Publish on the channel; False (logged, counted) when Redis is unavailable."""
+        """Publish on the channel; False (logged, counted) when Redis is unavailable or the fan-out stopped."""
+        if self._stopping:
+            return False  # a client opened now would never be closed
         if self._publisher is None:
             self._publisher = redis_client(self.url, self.socket_timeout)
         for attempt in (1, 2):  # a second try covers a pooled connection Redis dropped
@@ -276,8 +278,12 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
         self._watchdog = asyncio.create_task(self._watch(), name="fanout-watchdog")
 
     async def _watch(self) -> None:
-        while True:
+        # Checked after every wait: once stop() began nothing is restarted, even
+        # if a library swallowed the cancellation meant for this task.
+        while not self._stopping:
             await asyncio.sleep(self.heartbeat_interval)
+            if self._stopping:
+                return
             try:
                 await self.publish_raw(self._heartbeat)
                 self._supervise()
@@ -287,7 +293,7 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
 
     def _supervise(self) -> None:
         listener = self.listener
-        if listener is None:
+        if listener is None or self._stopping:
             return
         reason = None
         if listener.done():
@@ -299,7 +305,7 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
             listener.cancel()
         if reason is not None:
             self.listener_restarts += 1
-            log.error("fan-out listener restarted: %s", reason)
+            log.error("fan-out listener of %s restarted: %s", self.host_id, reason)
             self.last_heard = time.monotonic()
             self.thread = self.server.start_background_task(self._thread)
 

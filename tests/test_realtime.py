@@ -394,6 +394,17 @@ async def test_listener_that_died_or_went_deaf_is_restarted(instances: list[Inst
     await delivered_across(a, b, live, db)
 
 
+async def test_a_stopped_fanout_restarts_nothing(instances: list[Instance]) -> None:
+    fanout = instances[0].app[REALTIME].fanout
+    listener = fanout.listener
+    assert listener is not None and not listener.done()
+    await fanout.stop()
+    assert listener.done() and fanout.listener is listener
+    # What a watchdog whose cancellation a library swallowed would do next: nothing.
+    fanout._supervise()
+    assert fanout.listener is listener and fanout.listener_restarts == 0
+
+
 async def test_killed_pubsub_connection_recovers(
     instances: list[Instance], live: Any, db: Database, redis: Any
 ) -> None:
