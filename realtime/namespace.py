@@ -57,15 +57,14 @@ class Client:
 
     Engine.IO sessions live in this process's memory, so the object is
     mutated in place (token bucket, watched courses) without a save.
+    ``principal`` is the account as of the token the connection last
+    authenticated with: the same object REST guards check, so the access
+    rules (:mod:`lms.courses.access` ...) take it as they are.
     """
 
-    user_id: uuid.UUID
-    role: str
-    expires_at: float
+    principal: Principal
     tokens: float
     refilled_at: float
-    # The iat of the token the connection last authenticated with.
-    issued_at: float = 0.0
     timer: asyncio.TimerHandle | None = None
     # `/`: the courses this student is counted online in.
     course_ids: tuple[str, ...] = ()
@@ -73,8 +72,12 @@ class Client:
     watching: set[str] = field(default_factory=set)
 
     @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"
+    def user_id(self) -> uuid.UUID:
+        return self.principal.id
+
+    @property
+    def expires_at(self) -> float:
+        return self.principal.expires_at
 
 
 @dataclass(frozen=True)
@@ -165,10 +168,7 @@ class AuthenticatedNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             )
         principal = await self._principal(token)
         config = self.rt.config
-        client = Client(
-            user_id=principal.id, role=principal.role, expires_at=principal.expires_at,
-            tokens=float(config.event_burst), refilled_at=time.monotonic(), issued_at=principal.issued_at,
-        )  # fmt: skip
+        client = Client(principal=principal, tokens=float(config.event_burst), refilled_at=time.monotonic())
         await self.save_session(sid, {"client": client})
         try:
             await self.joined(sid, client)
@@ -209,9 +209,7 @@ class AuthenticatedNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             raise EventError("unavailable", "The token cannot be checked right now; try again shortly.") from err
         if principal.id != client.user_id:
             raise EventError(protocol.FORBIDDEN, "The token belongs to another user; connect again instead.")
-        client.role = principal.role
-        client.expires_at = principal.expires_at
-        client.issued_at = principal.issued_at
+        client.principal = principal
         self._schedule_expiry(sid, client)
         await self.reauthenticated(sid, client)
         return protocol.ok(expires_at=int(principal.expires_at))
@@ -245,7 +243,7 @@ class AuthenticatedNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         """The user's tokens up to ``cutoff`` were revoked: close this instance's connections that use one."""
         for sid, _ in list(self.rt.fanout.get_participants(self.namespace, self.participants_of(user_id))):
             client = await self.client(sid)
-            if client is not None and client.user_id == user_id and client.issued_at <= cutoff:
+            if client is not None and client.user_id == user_id and client.principal.issued_at <= cutoff:
                 await self._send_local(sid, "auth_expired", {"message": SIGNED_OUT})
                 await self.disconnect(sid)
 

@@ -1,6 +1,6 @@
 """Live quiz scoring: pure functions from questions and recorded answers to points, ranks and counts.
 
-What players send per question type (LIVE_PROTOCOL.md) and what counts as correct:
+What players send per question type (realtime/README.md) and what counts as correct:
 
 ================  ================================  ===============================
 question type     player's answer                   correct when
@@ -76,23 +76,6 @@ def accepted_answers(correct_answer: Any) -> list[str]:
     if isinstance(correct_answer, str):
         return [correct_answer]
     return [str(a) for a in correct_answer or []]
-
-
-def answer_shape_ok(question_type: str, option_ids: Iterable[str], answer: Any) -> bool:
-    """Whether ``answer`` can be an answer to the question (the Lua script checks the same)."""
-    ids = set(option_ids)
-    if question_type in (SINGLE_CHOICE, TRUE_FALSE):
-        return isinstance(answer, str) and answer in ids
-    if question_type == MULTIPLE_CHOICE:
-        return (
-            isinstance(answer, list)
-            and 0 < len(answer) <= len(ids)
-            and all(isinstance(a, str) and a in ids for a in answer)
-            and len(set(answer)) == len(answer)
-        )
-    if question_type == SHORT_ANSWER:
-        return isinstance(answer, str) and 0 < len(answer) <= MAX_SHORT_ANSWER_LENGTH
-    return False
 
 
 def is_correct(question_type: str, correct_answer: Any, answer: Any) -> bool:

@@ -82,7 +82,7 @@ def iso(ms: int | None) -> str | None:
 
 
 @dataclass
-class Outbox:
+class StepOutput:
     """What one step publishes, in order, once its changes are committed."""
 
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -111,7 +111,7 @@ class SessionActor:
         self.players: dict[str, Player] = {}
         self.questions: list[Question] = []
         self.connected: set[str] = set()
-        self.out = Outbox()
+        self.out = StepOutput()
         self.commands: list[list[Any]] = []
         self.scores_changed: set[str] = set()
         self.now = 0
@@ -571,7 +571,7 @@ class SessionActor:
                 raise LeaseLost
             self.commands, self.scores_changed, self.dirty = [], set(), False
         if self.out.events or self.out.replies:
-            out, self.out = self.out, Outbox()
+            out, self.out = self.out, StepOutput()
             await self.rt.publish(self.session_id, out.events, out.replies)
 
     def _player_count(self) -> None:

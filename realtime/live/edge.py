@@ -18,7 +18,9 @@ from typing import Any
 from lms.auth.guards import Principal
 from lms.auth.permissions import Role
 from lms.config import LiveSettings
+from lms.courses.access import manages
 from lms.live import queries
+from lms.live.scoring import MAX_SHORT_ANSWER_LENGTH
 from lms.text import display_text
 from realtime.live.runtime import LiveRuntime
 from realtime.live.snapshots import common_snapshot, host_snapshot, me_entry, player_snapshot
@@ -55,10 +57,6 @@ def clean_nickname(raw: str, config: LiveSettings) -> str:
     return nickname
 
 
-def may_host(principal: Principal | None, instructor_id: uuid.UUID) -> bool:
-    return principal is not None and (principal.is_admin or principal.id == instructor_id)
-
-
 async def host_session(rt: LiveRuntime, principal: Principal | None, session_id: str) -> dict[str, Any]:
     """Check the caller may host (owns the quiz's course, or admin); returns the host snapshot."""
     try:
@@ -69,7 +67,7 @@ async def host_session(rt: LiveRuntime, principal: Principal | None, session_id:
         session = await queries.get_session(conn, sid)
     if session is None:
         raise LiveError("not_found", "No such session.")
-    if not may_host(principal, session["instructor_id"]):
+    if not manages(principal, session):  # the quiz's course is the host's (lms.courses.access)
         # Someone who may not host it does not learn whether it exists either.
         raise LiveError("forbidden" if principal is not None else "unauthorized", "Only the quiz's owner may host.")
     if session["status"] != "ended":
@@ -154,8 +152,8 @@ async def snapshot(
 
 async def submit_answer(rt: LiveRuntime, session_id: str, player_id: str, question_index: int, answer: Any) -> int:
     """Accepted (epoch ms, Redis time) or :class:`LiveError`; only returns after Redis recorded it."""
-    if isinstance(answer, str) and len(answer) > 200:
-        raise LiveError("invalid_answer", "An answer has at most 200 characters.")
+    if isinstance(answer, str) and len(answer) > MAX_SHORT_ANSWER_LENGTH:
+        raise LiveError("invalid_answer", f"An answer has at most {MAX_SHORT_ANSWER_LENGTH} characters.")
     return await rt.store.submit_answer(rt.store.keys(session_id), player_id, question_index, answer)
 
 

@@ -1,4 +1,4 @@
-"""Wiring live sessions into the app: the ``/live`` namespace, this instance's runtime, the pages.
+"""Wiring live sessions into the app: the ``/live`` namespace and this instance's runtime.
 
 Called by ``realtime.server.setup_realtime`` with its Socket.IO server.
 """
@@ -15,7 +15,6 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from lms.appkeys import DB, METRICS
 from lms.config import Settings
 from lms.metrics import Metrics
-from realtime.live import pages
 from realtime.live.guessing import PinGuesses
 from realtime.live.namespace import LiveNamespace
 from realtime.live.runtime import LiveRuntime
@@ -32,7 +31,6 @@ def setup_live(app: web.Application, config: Settings, sio: socketio.AsyncServer
     namespace = LiveNamespace(app, config)
     sio.register_namespace(namespace)
     app[LIVE_NAMESPACE] = namespace
-    app.router.add_routes(pages.routes)
     app.cleanup_ctx.append(live_ctx)
 
 
