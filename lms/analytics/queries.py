@@ -4,9 +4,10 @@ The stats rows (lms/tables.py, "analytics aggregates") are kept current by
 triggers inside every writing transaction, so these reads are exact and
 cost a few index lookups whatever the course's size.
 
-A course's figures are one statement (:func:`course_figures`): the database
-answers in well under a millisecond, so each extra round trip through aiopg
-cost more than its query. Each table of figures comes back as one array per
+A course's figures are one prepared statement (:func:`course_figures`): the
+database answers in well under a millisecond, so each extra round trip
+through aiopg cost more than its query, and parsing and planning the
+statement cost more than running it (lms/prepared.py). Each table of figures comes back as one array per
 column (psycopg2 parses arrays natively, numerics as Decimal, so nothing is
 rounded on the way) and is turned back into rows here.
 """
@@ -25,6 +26,7 @@ from lms.analytics.window import END, START, Window, local_day
 from lms.db import Connection, Row
 from lms.enrollments.queries import percent, ratio
 from lms.payments.queries import COURSE_REVENUE
+from lms.prepared import Prepared
 from lms.tables import (
     course_progress_buckets,
     course_stats,
@@ -104,11 +106,11 @@ _ENROLLMENTS_PER_DAY = per_day_statement(
 )  # fmt: skip
 
 
-def _as_arrays(rows: Select[Any], name: str, order: tuple[str, ...]) -> Any:
-    """A LATERAL of one row: each column of ``rows`` aggregated into an array ``{name}_{column}``, in ``order``."""
+def _as_arrays(rows: Select[Any], name: str, columns: tuple[str, ...], order: tuple[str, ...]) -> Any:
+    """A LATERAL of one row: ``columns`` of ``rows`` each aggregated into an array ``{name}_{column}``, in ``order``."""
     sub = rows.order_by(None).subquery(f"{name}_rows")
     keys = [sub.c[k] for k in order]
-    arrays = (func.array_agg(aggregate_order_by(c, *keys)).label(f"{name}_{c.key}") for c in sub.c)
+    arrays = (func.array_agg(aggregate_order_by(sub.c[c], *keys)).label(f"{name}_{c}") for c in columns)
     return select(*arrays).lateral(f"{name}_arrays")
 
 
@@ -119,7 +121,7 @@ def _rows(row: Row, name: str, columns: tuple[str, ...]) -> list[Row]:
 
 
 _LESSON_COLUMNS = ("id", "title", "position", "started", "completed", "time_spent_sum")
-_QUIZ_COLUMNS = ("id", "title", "attempts", "passed", "percentage_sum", "buckets", "created_at")
+_QUIZ_COLUMNS = ("id", "title", "attempts", "passed", "percentage_sum", "buckets")
 _DAY_COLUMNS = ("day", "value")
 _REVENUE_COLUMNS = ("currency", "gross", "refunded", "net", "payments")
 _COURSE_COLUMNS = (
@@ -137,15 +139,15 @@ _QUIZ_ROWS = _QUIZZES.with_only_columns(
     *_QUIZZES.selected_columns[:-1], func.coalesce(_QUIZ_BUCKETS, _ZERO_BUCKETS).label("buckets"), quizzes.c.created_at
 )
 _TABLES = [
-    _as_arrays(_LESSONS, "lesson", ("position",)),
-    _as_arrays(_QUIZ_ROWS, "quiz", ("created_at", "id")),
-    _as_arrays(_ENROLLMENTS_PER_DAY, "day", ("day",)),
-    _as_arrays(COURSE_REVENUE, "revenue", ("currency",)),
+    _as_arrays(_LESSONS, "lesson", _LESSON_COLUMNS, ("position",)),
+    _as_arrays(_QUIZ_ROWS, "quiz", _QUIZ_COLUMNS, ("created_at", "id")),
+    _as_arrays(_ENROLLMENTS_PER_DAY, "day", _DAY_COLUMNS, ("day",)),
+    _as_arrays(COURSE_REVENUE, "revenue", _REVENUE_COLUMNS, ("currency",)),
 ]
 _FROM: Any = courses.outerjoin(course_stats, course_stats.c.course_id == courses.c.id)
 for _table in _TABLES:
     _FROM = _FROM.join(_table, true())
-_COURSE_FIGURES = (
+COURSE_FIGURES = Prepared(
     select(
         *_COURSE_COLUMNS,
         *(c.label(f"stats_{c.key}") for c in course_stats.c),
@@ -153,7 +155,9 @@ _COURSE_FIGURES = (
         *(c for table in _TABLES for c in table.c),
     )
     .select_from(_FROM)
-    .where(courses.c.id == COURSE_ID)
+    .where(courses.c.id == COURSE_ID),
+    # Planning this statement cost more than running it: each connection plans it once.
+    Window("UTC", date(2000, 1, 1), date(2000, 1, 1)).params() | {"course_id": uuid.UUID(int=0)},
 )
 
 
@@ -164,7 +168,7 @@ async def course_figures(conn: Connection, course_id: uuid.UUID, window: Window)
     none yet) and the tables below, read with :func:`progress_distribution`, :func:`lesson_figures`,
     :func:`quiz_figures`, :func:`course_enrollments_per_day` and :func:`revenue_rows`.
     """
-    return await conn.fetch_one(_COURSE_FIGURES, window.params() | {"course_id": course_id})
+    return await COURSE_FIGURES.fetch_one(conn, window.params() | {"course_id": course_id})
 
 
 def stats_row(figures: Row) -> Row | None:
