@@ -9,8 +9,9 @@ PostgreSQL re-plans a prepared statement by itself when the tables it
 reads change (DDL), and the statement lives as long as its connection.
 
 For statements whose every parameter is named when the statement is made
-(``example``: values of the types later calls pass; an ``IN`` list keeps
-its length). Not for use through a transaction-pooling proxy (pgbouncer in
+(``example``: values of the types later calls pass, which psycopg2 adapts
+as they are: no SQLAlchemy bind processing). The statement's own literals
+(an ``IN`` list, constants) are fixed when it is made. Not for use through a transaction-pooling proxy (pgbouncer in
 transaction mode does not keep SQL-level prepared statements).
 """
 
@@ -54,6 +55,10 @@ class Prepared:
         self.stmt = stmt
         self.name = f"lms_prepared_{next(_names)}"
         sql, values = compile_statement(stmt, example)  # type: ignore[arg-type]
+        if any(values[name] is not value for name, value in example.items()):
+            raise TypeError("a prepared statement's parameters must need no bind processing")
+        # Literals compiled into parameters (an IN list's items, constants): the same on every call.
+        self.constants = {name: value for name, value in values.items() if name not in example}
         # psycopg2's pyformat placeholders become $n, in order of first use; "%%" is a literal "%".
         self.params = list(dict.fromkeys(_PLACEHOLDER.findall(sql)))
         position = {name: i + 1 for i, name in enumerate(self.params)}
@@ -65,16 +70,14 @@ class Prepared:
         # The pooled connections (aiopg's objects) this statement is prepared on.
         self._prepared_on: weakref.WeakSet[Any] = weakref.WeakSet()
 
-    async def _ready(self, conn: Connection, params: Mapping[str, Any] | None) -> dict[str, Any]:
+    async def fetch_all(self, conn: Connection, params: Mapping[str, Any]) -> list[Row]:
         if conn.raw not in self._prepared_on:
             await conn.execute(self.prepare_sql)
             self._prepared_on.add(conn.raw)
-        _, values = compile_statement(self.stmt, params)  # type: ignore[arg-type]
-        return dict(values)
+        # Compiling the statement again per call (SQLAlchemy's cache key, the IN list's expansion) cost more
+        # than the parameters' own handling, which is psycopg2's.
+        return await conn.fetch_all(self.execute_sql, self.constants | dict(params))
 
-    async def fetch_all(self, conn: Connection, params: Mapping[str, Any] | None = None) -> list[Row]:
-        return await conn.fetch_all(self.execute_sql, await self._ready(conn, params))
-
-    async def fetch_one(self, conn: Connection, params: Mapping[str, Any] | None = None) -> Row | None:
+    async def fetch_one(self, conn: Connection, params: Mapping[str, Any]) -> Row | None:
         rows = await self.fetch_all(conn, params)
         return rows[0] if rows else None

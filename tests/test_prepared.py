@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 from sqlalchemy import bindparam, literal, select
+from sqlalchemy.dialects.postgresql import JSONB
 
 from lms.db import Database
 from lms.prepared import Prepared
@@ -56,6 +57,9 @@ async def test_prepared_rows_equal_the_plain_statement_on_every_connection(db: D
         assert await conn.fetch_val(sql, {"name": prepared.name}) == 1
 
 
-def test_a_parameter_without_a_type_is_refused_when_the_statement_is_made() -> None:
+def test_parameters_without_a_type_or_with_bind_processing_are_refused_when_the_statement_is_made() -> None:
     with pytest.raises(TypeError, match="no PostgreSQL type"):
         Prepared(STATEMENT, {"pattern": ["a list"], "not_id": uuid.UUID(int=0)})
+    with pytest.raises(TypeError, match="bind processing"):
+        Prepared(select(literal(1)).where(bindparam("doc", type_=JSONB) == bindparam("other", type_=JSONB)),
+                 {"doc": {"a": 1}, "other": {"b": 2}})  # fmt: skip
