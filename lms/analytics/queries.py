@@ -70,9 +70,6 @@ async def per_day(
 
 COURSE_ID = bindparam("course_id", type_=lessons.c.course_id.type)
 
-_PROGRESS_BUCKETS = select(course_progress_buckets.c.bucket, course_progress_buckets.c.enrollments).where(
-    course_progress_buckets.c.course_id == COURSE_ID
-)
 _LESSONS = (
     select(
         lessons.c.id, lessons.c.title, lessons.c.position, lesson_stats.c.started, lesson_stats.c.completed,
@@ -94,7 +91,9 @@ _QUIZZES = (
         quiz_stats.c.attempts,
         quiz_stats.c.passed,
         quiz_stats.c.percentage_sum,
-        _QUIZ_BUCKETS.label("buckets"),
+        # Every quiz has its ten bucket rows (migration 0007's trigger); zeros all the same if one had none.
+        func.coalesce(_QUIZ_BUCKETS, func.array_fill(0, literal_column("ARRAY[10]"))).label("buckets"),
+        quizzes.c.created_at,
     )
     .outerjoin(quiz_stats, quiz_stats.c.quiz_id == quizzes.c.id)
     .where(quizzes.c.course_id == COURSE_ID)
@@ -128,19 +127,15 @@ _COURSE_COLUMNS = (
     courses.c.id, courses.c.slug, courses.c.title, courses.c.instructor_id, courses.c.is_published,
     courses.c.rating_average, courses.c.rating_count,
 )  # fmt: skip
-_ZERO_BUCKETS = func.array_fill(0, literal_column("ARRAY[10]"))
 
 _PROGRESS_ARRAY = (
     select(func.array_agg(aggregate_order_by(course_progress_buckets.c.enrollments, course_progress_buckets.c.bucket)))
     .where(course_progress_buckets.c.course_id == COURSE_ID)
     .scalar_subquery()
 )
-_QUIZ_ROWS = _QUIZZES.with_only_columns(
-    *_QUIZZES.selected_columns[:-1], func.coalesce(_QUIZ_BUCKETS, _ZERO_BUCKETS).label("buckets"), quizzes.c.created_at
-)
 _TABLES = [
     _as_arrays(_LESSONS, "lesson", _LESSON_COLUMNS, ("position",)),
-    _as_arrays(_QUIZ_ROWS, "quiz", _QUIZ_COLUMNS, ("created_at", "id")),
+    _as_arrays(_QUIZZES, "quiz", _QUIZ_COLUMNS, ("created_at", "id")),
     _as_arrays(_ENROLLMENTS_PER_DAY, "day", _DAY_COLUMNS, ("day",)),
     _as_arrays(COURSE_REVENUE, "revenue", _REVENUE_COLUMNS, ("currency",)),
 ]
@@ -221,5 +216,5 @@ def course_enrollments_per_day(figures: Row, window: Window) -> list[dict[str, A
 
 
 def revenue_rows(figures: Row) -> list[Row]:
-    """The course's money collected, all time, per currency (rows of ``payments.course_revenue``)."""
+    """The course's money collected, all time, per currency (rows of ``payments.COURSE_REVENUE``)."""
     return _rows(figures, "revenue", _REVENUE_COLUMNS)
