@@ -53,8 +53,9 @@ class Platform:
 
 
 @contextlib.contextmanager
-def platform() -> Iterator[Platform]:
-    tmp = Path(tempfile.mkdtemp(prefix="lms-bench-"))
+def platform(data_dir: Path | None = None) -> Iterator[Platform]:
+    """Throwaway servers; with ``data_dir``, PostgreSQL's data lives (and stays) there, so a run can reuse it."""
+    tmp = data_dir or Path(tempfile.mkdtemp(prefix="lms-bench-"))
     pg = EmbeddedPostgres(tmp / "pg", database="lms_bench")
     redis = EmbeddedRedis(tmp / "redis")
     try:

@@ -3,6 +3,13 @@
 The stats rows (lms/tables.py, "analytics aggregates") are kept current by
 triggers inside every writing transaction, so these reads are exact and
 cost a few index lookups whatever the course's size.
+
+A course's figures are one prepared statement (:func:`course_figures`): the
+database answers in well under a millisecond, so each extra round trip
+through aiopg cost more than its query, and parsing and planning the
+statement cost more than running it (lms/prepared.py). Each table of figures comes back as one array per
+column (psycopg2 parses arrays natively, numerics as Decimal, so nothing is
+rounded on the way) and is turned back into rows here.
 """
 
 from __future__ import annotations
@@ -12,14 +19,18 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, literal_column, select
+from sqlalchemy import Select, bindparam, func, literal_column, select, true
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from lms.analytics.window import END, START, Window, local_day
 from lms.db import Connection, Row
 from lms.enrollments.queries import percent, ratio
+from lms.payments.queries import COURSE_REVENUE
+from lms.prepared import Prepared
 from lms.tables import (
     course_progress_buckets,
+    course_stats,
+    courses,
     enrollments,
     lesson_stats,
     lessons,
@@ -59,9 +70,6 @@ async def per_day(
 
 COURSE_ID = bindparam("course_id", type_=lessons.c.course_id.type)
 
-_PROGRESS_BUCKETS = select(course_progress_buckets.c.bucket, course_progress_buckets.c.enrollments).where(
-    course_progress_buckets.c.course_id == COURSE_ID
-)
 _LESSONS = (
     select(
         lessons.c.id, lessons.c.title, lessons.c.position, lesson_stats.c.started, lesson_stats.c.completed,
@@ -83,7 +91,9 @@ _QUIZZES = (
         quiz_stats.c.attempts,
         quiz_stats.c.passed,
         quiz_stats.c.percentage_sum,
-        _QUIZ_BUCKETS.label("buckets"),
+        # Every quiz has its ten bucket rows (migration 0007's trigger); zeros all the same if one had none.
+        func.coalesce(_QUIZ_BUCKETS, func.array_fill(0, literal_column("ARRAY[10]"))).label("buckets"),
+        quizzes.c.created_at,
     )
     .outerjoin(quiz_stats, quiz_stats.c.quiz_id == quizzes.c.id)
     .where(quizzes.c.course_id == COURSE_ID)
@@ -95,14 +105,80 @@ _ENROLLMENTS_PER_DAY = per_day_statement(
 )  # fmt: skip
 
 
-async def progress_distribution(conn: Connection, course_id: uuid.UUID) -> list[dict[str, int]]:
-    rows = await conn.fetch_all(_PROGRESS_BUCKETS, {"course_id": course_id})
-    return distribution({r["bucket"]: r["enrollments"] for r in rows})
+def _as_arrays(rows: Select[Any], name: str, columns: tuple[str, ...], order: tuple[str, ...]) -> Any:
+    """A LATERAL of one row: ``columns`` of ``rows`` each aggregated into an array ``{name}_{column}``, in ``order``."""
+    sub = rows.order_by(None).subquery(f"{name}_rows")
+    keys = [sub.c[k] for k in order]
+    arrays = (func.array_agg(aggregate_order_by(sub.c[c], *keys)).label(f"{name}_{c}") for c in columns)
+    return select(*arrays).lateral(f"{name}_arrays")
 
 
-async def lesson_figures(conn: Connection, course_id: uuid.UUID, studying: int) -> list[Row]:
+def _rows(row: Row, name: str, columns: tuple[str, ...]) -> list[Row]:
+    """The rows that :func:`_as_arrays` folded into ``row`` (none: the arrays are NULL)."""
+    arrays = [row[f"{name}_{c}"] or [] for c in columns]
+    return [dict(zip(columns, values, strict=True)) for values in zip(*arrays, strict=True)]
+
+
+_LESSON_COLUMNS = ("id", "title", "position", "started", "completed", "time_spent_sum")
+_QUIZ_COLUMNS = ("id", "title", "attempts", "passed", "percentage_sum", "buckets")
+_DAY_COLUMNS = ("day", "value")
+_REVENUE_COLUMNS = ("currency", "gross", "refunded", "net", "payments")
+_COURSE_COLUMNS = (
+    courses.c.id, courses.c.slug, courses.c.title, courses.c.instructor_id, courses.c.is_published,
+    courses.c.rating_average, courses.c.rating_count,
+)  # fmt: skip
+
+_PROGRESS_ARRAY = (
+    select(func.array_agg(aggregate_order_by(course_progress_buckets.c.enrollments, course_progress_buckets.c.bucket)))
+    .where(course_progress_buckets.c.course_id == COURSE_ID)
+    .scalar_subquery()
+)
+_TABLES = [
+    _as_arrays(_LESSONS, "lesson", _LESSON_COLUMNS, ("position",)),
+    _as_arrays(_QUIZZES, "quiz", _QUIZ_COLUMNS, ("created_at", "id")),
+    _as_arrays(_ENROLLMENTS_PER_DAY, "day", _DAY_COLUMNS, ("day",)),
+    _as_arrays(COURSE_REVENUE, "revenue", _REVENUE_COLUMNS, ("currency",)),
+]
+_FROM: Any = courses.outerjoin(course_stats, course_stats.c.course_id == courses.c.id)
+for _table in _TABLES:
+    _FROM = _FROM.join(_table, true())
+COURSE_FIGURES = Prepared(
+    select(
+        *_COURSE_COLUMNS,
+        *(c.label(f"stats_{c.key}") for c in course_stats.c),
+        _PROGRESS_ARRAY.label("progress_buckets"),
+        *(c for table in _TABLES for c in table.c),
+    )
+    .select_from(_FROM)
+    .where(courses.c.id == COURSE_ID),
+    # Planning this statement cost more than running it: each connection plans it once.
+    Window("UTC", date(2000, 1, 1), date(2000, 1, 1)).params() | {"course_id": uuid.UUID(int=0)},
+)
+
+
+async def course_figures(conn: Connection, course_id: uuid.UUID, window: Window) -> Row | None:
+    """A course's row and every figure of its analytics, in one statement; None: no such course.
+
+    The result carries the course's columns, its ``course_stats`` row as ``stats_*`` (None when it has
+    none yet) and the tables below, read with :func:`progress_distribution`, :func:`lesson_figures`,
+    :func:`quiz_figures`, :func:`course_enrollments_per_day` and :func:`revenue_rows`.
+    """
+    return await COURSE_FIGURES.fetch_one(conn, window.params() | {"course_id": course_id})
+
+
+def stats_row(figures: Row) -> Row | None:
+    """The course's ``course_stats`` row out of :func:`course_figures` (None: none yet)."""
+    if figures["stats_course_id"] is None:
+        return None
+    return {c.key: figures[f"stats_{c.key}"] for c in course_stats.c}
+
+
+def progress_distribution(figures: Row) -> list[dict[str, int]]:
+    return distribution(dict(enumerate(figures["progress_buckets"] or [])))
+
+
+def lesson_figures(figures: Row, studying: int) -> list[Row]:
     """The course's published lessons in order, each with its completion among studying enrollments."""
-    rows = await conn.fetch_all(_LESSONS, {"course_id": course_id})
     return [
         {
             "lesson_id": r["id"],
@@ -114,13 +190,12 @@ async def lesson_figures(conn: Connection, course_id: uuid.UUID, studying: int) 
             # Over the students who opened the lesson.
             "average_time_spent_seconds": int(ratio(r["time_spent_sum"] or 0, r["started"] or 0, Decimal(1))),
         }
-        for r in rows
+        for r in _rows(figures, "lesson", _LESSON_COLUMNS)
     ]
 
 
-async def quiz_figures(conn: Connection, course_id: uuid.UUID) -> list[Row]:
+def quiz_figures(figures: Row) -> list[Row]:
     """Every quiz of the course (oldest first) with its graded attempts' figures."""
-    rows = await conn.fetch_all(_QUIZZES, {"course_id": course_id})
     return [
         {
             "quiz_id": r["id"],
@@ -128,13 +203,18 @@ async def quiz_figures(conn: Connection, course_id: uuid.UUID) -> list[Row]:
             "attempts": int(r["attempts"] or 0),
             "average_percentage": ratio(r["percentage_sum"] or 0, r["attempts"] or 0),
             "pass_rate": percent(r["passed"] or 0, r["attempts"] or 0),
-            "distribution": distribution(dict(enumerate(r["buckets"] or []))),
+            "distribution": distribution(dict(enumerate(r["buckets"]))),
         }
-        for r in rows
+        for r in _rows(figures, "quiz", _QUIZ_COLUMNS)
     ]
 
 
-async def course_enrollments_per_day(conn: Connection, course_id: uuid.UUID, window: Window) -> list[dict[str, Any]]:
-    """Enrollments of the course by the local day of ``enrolled_at`` (every status)."""
-    days = await per_day(conn, window, _ENROLLMENTS_PER_DAY, {"course_id": course_id})
-    return [{"date": d["date"], "count": int(d["value"])} for d in days]
+def course_enrollments_per_day(figures: Row, window: Window) -> list[dict[str, Any]]:
+    """Enrollments of the course by the local day of ``enrolled_at`` (every status), zeros included."""
+    found = {r["day"]: int(r["value"]) for r in _rows(figures, "day", _DAY_COLUMNS)}
+    return [{"date": d, "count": found.get(d, 0)} for d in window.days]
+
+
+def revenue_rows(figures: Row) -> list[Row]:
+    """The course's money collected, all time, per currency (rows of ``payments.COURSE_REVENUE``)."""
+    return _rows(figures, "revenue", _REVENUE_COLUMNS)

@@ -45,7 +45,12 @@ async def load_course(
     ``lock`` holds the course row until the transaction ends: lesson
     structure changes and rating updates of one course are serialized by it.
     """
-    course = await queries.get_course(conn, course_id=course_id, slug=slug, lock=lock)
+    return visible_course(principal, await queries.get_course(conn, course_id=course_id, slug=slug, lock=lock), manage)
+
+
+def visible_course(principal: Principal | None, course: Row | None, manage: bool = False) -> Row:
+    """:func:`load_course`'s checks on a course row already read (any row with ``instructor_id`` and
+    ``is_published``; None: not found)."""
     if course is None:
         raise NotFound("No such course.")
     owner = manages(principal, course)

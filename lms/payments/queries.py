@@ -427,18 +427,13 @@ async def revenue_by_currency(
     )
 
 
-# A course's revenue of all time is read on every course analytics request: built once.
-_COURSE_REVENUE = (
+# A course's revenue of all time, per currency: part of every course analytics request (built once).
+COURSE_REVENUE = (
     select(payments.c.currency, *_sums())
     .where(payments.c.status.in_(COLLECTED), payments.c.course_id == bindparam("course_id"))
     .group_by(payments.c.currency)
     .order_by(payments.c.currency)
 )
-
-
-async def course_revenue(conn: Connection, course_id: uuid.UUID) -> list[Row]:
-    """One course's money collected, all time, per currency."""
-    return await conn.fetch_all(_COURSE_REVENUE, {"course_id": course_id})
 
 
 async def revenue_by_day(
