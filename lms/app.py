@@ -8,7 +8,6 @@ from pathlib import Path
 
 import aiohttp_jinja2
 import jinja2
-import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
@@ -18,9 +17,9 @@ from lms.api.ratelimit import rate_limit_middleware
 from lms.appkeys import CONFIG, DB, METRICS, REDIS
 from lms.auth import routes as auth
 from lms.certificates.routes import setup_certificates
+from lms.clients import open_database, redis_client
 from lms.config import Settings
 from lms.courses import routes as courses
-from lms.db import Database
 from lms.enrollments import routes as enrollments
 from lms.events import EVENTS, EventBus
 from lms.files import routes as files
@@ -123,15 +122,7 @@ def setup_templates(app: web.Application) -> None:
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
-    config = app[CONFIG].database
-    db = await Database.connect(
-        config.url,
-        min_size=config.pool_min,
-        max_size=config.pool_max,
-        statement_timeout_ms=config.statement_timeout_ms,
-        acquire_timeout=config.acquire_timeout_seconds,
-        connect_timeout=config.connect_timeout_seconds,
-    )
+    db = await open_database(app[CONFIG].database)
     app[DB] = db
     app[METRICS].add_gauges(
         "lms_db_pool_connections",
@@ -142,16 +133,6 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     await db.close()
 
 
-def redis_client(url: str, timeout: float) -> aioredis.Redis:
-    return aioredis.Redis.from_url(
-        url,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        health_check_interval=30,
-        decode_responses=False,
-    )
-
-
 async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
     storage = await open_storage(app[CONFIG].storage)
     app[STORAGE] = storage
@@ -160,8 +141,7 @@ async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
-    config = app[CONFIG].redis
-    client = redis_client(config.url, config.socket_timeout_seconds)
+    client = redis_client(app[CONFIG].redis)
     app[REDIS] = client
     yield
     await client.aclose()

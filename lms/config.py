@@ -60,11 +60,24 @@ class DatabaseSettings(Section):
     statement_timeout_ms: int = Field(default=15_000, ge=100)
     acquire_timeout_seconds: float = Field(default=10.0, gt=0)
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    # True behind a pooler in transaction mode (PgBouncer pool_mode = transaction):
+    # nothing is set per session; transactions SET LOCAL what they need (lms/db.py).
+    transaction_pooler: bool = False
 
 
 class RedisSettings(Section):
+    # One server (redis://, rediss://, unix://), a cluster (redis+cluster://h:p,h:p)
+    # or the master Sentinel names (redis+sentinel://h:26379,h:26379/<master>/<db>): lms/clients.py.
     url: str = "redis://127.0.0.1:6379/0"
     socket_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _known_topology(cls, value: str) -> str:
+        from lms.clients import parse_redis_url
+
+        parse_redis_url(value)
+        return value
 
 
 class AuthSettings(Section):

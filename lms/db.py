@@ -139,8 +139,9 @@ def _translate(err: Exception) -> Exception:
 class Connection:
     """One pooled connection; statements in, dict rows out."""
 
-    def __init__(self, raw: aiopg.Connection) -> None:
+    def __init__(self, raw: aiopg.Connection, begin: str = "BEGIN") -> None:
         self.raw = raw
+        self._begin = begin
         self.in_transaction = False
         self._savepoints = 0
 
@@ -211,7 +212,7 @@ class Connection:
             else:
                 await self.execute(f"RELEASE SAVEPOINT {name}")
             return
-        await self.execute("BEGIN")
+        await self.execute(self._begin)
         self.in_transaction = True
         try:
             yield self
@@ -233,9 +234,10 @@ class Connection:
 class Database:
     """An aiopg pool that hands out :class:`Connection` objects."""
 
-    def __init__(self, pool: aiopg.Pool, acquire_timeout: float) -> None:
+    def __init__(self, pool: aiopg.Pool, acquire_timeout: float, begin: str = "BEGIN") -> None:
         self.pool = pool
         self.acquire_timeout = acquire_timeout
+        self._begin = begin
 
     @classmethod
     async def connect(
@@ -247,10 +249,26 @@ class Database:
         statement_timeout_ms: int = 15_000,
         acquire_timeout: float = 10.0,
         connect_timeout: float = 5.0,
+        transaction_pooler: bool = False,
     ) -> Database:
+        """A pool; connections run with ``statement_timeout`` and time zone UTC.
+
+        Directly on PostgreSQL both are the connection's settings. Behind a
+        pooler in transaction mode (PgBouncer ``pool_mode = transaction``) a
+        server connection serves many clients, so nothing may be set per
+        session: each transaction sets both with ``SET LOCAL`` in the round
+        trip of its ``BEGIN``, and statements outside a transaction get the
+        role's defaults (README "Scaling out": ``ALTER ROLE ... SET``).
+        """
         # Client-side timeout sits above statement_timeout: PostgreSQL cancels
         # first and the connection survives; aiopg's cancel would close it.
         client_timeout = statement_timeout_ms / 1000 + 5
+        session: dict[str, Any] = {}
+        begin = "BEGIN"
+        if transaction_pooler:
+            begin = f"BEGIN; SET LOCAL statement_timeout = {int(statement_timeout_ms)}; SET LOCAL timezone = 'UTC'"
+        else:
+            session["options"] = f"-c statement_timeout={statement_timeout_ms} -c timezone=UTC"
         pool = await aiopg.create_pool(
             url,
             minsize=min_size,
@@ -258,9 +276,9 @@ class Database:
             timeout=client_timeout,
             pool_recycle=3600,
             connect_timeout=max(1, int(connect_timeout)),
-            options=f"-c statement_timeout={statement_timeout_ms} -c timezone=UTC",
+            **session,
         )
-        return cls(pool, acquire_timeout)
+        return cls(pool, acquire_timeout, begin)
 
     @property
     def size(self) -> int:
@@ -282,7 +300,7 @@ class Database:
         except (TimeoutError, psycopg2.OperationalError) as err:
             raise DatabaseUnavailable(f"no database connection available: {str(err).strip() or 'timed out'}") from err
         try:
-            yield Connection(raw)
+            yield Connection(raw, self._begin)
         finally:
             # aiopg drops a closed connection on release; the pool refills.
             self.pool.release(raw)

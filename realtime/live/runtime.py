@@ -28,6 +28,8 @@ from lms.aio import raise_if_cancelling
 from lms.config import Settings
 from lms.db import Database
 from lms.live import queries
+from lms.live.keys import SWEEP_ABANDONED
+from realtime.live.abandoned import end_abandoned_sessions
 from realtime.live.actor import SessionActor, initial_gate, initial_snapshot
 from realtime.live.store import LiveError, LiveStore
 
@@ -88,6 +90,7 @@ class LiveRuntime:
         self.listening = asyncio.Event()
         self.stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._sweeping: asyncio.Task[None] | None = None
         self._presence_at = 0.0
         self.takeovers = 0
 
@@ -122,8 +125,9 @@ class LiveRuntime:
         owned = dict(self.owned)
         for actor in owned.values():
             actor.stop_requested = "crash" if not release else "stop"
-        tasks = [*self._tasks, *self.actors.values()]
-        for task in self._tasks:
+        background = [*self._tasks, *([self._sweeping] if self._sweeping else [])]
+        tasks = [*background, *self.actors.values()]
+        for task in background:
             task.cancel()
         await _settle(tasks, STOP_WAIT_SECONDS)
         if release:
@@ -252,6 +256,27 @@ class LiveRuntime:
                 expiry = now_ms + int(presence * 1000)
                 await self.store.refresh_presence(((self.store.keys(s), p) for s, p in local.items()), expiry)
 
+    # -- abandoned sessions ---------------------------------------------------
+
+    async def sweep_abandoned(self) -> list[str]:
+        """End and store the sessions nobody runs any more (the scheduled task asks for it)."""
+        return await end_abandoned_sessions(self)
+
+    def _start_sweep(self) -> None:
+        if self.stopping.is_set() or (self._sweeping is not None and not self._sweeping.done()):
+            return  # one sweep at a time: the one running sees the same sessions
+
+        async def sweep() -> None:
+            try:
+                ended = await self.sweep_abandoned()
+            except Exception:
+                log.exception("ending abandoned live sessions failed")
+                return
+            if ended:
+                log.info("ended %d abandoned live session(s)", len(ended))
+
+        self._sweeping = asyncio.create_task(sweep(), name="live-abandoned-sweep")
+
     # -- the channel ----------------------------------------------------------
 
     async def publish(self, session_id: str, events: list[dict[str, Any]], replies: list[dict[str, Any]]) -> None:
@@ -281,6 +306,9 @@ class LiveRuntime:
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _on_message(self, data: bytes | str) -> None:
+        if data == SWEEP_ABANDONED:
+            self._start_sweep()
+            return
         try:
             message = json.loads(data)
             for reply in message.get("replies", ()):
