@@ -27,17 +27,13 @@ class Platform:
 
     def env(self, **extra: str) -> dict[str, str]:
         base = {k: v for k, v in os.environ.items() if not k.startswith("LMS_")}
-        return (
-            base
-            | {
-                "LMS_ENV": "test",
-                "LMS_DATABASE_URL": self.database_url,
-                "LMS_REDIS_URL": self.redis_url,
-                "LMS_LOG_LEVEL": "WARNING",
-                "LMS_DATABASE_POOL_MAX": "20",
-            }
-            | extra
-        )
+        return base | {
+            "LMS_ENV": "test",
+            "LMS_DATABASE_URL": self.database_url,
+            "LMS_REDIS_URL": self.redis_url,
+            "LMS_LOG_LEVEL": "WARNING",
+            "LMS_DATABASE_POOL_MAX": "20",
+        } | extra
 
     def serve(self, **extra: str) -> str:
         """Start an `lms serve` process; returns its base URL once it is ready."""

@@ -52,7 +52,9 @@ class QueueConsumer:
         self.queue = queue
         self.broker = broker
         self.limit = limit
-        self.receiver = Receiver(broker, max_async_tasks=limit, run_startup=False, ack_type=AcknowledgeType.WHEN_SAVED)
+        self.receiver = Receiver(
+            broker, max_async_tasks=limit, run_startup=False, ack_type=AcknowledgeType.WHEN_SAVED
+        )
         self.running: set[asyncio.Task[None]] = set()
 
     async def consume(self, stopping: asyncio.Event) -> None:

@@ -480,8 +480,6 @@ async def gateways(aiohttp_server: Any) -> Gateways:
         server = await aiohttp_server(fake.app())
         fake.url = str(server.make_url("")).rstrip("/")
     return fakes
-
-
 # --- Files and certificates (issue 13): a real S3 API (moto's server) on loopback ---
 
 import urllib.request  # noqa: E402

@@ -166,3 +166,4 @@ async def course_reminders(res: Resources = TaskiqDepends(resources)) -> int:
         after = rows[-1]["id"]
     log.info("course reminders: %d email(s) queued", sent)
     return sent
+
