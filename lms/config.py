@@ -98,6 +98,10 @@ class AuthSettings(Section):
     # A refresh token presented again this soon after its rotation (two tabs
     # refreshing at once) gets a sibling in its family instead of revoking it.
     refresh_reuse_grace_seconds: int = Field(default=10, ge=0, le=300)
+    # Each instance reuses a token's check (revocation, account) this long:
+    # a revocation, deactivation or role change reaches every instance within
+    # it (lms/auth/principals.py). At most a second; 0 checks every request.
+    principal_cache_seconds: float = Field(default=1.0, ge=0, le=1.0)
 
 
 class HttpSettings(Section):
