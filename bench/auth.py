@@ -133,7 +133,7 @@ async def main(args: argparse.Namespace) -> None:
         for name, base, token_of in scenarios:
             make = me(base, token_of)
             await load.drive(base, make, 500, 10)  # warm up
-            print((await load.drive(base, make, args.me, c)).line(name, reference))
+            print((await load.drive(base, make, args.me, c, cpu=env.cpu_groups(base))).line(name, reference))
 
 
 if __name__ == "__main__":

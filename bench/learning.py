@@ -285,7 +285,8 @@ async def main(args: argparse.Namespace) -> None:
             print(reference.line(f"bare aiohttp handler (c={c})"))
             for name, make in scenarios:
                 await load.drive(url, make, min(200, args.requests), 10)  # warm up
-                print((await load.drive(url, make, args.requests, c)).line(f"{name} (c={c})", reference))
+                result = await load.drive(url, make, args.requests, c, cpu=env.cpu_groups(url))
+                print(result.line(f"{name} (c={c})", reference))
 
             plans: list[Plan] = []
             try:

@@ -12,6 +12,11 @@ The reference (:func:`reference_server`) is an ``aiohttp.web`` app with one
 JSON handler, served by ``web.run_app`` like ``lms serve``: the floor of
 the framework on this machine. Benchmarks measure it in the same run and
 print each figure as a share of it, which holds on a noisy machine.
+
+Besides requests per second, :func:`drive` reads the CPU time the server
+processes (and PostgreSQL's, when given) spent per request from ``/proc``:
+on a machine shared with other work that figure moves far less than the
+rate, and it is what the README's capacity table is built from.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -91,6 +97,34 @@ class _Connection(asyncio.Protocol):
         return await self.waiter
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+
+
+def cpu_seconds(roots: list[int]) -> float:
+    """User + system CPU of these processes and all their descendants, now (Linux /proc)."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (fields := _stat(int(entry))) is not None:
+            parents[int(entry)] = int(fields[1])
+            times[int(entry)] = (int(fields[11]) + int(fields[12])) / TICK
+    wanted = set(roots)
+    grew = True
+    while grew:
+        more = {pid for pid, parent in parents.items() if parent in wanted and pid not in wanted}
+        wanted |= more
+        grew = bool(more)
+    return sum(times.get(pid, 0.0) for pid in wanted)
+
+
 @dataclass
 class Result:
     total: int
@@ -98,23 +132,41 @@ class Result:
     latencies: list[float]
     errors: int
     statuses: dict[int, int]
+    # CPU seconds spent during the run, per named group of processes.
+    cpu: dict[str, float] | None = None
 
     @property
     def rate(self) -> float:
         return self.total / self.elapsed
 
+    def cpu_us(self, group: str) -> float:
+        return (self.cpu or {}).get(group, 0.0) / self.total * 1e6
+
     def line(self, name: str, reference: Result | None = None) -> str:
         p = percentiles(self.latencies)
         share = f"   {self.rate / reference.rate:5.1%} of bare" if reference is not None else ""
+        cpu = "".join(f"   {group} {self.cpu_us(group):5.0f} µs/req" for group in (self.cpu or {}))
+        if reference is not None and reference.cpu and self.cpu and "server" in self.cpu:
+            cpu += f" ({reference.cpu_us('server') / self.cpu_us('server'):5.1%} of bare per core)"
         odd = {s: n for s, n in self.statuses.items() if s >= 300}
         return (
             f"{name:<44} {self.rate:8.0f} req/s   p50 {ms(p['p50'])}   p99 {ms(p['p99'])}"
-            f"{share}   errors {self.errors}/{self.total}{f' {odd}' if odd else ''}"
+            f"{share}{cpu}   errors {self.errors}/{self.total}{f' {odd}' if odd else ''}"
         )
 
 
-async def drive(url: str, make: RequestBytes, total: int, concurrency: int, ok: tuple[int, ...] = (200,)) -> Result:
-    """``total`` requests on ``concurrency`` connections; ``make(i)`` gives the bytes of request ``i``."""
+async def drive(
+    url: str,
+    make: RequestBytes,
+    total: int,
+    concurrency: int,
+    ok: tuple[int, ...] = (200,),
+    cpu: dict[str, list[int]] | None = None,
+) -> Result:
+    """``total`` requests on ``concurrency`` connections; ``make(i)`` gives the bytes of request ``i``.
+
+    ``cpu`` names groups of processes (``{"server": [pid], "postgres": [pid]}``) whose CPU time is read.
+    """
     parts = urlsplit(url)
     loop = asyncio.get_running_loop()
     latencies: list[float] = []
@@ -143,9 +195,13 @@ async def drive(url: str, make: RequestBytes, total: int, concurrency: int, ok: 
             if conn.transport is not None:
                 conn.transport.close()
 
+    groups = cpu or {}
+    before = {name: cpu_seconds(pids) for name, pids in groups.items()}
     began = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return Result(total, time.perf_counter() - began, latencies, errors, statuses)
+    elapsed = time.perf_counter() - began
+    spent = {name: cpu_seconds(pids) - before[name] for name, pids in groups.items()} if groups else None
+    return Result(total, elapsed, latencies, errors, statuses, spent)
 
 
 # --- the bare aiohttp handler -------------------------------------------------------
@@ -165,9 +221,15 @@ def _serve_reference(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 
 
+@dataclass
+class Reference:
+    url: str
+    pid: int
+
+
 @contextlib.contextmanager
-def reference_server() -> Iterator[str]:
-    """The bare aiohttp JSON handler in its own process; yields its base URL."""
+def reference_server() -> Iterator[Reference]:
+    """The bare aiohttp JSON handler in its own process."""
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "bench.load", "--serve-reference", str(port)])
     url = f"http://127.0.0.1:{port}"
@@ -181,22 +243,22 @@ def reference_server() -> Iterator[str]:
                 if time.monotonic() > deadline or process.poll() is not None:
                     raise RuntimeError("the reference server did not start") from None
                 time.sleep(0.1)
-        yield url
+        yield Reference(url, process.pid)
     finally:
         process.terminate()
         process.wait(10)
 
 
-async def measure_reference(url: str, total: int, concurrency: int) -> Result:
-    host = urlsplit(url).netloc
+async def measure_reference(reference: Reference, total: int, concurrency: int) -> Result:
+    host = urlsplit(reference.url).netloc
     data = request_bytes("GET", "/me", host)
-    await drive(url, lambda i: data, min(total, 2000), concurrency)  # warm up
-    return await drive(url, lambda i: data, total, concurrency)
+    await drive(reference.url, lambda i: data, min(total, 2000), concurrency)  # warm up
+    return await drive(reference.url, lambda i: data, total, concurrency, cpu={"server": [reference.pid]})
 
 
 async def _main(args: argparse.Namespace) -> None:
-    with reference_server() as url:
-        result = await measure_reference(url, args.requests, args.concurrency)
+    with reference_server() as reference:
+        result = await measure_reference(reference, args.requests, args.concurrency)
         print(result.line(f"bare aiohttp handler (c={args.concurrency})"))
 
 
