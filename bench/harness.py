@@ -36,7 +36,7 @@ class Platform:
             "LMS_REDIS_URL": self.redis_url,
             "LMS_LOG_LEVEL": "WARNING",
             "LMS_DATABASE_POOL_MAX": "20",
-        } | ({"XX_UVLOOP": "1"} if os.environ.get("XX_UVLOOP") else {}) | extra
+        } | extra
 
     def cpu_groups(self, server: str) -> dict[str, list[int]]:
         """The processes whose CPU a request costs: the `lms serve` at ``server``, PostgreSQL, Redis."""

@@ -208,6 +208,7 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
             self._listener_client = client
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
+                await client.initialize()  # a cluster client learns its nodes before it can subscribe
                 await pubsub.subscribe(self.channel)
                 self.subscribed = True
                 self._subscribed_event.set()
@@ -228,7 +229,7 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
                 if self._stopping:
                     return
                 log.warning("fan-out listener: subscription ended; subscribing again")
-            except (RedisError, OSError) as err:
+            except Exception as err:  # Redis errors, and any surprise of a client library: back off, never spin
                 # redis-py reports a cancelled read as ConnectionError: stop, do not retry.
                 raise_if_cancelling(err)
                 log.warning("fan-out listener lost Redis (%s); retrying in %.1f s", err, backoff)

@@ -288,13 +288,14 @@ class LiveRuntime:
         while not self.stopping.is_set():
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
+                await self.redis.initialize()  # a cluster client learns its nodes before it can subscribe
                 await pubsub.subscribe(self.config.live.channel)
                 self.listening.set()
                 attempt = 0
                 async for message in pubsub.listen():
                     if message.get("type") == "message":
                         await self._on_message(message["data"])
-            except (RedisError, OSError) as err:
+            except Exception as err:  # Redis errors, and any surprise of a client library: back off, never spin
                 raise_if_cancelling(err)
                 self.listening.clear()
                 delay = LISTENER_BACKOFF_SECONDS[min(attempt, len(LISTENER_BACKOFF_SECONDS) - 1)]

@@ -240,10 +240,11 @@ class LiveStore:
 
     async def initialize(self, keys: SessionKeys, gate: dict[str, Any], snap: dict[str, Any], now_ms: int) -> bool:
         """Create the session's gate and first snapshot unless they exist (any instance may race here)."""
-        created = await self._init(
-            keys=[keys.gate, keys.snap, self.active_key],
-            args=[json.dumps(gate), json.dumps(snap), keys.session_id, now_ms, self.ttl_ms],
-        )
+        # Listed for the supervisors first (NX: an existing entry keeps its time): the active set
+        # is not in the session's hash slot, so it cannot be in the script on a Redis Cluster.
+        # Listing a session that turns out to exist already, or to have ended, costs a supervisor one look.
+        await self.redis.zadd(self.active_key, {keys.session_id: now_ms}, nx=True)
+        created = await self._init(keys=[keys.gate, keys.snap], args=[json.dumps(gate), json.dumps(snap), self.ttl_ms])
         return bool(created)
 
     async def exists(self, keys: SessionKeys) -> bool:
