@@ -167,24 +167,35 @@ def redis_client(settings: RedisSettings, *, retries: bool = True, max_connectio
         pool_options: dict[str, Any] = {}
         if max_connections is not None:
             pool_options = {"max_connections": max_connections, "timeout": timeout}
-        return cast(
-            Redis,
-            sentinel.master_for(
-                target.master,
-                redis_class=Redis,
-                connection_pool_class=SentinelBlockingPool if max_connections is not None else SentinelConnectionPool,
-                db=target.db,
-                username=target.username,
-                password=target.password,
-                ssl=target.ssl,
-                **pool_options,
-                **common,
-            ),
+        master = sentinel.master_for(
+            target.master,
+            redis_class=SentinelMaster,
+            connection_pool_class=SentinelBlockingPool if max_connections is not None else SentinelConnectionPool,
+            db=target.db,
+            username=target.username,
+            password=target.password,
+            ssl=target.ssl,
+            **pool_options,
+            **common,
         )
+        master.named_by = sentinel
+        return cast(Redis, master)
     if max_connections is not None:
         pool = BlockingConnectionPool.from_url(settings.url, max_connections=max_connections, timeout=timeout, **common)
         return Redis.from_pool(pool)  # owns the pool: aclose() closes its connections
     return Redis.from_url(settings.url, **common)
+
+
+class SentinelMaster(Redis):
+    """The master's client; closing it closes the clients of the sentinels that name the master too."""
+
+    named_by: Sentinel | None = None
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        if self.named_by is not None:
+            for client in self.named_by.sentinels:
+                await client.aclose()
 
 
 class SentinelBlockingPool(SentinelConnectionPool, BlockingConnectionPool):  # type: ignore[misc]

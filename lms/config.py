@@ -358,6 +358,11 @@ class LiveSettings(Section):
     default_question_time_limit_seconds: int = Field(default=20, ge=5, le=600)
     # An answer is accepted until the deadline plus this (network latency).
     answer_grace_ms: int = Field(default=250, ge=0, le=10_000)
+    # Replicas that must hold an answer before it is acknowledged (Redis WAIT),
+    # so that a Sentinel failover loses no acknowledged answer; 0: the master
+    # alone (replication is asynchronous). Not on a Redis Cluster (README "Scaling out").
+    answer_wait_replicas: int = Field(default=0, ge=0, le=5)
+    answer_wait_ms: int = Field(default=1000, ge=10, le=10_000)
     # The owner's lease expires this long after its last renewal; another
     # instance takes the session over after that (failover time is about
     # lease_ttl_ms + supervisor_interval_ms).
@@ -435,6 +440,14 @@ class Settings(Section):
     live: LiveSettings = LiveSettings()
     realtime: RealtimeSettings = RealtimeSettings()
     quizzes: QuizSettings = QuizSettings()
+
+    @model_validator(mode="after")
+    def _waits_only_where_it_holds(self) -> Settings:
+        from lms.clients import parse_redis_url
+
+        if self.live.answer_wait_replicas and parse_redis_url(self.redis.url).topology == "cluster":
+            raise ValueError("live.answer_wait_replicas: WAIT cannot follow a script on a Redis Cluster; use 0")
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -6,7 +6,7 @@ started for the run and removed after it.
 
 Scale-out shapes (tests/topologies.py; ``.ci/run`` runs subsets this way):
 ``LMS_TEST_REDIS_TOPOLOGY=cluster`` starts a six-node Redis Cluster and
-``=sentinel`` a master, a replica and three sentinels instead of the one
+``=sentinel`` a master, two replicas and three sentinels instead of the one
 redis-server; ``LMS_TEST_PGBOUNCER=1`` puts PgBouncer in transaction
 pooling between the tests and PostgreSQL (migrations go direct).
 """

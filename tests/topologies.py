@@ -161,21 +161,35 @@ class RedisCluster:
 
 @dataclass
 class RedisSentinel:
-    """A master, one replica and three sentinels (quorum 2) that promote the replica a second after a crash."""
+    """A master, two replicas and three sentinels (quorum 2) that promote a replica a second after a crash.
+
+    Two replicas: after a failover the new master still has one, so writes
+    that wait for a replica (``live.answer_wait_replicas``) go on.
+    """
 
     folder: Path
     master_name: str = "lms"
     master: RedisNode | None = None
-    replica: RedisNode | None = None
+    replicas: list[RedisNode] = field(default_factory=list)
     sentinels: list[RedisNode] = field(default_factory=list)
 
+    # Redis waits 5 s by default before a diskless full sync (for more replicas to join); a new
+    # master would leave its remaining replica empty for that long after a failover.
+    SYNC_AT_ONCE = ("--repl-diskless-sync-delay", "0")
+
     def start(self) -> str:
-        self.master = RedisNode(free_port(), self.folder / "master")
+        self.master = RedisNode(free_port(), self.folder / "master", [*self.SYNC_AT_ONCE])
         self.master.start()
-        self.replica = RedisNode(
-            free_port(), self.folder / "replica", ["--replicaof", "127.0.0.1", str(self.master.port)]
-        )
-        self.replica.start()
+        for i in range(2):
+            replica = RedisNode(
+                free_port(),
+                self.folder / f"replica-{i}",
+                ["--replicaof", "127.0.0.1", str(self.master.port), *self.SYNC_AT_ONCE],
+            )
+            replica.start()
+            self.replicas.append(replica)
+        # Replicas that still do their first sync hold nothing: a failover then would promote an empty one.
+        _wait(self._replicas_in_sync, "the replicas' first sync", timeout=60)
         for i in range(3):
             port = free_port()
             folder = self.folder / f"sentinel-{i}"
@@ -196,12 +210,19 @@ class RedisSentinel:
             )
             _wait(lambda p=port: _answers_ping(p), f"sentinel on {port} answering")  # type: ignore[misc]
             self.sentinels.append(sentinel)
-        _wait(self._replica_known, "the sentinels seeing the replica", timeout=60)
+        _wait(self._replicas_known, "the sentinels seeing the replicas", timeout=60)
         return self.url
 
-    def _replica_known(self) -> bool:
-        out = _cli("-p", str(self.sentinels[0].port), "sentinel", "replicas", self.master_name)
-        return "127.0.0.1" in out and "flags\nslave" in out.replace("\r", "")
+    def _replicas_in_sync(self) -> bool:
+        assert self.master is not None
+        out = _cli("-p", str(self.master.port), "info", "replication")
+        return out.count("state=online") == len(self.replicas)
+
+    def _replicas_known(self) -> bool:
+        return all(
+            _cli("-p", str(s.port), "sentinel", "replicas", self.master_name).count("slave") >= 2
+            for s in self.sentinels
+        )
 
     def current_master_port(self) -> int:
         out = _cli("-p", str(self.sentinels[0].port), "sentinel", "get-master-addr-by-name", self.master_name)
@@ -212,7 +233,7 @@ class RedisSentinel:
         return "redis+sentinel://" + ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels) + f"/{self.master_name}/0"
 
     def stop(self) -> None:
-        for node in [*self.sentinels, self.replica, self.master]:
+        for node in [*self.sentinels, *self.replicas, self.master]:
             if node is not None:
                 node.stop()
 

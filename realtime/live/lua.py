@@ -212,3 +212,10 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 return 1
 """
+
+# What a new owner resumes from, read at one instant. (A script rather than MULTI: redis-py 8.1's
+# cluster transactions fail on SMEMBERS.) KEYS: snap, players, scores, kicked.
+LOAD = """
+return {redis.call('GET', KEYS[1]), redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]),
+        redis.call('SMEMBERS', KEYS[4])}
+"""

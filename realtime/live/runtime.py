@@ -187,12 +187,20 @@ class LiveRuntime:
         if self.actors.get(session_id) is task:
             del self.actors[session_id]
             self.owned.pop(session_id, None)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("live session %s: actor failed", session_id, exc_info=task.exception())
-            # Hand the session back (the supervisor, here or elsewhere, retries).
-            asyncio.get_running_loop().create_task(
-                self.store.release(self.store.keys(session_id), self.lease_token(session_id))
-            )
+        error = None if task.cancelled() else task.exception()
+        if isinstance(error, (RedisError, OSError)):
+            # Redis went away (a failover): the lease expires on its own and a supervisor,
+            # here or elsewhere, takes the session over from its snapshot once Redis is back.
+            log.warning("live session %s: actor stopped, Redis unavailable (%s)", session_id, error)
+        elif error is not None:
+            log.error("live session %s: actor failed", session_id, exc_info=error)
+        if error is not None:
+            # Hand the session back at once if Redis lets us (the supervisor retries).
+            asyncio.get_running_loop().create_task(self._release_quietly(session_id))
+
+    async def _release_quietly(self, session_id: str) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await self.store.release(self.store.keys(session_id), self.lease_token(session_id))
 
     async def _keep_lease(self, actor: SessionActor) -> None:
         """Renew well inside the lease's life; stop the actor as soon as the lease may be someone else's."""
