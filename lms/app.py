@@ -11,6 +11,7 @@ import jinja2
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from lms.analytics import routes as analytics
 from lms.api import middlewares as mw
 from lms.api.problems import error_middleware
 from lms.api.ratelimit import rate_limit_middleware
@@ -41,6 +42,7 @@ ASSETS_DIR = PACKAGE_DIR / "assets" / "node_modules"
 VENDOR_DIRS = {
     "swagger-ui": ASSETS_DIR / "swagger-ui-dist",
     "socket.io": ASSETS_DIR / "socket.io-client" / "dist",
+    "chart.js": ASSETS_DIR / "chart.js" / "dist",
 }
 
 
@@ -68,6 +70,7 @@ def create_app(config: Settings) -> web.Application:
     app.cleanup_ctx.append(jobs_ctx)
     app.cleanup_ctx.append(payments.payments_ctx)  # needs the database and the job queue
     setup_routes(app)
+    system.setup_dependency_metrics(app)
     setup_templates(app)
     # Socket.IO and the live pages; imported here like jobs: lms does not
     # depend on realtime at import time.
@@ -108,6 +111,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_routes(payments.routes)
     app.router.add_routes(files.routes)
     setup_certificates(app)
+    app.router.add_routes(analytics.routes)
     app.router.add_static("/static", PACKAGE_DIR / "static", name="static", append_version=False)
     for name, path in VENDOR_DIRS.items():
         if path.is_dir():

@@ -600,3 +600,74 @@ job_dead_letters = Table(
     Index(None, "task_name", "created_at"),
     Index(None, "created_at"),
 )
+
+# --- analytics aggregates -----------------------------------------------------
+# Kept current inside the writing transaction by PostgreSQL triggers
+# (migrations/versions/0007_analytics.py), whichever code path writes the rows
+# they sum: the API, the jobs, the payments settlement, a test builder. A stats
+# row lives as long as its course, lesson or quiz (created by a trigger,
+# removed by the cascade); triggers only UPDATE them, so a cascade in progress
+# never re-creates one. lms/analytics/README.md lists what each figure counts.
+
+course_stats = Table(
+    "course_stats",
+    metadata,
+    Column("course_id", UUID(as_uuid=True), ForeignKey("courses.id", ondelete="CASCADE"), primary_key=True),
+    *(Column(status, Integer, nullable=False, server_default="0") for status in ENROLLMENT_STATUSES),
+    # Over studying (active and completed) enrollments.
+    Column("progress_sum", Numeric(16, 2), nullable=False, server_default="0"),
+    Column("time_spent_sum", BigInteger, nullable=False, server_default="0"),
+)
+
+# Studying enrollments per tenth of progress: bucket 0 is [0, 10), bucket 9 is [90, 100].
+course_progress_buckets = Table(
+    "course_progress_buckets",
+    metadata,
+    Column("course_id", UUID(as_uuid=True), ForeignKey("courses.id", ondelete="CASCADE"), primary_key=True),
+    Column("bucket", SmallInteger, primary_key=True),
+    Column("enrollments", Integer, nullable=False, server_default="0"),
+    CheckConstraint("bucket BETWEEN 0 AND 9", name="bucket_range"),
+)
+
+# Lesson progress rows of studying enrollments.
+lesson_stats = Table(
+    "lesson_stats",
+    metadata,
+    Column("lesson_id", UUID(as_uuid=True), ForeignKey("lessons.id", ondelete="CASCADE"), primary_key=True),
+    Column("started", Integer, nullable=False, server_default="0"),
+    Column("completed", Integer, nullable=False, server_default="0"),
+    Column("time_spent_sum", BigInteger, nullable=False, server_default="0"),
+)
+
+# Graded attempts.
+quiz_stats = Table(
+    "quiz_stats",
+    metadata,
+    Column("quiz_id", UUID(as_uuid=True), ForeignKey("quizzes.id", ondelete="CASCADE"), primary_key=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("passed", Integer, nullable=False, server_default="0"),
+    Column("percentage_sum", Numeric(16, 2), nullable=False, server_default="0"),
+)
+
+quiz_score_buckets = Table(
+    "quiz_score_buckets",
+    metadata,
+    Column("quiz_id", UUID(as_uuid=True), ForeignKey("quizzes.id", ondelete="CASCADE"), primary_key=True),
+    Column("bucket", SmallInteger, primary_key=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    CheckConstraint("bucket BETWEEN 0 AND 9", name="bucket_range"),
+)
+
+# A student's study per quarter hour (UTC): every zone in use is a whole
+# number of quarter hours from UTC, so local days are sums of these.
+study_activity = Table(
+    "study_activity",
+    metadata,
+    Column("student_id", UUID(as_uuid=True), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("bucket", DateTime(timezone=True), primary_key=True),
+    Column("seconds", BigInteger, nullable=False, server_default="0"),
+    Column("reports", Integer, nullable=False, server_default="0"),
+    Column("lessons_completed", Integer, nullable=False, server_default="0"),
+    # The platform's active learners over a window.
+    Index(None, "bucket"),
+)

@@ -39,6 +39,7 @@ from pydantic import BaseModel, ValidationError
 
 from lms.api.problems import RETRY_AFTER_SECONDS, ServiceUnavailable, Unauthorized
 from lms.auth.guards import Principal, principal_from_token
+from lms.logs import bind_log_context
 from realtime import protocol
 from realtime.context import Realtime
 from realtime.protocol import Ack, EventError
@@ -115,6 +116,7 @@ class AuthenticatedNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             client = await self.client(sid)
             if client is None:
                 raise EventError(protocol.UNAUTHORIZED, "Not signed in on this namespace.")
+            bind_log_context(user_id=str(client.user_id))  # this event's own task: nothing to undo
             self._take_token(client)
             if spec is None:
                 raise EventError(protocol.UNKNOWN_EVENT, f"No event {str(event)[:64]!r} on {self.namespace}.")
@@ -157,7 +159,7 @@ class AuthenticatedNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     async def _connect(self, sid: str, auth: Any) -> bool:
         token = auth.get("token") if isinstance(auth, dict) else None
         if not isinstance(token, str) or not token:
-            self.rt.metrics.connections.labels(self.namespace, "refused").inc()
+            self.rt.metrics.refused(self.namespace, "no_token")
             raise socketio.exceptions.ConnectionRefusedError(
                 "Send an access token: io(url, {auth: {token: '<access token>'}})."
             )
@@ -172,28 +174,28 @@ class AuthenticatedNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             await self.joined(sid, client)
         except Exception as err:
             log.exception("%s: setting up connection of user %s failed", self.namespace, client.user_id)
-            self.rt.metrics.connections.labels(self.namespace, "error").inc()
+            self.rt.metrics.refused(self.namespace, "error")
             raise socketio.exceptions.ConnectionRefusedError("The server could not set up the connection.") from err
         self._schedule_expiry(sid, client)
-        self.rt.metrics.connections.labels(self.namespace, "accepted").inc()
+        self.rt.metrics.accepted(self.namespace, self.rt.sio.transport(sid, namespace=self.namespace))
         return True
 
     async def _principal(self, token: str) -> Principal:
         try:
             return await principal_from_token(self.rt.app, token)
         except Unauthorized as err:
-            self.rt.metrics.connections.labels(self.namespace, "refused").inc()
+            self.rt.metrics.refused(self.namespace, "bad_token")
             raise socketio.exceptions.ConnectionRefusedError(err.detail or "Not signed in.") from err
         except ServiceUnavailable as err:  # not a bad token: the client keeps it and connects again
             log.warning("%s: token check unavailable: %s", self.namespace, err.__cause__)
-            self.rt.metrics.connections.labels(self.namespace, "error").inc()
+            self.rt.metrics.refused(self.namespace, "unavailable")
             raise socketio.exceptions.ConnectionRefusedError(
                 "The server cannot check the token right now; keep it and try again shortly.",
                 {"code": "unavailable", "retry_after": RETRY_AFTER_SECONDS},
             ) from err
         except Exception as err:  # database down: refuse, the client retries
             log.exception("%s: cannot check an access token", self.namespace)
-            self.rt.metrics.connections.labels(self.namespace, "error").inc()
+            self.rt.metrics.refused(self.namespace, "error")
             raise socketio.exceptions.ConnectionRefusedError(
                 "The server cannot check the token right now; try again."
             ) from err

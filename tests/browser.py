@@ -76,6 +76,17 @@ class ChromiumPage:
     async def url(self) -> str:
         return str((await self.send(url=True))["url"])
 
+    async def evaluate(self, expression: str) -> Any:
+        """The value of a JavaScript expression in the page (JSON-serializable)."""
+        return (await self.send(evaluate=expression))["value"]
+
+    async def wait_for(self, expression: str) -> Any:
+        """Waits (15 s at most) until the expression is truthy; its value."""
+        return (await self.send(wait_for=expression))["value"]
+
+    async def screenshot(self, path: str) -> str:
+        return str((await self.send(screenshot=path))["path"])
+
     async def close(self) -> list[str]:
         """The page errors seen (script errors, console errors, 5xx answers)."""
         errors: list[str] = (await self.send(close=True))["errors"]

@@ -8,13 +8,14 @@ after the enrollment row is locked, so that it sees every committed change.
 from __future__ import annotations
 
 import uuid
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from sqlalchemy import BigInteger, Integer, and_, bindparam, case, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from lms.db import Connection, Row
+from lms.tables import course_stats as course_stats_table
 from lms.tables import courses, enrollments, lesson_progress, lessons, users
 
 # Statuses in which a student studies: progress is recorded, content is open, reviews are allowed.
@@ -156,35 +157,43 @@ async def list_course_enrollments(
     return [nest(r, "student") for r in rows], int(total)
 
 
+def percent(part: Any, whole: Any) -> Decimal:
+    """``part`` of ``whole`` in percent, two decimals, half up; 0.00 of nothing."""
+    return ratio(Decimal(part) * 100, whole, CENT)
+
+
+def ratio(total: Any, count: Any, quantum: Decimal = CENT) -> Decimal:
+    """``total / count`` rounded half up (as PostgreSQL's round()); 0 when ``count`` is 0."""
+    if not count:
+        return Decimal(0).quantize(quantum)
+    return (Decimal(total) / Decimal(count)).quantize(quantum, rounding=ROUND_HALF_UP)
+
+
 async def course_stats(conn: Connection, course_id: uuid.UUID) -> Row:
-    studying = enrollments.c.status.in_(STUDYING)
-    by_status = await conn.fetch_all(
-        select(enrollments.c.status, func.count().label("n"))
-        .where(enrollments.c.course_id == course_id)
-        .group_by(enrollments.c.status)
-    )
-    averages = await conn.fetch_one(
-        select(
-            func.count().filter(studying).label("studying"),
-            func.count().filter(enrollments.c.status == "completed").label("completed"),
-            func.coalesce(func.round(func.avg(enrollments.c.progress_percentage).filter(studying), 2), 0).label(
-                "average_progress"
-            ),
-            func.coalesce(func.round(func.avg(enrollments.c.total_time_spent_seconds).filter(studying)), 0).label(
-                "average_time_spent_seconds"
-            ),
-        ).where(enrollments.c.course_id == course_id)
-    )
-    assert averages is not None
-    counts = dict.fromkeys(STATUSES, 0) | {r["status"]: int(r["n"]) for r in by_status}
-    studying_n, completed_n = int(averages["studying"]), int(averages["completed"])
+    """The course's enrollment figures, from its stats row (kept current by triggers in each write).
+
+    ``/courses/{id}/enrollments/stats`` and ``/analytics/courses/{id}`` both
+    answer with these. Averages are over studying (active and completed)
+    enrollments; a course without a stats row (none yet) has zeros.
+    """
+    row = await conn.fetch_one(_COURSE_STATS, {"course_id": course_id})
+    return stats_figures(course_id, row)
+
+
+_COURSE_STATS = select(course_stats_table).where(course_stats_table.c.course_id == bindparam("course_id"))
+
+
+def stats_figures(course_id: uuid.UUID, row: Row | None) -> Row:
+    """A ``course_stats`` row (None: no enrollments yet) as the API's figures."""
+    counts = {status: int(row[status]) if row and row[status] is not None else 0 for status in STATUSES}
+    studying = counts["active"] + counts["completed"]
     return {
         "course_id": course_id,
         "total_enrollments": sum(counts.values()),
         "by_status": counts,
-        "completion_rate": (Decimal(completed_n * 100) / studying_n).quantize(CENT) if studying_n else Decimal("0.00"),
-        "average_progress": averages["average_progress"],
-        "average_time_spent_seconds": int(averages["average_time_spent_seconds"]),
+        "completion_rate": percent(counts["completed"], studying),
+        "average_progress": ratio(row["progress_sum"] if row else 0, studying),
+        "average_time_spent_seconds": int(ratio(row["time_spent_sum"] if row else 0, studying, Decimal(1))),
     }
 
 

@@ -15,6 +15,7 @@ from aiohttp import web
 from lms.api.endpoint import endpoint, path_uuid
 from lms.api.pagination import Page, page
 from lms.api.problems import Conflict, NotFound, ServiceUnavailable
+from lms.api.spreadsheets import cell
 from lms.appkeys import CONFIG, DB, REDIS
 from lms.auth.guards import Principal, current_user, require
 from lms.auth.permissions import Permission
@@ -37,10 +38,6 @@ TAGS = ["live sessions"]
 host_live = require(Permission.HOST_LIVE)
 
 PIN_ATTEMPTS = 20
-# Spreadsheet programs run cells starting with these as formulas; nicknames
-# and short answers come from anyone, so such cells are quoted with a '.
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
 
 def new_pin() -> str:
     """Six random digits: no sequence to guess from the pins of other sessions."""
@@ -195,17 +192,6 @@ async def live_results(request: web.Request) -> dict[str, Any]:
         return await load_results(conn, session)
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, list):
-        value = ";".join(str(v) for v in value)
-    if isinstance(value, bool):
-        value = "true" if value else "false"
-    text = str(value)
-    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
-
-
 CSV_COLUMNS = [
     "nickname", "user_id", "player_id", "question_index", "question_id", "answer", "correct", "points",
     "response_time_ms",
@@ -236,12 +222,12 @@ async def live_results_csv(request: web.Request) -> web.Response:
             answer = by_key.get((player["id"], question["index"]))
             writer.writerow(
                 [
-                    _cell(player["nickname"]), _cell(player["user_id"]), _cell(player["id"]),
-                    question["index"], _cell(question.get("question_id")),
-                    _cell(answer["answer"] if answer else None),
-                    _cell(answer["is_correct"] if answer else False),
+                    cell(player["nickname"]), cell(player["user_id"]), cell(player["id"]),
+                    question["index"], cell(question.get("question_id")),
+                    cell(answer["answer"] if answer else None),
+                    cell(answer["is_correct"] if answer else False),
                     answer["points"] if answer else 0,
-                    _cell(answer["response_time_ms"] if answer else None),
+                    cell(answer["response_time_ms"] if answer else None),
                 ]
             )  # fmt: skip
     filename = f"live-session-{session['pin']}-{session['id']}.csv"

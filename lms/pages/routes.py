@@ -1,4 +1,4 @@
-"""``/``, ``/verify-email`` and ``/reset-password``: where a person lands.
+"""``/``, ``/verify-email``, ``/reset-password``, ``/admin`` and ``/me``: where a person lands.
 
 The pages are static HTML; their script (``/static/account.js``) talks to the
 API: sign-in, ``verify-email/confirm`` and ``/request``, ``reset-password``,
@@ -39,3 +39,15 @@ async def verify_email(request: web.Request) -> web.Response:
 async def reset_password(request: web.Request) -> web.Response:
     context = {"has_token": has_token(request), "min_length": request.app[CONFIG].auth.password_min_length}
     return render_page(request, "pages/reset_password.html", context, referrer="no-referrer")
+
+
+@routes.get("/admin")
+async def admin_overview(request: web.Request) -> web.Response:
+    """The platform overview as charts (sign in as an admin on the page; the API decides)."""
+    return render_page(request, "pages/admin.html", {})
+
+
+@routes.get("/me")
+async def my_learning(request: web.Request) -> web.Response:
+    """A student's progress, streak and study time as charts (sign in on the page)."""
+    return render_page(request, "pages/me.html", {})

@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, literal_column, select, text, tuple_, update
+from sqlalchemy import ColumnElement, and_, bindparam, func, literal_column, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from lms.db import Connection, Row
@@ -382,12 +382,17 @@ async def expire_lapsed_subscriptions(conn: Connection) -> int:
 # --- revenue -----------------------------------------------------------------
 
 
-def _collected(start: datetime, end: datetime, instructor_id: uuid.UUID | None) -> list[Any]:
-    conditions = [
-        payments.c.status.in_(COLLECTED),
-        payments.c.completed_at >= start,
-        payments.c.completed_at < end,
-    ]
+def _collected(
+    start: datetime | None,
+    end: datetime | None,
+    instructor_id: uuid.UUID | None,
+) -> list[Any]:
+    """Money collected in [start, end) (no bound: all time), of one instructor's courses or all."""
+    conditions: list[ColumnElement[bool]] = [payments.c.status.in_(COLLECTED)]
+    if start is not None:
+        conditions.append(payments.c.completed_at >= start)
+    if end is not None:
+        conditions.append(payments.c.completed_at < end)
     if instructor_id is not None:
         conditions.append(
             payments.c.course_id.in_(select(courses.c.id).where(courses.c.instructor_id == instructor_id))
@@ -407,7 +412,11 @@ def _sums() -> list[Any]:
 
 
 async def revenue_by_currency(
-    conn: Connection, *, start: datetime, end: datetime, instructor_id: uuid.UUID | None = None
+    conn: Connection,
+    *,
+    start: datetime | None,
+    end: datetime | None,
+    instructor_id: uuid.UUID | None = None,
 ) -> list[Row]:
     """Gross, refunded and net per currency of the money collected in [start, end)."""
     return await conn.fetch_all(
@@ -416,6 +425,20 @@ async def revenue_by_currency(
         .group_by(payments.c.currency)
         .order_by(payments.c.currency)
     )
+
+
+# A course's revenue of all time is read on every course analytics request: built once.
+_COURSE_REVENUE = (
+    select(payments.c.currency, *_sums())
+    .where(payments.c.status.in_(COLLECTED), payments.c.course_id == bindparam("course_id"))
+    .group_by(payments.c.currency)
+    .order_by(payments.c.currency)
+)
+
+
+async def course_revenue(conn: Connection, course_id: uuid.UUID) -> list[Row]:
+    """One course's money collected, all time, per currency."""
+    return await conn.fetch_all(_COURSE_REVENUE, {"course_id": course_id})
 
 
 async def revenue_by_day(
@@ -439,4 +462,21 @@ async def revenue_by_gateway(
         .where(*_collected(start, end, instructor_id))
         .group_by(payments.c.gateway, payments.c.currency)
         .order_by(payments.c.gateway, payments.c.currency)
+    )
+
+
+async def revenue_by_course(
+    conn: Connection, *, start: datetime | None, end: datetime | None, instructor_id: uuid.UUID
+) -> list[Row]:
+    """Per course of the instructor and currency (analytics' instructor overview).
+
+    Joined from the instructor's courses, so that each course's payments are
+    read through the (course_id, status) index rather than every collected payment.
+    """
+    return await conn.fetch_all(
+        select(payments.c.course_id, payments.c.currency, *_sums())
+        .select_from(courses.join(payments, payments.c.course_id == courses.c.id))
+        .where(courses.c.instructor_id == instructor_id, *_collected(start, end, None))
+        .group_by(payments.c.course_id, payments.c.currency)
+        .order_by(payments.c.course_id, payments.c.currency)
     )

@@ -231,4 +231,10 @@
   var pages = { home: home, "verify-email": verifyEmail, "reset-password": resetPassword };
   var page = pages[document.body.dataset.page];
   if (page) page();
+
+  // For the other pages that sign a person in (analytics_pages.js): the same form, calls and tokens.
+  window.LmsAccount = {
+    call: call, signInForm: signInForm, saveTokens: saveTokens, savedAccess: savedAccess,
+    tokensKey: TOKENS_KEY, liveKey: LIVE_KEY, showError: showError, problemLines: problemLines,
+  };
 })();

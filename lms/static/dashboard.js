@@ -132,6 +132,78 @@
     }
   }
 
+  // -- charts ----------------------------------------------------------------
+  // From GET /analytics/courses/{id}; every live event asks for them again (at
+  // most one request in flight, at most one every CHART_DELAY ms), so the
+  // charts show the server's exact figures, the same whichever instance answers.
+
+  var CHART_DELAY = 250;
+  var chartTimer = null;
+  var chartBusy = false;
+  var chartAgain = false;
+  var zone = (window.Intl && Intl.DateTimeFormat().resolvedOptions().timeZone) || "UTC";
+
+  function short(text, n) { return text.length > n ? text.slice(0, n - 1) + "…" : text; }
+
+  function drawAnalytics(a) {
+    var C = window.LmsCharts;
+    $("analytics").hidden = false;
+    $("fig-total").textContent = String(a.total_enrollments);
+    $("fig-completion").textContent = percent(a.completion_rate);
+    $("fig-progress").textContent = percent(a.average_progress);
+    $("fig-rating").textContent = a.rating_average === null ? "–" : a.rating_average + " (" + a.rating_count + ")";
+    $("fig-as-of").textContent = new Date(a.as_of).toLocaleTimeString();
+    C.bar($("chart-funnel"), {
+      labels: a.lessons.map(function (l) { return l.order + ". " + short(l.title, 18); }),
+      values: a.lessons.map(function (l) { return l.completion_rate; }), label: "completed (%)", max: 100,
+      decimals: true,
+    });
+    C.bar($("chart-progress"), {
+      labels: a.progress_distribution.map(C.bucketLabel),
+      values: a.progress_distribution.map(function (b) { return b.count; }), label: "students",
+    });
+    C.bar($("chart-enrollments"), {
+      labels: a.enrollments_per_day.map(function (d) { return C.dayLabel(d.date); }),
+      values: a.enrollments_per_day.map(function (d) { return d.count; }), label: "enrollments",
+    });
+    var buckets = a.quiz_scores.length ? a.quiz_scores[0].distribution : a.progress_distribution;
+    C.bar($("chart-quizzes"), {
+      labels: buckets.map(C.bucketLabel),
+      datasets: a.quiz_scores.length
+        ? a.quiz_scores.map(function (q) {
+          return { label: short(q.title, 24) + " (" + q.attempts + ")", values: q.distribution.map(function (b) { return b.count; }) };
+        })
+        : [{ label: "no graded attempts yet", values: buckets.map(function () { return 0; }) }],
+    });
+  }
+
+  async function loadAnalytics() {
+    if (chartBusy) { chartAgain = true; return; }
+    chartBusy = true;
+    try {
+      var path = "/api/v1/analytics/courses/" + courseId + "?tz=";
+      var a;
+      try {
+        a = await api(path + encodeURIComponent(zone));
+      } catch (err) {
+        if (zone === "UTC") throw err;
+        zone = "UTC"; // a zone the server does not know: its days in UTC
+        a = await api(path + zone);
+      }
+      drawAnalytics(a);
+    } catch (err) {
+      showError("Cannot load the course figures: " + err.message);
+    } finally {
+      chartBusy = false;
+      if (chartAgain) { chartAgain = false; refreshCharts(); }
+    }
+  }
+
+  function refreshCharts() {
+    if (chartTimer) return;
+    chartTimer = setTimeout(function () { chartTimer = null; loadAnalytics(); }, CHART_DELAY);
+  }
+
   // -- live ------------------------------------------------------------------
 
   function connect() {
@@ -149,6 +221,7 @@
           return;
         }
         showError("");
+        refreshCharts(); // what changed while the connection was down
         $("online").textContent = ack.online_students === null ? "?" : String(ack.online_students);
       });
     });
@@ -177,6 +250,7 @@
       if (e.course_id === courseId) $("online").textContent = String(e.online_students);
     });
     socket.on("enrollment_created", function (e) {
+      refreshCharts();
       flash(upsertRow({
         enrollment_id: e.enrollment_id, student_id: e.student_id, student_name: e.student_name,
         status: e.status, progress_percentage: 0, activity: "enrolled",
@@ -184,6 +258,7 @@
       addActivity(e.student_name + " enrolled (" + e.status + ")");
     });
     socket.on("lesson_progress", function (e) {
+      refreshCharts();
       flash(upsertRow({
         enrollment_id: e.enrollment_id, student_id: e.student_id,
         progress_percentage: e.progress_percentage,
@@ -193,6 +268,7 @@
         ", course at " + percent(e.progress_percentage));
     });
     socket.on("course_completed", function (e) {
+      refreshCharts();
       flash(upsertRow({
         enrollment_id: e.enrollment_id, student_id: e.student_id, status: "completed",
         progress_percentage: 100, activity: "completed the course",
@@ -200,6 +276,7 @@
       addActivity(nameOf(e.student_id) + " completed the course");
     });
     socket.on("quiz_attempt_submitted", function (e) {
+      refreshCharts();
       addActivity(nameOf(e.student_id) + " submitted a quiz: " + percent(e.percentage) +
         (e.is_passed ? " (passed)" : " (not passed)"));
     });
@@ -214,6 +291,7 @@
     } catch (err) {
       showError("Cannot load the students: " + err.message);
     }
+    loadAnalytics();
     connect();
   }
 
@@ -225,6 +303,7 @@
     socket = null;
     $("signout").hidden = true;
     $("dashboard").hidden = true;
+    $("analytics").hidden = true;
     $("signin").hidden = false;
   }
 

@@ -273,7 +273,10 @@ class SessionActor:
         unknown = [pid for pid in dict.fromkeys(arriving) if pid not in self.players]
         for pid, info in (await self.store.players(self.keys, unknown)).items():
             self.players[pid] = self._player(pid, info)
+        lag = self.rt.metrics.mailbox_lag_seconds
         for message_id, message in messages:
+            # A stream id is the Redis time it was posted at, in ms.
+            lag.observe(max(0, self.real_now - int(message_id.split("-", 1)[0])) / 1000)
             kind = message.get("t")
             if kind in ("joined", "rejoined"):
                 self._arrived(message.get("p", ""))

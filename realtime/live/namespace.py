@@ -34,11 +34,14 @@ from lms.api.problems import Unauthorized
 from lms.appkeys import CLIENT_IP
 from lms.auth.guards import Principal, principal_from_token
 from lms.config import Settings
+from lms.logs import bind_log_context
+from realtime.context import REALTIME
 from realtime.live import edge
 from realtime.live.guessing import PinGuesses
 from realtime.live.runtime import LiveRuntime
 from realtime.live.snapshots import player_snapshot
 from realtime.live.store import LiveError
+from realtime.metrics import RealtimeMetrics
 from realtime.namespace import SIGNED_OUT
 
 log = logging.getLogger(__name__)
@@ -158,13 +161,28 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             return await self._connect(args[0], args[1], args[2] if len(args) > 2 else None)
         if event == "disconnect":
             return await self._disconnect(args[0])
-        return await self._event(event, args[0], args[1:])
+        ack = await self._event(event, args[0], args[1:])
+        self._count(event, ack)
+        return ack
+
+    @property
+    def metrics(self) -> RealtimeMetrics:
+        return self.app[REALTIME].metrics
+
+    def _count(self, event: Any, ack: dict[str, Any]) -> None:
+        outcome = "ok" if ack.get("ok") else str(ack.get("error", {}).get("code", "error"))
+        label = event if isinstance(event, str) and event in MODELS else "unknown"
+        self.metrics.events_in.labels(NAMESPACE, label, outcome).inc()
+        if label == "submit_answer":
+            self.metrics.live.answers.labels("accepted" if outcome == "ok" else outcome).inc()
 
     async def _event(self, event: Any, sid: str, args: tuple[Any, ...]) -> dict[str, Any]:
         try:
             peer = await self.peer(sid)
             if peer is None:
                 return failure("unauthorized", "Not connected to /live.")
+            # This event's own task: the fields go with it and no further.
+            bind_log_context(session_id=peer.session_id, user_id=str(peer.principal.id) if peer.principal else None)
             if not self._take_token(peer):
                 return failure("rate_limited", "Too many events; slow down.")
             model = MODELS.get(event) if isinstance(event, str) else None
@@ -209,17 +227,21 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         principal = None
         if token is not None:
             if not isinstance(token, str) or not token:
+                self.metrics.refused(NAMESPACE, "bad_token")
                 raise socketio.exceptions.ConnectionRefusedError("The token must be a non-empty string.")
             try:
                 principal = await principal_from_token(self.app, token)
             except Unauthorized as err:
+                self.metrics.refused(NAMESPACE, "bad_token")
                 raise socketio.exceptions.ConnectionRefusedError(err.detail or "Not signed in.") from err
             except Exception as err:
                 log.exception("/live: cannot check an access token")
+                self.metrics.refused(NAMESPACE, "error")
                 raise socketio.exceptions.ConnectionRefusedError("Cannot check the token now; try again.") from err
         burst = float(self.config.realtime.event_burst)
         peer = Peer(principal, burst, time.monotonic(), address=client_address(environ))
         await self.save_session(sid, {"peer": peer})
+        self.metrics.accepted(NAMESPACE, self.server.transport(sid, namespace=NAMESPACE))
         return True
 
     async def _disconnect(self, sid: str) -> None:
@@ -259,6 +281,7 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     async def _state_to(self, sid: str, snapshot: dict[str, Any]) -> None:
         await self.emit("session_state", snapshot, to=sid, ignore_queue=True)
+        self.metrics.events_out.labels(NAMESPACE, "session_state").inc()
 
     # -- client events --------------------------------------------------------
 
@@ -395,6 +418,7 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         rooms = self.server.manager.rooms.get(NAMESPACE, {})
         if room(session_id) not in rooms:
             return  # nobody of this session here
+        started = time.perf_counter()
         players: dict[str, list[str]] | None = None
         for event in events:
             try:
@@ -405,6 +429,7 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 await self._deliver_one(session_id, event, rooms, players or {})
             except Exception:  # the next event still goes out
                 log.exception("/live: delivering %s failed", event.get("event") or event.get("op"))
+        self.metrics.live.broadcast_seconds.observe(time.perf_counter() - started)
 
     async def _send(self, event: str, data: Any, name: str) -> None:
         """One event to this instance's clients in a room (or one sid), the frame encoded once.
@@ -418,6 +443,7 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             await deliver(event, [data], namespace=NAMESPACE, room=name, skip_sid=None)
         else:
             await self.emit(event, data, to=name, ignore_queue=True)
+        self.metrics.events_out.labels(NAMESPACE, event).inc()
 
     async def _deliver_one(
         self, session_id: str, event: dict[str, Any], rooms: dict[Any, Any], players: dict[str, list[str]]

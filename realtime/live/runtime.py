@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -29,9 +30,11 @@ from lms.config import Settings
 from lms.db import Database
 from lms.live import queries
 from lms.live.keys import SWEEP_ABANDONED
+from lms.logs import bind_log_context
 from realtime.live.abandoned import end_abandoned_sessions
 from realtime.live.actor import SessionActor, initial_gate, initial_snapshot
 from realtime.live.store import LiveError, LiveStore
+from realtime.metrics import LiveMetrics
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +79,10 @@ class LiveRuntime:
         deliver: Deliver | None = None,
         local_players: LocalPlayers | None = None,
         instance_id: str | None = None,
+        metrics: LiveMetrics | None = None,
     ) -> None:
         self.config = config
+        self.metrics = metrics or LiveMetrics(CollectorRegistry())
         self.db = db
         self.redis = redis
         self.store = LiveStore(redis, config.live)
@@ -172,6 +177,7 @@ class LiveRuntime:
         actor = SessionActor(self, session_id, self.lease_token(session_id))
 
         async def own() -> None:
+            bind_log_context(session_id=session_id)  # every record of this actor's task
             lease = asyncio.create_task(self._keep_lease(actor), name=f"live-lease-{session_id}")
             try:
                 await actor.run()
@@ -251,6 +257,7 @@ class LiveRuntime:
                     await self.store.release(self.store.keys(session_id), self.lease_token(session_id))
                 elif got:
                     self.takeovers += 1
+                    self.metrics.takeovers.inc()
                     log.info("live session %s: taken over by %s", session_id, self.instance_id)
                     self._run_actor(session_id)
         now_ms = int(time.time() * 1000)

@@ -8,6 +8,9 @@
 //   {"visible": selector}              -> {"text"}   waits (15 s) until the element is shown
 //   {"text": selector}                 -> {"text"}
 //   {"url": true}                      -> {"url"}    the address the page shows now
+//   {"evaluate": expression}           -> {"value"}  a JavaScript expression's value (JSON)
+//   {"wait_for": expression}           -> {"value"}  waits (15 s) until the expression is truthy
+//   {"screenshot": path}               -> {"path"}   a PNG of the whole page
 //   {"close": true}                    -> {"errors": [...]} and exits
 //
 // A failed step answers {"failed": message}. Page errors, console errors and HTTP responses
@@ -46,6 +49,21 @@ async function step(page, command) {
     return { text: ((await page.locator(command.text).textContent({ timeout: TIMEOUT })) || "").trim() };
   }
   if (command.url) return { url: page.url() };
+  if (command.evaluate) return { value: await page.evaluate(command.evaluate) };
+  if (command.wait_for) {
+    // Polled from here: waitForFunction evaluates strings with eval, which the pages' CSP forbids.
+    const deadline = Date.now() + TIMEOUT;
+    let value = null;
+    while (!(value = await page.evaluate(command.wait_for))) {
+      if (Date.now() > deadline) throw new Error("timed out waiting for " + command.wait_for.slice(0, 200));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    return { value };
+  }
+  if (command.screenshot) {
+    await page.screenshot({ path: command.screenshot, fullPage: true });
+    return { path: command.screenshot };
+  }
   throw new Error("unknown command " + JSON.stringify(command));
 }
 
@@ -58,7 +76,7 @@ async function main() {
       "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
     ],
   });
-  const page = await browser.newPage();
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   page.on("console", (msg) => {
     // 4xx answers are the pages' business (an expired link is a 400); they are not errors here.
     if (msg.type() === "error" && !msg.text().startsWith("Failed to load resource")) errors.push(msg.text());

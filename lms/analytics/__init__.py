@@ -1,0 +1,1 @@
+"""Analytics for students, instructors and admins (the Analytics section of API.md)."""
