@@ -6,6 +6,7 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
+from redis.asyncio import RedisCluster
 from sqlalchemy import select, update
 
 from jobs import admin
@@ -103,7 +104,9 @@ async def test_the_scheduled_task_asks_the_serving_instances_which_end_the_sessi
         await conn.execute(update(live_sessions).where(live_sessions.c.id == gone["id"]).values(status="running"))
     await age(db, gone["id"])
     # What `lms jobs run end_abandoned_live_sessions` does: the task in this process, its own resources.
-    assert await admin.run_once(config, "end_abandoned_live_sessions", {}) >= 1
+    heard = await admin.run_once(config, "end_abandoned_live_sessions", {})
+    if not isinstance(redis, RedisCluster):  # a cluster's PUBLISH counts the receiving node's subscribers only
+        assert heard >= 1
 
     async def status() -> str:
         async with db.connection() as conn:

@@ -276,6 +276,8 @@ class PgBouncer:
         self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
         def listening() -> bool:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"pgbouncer exited (can its user write {self.folder}?)")
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.3):
                 return True
             return False
