@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from decimal import Decimal
 
@@ -147,15 +148,21 @@ async def test_killed_connection_is_a_clear_error_and_the_pool_recovers(servers)
     try:
         async with database.connection() as conn:
             pid = await conn.fetch_val("SELECT pg_backend_pid()")
-            killer = await Database.connect(servers.database_url, min_size=1, max_size=1, transaction_pooler=pooled)
+            # Directly on PostgreSQL: through a transaction pooler the killer might be handed that very backend.
+            direct = servers.postgres.url("lms_test") if pooled and servers.postgres else servers.database_url
+            killer = await Database.connect(direct, min_size=1, max_size=1)
             async with killer.connection() as other:
                 await other.fetch_val(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
             await killer.close()
-            if pooled:  # PgBouncer drops the dead server connection; the next statement gets another
-                assert await asyncio.wait_for(conn.fetch_val("SELECT 1"), 5) == 1
-                return
-            with pytest.raises(DatabaseUnavailable):
-                await asyncio.wait_for(conn.fetch_val("SELECT 1"), 5)
+            if pooled:
+                # PgBouncer gives the next statement another server connection, or, if it has not yet
+                # seen the backend go, fails it ("server conn crashed?") and drops this client: either
+                # is a clear outcome, and the pool recovers below.
+                with contextlib.suppress(DatabaseUnavailable):
+                    assert await asyncio.wait_for(conn.fetch_val("SELECT 1"), 5) == 1
+            else:
+                with pytest.raises(DatabaseUnavailable):
+                    await asyncio.wait_for(conn.fetch_val("SELECT 1"), 5)
         # The dead connection went back closed and was dropped; a new one is made.
         async with database.connection() as conn:
             assert await conn.fetch_val("SELECT 1") == 1
