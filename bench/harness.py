@@ -24,6 +24,9 @@ class Platform:
     redis_url: str
     tmp: Path
     servers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    # The postmaster (its children are the backends) and redis-server: benchmarks read their CPU time.
+    postgres_pid: int = 0
+    redis_pid: int = 0
 
     def env(self, **extra: str) -> dict[str, str]:
         base = {k: v for k, v in os.environ.items() if not k.startswith("LMS_")}
@@ -35,6 +38,11 @@ class Platform:
             "LMS_DATABASE_POOL_MAX": "20",
         } | extra
 
+    def cpu_groups(self, server: str) -> dict[str, list[int]]:
+        """The processes whose CPU a request costs: the `lms serve` at ``server``, PostgreSQL, Redis."""
+        pid = next(p.pid for p in self.servers if getattr(p, "lms_url", None) == server)
+        return {"server": [pid], "postgres": [self.postgres_pid], "redis": [self.redis_pid]}
+
     def serve(self, **extra: str) -> str:
         """Start an `lms serve` process; returns its base URL once it is ready."""
         port = free_port()
@@ -44,6 +52,7 @@ class Platform:
         )
         self.servers.append(process)
         url = f"http://127.0.0.1:{port}"
+        process.lms_url = url  # type: ignore[attr-defined]
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError), urllib.request.urlopen(url + "/api/v1/health", timeout=1):  # noqa: S310
@@ -62,7 +71,7 @@ def platform(data_dir: Path | None = None) -> Iterator[Platform]:
         database_url = pg.start()
         redis_url = redis.start()
         upgrade(database_url)
-        result = Platform(database_url, redis_url, tmp)
+        result = Platform(database_url, redis_url, tmp, postgres_pid=pg.postmaster_pid(), redis_pid=redis.pid)
         yield result
     finally:
         for process in result.servers if "result" in locals() else []:

@@ -25,15 +25,16 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import bcrypt
 
-from bench.auth import drive
-from bench.harness import ms, percentiles, platform
+from bench import load
+from bench.harness import platform
 from lms.courses import queries as course_queries
 from lms.db import Connection, Database, compile_statement
 from lms.enrollments import queries as enrollment_queries
@@ -150,14 +151,6 @@ async def seed(db: Database, *, courses: int, lessons: int, students: int, per_s
 # --- driving -----------------------------------------------------------------
 
 
-def report(name: str, total: int, elapsed: float, latencies: list[float], errors: int) -> None:
-    p = percentiles(latencies)
-    print(
-        f"{name:<40} {total / elapsed:8.1f} req/s   p50 {ms(p['p50'])}   p99 {ms(p['p99'])}   "
-        f"max {ms(p['max'])}   errors {errors}/{total}"
-    )
-
-
 @dataclass
 class Learner:
     headers: dict[str, str]
@@ -255,46 +248,45 @@ async def main(args: argparse.Namespace) -> None:
             print(f"seeded {counts} in " + ", ".join(f"{k} {v:.2f}s" for k, v in timings.items()))
 
             url = env.serve(LMS_RATE_LIMIT_ENABLED="false", LMS_AUTH_BCRYPT_ROUNDS="4")
+            host = url.split("//", 1)[1]
             connector = aiohttp.TCPConnector(limit=0)
             async with aiohttp.ClientSession(url, connector=connector) as http:
                 people = await learners(db, http, args.concurrency)
-                rng = random.Random(7)
+            rng = random.Random(7)
 
-                async def search(i: int) -> bool:
-                    async with http.get("/api/v1/courses", params={"q": SEARCHES[i % len(SEARCHES)]}) as response:
-                        await response.read()
-                        return response.status == 200
+            def search(i: int) -> bytes:
+                return load.request_bytes("GET", f"/api/v1/courses?q={quote(SEARCHES[i % len(SEARCHES)])}", host)
 
-                async def my_courses(i: int) -> bool:
-                    async with http.get("/api/v1/enrollments/my-courses", headers=people[i % len(people)].headers) as r:
-                        await r.read()
-                        return r.status == 200
+            def my_courses(i: int) -> bytes:
+                return load.request_bytes("GET", "/api/v1/enrollments/my-courses", host,
+                                          headers=people[i % len(people)].headers)  # fmt: skip
 
-                def progress(shared: bool) -> Callable[[int], Awaitable[bool]]:
-                    async def put(i: int) -> bool:
-                        who = people[0] if shared else people[i % len(people)]
-                        device = people[0].headers
-                        lesson = who.lesson_ids[rng.randrange(len(who.lesson_ids))]
-                        body = {"time_spent_seconds": 30, "last_position_seconds": rng.randrange(600),
-                                "completion_percentage": rng.randrange(100)}  # fmt: skip
-                        path = f"/api/v1/enrollments/{who.enrollment_id}/lessons/{lesson}/progress"
-                        async with http.put(path, json=body, headers=device if shared else who.headers) as r:
-                            await r.read()
-                            return r.status == 200
+            def progress(shared: bool) -> load.RequestBytes:
+                def put(i: int) -> bytes:
+                    who = people[0] if shared else people[i % len(people)]
+                    lesson = who.lesson_ids[rng.randrange(len(who.lesson_ids))]
+                    body = {"time_spent_seconds": 30, "last_position_seconds": rng.randrange(600),
+                            "completion_percentage": rng.randrange(100)}  # fmt: skip
+                    path = f"/api/v1/enrollments/{who.enrollment_id}/lessons/{lesson}/progress"
+                    return load.request_bytes("PUT", path, host, headers=who.headers, body=body)
 
-                    return put
+                return put
 
-                scenarios: list[tuple[str, Callable[[int], Awaitable[bool]]]] = [
-                    ("GET /courses?q=...", search),
-                    ("GET /enrollments/my-courses", my_courses),
-                    ("PUT progress (own enrollments)", progress(shared=False)),
-                    ("PUT progress (one enrollment)", progress(shared=True)),
-                ]
-                print(f"\n{args.requests} requests per scenario, {args.concurrency} concurrent clients, 1 lms serve:")
-                for name, request in scenarios:
-                    await drive(min(200, args.requests), 10, request)  # warm up
-                    elapsed, latencies, errors = await drive(args.requests, args.concurrency, request)
-                    report(f"{name} (c={args.concurrency})", args.requests, elapsed, latencies, errors)
+            scenarios: list[tuple[str, load.RequestBytes]] = [
+                ("GET /courses?q=...", search),
+                ("GET /enrollments/my-courses", my_courses),
+                ("PUT progress (own enrollments)", progress(shared=False)),
+                ("PUT progress (one enrollment)", progress(shared=True)),
+            ]
+            c = args.concurrency
+            with load.reference_server() as bare:
+                reference = await load.measure_reference(bare, max(args.requests, 10_000), c)
+            print(f"\n{args.requests} requests per scenario, {c} concurrent clients, 1 lms serve:")
+            print(reference.line(f"bare aiohttp handler (c={c})"))
+            for name, make in scenarios:
+                await load.drive(url, make, min(200, args.requests), 10)  # warm up
+                result = await load.drive(url, make, args.requests, c, cpu=env.cpu_groups(url))
+                print(result.line(f"{name} (c={c})", reference))
 
             plans: list[Plan] = []
             try:

@@ -34,8 +34,9 @@ from jobs.registry import JobSpec
 from jobs.resources import close_resources, open_resources
 from jobs.retry import RetryPolicy
 from jobs.tasks import all_specs
+from lms.clients import open_database
 from lms.config import Settings
-from lms.db import Database, Row
+from lms.db import Row
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +179,7 @@ async def run_once(config: Settings, name: str, kwargs: Mapping[str, Any]) -> An
 
 
 async def dead_letters(config: Settings, limit: int) -> list[Row]:
-    db = await Database.connect(config.database.url, min_size=1, max_size=1)
+    db = await open_database(config.database, pool_max=1)
     try:
         async with db.connection() as conn:
             return await deadletter.recent(conn, limit=limit)
@@ -188,7 +189,7 @@ async def dead_letters(config: Settings, limit: int) -> list[Row]:
 
 async def requeue(config: Settings, letter_id: uuid.UUID) -> tuple[Row, str]:
     """Send the dead-lettered task back to its queue; the letter and the new task id."""
-    db = await Database.connect(config.database.url, min_size=1, max_size=1)
+    db = await open_database(config.database, pool_max=1)
     try:
         async with db.transaction() as conn:
             letter = await deadletter.get_for_update(conn, letter_id)

@@ -24,15 +24,15 @@ from typing import Any
 
 from taskiq import AsyncBroker, InMemoryBroker, TaskiqEvents, TaskiqState
 from taskiq.message import BrokerMessage
-from taskiq_redis import RedisAsyncResultBackend
 
 from jobs.queue import BrokerJobQueue, InlineJobQueue
 from jobs.registry import QUEUES, JobSpec, Queue
 from jobs.resources import ResourceHolder
 from jobs.retry import RetryMiddleware, RetryPolicy
-from jobs.streams import StreamBroker
+from jobs.streams import ResultBackend, StreamBroker
 from jobs.tasks import all_specs
 from jobs.telemetry import TelemetryMiddleware
+from lms.clients import redis_client
 from lms.config import Settings, load_config
 from lms.metrics import Metrics
 
@@ -40,7 +40,10 @@ CONSUMER_GROUP = "workers"
 
 
 def stream_name(config: Settings, queue: Queue) -> str:
-    return f"{config.jobs.stream_prefix}:{queue}"
+    # The prefix is a hash tag: on a Redis Cluster every stream, its delayed
+    # set and its dead letters share a slot, so one read spans all queues
+    # and the promotion script touches keys of one slot.
+    return f"{{{config.jobs.stream_prefix}}}:{queue}"
 
 
 def concurrency(config: Settings, queue: Queue) -> int:
@@ -123,26 +126,22 @@ def build_producer(config: Settings, metrics: Metrics | None = None) -> StreamBr
 
 
 def _stream_broker(config: Settings, *, streams: list[str], consumer: str) -> StreamBroker:
-    timeout = config.redis.socket_timeout_seconds
+    # Reads block up to a second: the broker's socket timeout stays above that.
+    reading = config.redis.model_copy(update={"socket_timeout_seconds": config.redis.socket_timeout_seconds + 2})
     broker = StreamBroker(
-        config.redis.url,
+        redis_client(reading),
         streams=streams,
         all_streams=[stream_name(config, q) for q in QUEUES],
         consumer_group=CONSUMER_GROUP,
         consumer_name=consumer,
         idle_timeout_seconds=config.jobs.idle_redelivery_seconds,
-        socket_timeout=timeout + 2,  # above the longest blocking read
-        socket_connect_timeout=timeout,
-        health_check_interval=30,
     )
-    return broker.with_result_backend(
-        RedisAsyncResultBackend(
-            config.redis.url,
-            result_ex_time=config.jobs.result_ttl_seconds,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-        )
+    results = ResultBackend(
+        redis_client(config.redis),
+        prefix=f"{config.jobs.stream_prefix}:result",
+        ttl_seconds=config.jobs.result_ttl_seconds,
     )
+    return broker.with_result_backend(results)
 
 
 class InlineBroker(InMemoryBroker):

@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 from taskiq import TaskiqDepends, TaskiqState
 
 from lms.certificates.render import PdfRenderer
+from lms.clients import open_database, redis_client
 from lms.config import Settings
 from lms.db import Database
 from lms.effects import Effects
@@ -48,17 +49,8 @@ class Resources:
 
 
 async def open_resources(config: Settings, jobs: JobQueue, metrics: Metrics | None = None) -> Resources:
-    from lms.app import redis_client  # the web app's own client settings
-
-    db = await Database.connect(
-        config.database.url,
-        min_size=config.database.pool_min,
-        max_size=config.database.pool_max,
-        statement_timeout_ms=config.database.statement_timeout_ms,
-        acquire_timeout=config.database.acquire_timeout_seconds,
-        connect_timeout=config.database.connect_timeout_seconds,
-    )
-    redis = redis_client(config.redis.url, config.redis.socket_timeout_seconds)
+    db = await open_database(config.database)
+    redis = redis_client(config.redis)
     mailer = Mailer(
         db=db,
         transport=make_transport(config.smtp),

@@ -22,6 +22,7 @@ from taskiq.exceptions import ScheduledTaskCancelledError
 from taskiq.schedule_sources import LabelScheduleSource
 
 from jobs.broker import build_producer
+from lms.clients import redis_client
 from lms.config import Settings, load_config
 from lms.metrics import Metrics, serve_metrics
 
@@ -52,11 +53,9 @@ class OncePerTickSource(LabelScheduleSource):
 
 
 def build_scheduler(config: Settings, metrics: Metrics | None = None) -> TaskiqScheduler:
-    from lms.app import redis_client
-
     broker = build_producer(config, metrics)
     broker.is_scheduler_process = True
-    redis = redis_client(config.redis.url, config.redis.socket_timeout_seconds)
+    redis = redis_client(config.redis)
     return TaskiqScheduler(broker, sources=[OncePerTickSource(broker, redis, config.jobs.stream_prefix)])
 
 

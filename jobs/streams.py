@@ -1,7 +1,11 @@
 """The Redis stream broker, with what at-least-once delivery needs and taskiq-redis 1.2 lacks.
 
 ``taskiq_redis.RedisStreamBroker`` gives acknowledged delivery (XREADGROUP,
-XACK). This subclass adds:
+XACK) on a connection pool it builds from a URL, so on one server only (its
+cluster and sentinel variants are other classes, without what follows).
+This broker runs the same commands on a client of ``lms.clients`` (any
+topology: the streams of one prefix share a hash slot, ``jobs.broker``) and
+adds:
 
 - **Reclaim on a timer.** Upstream runs XAUTOCLAIM only after a read returns
   messages, so a dead worker's message waited for new traffic. Here every
@@ -44,9 +48,12 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
-from taskiq import AckableMessage
+from taskiq import AckableMessage, AsyncBroker, AsyncResultBackend, TaskiqResult
+from taskiq.abc.serializer import TaskiqSerializer
+from taskiq.depends.progress_tracker import TaskProgress
 from taskiq.message import BrokerMessage
-from taskiq_redis import RedisStreamBroker
+from taskiq.serializers import JSONSerializer
+from taskiq_redis.exceptions import ResultIsMissingError
 
 log = logging.getLogger(__name__)
 
@@ -114,12 +121,16 @@ class StreamMessage(AckableMessage):
     entry_id: str
 
 
-class StreamBroker(RedisStreamBroker):
-    """Consumes ``streams`` (one per queue it serves) and can kick to any of ``all_streams``."""
+class StreamBroker(AsyncBroker):
+    """Consumes ``streams`` (one per queue it serves) and can kick to any of ``all_streams``.
+
+    ``redis`` is the broker's own client (closed at shutdown); its socket
+    timeout must exceed ``block_ms``, the longest blocking read.
+    """
 
     def __init__(
         self,
-        url: str,
+        redis: Redis,
         *,
         streams: Sequence[str],
         all_streams: Sequence[str],
@@ -128,20 +139,11 @@ class StreamBroker(RedisStreamBroker):
         idle_timeout_seconds: float,
         block_ms: int = 1000,
         max_deliveries: int = 10,
-        **connection_kwargs: Any,
     ) -> None:
-        first, *others = streams
-        super().__init__(
-            url,
-            queue_name=first,
-            consumer_group_name=consumer_group,
-            consumer_name=consumer_name,
-            consumer_id="0",
-            idle_timeout=int(idle_timeout_seconds * 1000),
-            xread_block=block_ms,
-            additional_streams={s: ">" for s in others},
-            **connection_kwargs,
-        )
+        super().__init__()
+        self.queue_name = streams[0]
+        self.consumer_group_name = consumer_group
+        self.consumer_name = consumer_name
         self.streams = tuple(streams)
         self.all_streams = tuple(dict.fromkeys([*all_streams, *streams]))
         self.idle_timeout_seconds = idle_timeout_seconds
@@ -153,7 +155,7 @@ class StreamBroker(RedisStreamBroker):
         self.reclaim_interval = min(max(idle_timeout_seconds / 4, 0.1), 5.0)
         # An idle consumer wakes at least this often to move due retries.
         self.block_ms = min(block_ms, int(self.reclaim_interval * 1000) or 1, int(PROMOTE_INTERVAL_SECONDS * 1000))
-        self.redis = Redis(connection_pool=self.connection_pool)
+        self.redis = redis
         self._heartbeat = self.redis.register_script(HEARTBEAT)
         self._hand_back = self.redis.register_script(HAND_BACK)
         self._promote = self.redis.register_script(PROMOTE)
@@ -167,6 +169,7 @@ class StreamBroker(RedisStreamBroker):
 
     async def startup(self) -> None:
         await super().startup()
+        await self._declare_consumer_group()
         if self.is_worker_process and self._heartbeat_task is None:
             self._heartbeat_task = asyncio.create_task(self._heartbeat_loop(), name="jobs-heartbeat")
 
@@ -190,10 +193,10 @@ class StreamBroker(RedisStreamBroker):
     # -- producing ---------------------------------------------------------
 
     async def kick(self, message: BrokerMessage) -> None:
-        """Upstream's XADD, on the broker's one client: upstream builds a client per message,
-        which cost a quarter of a webhook's CPU in bench/payments.py."""
+        """XADD on the broker's one client (taskiq-redis builds a client per message,
+        which cost a quarter of a webhook's CPU in bench/payments.py)."""
         stream = message.labels.get("queue_name") or self.queue_name
-        await self.redis.xadd(stream, {b"data": message.message}, maxlen=self.maxlen, approximate=self.approximate)
+        await self.redis.xadd(stream, {b"data": message.message})
 
     async def kick_later(self, message: BrokerMessage, delay_seconds: float) -> None:
         """Deliver ``message`` after ``delay_seconds`` (a retry with backoff)."""
@@ -257,6 +260,12 @@ class StreamBroker(RedisStreamBroker):
             for message in batch:
                 yield message
 
+    def _ack_generator(self, id: Any, queue_name: str) -> Any:
+        async def ack() -> None:
+            await self.redis.xack(queue_name, self.consumer_group_name, id)
+
+        return ack
+
     async def _ackable(self, stream: str, entries: Any) -> list[AckableMessage]:
         result: list[AckableMessage] = []
         for entry_id, fields in entries:
@@ -294,9 +303,7 @@ class StreamBroker(RedisStreamBroker):
             self._autoclaim_cursor[stream] = _text(cursor)
             claimed = await self._ackable(stream, entries)
             if claimed:
-                log.warning(
-                    "took over %d message(s) on %s from a worker that stopped answering", len(claimed), stream
-                )
+                log.warning("took over %d message(s) on %s from a worker that stopped answering", len(claimed), stream)
                 claimed = await self._bury_crash_loops(stream, claimed)
             messages.extend(claimed)
         return messages
@@ -389,10 +396,59 @@ class StreamBroker(RedisStreamBroker):
         return returned
 
 
+class ResultBackend(AsyncResultBackend[Any]):
+    """Task results in Redis on a client of ``lms.clients`` (any topology), kept ``ttl_seconds``.
+
+    taskiq-redis has one result backend class per topology, each building
+    its own clients from a URL (and closing them after every write).
+    """
+
+    def __init__(self, redis: Redis, *, prefix: str, ttl_seconds: int, serializer: TaskiqSerializer | None = None):
+        self.redis = redis
+        self.prefix = prefix
+        self.ttl_seconds = ttl_seconds
+        self.serializer = serializer or JSONSerializer()
+
+    def _key(self, task_id: str) -> str:
+        return f"{self.prefix}:{task_id}"
+
+    async def shutdown(self) -> None:
+        await self.redis.aclose()
+        await super().shutdown()
+
+    async def set_result(self, task_id: str, result: TaskiqResult[Any]) -> None:
+        value = self.serializer.dumpb(result.model_dump(mode="json"))
+        await self.redis.set(self._key(task_id), value, ex=self.ttl_seconds)
+
+    async def is_result_ready(self, task_id: str) -> bool:
+        return bool(await self.redis.exists(self._key(task_id)))
+
+    async def get_result(self, task_id: str, with_logs: bool = False) -> TaskiqResult[Any]:
+        value = await self.redis.get(self._key(task_id))
+        if value is None:
+            raise ResultIsMissingError
+        result: TaskiqResult[Any] = TaskiqResult[Any].model_validate(self.serializer.loadb(_bytes(value)))
+        if not with_logs:
+            result.log = None
+        return result
+
+    async def set_progress(self, task_id: str, progress: TaskProgress[Any]) -> None:
+        value = self.serializer.dumpb(progress.model_dump(mode="json"))
+        await self.redis.set(self._key(task_id) + ":progress", value, ex=self.ttl_seconds)
+
+    async def get_progress(self, task_id: str) -> TaskProgress[Any] | None:
+        value = await self.redis.get(self._key(task_id) + ":progress")
+        return None if value is None else TaskProgress[Any].model_validate(self.serializer.loadb(_bytes(value)))
+
+
 def _consume_error(task: asyncio.Future[Any]) -> None:
     # An abandoned read (its receiver was cancelled) must not log "exception never retrieved".
     if not task.cancelled():
         task.exception()
+
+
+def _bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
 
 
 def _text(value: bytes | str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
-import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
@@ -15,10 +14,11 @@ from lms.api.problems import error_middleware
 from lms.api.ratelimit import rate_limit_middleware
 from lms.appkeys import CONFIG, DB, METRICS, REDIS
 from lms.auth import routes as auth
+from lms.auth.principals import TOKENS, TokenCache
 from lms.certificates.routes import setup_certificates
+from lms.clients import open_database, redis_client
 from lms.config import Settings
 from lms.courses import routes as courses
-from lms.db import Database
 from lms.effects import EFFECTS, Effects
 from lms.enrollments import routes as enrollments
 from lms.events import EVENTS, EventBus
@@ -45,6 +45,7 @@ def create_app(config: Settings) -> web.Application:
     )
     app[CONFIG] = config
     app[METRICS] = metrics
+    app[TOKENS] = TokenCache(config.auth.principal_cache_seconds)
     app[system.READINESS_PROBES] = {}
     app[system.OPENAPI_CACHE] = {}
     app[EVENTS] = EventBus()
@@ -103,15 +104,7 @@ def setup_routes(app: web.Application) -> None:
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
-    config = app[CONFIG].database
-    db = await Database.connect(
-        config.url,
-        min_size=config.pool_min,
-        max_size=config.pool_max,
-        statement_timeout_ms=config.statement_timeout_ms,
-        acquire_timeout=config.acquire_timeout_seconds,
-        connect_timeout=config.connect_timeout_seconds,
-    )
+    db = await open_database(app[CONFIG].database)
     app[DB] = db
     app[METRICS].add_gauges(
         "lms_db_pool_connections",
@@ -120,16 +113,6 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     yield
     await db.close()
-
-
-def redis_client(url: str, timeout: float) -> aioredis.Redis:
-    return aioredis.Redis.from_url(
-        url,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        health_check_interval=30,
-        decode_responses=False,
-    )
 
 
 async def effects_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -146,8 +129,7 @@ async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
-    config = app[CONFIG].redis
-    client = redis_client(config.url, config.socket_timeout_seconds)
+    client = redis_client(app[CONFIG].redis)
     app[REDIS] = client
     yield
     await client.aclose()

@@ -66,29 +66,62 @@ def fail(text: str, status: int = 1) -> int:
 def _serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", help="address to bind (default: http.host)")
     p.add_argument("--port", type=int, help="port to bind (default: http.port)")
+    p.add_argument(
+        "--workers",
+        default="1",
+        help="server processes sharing the port (SO_REUSEPORT); auto: one per core (default: 1)",
+    )
 
 
 @command("serve", "run the HTTP + Socket.IO server", _serve_arguments)
 def serve(args: argparse.Namespace, config: Settings) -> int:
-    from aiohttp import web
-
-    from lms.app import create_app
     from lms.banner import mail_destination, public_links, serve_block
+    from lms.processes import supervise, worker_count
 
     host = args.host or config.http.host
     port = args.port or config.http.port
     listening = f"http://{host}:{port}"
+    try:
+        workers = worker_count(args.workers)
+    except ValueError:
+        return fail(f"--workers takes a number of processes or auto, not {args.workers!r}", 2)
 
-    def announce(_aiohttp_message: str) -> None:
+    def announce(_aiohttp_message: str | None = None) -> None:
+        where = listening if workers == 1 else f"{listening} ({workers} worker processes)"
         if getattr(args, "no_banner", False):
-            log.info("serving on %s", listening)
+            log.info("serving on %s", where)
         elif config.log_json:
-            facts = {"links": dict(public_links(config)), "mail": mail_destination(config)}
-            log.info("serving on %s", listening, extra=facts)
+            facts = {"links": dict(public_links(config)), "mail": mail_destination(config), "workers": workers}
+            log.info("serving on %s", where, extra=facts)
         else:
-            say(serve_block(config, listening))
+            say(serve_block(config, where))
 
-    web.run_app(create_app(config), host=host, port=port, access_log=None, print=announce, shutdown_timeout=10)
+    if workers == 1:
+        return serve_one(config, host, port, announce, reuse_port=args.reuse_port)
+    worker = ["serve", "--host", host, "--port", str(port), "--workers", "1", "--reuse-port", "--no-banner"]
+    for option, value in (("--log-level", args.log_level), ("--log-file", args.log_file)):
+        if value is not None:
+            worker += [option, str(value)]
+    local = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"  # noqa: S104 - compared, not bound
+
+    def ready() -> None:
+        wait_until_serving(local, [], SERVE_WAIT_SECONDS)
+        announce()
+
+    return supervise(worker, workers, ready=ready)
+
+
+def serve_one(config: Settings, host: str, port: int, announce: Callable[[str], None], *, reuse_port: bool) -> int:
+    """One server process (the app factory's app on uvloop), until SIGTERM or SIGINT."""
+    import uvloop
+    from aiohttp import web
+
+    from lms.app import create_app
+
+    web.run_app(
+        create_app(config), host=host, port=port, access_log=None, print=announce, shutdown_timeout=10,
+        reuse_port=reuse_port or None, loop=uvloop.new_event_loop(),
+    )  # fmt: skip
     return 0
 
 
@@ -399,7 +432,8 @@ def up(args: argparse.Namespace, config: Settings) -> int:
 
 def up_processes(host: str, port: int) -> list[list[str]]:
     """What ``lms up`` runs besides the embedded servers (``up`` prints the start-up block, not ``serve``)."""
-    return [["serve", "--host", host, "--port", str(port), "--no-banner"], ["worker"], ["scheduler"]]
+    serve = ["serve", "--host", host, "--port", str(port), "--workers", "auto", "--no-banner"]
+    return [serve, ["worker"], ["scheduler"]]
 
 
 def wait_until_serving(url: str, children: Sequence[subprocess.Popen[bytes]], timeout: float) -> bool:
@@ -436,6 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
             arguments(p)
         if name == "serve":  # `lms up` prints the block for the server it starts
             p.add_argument("--no-banner", action="store_true", help=argparse.SUPPRESS)
+            # A worker of `serve --workers N`: binds with SO_REUSEPORT next to its siblings.
+            p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 

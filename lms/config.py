@@ -60,11 +60,24 @@ class DatabaseSettings(Section):
     statement_timeout_ms: int = Field(default=15_000, ge=100)
     acquire_timeout_seconds: float = Field(default=10.0, gt=0)
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    # True behind a pooler in transaction mode (PgBouncer pool_mode = transaction):
+    # nothing is set per session; transactions SET LOCAL what they need (lms/db.py).
+    transaction_pooler: bool = False
 
 
 class RedisSettings(Section):
+    # One server (redis://, rediss://, unix://), a cluster (redis+cluster://h:p,h:p)
+    # or the master Sentinel names (redis+sentinel://h:26379,h:26379/<master>/<db>): lms/clients.py.
     url: str = "redis://127.0.0.1:6379/0"
     socket_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _known_topology(cls, value: str) -> str:
+        from lms.clients import parse_redis_url
+
+        parse_redis_url(value)
+        return value
 
 
 class AuthSettings(Section):
@@ -85,6 +98,10 @@ class AuthSettings(Section):
     # A refresh token presented again this soon after its rotation (two tabs
     # refreshing at once) gets a sibling in its family instead of revoking it.
     refresh_reuse_grace_seconds: int = Field(default=10, ge=0, le=300)
+    # Each instance reuses a token's check (revocation, account) this long:
+    # a revocation, deactivation or role change reaches every instance within
+    # it (lms/auth/principals.py). At most a second; 0 checks every request.
+    principal_cache_seconds: float = Field(default=1.0, ge=0, le=1.0)
 
 
 class HttpSettings(Section):
@@ -383,6 +400,11 @@ class LiveSettings(Section):
     default_question_time_limit_seconds: int = Field(default=20, ge=5, le=600)
     # An answer is accepted until the deadline plus this (network latency).
     answer_grace_ms: int = Field(default=250, ge=0, le=10_000)
+    # Replicas that must hold an answer before it is acknowledged (Redis WAIT),
+    # so that a Sentinel failover loses no acknowledged answer; 0: the master
+    # alone (replication is asynchronous). Not on a Redis Cluster (README "Scaling out").
+    answer_wait_replicas: int = Field(default=0, ge=0, le=5)
+    answer_wait_ms: int = Field(default=1000, ge=10, le=10_000)
     # The owner's lease expires this long after its last renewal; another
     # instance takes the session over after that (failover time is about
     # lease_ttl_ms + supervisor_interval_ms).
@@ -463,6 +485,14 @@ class Settings(Section):
     realtime: RealtimeSettings = RealtimeSettings()
     quizzes: QuizSettings = QuizSettings()
     analytics: AnalyticsSettings = AnalyticsSettings()
+
+    @model_validator(mode="after")
+    def _waits_only_where_it_holds(self) -> Settings:
+        from lms.clients import parse_redis_url
+
+        if self.live.answer_wait_replicas and parse_redis_url(self.redis.url).topology == "cluster":
+            raise ValueError("live.answer_wait_replicas: WAIT cannot follow a script on a Redis Cluster; use 0")
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod

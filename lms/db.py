@@ -139,21 +139,32 @@ def _translate(err: Exception) -> Exception:
 class Connection:
     """One pooled connection; statements in, dict rows out."""
 
-    def __init__(self, raw: aiopg.Connection) -> None:
+    def __init__(self, raw: aiopg.Connection, begin: str = "BEGIN") -> None:
         self.raw = raw
+        self._begin = begin
         self.in_transaction = False
+        # BEGIN travels with the transaction's first statement: one round trip fewer per transaction.
+        self._begin_pending = False
         self._savepoints = 0
+        # One cursor for every statement of this checkout: making one costs
+        # more than a primary-key SELECT's whole client side.
+        self._cursor: aiopg.Cursor | None = None
 
     async def _run(self, stmt: ClauseElement | str, params: Mapping[str, Any] | None) -> aiopg.Cursor:
         sql, values = compile_statement(stmt, params)
-        try:
-            cur = await self.raw.cursor()
-        except Exception as err:  # a dropped connection fails here already
-            raise _translate(err) from err
+        if self._begin_pending:
+            self._begin_pending = False
+            sql = f"{self._begin}; {sql}"
+        cur = self._cursor
+        if cur is None or cur.closed:
+            try:
+                cur = self._cursor = await self.raw.cursor()
+            except Exception as err:  # a dropped connection fails here already
+                raise _translate(err) from err
         try:
             await cur.execute(sql, values)
         except asyncio.CancelledError:
-            cur.close()
+            self.close()
             task = asyncio.current_task()
             if task is not None and task.cancelling() == 0:
                 # aiopg turns PostgreSQL's QueryCanceled (statement_timeout)
@@ -161,27 +172,27 @@ class Connection:
                 raise StatementTimeout("the statement ran past the configured statement_timeout") from None
             raise
         except Exception as err:
-            cur.close()
+            self.close()
             raise _translate(err) from err
         return cur
+
+    def close(self) -> None:
+        """Close this checkout's cursor (the pool takes the connection back)."""
+        if self._cursor is not None:
+            self._cursor.close()
+            self._cursor = None
 
     async def execute(self, stmt: Executable | str, params: Mapping[str, Any] | None = None) -> int:
         """Run a statement; returns the number of rows it affected."""
         cur = await self._run(stmt, params)  # type: ignore[arg-type]
-        try:
-            return int(cur.rowcount)
-        finally:
-            cur.close()
+        return int(cur.rowcount)
 
     async def fetch_all(self, stmt: Executable | str, params: Mapping[str, Any] | None = None) -> list[Row]:
         cur = await self._run(stmt, params)  # type: ignore[arg-type]
-        try:
-            if cur.description is None:
-                return []
-            names = [d.name for d in cur.description]
-            return [dict(zip(names, r, strict=True)) for r in await cur.fetchall()]
-        finally:
-            cur.close()
+        if cur.description is None:
+            return []
+        names = [d.name for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in await cur.fetchall()]
 
     async def fetch_one(self, stmt: Executable | str, params: Mapping[str, Any] | None = None) -> Row | None:
         rows = await self.fetch_all(stmt, params)
@@ -189,11 +200,8 @@ class Connection:
 
     async def fetch_val(self, stmt: Executable | str, params: Mapping[str, Any] | None = None) -> Any:
         cur = await self._run(stmt, params)  # type: ignore[arg-type]
-        try:
-            row = await cur.fetchone()
-            return None if row is None else row[0]
-        finally:
-            cur.close()
+        row = await cur.fetchone()
+        return None if row is None else row[0]
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
@@ -211,31 +219,32 @@ class Connection:
             else:
                 await self.execute(f"RELEASE SAVEPOINT {name}")
             return
-        await self.execute("BEGIN")
-        self.in_transaction = True
+        self.in_transaction = self._begin_pending = True
         try:
             yield self
         except BaseException:
             # A cancelled or dropped connection is already closed: ROLLBACK
             # would raise and hide the real error; the pool discards it.
-            if not self.raw.closed:
+            if not self._begin_pending and not self.raw.closed:
                 try:
                     await self.execute("ROLLBACK")
                 except DatabaseError:
                     log.warning("rollback failed; the connection is discarded", exc_info=True)
             raise
         else:
-            await self.execute("COMMIT")
+            if not self._begin_pending:  # a transaction that ran nothing has nothing to commit
+                await self.execute("COMMIT")
         finally:
-            self.in_transaction = False
+            self.in_transaction = self._begin_pending = False
 
 
 class Database:
     """An aiopg pool that hands out :class:`Connection` objects."""
 
-    def __init__(self, pool: aiopg.Pool, acquire_timeout: float) -> None:
+    def __init__(self, pool: aiopg.Pool, acquire_timeout: float, begin: str = "BEGIN") -> None:
         self.pool = pool
         self.acquire_timeout = acquire_timeout
+        self._begin = begin
 
     @classmethod
     async def connect(
@@ -247,10 +256,26 @@ class Database:
         statement_timeout_ms: int = 15_000,
         acquire_timeout: float = 10.0,
         connect_timeout: float = 5.0,
+        transaction_pooler: bool = False,
     ) -> Database:
+        """A pool; connections run with ``statement_timeout`` and time zone UTC.
+
+        Directly on PostgreSQL both are the connection's settings. Behind a
+        pooler in transaction mode (PgBouncer ``pool_mode = transaction``) a
+        server connection serves many clients, so nothing may be set per
+        session: each transaction sets both with ``SET LOCAL`` in the round
+        trip of its ``BEGIN``, and statements outside a transaction get the
+        role's defaults (README "Scaling out": ``ALTER ROLE ... SET``).
+        """
         # Client-side timeout sits above statement_timeout: PostgreSQL cancels
         # first and the connection survives; aiopg's cancel would close it.
         client_timeout = statement_timeout_ms / 1000 + 5
+        session: dict[str, Any] = {}
+        begin = "BEGIN"
+        if transaction_pooler:
+            begin = f"BEGIN; SET LOCAL statement_timeout = {int(statement_timeout_ms)}; SET LOCAL timezone = 'UTC'"
+        else:
+            session["options"] = f"-c statement_timeout={statement_timeout_ms} -c timezone=UTC"
         pool = await aiopg.create_pool(
             url,
             minsize=min_size,
@@ -258,9 +283,9 @@ class Database:
             timeout=client_timeout,
             pool_recycle=3600,
             connect_timeout=max(1, int(connect_timeout)),
-            options=f"-c statement_timeout={statement_timeout_ms} -c timezone=UTC",
+            **session,
         )
-        return cls(pool, acquire_timeout)
+        return cls(pool, acquire_timeout, begin)
 
     @property
     def size(self) -> int:
@@ -278,12 +303,15 @@ class Database:
     async def connection(self) -> AsyncIterator[Connection]:
         """A connection in autocommit mode (every statement commits on its own)."""
         try:
-            raw = await asyncio.wait_for(self.pool.acquire(), self.acquire_timeout)
+            async with asyncio.timeout(self.acquire_timeout):  # no task per checkout, unlike wait_for
+                raw = await self.pool.acquire()
         except (TimeoutError, psycopg2.OperationalError) as err:
             raise DatabaseUnavailable(f"no database connection available: {str(err).strip() or 'timed out'}") from err
+        conn = Connection(raw, self._begin)
         try:
-            yield Connection(raw)
+            yield conn
         finally:
+            conn.close()
             # aiopg drops a closed connection on release; the pool refills.
             self.pool.release(raw)
 

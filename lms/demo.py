@@ -23,9 +23,10 @@ from typing import Any
 from sqlalchemy import func, select
 
 from lms.auth.passwords import hash_password
+from lms.clients import open_database
 from lms.config import Settings
 from lms.courses import queries as courses
-from lms.db import Connection, Database, IntegrityViolation, Row
+from lms.db import Connection, IntegrityViolation, Row
 from lms.enrollments import queries as enrollments
 from lms.live import queries as live
 from lms.live.routes import new_pin
@@ -148,7 +149,7 @@ class Demo:
 
 
 async def seed_demo(config: Settings) -> Demo:
-    db = await Database.connect(config.database.url, min_size=1, max_size=1)
+    db = await open_database(config.database, pool_max=1)
     try:
         async with db.transaction() as conn:
             # Two seeds at once (two `lms up --demo`) take turns.

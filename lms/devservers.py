@@ -68,6 +68,10 @@ class EmbeddedPostgres:
     def psql(self, sql: str) -> str:
         return str(self._server.psql(sql))
 
+    def postmaster_pid(self) -> int:
+        """The server's process id (benchmarks read its CPU time)."""
+        return int((self.data_dir / "postmaster.pid").read_text().split()[0])
+
     def stop(self) -> None:
         if self._server is not None:
             self._server.cleanup()
@@ -108,6 +112,10 @@ class EmbeddedRedis:
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid if self.process is not None else 0
 
     def _wait_ready(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout

@@ -28,7 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
-from lms.config import RealtimeSettings
+from lms.config import RealtimeSettings, RedisSettings
 from realtime.fanout import RedisFanout
 from realtime.server import engineio_server, socketio_server
 from realtime.sio import SocketIOServer
@@ -48,7 +48,7 @@ SOCKETIO = web.AppKey("conformance_socketio", SocketIOServer)
 
 def conformance_app(redis_url: str) -> web.Application:
     app = web.Application()
-    fanout = RedisFanout(redis_url, channel="lms:conformance")
+    fanout = RedisFanout(RedisSettings(url=redis_url), channel="lms:conformance")
     sio = socketio_server(SUITE_SETTINGS, fanout, "*")
     app[SOCKETIO] = sio
 

@@ -39,12 +39,7 @@ class Emitter:
     @classmethod
     def open(cls, config: Settings) -> Emitter:
         """An emitter on the servers' channel (no connection is made until the first emit)."""
-        manager = RedisFanout(
-            config.redis.url,
-            channel=config.realtime.channel,
-            write_only=True,
-            socket_timeout=config.redis.socket_timeout_seconds,
-        )
+        manager = RedisFanout(config.redis, channel=config.realtime.channel, write_only=True)
         return cls(manager)
 
     async def emit(self, event: str, data: dict[str, Any], *, room: str, namespace: str = USERS_NAMESPACE) -> bool:

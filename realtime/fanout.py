@@ -44,13 +44,13 @@ from typing import Any
 
 from engineio import packet as eio_packet
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from socketio import packet as sio_packet
 from socketio.async_pubsub_manager import AsyncPubSubManager
 
 from lms.aio import raise_if_cancelling
+from lms.clients import redis_client
+from lms.config import RedisSettings
 
 log = logging.getLogger(__name__)
 
@@ -69,36 +69,21 @@ class ListenerDown(Exception):
     """The instance does not currently hear the fan-out channel."""
 
 
-def redis_client(url: str, timeout: float) -> Redis:
-    # No retries inside redis-py: it reports a cancelled read as a
-    # ConnectionError and its retry loop would swallow the cancellation (a
-    # listener that never stops). Retrying is done here, cancellation-aware.
-    return Redis.from_url(
-        url,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-        decode_responses=False,
-    )
-
-
 class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
     name = "lms-redis"
 
     def __init__(
         self,
-        url: str,
+        redis: RedisSettings,
         *,
         channel: str,
         write_only: bool = False,
-        socket_timeout: float = 5.0,
         heartbeat_interval: float = 5.0,
         heartbeat_misses: int = 3,
         direct: bool = True,
     ) -> None:
         super().__init__(channel=channel, write_only=write_only, logger=log)
-        self.url = url
-        self.socket_timeout = socket_timeout
+        self.redis_settings = redis
         self.heartbeat_interval = heartbeat_interval
         self.deaf_after = heartbeat_interval * heartbeat_misses
         self.direct = direct
@@ -122,6 +107,10 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
         self.on_sessions_ended: SessionsEnded | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
+    def _client(self) -> Redis:
+        # No retries inside redis-py (lms/clients.py): retrying is done here, cancellation-aware.
+        return redis_client(self.redis_settings, retries=False)
+
     # -- publishing -------------------------------------------------------
 
     async def _publish(self, data: Any) -> None:
@@ -132,7 +121,7 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
         if self._stopping:
             return False  # a client opened now would never be closed
         if self._publisher is None:
-            self._publisher = redis_client(self.url, self.socket_timeout)
+            self._publisher = self._client()
         for attempt in (1, 2):  # a second try covers a pooled connection Redis dropped
             try:
                 await self._publisher.publish(self.channel, payload)
@@ -217,10 +206,11 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
     async def _listen(self) -> AsyncIterator[bytes]:
         backoff = BACKOFF_FIRST_SECONDS
         while not self._stopping:
-            client = redis_client(self.url, self.socket_timeout)
+            client = self._client()
             self._listener_client = client
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
+                await client.initialize()  # a cluster client learns its nodes before it can subscribe
                 await pubsub.subscribe(self.channel)
                 self.subscribed = True
                 self._subscribed_event.set()
@@ -241,7 +231,7 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
                 if self._stopping:
                     return
                 log.warning("fan-out listener: subscription ended; subscribing again")
-            except (RedisError, OSError) as err:
+            except Exception as err:  # Redis errors, and any surprise of a client library: back off, never spin
                 # redis-py reports a cancelled read as ConnectionError: stop, do not retry.
                 raise_if_cancelling(err)
                 log.warning("fan-out listener lost Redis (%s); retrying in %.1f s", err, backoff)

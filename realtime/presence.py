@@ -4,8 +4,9 @@ A student is online while at least one of their devices is connected to the
 ``/`` namespace on any instance. Two sorted sets per fact, scored by expiry
 (Redis server time in ms, so instance clocks do not matter):
 
-- ``{prefix}:presence:user:{user_id}``: that user's live connections;
-- ``{prefix}:presence:course:{course_id}``: the course's online students.
+- ``{{prefix}:presence}:user:{user_id}``: that user's live connections;
+- ``{{prefix}:presence}:course:{course_id}``: the course's online students
+  (one hash tag for all: each script's keys share a Redis Cluster slot).
 
 Instances refresh the entries of their own connections every third of the
 TTL. When an instance dies nobody refreshes its entries: they expire, and the
@@ -13,7 +14,7 @@ instances whose dashboards watch the course sweep them out and send the new
 count (see :class:`PresenceTracker`). Each change is one Lua script: one
 round trip, atomic against other instances.
 
-Courses that some dashboard watches are kept in ``{prefix}:presence:watched``
+Courses that some dashboard watches are kept in ``{{prefix}:presence}:watched``
 (refreshed by the watchers' instances), so that a student's coming and going
 is published only for courses someone looks at.
 """
@@ -126,17 +127,20 @@ class PresenceStore:
         self.redis = redis
         self.prefix = prefix
         self.ttl_ms = int(ttl_seconds * 1000)
-        self.watched_key = f"{prefix}:presence:watched"
+        # Every presence key shares one hash tag: a change touches the user's set and their
+        # courses' sets in one script, which a Redis Cluster runs only on keys of one slot.
+        self.tag = f"{{{prefix}:presence}}"
+        self.watched_key = f"{self.tag}:watched"
         self._connect = redis.register_script(_CONNECT)
         self._disconnect = redis.register_script(_DISCONNECT)
         self._watched_counts = redis.register_script(_WATCHED_COUNTS)
         self._sweep = redis.register_script(_SWEEP)
 
     def user_key(self, user_id: str) -> str:
-        return f"{self.prefix}:presence:user:{user_id}"
+        return f"{self.tag}:user:{user_id}"
 
     def course_key(self, course_id: str) -> str:
-        return f"{self.prefix}:presence:course:{course_id}"
+        return f"{self.tag}:course:{course_id}"
 
     def _keys(self, c: PresenceEntry) -> list[str]:
         return [self.user_key(c.user_id), *(self.course_key(cid) for cid in c.course_ids)]

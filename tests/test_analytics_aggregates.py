@@ -89,14 +89,15 @@ async def random_write(db: Database, rng: random.Random, state: dict[str, Any]) 
                 )
             )
         elif choice == 3:
+            # Taken before the await: concurrent writers must not share a number (unique per enrollment and quiz).
+            number, state["attempt"] = state["attempt"], state["attempt"] + 1
             await conn.execute(
                 insert(quiz_attempts).values(
                     enrollment_id=enrollment["id"], quiz_id=state["quiz"]["id"], student_id=enrollment["student_id"],
-                    attempt_number=state["attempt"], status=rng.choice(("in_progress", "graded")),
+                    attempt_number=number, status=rng.choice(("in_progress", "graded")),
                     percentage=rng.randrange(0, 10001) / 100, is_passed=rng.random() < 0.5,
                 )
             )  # fmt: skip
-            state["attempt"] += 1
         elif choice == 4:  # a course-wide statement, as the progress recalculation job runs
             await conn.execute(
                 update(enrollments)

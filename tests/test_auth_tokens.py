@@ -16,6 +16,7 @@ from lms.auth.tokens import TokenType, issue
 from lms.config import Settings
 from lms.tables import refresh_tokens
 from tests.builders import PASSWORD, bearer, login, make_user, signed_in
+from tests.test_token_checks import past_the_reuse_bound
 
 PROBLEM = "application/problem+json"
 
@@ -147,6 +148,8 @@ async def test_logout_revokes_the_token_on_every_instance(
     assert (await second_instance.get("/api/v1/auth/me", headers=headers)).status == 200
     out = await client.post("/api/v1/auth/logout", json={"refresh_token": tokens["refresh_token"]}, headers=headers)
     assert out.status == 204
+    assert (await client.get("/api/v1/auth/me", headers=headers)).status == 401  # here: at once
+    await past_the_reuse_bound(config)  # elsewhere: within auth.principal_cache_seconds (tests/test_token_checks.py)
     assert (await second_instance.get("/api/v1/auth/me", headers=headers)).status == 401
     assert (
         await second_instance.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})

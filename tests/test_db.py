@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from decimal import Decimal
 
@@ -123,27 +124,46 @@ async def test_check_constraints_refuse_bad_enums(db: Database) -> None:
 
 
 async def test_statement_timeout_is_a_clear_error_and_the_connection_survives(servers) -> None:  # type: ignore[no-untyped-def]
-    database = await Database.connect(servers.database_url, min_size=1, max_size=1, statement_timeout_ms=200)
+    database = await Database.connect(
+        servers.database_url, min_size=1, max_size=1, statement_timeout_ms=200,
+        transaction_pooler=servers.transaction_pooler,
+    )  # fmt: skip
     try:
         async with database.connection() as conn:
+            # In a transaction: the timeout holds directly on PostgreSQL and behind PgBouncer (SET LOCAL).
             with pytest.raises(StatementTimeout):
-                await conn.execute(text("SELECT pg_sleep(2)"))
+                async with conn.transaction():
+                    await conn.execute(text("SELECT pg_sleep(2)"))
             assert await conn.fetch_val("SELECT 1") == 1
+            if not servers.transaction_pooler:  # behind a pooler, the role's default applies (README)
+                with pytest.raises(StatementTimeout):
+                    await conn.execute(text("SELECT pg_sleep(2)"))
+                assert await conn.fetch_val("SELECT 1") == 1
     finally:
         await database.close()
 
 
 async def test_killed_connection_is_a_clear_error_and_the_pool_recovers(servers) -> None:  # type: ignore[no-untyped-def]
-    database = await Database.connect(servers.database_url, min_size=1, max_size=1)
+    pooled = servers.transaction_pooler
+    database = await Database.connect(servers.database_url, min_size=1, max_size=1, transaction_pooler=pooled)
     try:
         async with database.connection() as conn:
             pid = await conn.fetch_val("SELECT pg_backend_pid()")
-            killer = await Database.connect(servers.database_url, min_size=1, max_size=1)
+            # Directly on PostgreSQL: through a transaction pooler the killer might be handed that very backend.
+            direct = servers.postgres.url("lms_test") if pooled and servers.postgres else servers.database_url
+            killer = await Database.connect(direct, min_size=1, max_size=1)
             async with killer.connection() as other:
                 await other.fetch_val(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
             await killer.close()
-            with pytest.raises(DatabaseUnavailable):
-                await asyncio.wait_for(conn.fetch_val("SELECT 1"), 5)
+            if pooled:
+                # PgBouncer gives the next statement another server connection, or, if it has not yet
+                # seen the backend go, fails it ("server conn crashed?") and drops this client: either
+                # is a clear outcome, and the pool recovers below.
+                with contextlib.suppress(DatabaseUnavailable):
+                    assert await asyncio.wait_for(conn.fetch_val("SELECT 1"), 5) == 1
+            else:
+                with pytest.raises(DatabaseUnavailable):
+                    await asyncio.wait_for(conn.fetch_val("SELECT 1"), 5)
         # The dead connection went back closed and was dropped; a new one is made.
         async with database.connection() as conn:
             assert await conn.fetch_val("SELECT 1") == 1

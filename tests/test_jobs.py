@@ -23,7 +23,7 @@ from lms.db import Database, Row
 from lms.jobqueue import JOBS
 from lms.tables import email_log, job_dead_letters, refresh_tokens
 from tests.builders import make_course, make_enrollment, make_user
-from tests.conftest import Servers, SmtpCatcher, SmtpServer, make_config, running_smtp_server
+from tests.conftest import Servers, SmtpCatcher, SmtpServer, make_config, redis_for, running_smtp_server
 
 FAST_RETRIES = {"mode": "inline", "retry_base_seconds": 0.01, "retry_max_seconds": 0.05, "max_retries": 2}
 
@@ -313,8 +313,8 @@ def test_schedules_follow_the_configured_time_zone(servers: Servers) -> None:
 async def test_a_tick_is_sent_by_one_scheduler_only(servers: Servers, config: Settings) -> None:
     from taskiq import ScheduledTask
 
-    first = OncePerTickSource(None, aioredis.Redis.from_url(servers.redis_url), "lms:jobs")
-    second = OncePerTickSource(None, aioredis.Redis.from_url(servers.redis_url), "lms:jobs")
+    first = OncePerTickSource(None, redis_for(servers), "lms:jobs")
+    second = OncePerTickSource(None, redis_for(servers), "lms:jobs")
     tick = ScheduledTask(
         task_name="weekly_progress", labels={}, args=[], kwargs={}, schedule_id="weekly_progress", cron="* * * * *"
     )

@@ -5,14 +5,15 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from redis.asyncio import RedisCluster
 from sqlalchemy import select, update
 
+from jobs import admin
 from jobs.tasks import all_specs
 from lms.config import Settings
 from lms.db import Database
 from lms.tables import live_answers, live_players, live_sessions
 from realtime.live import edge
-from realtime.live.abandoned import end_abandoned_sessions
 from tests.polling import eventually
 from tests.test_live_actor import T0, Instance, command, freeze, live_game, live_instances, live_logs, principal
 
@@ -36,7 +37,7 @@ async def age(db: Database, session_id: str) -> None:
 async def test_a_session_whose_owner_died_is_ended_with_what_redis_recorded(
     live_instances: list[Instance], db: Database, redis: Any, config: Settings
 ) -> None:
-    a, _ = live_instances
+    a, b = live_instances
     await a.rt.start()
     game = await live_game(db, questions=2)
     await freeze(redis, a.rt, game["id"], T0)
@@ -50,9 +51,9 @@ async def test_a_session_whose_owner_died_is_ended_with_what_redis_recorded(
     await until_lease_gone(redis, keys.lease)
     await age(db, game["id"])
     # Nobody took it over; its snapshot is quiet for hours (by the session clock).
-    assert await end_abandoned_sessions(config=config, db=db, redis=redis) == []  # still recent
+    assert await b.rt.sweep_abandoned() == []  # still recent
     await freeze(redis, a.rt, game["id"], T0 + HOURS)
-    assert await end_abandoned_sessions(config=config, db=db, redis=redis) == [game["id"]]
+    assert await b.rt.sweep_abandoned() == [game["id"]]
     async with db.connection() as conn:
         session = await conn.fetch_one(select(live_sessions).where(live_sessions.c.id == game["id"]))
         players = await conn.fetch_all(select(live_players).where(live_players.c.session_id == game["id"]))
@@ -61,7 +62,7 @@ async def test_a_session_whose_owner_died_is_ended_with_what_redis_recorded(
     assert session["results"]["ended_reason"] == "abandoned"
     assert {p["nickname"]: p["score"] for p in players} == {"Alice": 1000, "Bob": 0}
     assert [(a["answer"], a["points"]) for a in answers] == [("b", 1000)]
-    assert await end_abandoned_sessions(config=config, db=db, redis=redis) == []
+    assert await b.rt.sweep_abandoned() == []
 
 
 async def until_lease_gone(redis: Any, key: str) -> None:
@@ -81,7 +82,7 @@ async def until_lease_gone(redis: Any, key: str) -> None:
 async def test_owned_and_recent_sessions_are_left_alone_and_lost_ones_are_closed(
     live_instances: list[Instance], db: Database, redis: Any, config: Settings
 ) -> None:
-    a, _ = live_instances
+    a, b = live_instances
     await a.rt.start()
     owned = await live_game(db)
     await edge.host_session(a.rt, principal(owned["teacher"]), owned["id"])
@@ -91,12 +92,36 @@ async def test_owned_and_recent_sessions_are_left_alone_and_lost_ones_are_closed
     fresh = await live_game(db)
     for game in (owned, gone):
         await age(db, game["id"])
-    assert await end_abandoned_sessions(config=config, db=db, redis=redis) == [gone["id"]]
+    assert await b.rt.sweep_abandoned() == [gone["id"]]
     async with db.connection() as conn:
         rows = await conn.fetch_all(select(live_sessions.c.id, live_sessions.c.status))
     assert {str(r["id"]): r["status"] for r in rows} == {
         owned["id"]: "lobby", gone["id"]: "ended", fresh["id"]: "lobby",
     }  # fmt: skip
+
+
+async def test_the_scheduled_task_asks_the_serving_instances_which_end_the_session(
+    live_instances: list[Instance], db: Database, redis: Any, config: Settings
+) -> None:
+    _, b = live_instances
+    await b.rt.start()
+    gone = await live_game(db)  # "running" in PostgreSQL, nothing in Redis (expired)
+    async with db.transaction() as conn:
+        await conn.execute(update(live_sessions).where(live_sessions.c.id == gone["id"]).values(status="running"))
+    await age(db, gone["id"])
+    # What `lms jobs run end_abandoned_live_sessions` does: the task in this process, its own resources.
+    heard = await admin.run_once(config, "end_abandoned_live_sessions", {})
+    if not isinstance(redis, RedisCluster):  # a cluster's PUBLISH counts the receiving node's subscribers only
+        assert heard >= 1
+
+    async def status() -> str:
+        async with db.connection() as conn:
+            return str(await conn.fetch_val(select(live_sessions.c.status).where(live_sessions.c.id == gone["id"])))
+
+    async def ended() -> bool:
+        return await status() == "ended"
+
+    await eventually(ended, what="the serving instance ends the abandoned session")
 
 
 def test_the_task_is_registered_with_its_schedule(config: Settings) -> None:

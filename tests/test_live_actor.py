@@ -25,7 +25,7 @@ from realtime.live import edge
 from realtime.live.runtime import LiveRuntime
 from realtime.live.store import LiveError
 from tests.builders import make_question, make_quiz, make_quiz_course, make_user
-from tests.conftest import Servers, make_config
+from tests.conftest import Servers, make_config, redis_for
 from tests.polling import eventually
 
 T0 = 1_900_000_000_000
@@ -74,7 +74,7 @@ class Instance:
 async def two_instances(servers: Servers, config: Settings, db: Database) -> AsyncIterator[list[Instance]]:
     made = []
     for name in ("a", "b"):
-        client = aioredis.Redis.from_url(servers.redis_url)
+        client = redis_for(servers)
         made.append(Instance(config, db, client, name))
     yield made
     for instance in made:

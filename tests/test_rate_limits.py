@@ -184,3 +184,27 @@ async def test_failures_from_one_address_are_limited_across_accounts(
     right = {"email": user["email"], "password": PASSWORD}
     assert (await client.post("/api/v1/auth/login", json=right, headers=spray)).status == 429
     assert (await client.post("/api/v1/auth/login", json=right, headers=from_address("198.51.100.30"))).status == 200
+
+
+async def test_a_busy_key_spends_slices_yet_two_instances_never_pass_the_limit(
+    aiohttp_client: Any, servers: Servers, db: Any
+) -> None:
+    # 60 a minute per user: a busy user's instance takes slices of up to 3
+    # tokens ahead (lms/api/ratelimit.py Slices). Every token is counted in
+    # Redis before it is spent, so both instances together pass at most 60;
+    # what each holds unspent at the end (less than a slice) is all that is lost.
+    a = await limited_client(aiohttp_client, servers, default_per_minute=60)
+    b = await limited_client(aiohttp_client, servers, default_per_minute=60)
+    user = await make_user(db)
+    token = (await (await a.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})).json())[
+        "access_token"
+    ]
+    headers = {"Authorization": f"Bearer {token}"}
+
+    async def call(client: Any) -> int:
+        return int((await client.get("/api/v1/auth/me", headers=headers)).status)
+
+    statuses = await asyncio.gather(*(call(a if i % 2 else b) for i in range(150)))
+    passed = statuses.count(200)
+    assert set(statuses) == {200, 429}
+    assert 60 - 2 * 3 <= passed <= 60

@@ -13,7 +13,9 @@ takes effect at once, not when the token expires.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ from lms.api.problems import Forbidden, ServiceUnavailable, Unauthorized
 from lms.appkeys import CONFIG, DB, REDIS
 from lms.auth import redis_state
 from lms.auth.permissions import Permission, Role, has_permission, roles_with
+from lms.auth.principals import TOKENS, TokenCache
 from lms.auth.tokens import InvalidToken, TokenType, verify
 from lms.logs import bind_log_context
 from lms.users.queries import get_user
@@ -78,23 +81,73 @@ def bearer_token(request: web.Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-async def principal_from_token(app: web.Application, token: str) -> Principal:
-    """Everything an access token must pass; also used by the Socket.IO connect handler.
-
-    Raises :class:`Unauthorized` for a token that is bad, and
-    :class:`ServiceUnavailable` when it cannot be checked (Redis down with
-    ``auth.revocation_fail_closed``): the client keeps the token and retries.
-    """
-    config = app[CONFIG]
+def access_claims(app: web.Application, token: str) -> dict[str, Any]:
+    """The claims of a valid access token (verified once per instance, lms/auth/principals.py); else 401."""
+    cache = app[TOKENS]
+    claims = cache.claims(token)
+    if claims is not None:
+        return claims
     try:
-        claims = verify(config, token, TokenType.ACCESS)
-        user_id = uuid.UUID(str(claims["sub"]))
+        claims = verify(app[CONFIG], token, TokenType.ACCESS)
+        uuid.UUID(str(claims["sub"]))
     except InvalidToken as err:
         # Never the decoder's words ("'utf-8' codec can't decode ..."): they help nobody but a prober.
         log.debug("access token refused: %s", err)
         raise Unauthorized(f"The access token is {err.public_message}.") from err
     except ValueError as err:  # a subject that is not a user id
         raise Unauthorized("The access token is not valid.") from err
+    cache.remember_claims(token, claims)
+    return claims
+
+
+def token_subject(app: web.Application, token: str) -> str | None:
+    """The user id of a valid access token, without any round trip; None for a bad token."""
+    try:
+        return str(access_claims(app, token)["sub"])
+    except Unauthorized:
+        return None
+
+
+async def principal_from_token(app: web.Application, token: str, *, reuse: bool = True) -> Principal:
+    """Everything an access token must pass; also used by the Socket.IO connect handlers.
+
+    Raises :class:`Unauthorized` for a token that is bad, and
+    :class:`ServiceUnavailable` when it cannot be checked (Redis down with
+    ``auth.revocation_fail_closed``): the client keeps the token and retries.
+    A check that passed is reused for ``auth.principal_cache_seconds`` (at
+    most a second) on this instance (lms/auth/principals.py); ``reuse=False``
+    checks afresh (before trusting the account row with a password check).
+    """
+    cache = app[TOKENS]
+    if not reuse:
+        return await _check(app, token)
+    known = cache.principal(token)
+    if known is not None:
+        return known
+    # Concurrent requests with one token (a page's parallel fetches, a
+    # second's worth of calls when the reuse runs out) share one check.
+    running = cache.checking.get(token)
+    if running is not None:
+        return await asyncio.shield(running)
+    check = asyncio.ensure_future(_check(app, token))
+    cache.checking[token] = check
+    check.add_done_callback(lambda done: _checked(cache, token, done))
+    return await asyncio.shield(check)
+
+
+def _checked(cache: TokenCache, token: str, done: asyncio.Future[Principal]) -> None:
+    if cache.checking.get(token) is done:
+        del cache.checking[token]
+    if not done.cancelled():
+        done.exception()  # retrieved: whoever awaited it has it
+
+
+async def _check(app: web.Application, token: str) -> Principal:
+    cache = app[TOKENS]
+    checked_at = time.monotonic()  # entries age from before the reads below
+    config = app[CONFIG]
+    claims = access_claims(app, token)
+    user_id = uuid.UUID(str(claims["sub"]))
     issued_at = float(claims["iat"])
     try:
         revoked = await redis_state.is_revoked(app[REDIS], jti=claims["jti"], user_id=str(user_id), issued_at=issued_at)
@@ -117,7 +170,7 @@ async def principal_from_token(app: web.Application, token: str) -> Principal:
     changed = user["password_changed_at"]
     if changed is not None and issued_at < changed.timestamp():
         raise Unauthorized("The password changed after this token was issued.")
-    return Principal(
+    principal = Principal(
         id=user_id,
         role=user["role"],
         email=user["email"],
@@ -127,6 +180,8 @@ async def principal_from_token(app: web.Application, token: str) -> Principal:
         issued_at=issued_at,
         user=user,
     )
+    cache.remember_principal(token, principal, checked_at)
+    return principal
 
 
 async def authenticate(request: web.Request) -> Principal:
@@ -138,6 +193,16 @@ async def authenticate(request: web.Request) -> Principal:
     principal = await principal_from_token(request.app, token)
     request[PRINCIPAL] = principal
     bind_log_context(user_id=str(principal.id))  # undone with the request's own context
+    return principal
+
+
+async def recheck(request: web.Request) -> Principal:
+    """The caller checked afresh, not from the last second's check: for steps that verify the password."""
+    token = bearer_token(request)
+    if token is None:
+        raise Unauthorized("Send an access token: Authorization: Bearer <token>.")
+    principal = await principal_from_token(request.app, token, reuse=False)
+    request[PRINCIPAL] = principal
     return principal
 
 

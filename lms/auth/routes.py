@@ -16,8 +16,9 @@ from lms.api.problems import Conflict, Problem, Unauthorized, ValidationFailed
 from lms.api.ratelimit import enforce_account_limits
 from lms.appkeys import CONFIG, DB, REDIS
 from lms.auth import queries, redis_state, schemas
-from lms.auth.guards import authenticated, current_user
+from lms.auth.guards import authenticated, current_user, recheck
 from lms.auth.passwords import burn_equal_time, hash_password, policy_errors, verify_password
+from lms.auth.principals import forget_user
 from lms.auth.redis_state import CodeCheck
 from lms.auth.service import email, end_all_sessions, link, password_fingerprint, start_session
 from lms.auth.tokens import InvalidToken, TokenType, issue, verify
@@ -235,6 +236,7 @@ async def refresh(request: web.Request, body: schemas.RefreshIn) -> dict[str, An
 async def logout(request: web.Request, body: schemas.LogoutIn) -> None:
     me = current_user(request)
     await redis_state.revoke_access_token(request.app[REDIS], me.jti, me.expires_at)
+    forget_user(request.app, me.id)  # other instances: within auth.principal_cache_seconds
     if body.refresh_token:
         async with request.app[DB].transaction() as conn:
             await queries.revoke_refresh_token(conn, body.refresh_token, me.id)
@@ -329,10 +331,11 @@ async def verify_email_confirm(request: web.Request, body: schemas.TokenIn) -> N
             raise invalid
         if user["email_verified_at"] is None:
             await users.update_user(conn, user["id"], email_verified_at=func.now())
+    forget_user(request.app, user["id"])
 
 
 async def confirm_password(request: web.Request, password: str) -> Row:
-    user = current_user(request).user
+    user = (await recheck(request)).user
     if not await verify_password(password, user["password_hash"]):
         raise ValidationFailed("The password is not correct.", errors=[{"field": "password", "message": "incorrect"}])
     return user
@@ -382,6 +385,7 @@ async def mfa_enable_confirm(request: web.Request, body: schemas.CodeIn) -> None
         raise ValidationFailed(detail, errors=[{"field": "code", "message": str(result)}])
     async with request.app[DB].transaction() as conn:
         await users.update_user(conn, me.id, mfa_enabled=True)
+    forget_user(request.app, me.id)
 
 
 @routes.post("/api/v1/auth/mfa/disable")
@@ -392,6 +396,7 @@ async def mfa_disable(request: web.Request, body: schemas.PasswordIn) -> None:
     user = await confirm_password(request, body.password)
     async with request.app[DB].transaction() as conn:
         await users.update_user(conn, user["id"], mfa_enabled=False)
+    forget_user(request.app, user["id"])
 
 
 @routes.get("/api/v1/auth/me")

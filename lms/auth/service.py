@@ -13,6 +13,7 @@ from aiohttp import web
 
 from lms.appkeys import CLIENT_IP, CONFIG, REDIS
 from lms.auth import queries, redis_state
+from lms.auth.principals import forget_user
 from lms.auth.tokens import TokenType, issue, lifetime
 from lms.db import Connection, Row
 from lms.effects import EFFECTS
@@ -60,6 +61,7 @@ async def end_all_sessions(request: web.Request, conn: Connection, user_id: uuid
     cutoff = await redis_state.revoke_all_access_tokens(
         request.app[REDIS], str(user_id), int(lifetime(config.auth, TokenType.ACCESS).total_seconds())
     )
+    forget_user(request.app, user_id)  # other instances: within auth.principal_cache_seconds
     for listener in request.app.get(SESSIONS_ENDED, ()):
         try:
             await listener(user_id, cutoff)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 import unicodedata
@@ -9,7 +10,19 @@ import uuid
 from typing import Any, Literal
 
 from anyascii import anyascii
-from sqlalchemy import case, delete, exists, func, insert, literal_column, select, update
+from sqlalchemy import (
+    Integer,
+    Text,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.sql import ColumnElement
 
 from lms.db import Connection, IntegrityViolation, Row, is_unique_violation
@@ -171,26 +184,61 @@ async def list_courses(
     difficulty_level: str | None = None,
     q: str | None = None,
 ) -> tuple[list[Row], int]:
+    search = q if q is not None and q.strip() else None
+    params = {"instructor_id": instructor_id, "category": category, "difficulty_level": difficulty_level, "q": search}
+    shape = (published_only, *(value is not None for value in params.values()))
+    rows = await conn.fetch_all(_course_page(*shape), params | {"limit": limit, "offset": offset})
+    if rows or offset == 0:
+        total = rows[0].pop("total") if rows else 0
+        for row in rows[1:]:
+            del row["total"]
+        return rows, int(total)
+    # Past the last page: the count alone.
+    return [], int(await conn.fetch_val(_course_count(*shape), params))
+
+
+def _course_conditions(
+    published_only: bool, instructor: bool, category: bool, difficulty: bool, search: bool
+) -> tuple[list[ColumnElement[bool]], list[Any]]:
     conditions: list[ColumnElement[bool]] = []
     if published_only:
         conditions.append(courses.c.is_published)
-    if instructor_id is not None:
-        conditions.append(courses.c.instructor_id == instructor_id)
-    if category is not None:
-        conditions.append(courses.c.category == category)
-    if difficulty_level is not None:
-        conditions.append(courses.c.difficulty_level == difficulty_level)
+    if instructor:
+        conditions.append(courses.c.instructor_id == bindparam("instructor_id", type_=courses.c.instructor_id.type))
+    if category:
+        conditions.append(courses.c.category == bindparam("category", type_=courses.c.category.type))
+    if difficulty:
+        level = bindparam("difficulty_level", type_=courses.c.difficulty_level.type)
+        conditions.append(courses.c.difficulty_level == level)
     order: list[Any] = []
-    if q is not None and q.strip():
-        query = func.websearch_to_tsquery(literal_column("'simple'::regconfig"), q)
+    if search:
+        query = func.websearch_to_tsquery(literal_column("'simple'::regconfig"), bindparam("q", type_=Text))
         conditions.append(courses.c.search_vector.op("@@")(query))
         order.append(func.ts_rank(courses.c.search_vector, query).desc())
     # Newest first; DESC on both columns so that an index scans it backwards.
     recent = courses.c.published_at if published_only else courses.c.created_at
-    order += [recent.desc(), courses.c.id.desc()]
-    total = await conn.fetch_val(select(func.count()).select_from(courses).where(*conditions))
-    rows = await conn.fetch_all(select(*COURSE_COLUMNS).where(*conditions).order_by(*order).limit(limit).offset(offset))
-    return rows, int(total)
+    return conditions, [*order, recent.desc(), courses.c.id.desc()]
+
+
+# Built once per combination of filters (the catalogue is the hottest read):
+# building a statement costs more than running it. The page carries the
+# count of all matches (a window over the same scan: one round trip).
+@functools.cache
+def _course_page(*shape: bool) -> Any:
+    conditions, order = _course_conditions(*shape)
+    return (
+        select(*COURSE_COLUMNS, func.count().over().label("total"))
+        .where(*conditions)
+        .order_by(*order)
+        .limit(bindparam("limit", type_=Integer))
+        .offset(bindparam("offset", type_=Integer))
+    )
+
+
+@functools.cache
+def _course_count(*shape: bool) -> Any:
+    conditions, _ = _course_conditions(*shape)
+    return select(func.count()).select_from(courses).where(*conditions)
 
 
 # --- lessons -----------------------------------------------------------------

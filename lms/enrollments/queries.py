@@ -11,7 +11,7 @@ import uuid
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, and_, bindparam, case, func, literal_column, select, update
+from sqlalchemy import BigInteger, Integer, and_, bindparam, case, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from lms.db import Connection, Row
@@ -83,13 +83,36 @@ async def enroll(conn: Connection, *, student_id: uuid.UUID, course_id: uuid.UUI
 # --- reading -----------------------------------------------------------------
 
 
+# Built once (hot reads: every progress report, every "my courses"): building costs more than running.
+_GET_ENROLLMENT = (
+    select(enrollments, *_labelled("course", COURSE_SUMMARY))
+    .join(courses, courses.c.id == enrollments.c.course_id)
+    .where(enrollments.c.id == bindparam("enrollment_id", type_=enrollments.c.id.type))
+)
+
+
+def _student_enrollments(with_status: bool) -> Any:
+    conditions = [enrollments.c.student_id == bindparam("student_id", type_=enrollments.c.student_id.type)]
+    if with_status:
+        conditions.append(enrollments.c.status == bindparam("status", type_=enrollments.c.status.type))
+    page = (
+        select(enrollments, *_labelled("course", COURSE_SUMMARY), func.count().over().label("total"))
+        .join(courses, courses.c.id == enrollments.c.course_id)
+        .where(*conditions)
+        .order_by(enrollments.c.enrolled_at.desc(), enrollments.c.id)
+        .limit(bindparam("limit", type_=Integer))
+        .offset(bindparam("offset", type_=Integer))
+    )
+    return page, select(func.count()).select_from(enrollments).where(*conditions)
+
+
+# A page of a student's enrollments carries the count of all of them (one round trip).
+_STUDENT_ENROLLMENTS = {with_status: _student_enrollments(with_status) for with_status in (False, True)}
+
+
 async def get_enrollment(conn: Connection, enrollment_id: uuid.UUID) -> Row | None:
     """The enrollment with its course summary (``course``)."""
-    row = await conn.fetch_one(
-        select(enrollments, *_labelled("course", COURSE_SUMMARY))
-        .join(courses, courses.c.id == enrollments.c.course_id)
-        .where(enrollments.c.id == enrollment_id)
-    )
+    row = await conn.fetch_one(_GET_ENROLLMENT, {"enrollment_id": enrollment_id})
     return None if row is None else nest(row, "course")
 
 
@@ -105,19 +128,13 @@ async def lesson_progress_of(conn: Connection, enrollment_id: uuid.UUID) -> list
 async def list_student_enrollments(
     conn: Connection, *, student_id: uuid.UUID, status: str | None, limit: int, offset: int
 ) -> tuple[list[Row], int]:
-    conditions = [enrollments.c.student_id == student_id]
-    if status is not None:
-        conditions.append(enrollments.c.status == status)
-    total = await conn.fetch_val(select(func.count()).select_from(enrollments).where(*conditions))
-    rows = await conn.fetch_all(
-        select(enrollments, *_labelled("course", COURSE_SUMMARY))
-        .join(courses, courses.c.id == enrollments.c.course_id)
-        .where(*conditions)
-        .order_by(enrollments.c.enrolled_at.desc(), enrollments.c.id)
-        .limit(limit)
-        .offset(offset)
-    )
-    return [nest(r, "course") for r in rows], int(total)
+    page, count = _STUDENT_ENROLLMENTS[status is not None]
+    params = {"student_id": student_id, "status": status}
+    rows = await conn.fetch_all(page, params | {"limit": limit, "offset": offset})
+    if not rows and offset > 0:  # past the last page: the count alone
+        return [], int(await conn.fetch_val(count, params))
+    total = rows[0]["total"] if rows else 0
+    return [nest({k: v for k, v in r.items() if k != "total"}, "course") for r in rows], int(total)
 
 
 async def list_course_enrollments(
@@ -196,11 +213,7 @@ async def drop(conn: Connection, enrollment_id: uuid.UUID) -> Row | None:
 
 async def get_course_lesson(conn: Connection, *, lesson_id: uuid.UUID, course_id: uuid.UUID) -> Row | None:
     """A published lesson of this course (what a student may record progress on)."""
-    return await conn.fetch_one(
-        select(lessons.c.id, lessons.c.duration_seconds).where(
-            lessons.c.id == lesson_id, lessons.c.course_id == course_id, lessons.c.is_published
-        )
-    )
+    return await conn.fetch_one(_COURSE_LESSON, {"lesson_id": lesson_id, "course_id": course_id})
 
 
 # The progress statements are built once: building a Core construct this size
@@ -209,6 +222,11 @@ async def get_course_lesson(conn: Connection, *, lesson_id: uuid.UUID, course_id
 _ENROLLMENT_ID = bindparam("enrollment_id", type_=enrollments.c.id.type)
 _COURSE_ID = bindparam("course_id", type_=enrollments.c.course_id.type)
 
+_COURSE_LESSON = select(lessons.c.id, lessons.c.duration_seconds).where(
+    lessons.c.id == bindparam("lesson_id", type_=lessons.c.id.type),
+    lessons.c.course_id == _COURSE_ID,
+    lessons.c.is_published,
+)
 _ADD_STUDY_TIME = (
     update(enrollments)
     .where(enrollments.c.id == _ENROLLMENT_ID, enrollments.c.status.in_(STUDYING))
@@ -312,6 +330,11 @@ async def add_study_time(conn: Connection, enrollment_id: uuid.UUID, seconds: in
     return await conn.fetch_one(_ADD_STUDY_TIME, {"enrollment_id": enrollment_id, "seconds": seconds})
 
 
+def completes_lesson(percentage: Any) -> bool:
+    """Whether a report completes its lesson (the only change that moves an enrollment's counters)."""
+    return percentage is not None and percentage >= 100
+
+
 async def record_lesson_progress(
     conn: Connection,
     *,
@@ -322,7 +345,7 @@ async def record_lesson_progress(
     percentage: Any,
 ) -> Row:
     """One upsert: time adds up, the percentage never goes down, 100% completes the lesson."""
-    done = percentage is not None and percentage >= 100
+    done = completes_lesson(percentage)
     row = await conn.fetch_one(
         _RECORD_LESSON,
         {

@@ -117,13 +117,19 @@ async def record_progress(
             async with conn.transaction():
                 # First statement: locks the enrollment, so reports from several
                 # devices apply one at a time and the counts below see them all.
-                if await queries.add_study_time(conn, enrollment_id, seconds) is None:
+                studying = await queries.add_study_time(conn, enrollment_id, seconds)
+                if studying is None:
                     raise Conflict(f"This enrollment is {enrollment['status']}; progress is not recorded.")
                 progress = await queries.record_lesson_progress(
                     conn, enrollment_id=enrollment_id, lesson_id=lesson_id, seconds=seconds, position=position,
                     percentage=percentage,
                 )  # fmt: skip
-                (updated,) = await queries.refresh_progress(conn, enrollment_id=enrollment_id)
+                if queries.completes_lesson(percentage):
+                    (updated,) = await queries.refresh_progress(conn, enrollment_id=enrollment_id)
+                else:
+                    # No lesson completed: the counters derive from nothing this report changed
+                    # (most reports: a position every half minute), so the recount is skipped.
+                    updated = studying | {"old_status": studying["status"]}
         except IntegrityViolation as err:  # the lesson was deleted meanwhile
             raise NotFound("No such lesson in this course.") from err
     completed = updated["old_status"] == "active" and updated["status"] == "completed"

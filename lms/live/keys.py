@@ -90,6 +90,11 @@ def session_keys(prefix: str, session_id: uuid.UUID | str) -> SessionKeys:
     return SessionKeys(sid, f"{prefix}:{{{sid}}}:")
 
 
+# Published on ``live.channel`` by the scheduled task: every serving instance
+# that hears it ends the abandoned sessions (realtime/live/abandoned.py).
+SWEEP_ABANDONED = b'{"sweep":"abandoned"}'
+
+
 def active_sessions_key(prefix: str) -> str:
     """ZSET session id -> last time an instance touched it: what supervisors watch."""
     return f"{prefix}:active"

@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 
 from lms.auth.passwords import hash_password, policy_errors
+from lms.clients import open_database
 from lms.config import Settings
-from lms.db import Database, IntegrityViolation, is_unique_violation
+from lms.db import IntegrityViolation, is_unique_violation
 from lms.users.queries import create_user
 
 
@@ -22,7 +23,7 @@ async def create_admin_account(config: Settings, *, email: str, full_name: str, 
     if errors:
         raise AdminError("; ".join(e["message"] for e in errors))
     password_hash = await hash_password(password, config.auth.bcrypt_rounds)
-    db = await Database.connect(config.database.url, min_size=1, max_size=1)
+    db = await open_database(config.database, pool_max=1)
     try:
         async with db.transaction() as conn:
             user = await create_user(

@@ -5,14 +5,17 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 
 from lms.db import Connection, Row
 from lms.tables import users
 
+# Built once: every authenticated request's check reads the account (building costs more than running).
+_GET_USER = select(users).where(users.c.id == bindparam("user_id", type_=users.c.id.type))
+
 
 async def get_user(conn: Connection, user_id: uuid.UUID) -> Row | None:
-    return await conn.fetch_one(select(users).where(users.c.id == user_id))
+    return await conn.fetch_one(_GET_USER, {"user_id": user_id})
 
 
 async def get_user_by_email(conn: Connection, email: str) -> Row | None:

@@ -13,9 +13,10 @@ from lms.api.endpoint import endpoint, path_uuid
 from lms.api.pagination import Page, page
 from lms.api.problems import NotFound, ValidationFailed
 from lms.appkeys import CONFIG, DB
-from lms.auth.guards import authenticated, current_user, require
+from lms.auth.guards import authenticated, current_user, recheck, require
 from lms.auth.passwords import hash_password, verify_password
 from lms.auth.permissions import Permission
+from lms.auth.principals import forget_user
 from lms.auth.routes import check_password_policy, create_account
 from lms.auth.service import end_all_sessions
 from lms.db import Row
@@ -69,8 +70,11 @@ async def get_me(request: web.Request) -> Row:
     tags=TAGS,
 )
 async def update_me(request: web.Request, body: ProfileUpdate) -> Row | None:
+    me = current_user(request)
     async with request.app[DB].transaction() as conn:
-        return await queries.update_user(conn, current_user(request).id, **body.model_dump(exclude_none=True))
+        user = await queries.update_user(conn, me.id, **body.model_dump(exclude_none=True))
+    forget_user(request.app, me.id)  # the cached account row (other instances: within a second)
+    return user
 
 
 @routes.post("/api/v1/users/me/password")
@@ -83,7 +87,7 @@ async def update_me(request: web.Request, body: ProfileUpdate) -> Row | None:
     tags=TAGS,
 )
 async def change_password(request: web.Request, body: PasswordChange) -> None:
-    me = current_user(request)
+    me = await recheck(request)
     user = me.user
     if not await verify_password(body.current_password, user["password_hash"]):
         raise ValidationFailed(
@@ -128,4 +132,6 @@ async def update_user(request: web.Request, body: AdminUserUpdate) -> Row:
             raise NotFound("No such user.")
         if body.is_active is False:
             await end_all_sessions(request, conn, user_id)
+    # A role change counts from the next request here, within auth.principal_cache_seconds elsewhere.
+    forget_user(request.app, user_id)
     return user

@@ -1,33 +1,36 @@
-"""Ending sessions nobody runs any more: the work of the scheduled ``end_abandoned_live_sessions`` task.
+"""Ending sessions nobody runs any more, on the serving instances.
 
 A session is abandoned when it is still open in PostgreSQL, was opened (or
 started) longer ago than ``live.abandoned_after_minutes``, no instance holds
 its lease, and its snapshot saw no activity for that long (or is gone from
-Redis). The task takes the lease itself and ends the session the way its
-owner would: scores what Redis recorded, stores the results, tells any
-client still listening. Running it twice ends nothing twice.
+Redis). The sweep takes the lease and ends the session the way its owner
+would: scores what Redis recorded, stores the results, tells any client
+still listening. Running it twice (or on two instances at once: the lease
+decides) ends nothing twice.
+
+The scheduled ``end_abandoned_live_sessions`` task (``jobs/live.py``) only
+asks for a sweep on the live channel (:data:`lms.live.keys.SWEEP_ABANDONED`):
+the actor and its runtime stay in ``lms serve``, the worker imports none of
+them (ARCHITECTURE.md: jobs use only the write-only side of ``realtime/``).
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
+from typing import TYPE_CHECKING
 
-from redis.asyncio import Redis
-
-from lms.config import Settings
-from lms.db import Database
 from lms.live import queries
 from realtime.live.actor import SessionActor
-from realtime.live.runtime import LiveRuntime
+
+if TYPE_CHECKING:
+    from realtime.live.runtime import LiveRuntime
 
 log = logging.getLogger(__name__)
 
 
-async def end_abandoned_sessions(*, config: Settings, db: Database, redis: Redis) -> list[str]:
+async def end_abandoned_sessions(runtime: LiveRuntime) -> list[str]:
     """End and store every abandoned session; returns their ids."""
-    runtime = LiveRuntime(config=config, db=db, redis=redis, instance_id=f"job-{uuid.uuid4().hex[:8]}")
-    store = runtime.store
+    config, db, redis, store = runtime.config, runtime.db, runtime.redis, runtime.store
     quiet_ms = config.live.abandoned_after_minutes * 60_000
     async with db.connection() as conn:
         candidates = await queries.list_stale_open_sessions(

@@ -204,12 +204,18 @@ return 1
 """
 
 # First touch of a session: the gate and the initial snapshot, unless they exist.
-# KEYS: gate, snap, active; ARGV: gate JSON object, snap JSON, session id, now ms, ttl ms -> 1 if created
+# KEYS: gate, snap (one slot: the session's); ARGV: gate JSON object, snap JSON, ttl ms -> 1 if created
 INIT = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 for field, value in pairs(cjson.decode(ARGV[1])) do redis.call('HSET', KEYS[1], field, value) end
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[5])
-redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 return 1
+"""
+
+# What a new owner resumes from, read at one instant. (A script rather than MULTI: redis-py 8.1's
+# cluster transactions fail on SMEMBERS.) KEYS: snap, players, scores, kicked.
+LOAD = """
+return {redis.call('GET', KEYS[1]), redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]),
+        redis.call('SMEMBERS', KEYS[4])}
 """

@@ -29,7 +29,9 @@ from lms.aio import raise_if_cancelling
 from lms.config import Settings
 from lms.db import Database
 from lms.live import queries
+from lms.live.keys import SWEEP_ABANDONED
 from lms.logs import bind_log_context
+from realtime.live.abandoned import end_abandoned_sessions
 from realtime.live.actor import SessionActor, initial_gate, initial_snapshot
 from realtime.live.store import LiveError, LiveStore
 from realtime.metrics import LiveMetrics
@@ -93,6 +95,7 @@ class LiveRuntime:
         self.listening = asyncio.Event()
         self.stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._sweeping: asyncio.Task[None] | None = None
         self._presence_at = 0.0
         self.takeovers = 0
 
@@ -127,8 +130,9 @@ class LiveRuntime:
         owned = dict(self.owned)
         for actor in owned.values():
             actor.stop_requested = "crash" if not release else "stop"
-        tasks = [*self._tasks, *self.actors.values()]
-        for task in self._tasks:
+        background = [*self._tasks, *([self._sweeping] if self._sweeping else [])]
+        tasks = [*background, *self.actors.values()]
+        for task in background:
             task.cancel()
         await _settle(tasks, STOP_WAIT_SECONDS)
         if release:
@@ -189,12 +193,20 @@ class LiveRuntime:
         if self.actors.get(session_id) is task:
             del self.actors[session_id]
             self.owned.pop(session_id, None)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("live session %s: actor failed", session_id, exc_info=task.exception())
-            # Hand the session back (the supervisor, here or elsewhere, retries).
-            asyncio.get_running_loop().create_task(
-                self.store.release(self.store.keys(session_id), self.lease_token(session_id))
-            )
+        error = None if task.cancelled() else task.exception()
+        if isinstance(error, (RedisError, OSError)):
+            # Redis went away (a failover): the lease expires on its own and a supervisor,
+            # here or elsewhere, takes the session over from its snapshot once Redis is back.
+            log.warning("live session %s: actor stopped, Redis unavailable (%s)", session_id, error)
+        elif error is not None:
+            log.error("live session %s: actor failed", session_id, exc_info=error)
+        if error is not None:
+            # Hand the session back at once if Redis lets us (the supervisor retries).
+            asyncio.get_running_loop().create_task(self._release_quietly(session_id))
+
+    async def _release_quietly(self, session_id: str) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await self.store.release(self.store.keys(session_id), self.lease_token(session_id))
 
     async def _keep_lease(self, actor: SessionActor) -> None:
         """Renew well inside the lease's life; stop the actor as soon as the lease may be someone else's."""
@@ -254,6 +266,27 @@ class LiveRuntime:
                 expiry = now_ms + int(presence * 1000)
                 await self.store.refresh_presence(((self.store.keys(s), p) for s, p in local.items()), expiry)
 
+    # -- abandoned sessions ---------------------------------------------------
+
+    async def sweep_abandoned(self) -> list[str]:
+        """End and store the sessions nobody runs any more (the scheduled task asks for it)."""
+        return await end_abandoned_sessions(self)
+
+    def _start_sweep(self) -> None:
+        if self.stopping.is_set() or (self._sweeping is not None and not self._sweeping.done()):
+            return  # one sweep at a time: the one running sees the same sessions
+
+        async def sweep() -> None:
+            try:
+                ended = await self.sweep_abandoned()
+            except Exception:
+                log.exception("ending abandoned live sessions failed")
+                return
+            if ended:
+                log.info("ended %d abandoned live session(s)", len(ended))
+
+        self._sweeping = asyncio.create_task(sweep(), name="live-abandoned-sweep")
+
     # -- the channel ----------------------------------------------------------
 
     async def publish(self, session_id: str, events: list[dict[str, Any]], replies: list[dict[str, Any]]) -> None:
@@ -265,13 +298,14 @@ class LiveRuntime:
         while not self.stopping.is_set():
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
+                await self.redis.initialize()  # a cluster client learns its nodes before it can subscribe
                 await pubsub.subscribe(self.config.live.channel)
                 self.listening.set()
                 attempt = 0
                 async for message in pubsub.listen():
                     if message.get("type") == "message":
                         await self._on_message(message["data"])
-            except (RedisError, OSError) as err:
+            except Exception as err:  # Redis errors, and any surprise of a client library: back off, never spin
                 raise_if_cancelling(err)
                 self.listening.clear()
                 delay = LISTENER_BACKOFF_SECONDS[min(attempt, len(LISTENER_BACKOFF_SECONDS) - 1)]
@@ -283,6 +317,9 @@ class LiveRuntime:
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _on_message(self, data: bytes | str) -> None:
+        if data == SWEEP_ABANDONED:
+            self._start_sweep()
+            return
         try:
             message = json.loads(data)
             for reply in message.get("replies", ()):

@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 
 import socketio
 from aiohttp import web
-from redis.asyncio import BlockingConnectionPool, Redis
 
 from lms.appkeys import DB, METRICS
+from lms.clients import redis_client
 from lms.config import Settings
 from lms.metrics import Metrics
 from realtime.live.guessing import PinGuesses
@@ -32,19 +32,6 @@ def setup_live(app: web.Application, config: Settings, sio: socketio.AsyncServer
     sio.register_namespace(namespace)
     app[LIVE_NAMESPACE] = namespace
     app.cleanup_ctx.append(live_ctx)
-
-
-def live_redis(config: Settings) -> Redis:
-    """A client of its own with a blocking pool: thousands of answers in a second queue for connections."""
-    pool = BlockingConnectionPool.from_url(
-        config.redis.url,
-        max_connections=config.live.redis_max_connections,
-        timeout=config.redis.socket_timeout_seconds,
-        socket_timeout=config.redis.socket_timeout_seconds,
-        socket_connect_timeout=config.redis.socket_timeout_seconds,
-        health_check_interval=30,
-    )
-    return Redis.from_pool(pool)  # owns the pool: aclose() closes its connections
 
 
 def add_live_gauges(metrics: Metrics, runtime: LiveRuntime) -> None:
@@ -70,7 +57,8 @@ def add_live_gauges(metrics: Metrics, runtime: LiveRuntime) -> None:
 
 async def live_ctx(app: web.Application) -> AsyncIterator[None]:
     namespace = app[LIVE_NAMESPACE]
-    redis = live_redis(namespace.config)
+    # A client of its own whose pool makes a burst of answers wait for connections (lms/clients.py).
+    redis = redis_client(namespace.config.redis, max_connections=namespace.config.live.redis_max_connections)
     runtime = LiveRuntime(
         config=namespace.config,
         db=app[DB],

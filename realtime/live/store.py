@@ -135,6 +135,7 @@ class LiveStore:
         self._renew = redis.register_script(lua.RENEW)
         self._release = redis.register_script(lua.RELEASE)
         self._init = redis.register_script(lua.INIT)
+        self._load = redis.register_script(lua.LOAD)
 
     def keys(self, session_id: Any) -> SessionKeys:
         return session_keys(self.config.redis_prefix, session_id)
@@ -149,14 +150,29 @@ class LiveStore:
         return int(await self._now(keys=[keys.clock], args=[self.test_clock]))
 
     async def submit_answer(self, keys: SessionKeys, player_id: str, question_index: int, answer: Any) -> int:
-        """Record the answer once; returns when Redis accepted it (epoch ms) or raises :class:`LiveError`."""
-        result = await self._answer(
-            keys=[keys.gate, keys.kicked, keys.clock],
-            args=[
-                keys.base, player_id, question_index, json.dumps(answer, separators=(",", ":")),
-                self.config.answer_grace_ms, self.test_clock, self.ttl_ms,
-            ],
-        )  # fmt: skip
+        """Record the answer once; returns when Redis accepted it (epoch ms) or raises :class:`LiveError`.
+
+        With ``live.answer_wait_replicas`` the script and a WAIT travel in one
+        pipeline (one connection: WAIT counts that connection's writes), and
+        the answer is acknowledged only once that many replicas hold it.
+        """
+        keys_ = [keys.gate, keys.kicked, keys.clock]
+        args: list[str | int] = [
+            keys.base, player_id, question_index, json.dumps(answer, separators=(",", ":")),
+            self.config.answer_grace_ms, self.test_clock, self.ttl_ms,
+        ]  # fmt: skip
+        wanted = self.config.answer_wait_replicas
+        if not wanted:
+            result = await self._answer(keys=keys_, args=args)
+        else:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                await self._answer(keys=keys_, args=args, client=pipe)
+                pipe.execute_command("WAIT", wanted, self.config.answer_wait_ms)
+                result, replicas = await pipe.execute()
+            if _text(result[0]) == "ok" and int(replicas) < wanted:
+                # Recorded on the master but not yet safe from its loss: not acknowledged.
+                # A retry finds it (already_answered) if the master survives.
+                raise LiveError("unavailable", "Your answer could not be confirmed; send it again.")
         if _text(result[0]) != "ok":
             raise LiveError(_text(result[1]))
         return int(result[1])
@@ -240,10 +256,11 @@ class LiveStore:
 
     async def initialize(self, keys: SessionKeys, gate: dict[str, Any], snap: dict[str, Any], now_ms: int) -> bool:
         """Create the session's gate and first snapshot unless they exist (any instance may race here)."""
-        created = await self._init(
-            keys=[keys.gate, keys.snap, self.active_key],
-            args=[json.dumps(gate), json.dumps(snap), keys.session_id, now_ms, self.ttl_ms],
-        )
+        # Listed for the supervisors first (NX: an existing entry keeps its time): the active set
+        # is not in the session's hash slot, so it cannot be in the script on a Redis Cluster.
+        # Listing a session that turns out to exist already, or to have ended, costs a supervisor one look.
+        await self.redis.zadd(self.active_key, {keys.session_id: now_ms}, nx=True)
+        created = await self._init(keys=[keys.gate, keys.snap], args=[json.dumps(gate), json.dumps(snap), self.ttl_ms])
         return bool(created)
 
     async def exists(self, keys: SessionKeys) -> bool:
@@ -280,16 +297,11 @@ class LiveStore:
         return bool(await self._fenced(keys=[keys.lease], args=[token, payload]))
 
     async def load(self, keys: SessionKeys) -> OwnerState:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.get(keys.snap)
-            pipe.hgetall(keys.players)
-            pipe.hgetall(keys.scores)
-            pipe.smembers(keys.kicked)
-            snap, players, scores, kicked = await pipe.execute()
+        snap, players, scores, kicked = await self._load(keys=[keys.snap, keys.players, keys.scores, keys.kicked])
         return OwnerState(
             snap=json.loads(snap) if snap else None,
-            players={_text(k): json.loads(v) for k, v in players.items()},
-            scores={_text(k): json.loads(v) for k, v in scores.items()},
+            players={k: json.loads(v) for k, v in _pairs(players).items()},
+            scores={k: json.loads(v) for k, v in _pairs(scores).items()},
             kicked={_text(m) for m in kicked},
         )
 

@@ -1,0 +1,124 @@
+"""Access tokens checked recently, per instance: the hot path of every authenticated request.
+
+Checking a token costs a signature check (PyJWT), a Redis round trip (its
+revocation state) and a PostgreSQL query (the account: active, role,
+password change). A client sends the same token with every request, so
+each instance keeps, per token:
+
+- its verified claims, until the token expires (a signature does not change);
+- the :class:`~lms.auth.guards.Principal` it proved, for ``ttl`` seconds (at
+  most one: ``auth.principal_cache_seconds``).
+
+A revocation, a deactivation, a role or password change therefore takes
+effect on every instance within ``ttl``: no entry older than that is used.
+The instance that makes the change forgets the user's entries at once
+(:meth:`TokenCache.forget_user`), so its own next request already sees it.
+Only successful checks are kept; a refused or uncheckable token (Redis down)
+is checked again every time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from lms.auth.guards import Principal
+
+MAX_ENTRIES = 20_000
+
+
+@dataclass
+class _Entry:
+    claims: dict[str, Any]
+    expires_at: float
+    principal: Principal | None = None
+    checked_at: float = 0.0
+
+
+class TokenCache:
+    def __init__(self, ttl_seconds: float, max_entries: int = MAX_ENTRIES) -> None:
+        self.ttl = ttl_seconds
+        self.max_entries = max_entries
+        self._entries: dict[str, _Entry] = {}
+        self._by_user: dict[uuid.UUID, set[str]] = {}
+        # Checks under way, by token (lms/auth/guards.py shares one among concurrent requests).
+        self.checking: dict[str, asyncio.Future[Principal]] = {}
+        self._forgotten: dict[uuid.UUID, float] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def claims(self, token: str) -> dict[str, Any] | None:
+        """The token's verified claims, if it was verified before and has not expired."""
+        entry = self._entries.get(token)
+        if entry is None:
+            return None
+        if time.time() >= entry.expires_at:
+            self._drop(token)
+            return None
+        return entry.claims
+
+    def remember_claims(self, token: str, claims: dict[str, Any]) -> None:
+        if token in self._entries:
+            return
+        if len(self._entries) >= self.max_entries:
+            self._drop(next(iter(self._entries)))  # the oldest
+        self._entries[token] = _Entry(claims, float(claims["exp"]))
+
+    def principal(self, token: str) -> Principal | None:
+        """The principal this token proved less than ``ttl`` seconds ago, else None."""
+        entry = self._entries.get(token)
+        if entry is None or entry.principal is None or time.monotonic() - entry.checked_at >= self.ttl:
+            self.misses += 1
+            return None
+        if time.time() >= entry.expires_at:
+            self._drop(token)
+            self.misses += 1
+            return None
+        self.hits += 1
+        return entry.principal
+
+    def remember_principal(self, token: str, principal: Principal, checked_at: float) -> None:
+        """Keep a principal proved by a check that started at ``checked_at`` (monotonic)."""
+        entry = self._entries.get(token)
+        if self.ttl <= 0 or entry is None or checked_at <= self._forgotten.get(principal.id, -1.0):
+            return  # a check that began before the user changed here proves nothing
+        entry.principal, entry.checked_at = principal, checked_at
+        self._by_user.setdefault(principal.id, set()).add(token)
+
+    def forget_user(self, user_id: uuid.UUID) -> None:
+        """This instance checks the user's tokens again on their next use."""
+        now = time.monotonic()
+        self._forgotten = {u: at for u, at in self._forgotten.items() if now - at < self.ttl}
+        self._forgotten[user_id] = now
+        subject = str(user_id)
+        for token in [t for t in self.checking if (self.claims(t) or {}).get("sub") == subject]:
+            self.checking.pop(token, None)  # later requests start a check of their own
+        for token in self._by_user.pop(user_id, set()):
+            entry = self._entries.get(token)
+            if entry is not None:
+                entry.principal = None
+
+    def _drop(self, token: str) -> None:
+        entry = self._entries.pop(token, None)
+        if entry is not None and entry.principal is not None:
+            tokens = self._by_user.get(entry.principal.id)
+            if tokens is not None:
+                tokens.discard(token)
+                if not tokens:
+                    del self._by_user[entry.principal.id]
+
+
+TOKENS = web.AppKey("token_cache", TokenCache)
+
+
+def forget_user(app: web.Application, user_id: uuid.UUID) -> None:
+    """After changing what a user's tokens may do: this instance re-checks them at once."""
+    cache = app.get(TOKENS)
+    if cache is not None:
+        cache.forget_user(user_id)

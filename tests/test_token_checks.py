@@ -1,0 +1,127 @@
+"""A token's check is reused for at most a second per instance; every change reaches every instance within it.
+
+Each instance keeps a token's verified claims and, for
+``auth.principal_cache_seconds`` (1 s), the principal it proved
+(lms/auth/principals.py). These tests pin both halves of the promise: the
+instance that made a change sees it at once, and every other instance sees
+it once the bound has passed since the change, whatever it had cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from lms.app import create_app
+from lms.auth.principals import TOKENS
+from lms.config import Settings
+from tests.builders import PASSWORD, bearer, login, make_user, signed_in
+from tests.conftest import make_config
+
+
+async def past_the_reuse_bound(config: Settings, since: float | None = None) -> None:
+    """Wait until ``auth.principal_cache_seconds`` has passed since ``since`` (now by default).
+
+    Not a sleep proving that nothing happened: it waits for the promised
+    bound, and the caller then asserts what must have happened by then.
+    """
+    since = time.monotonic() if since is None else since
+    await asyncio.sleep(max(0.0, since + config.auth.principal_cache_seconds - time.monotonic()))
+
+
+@pytest.fixture
+async def other(aiohttp_client: Any, config: Settings) -> Any:
+    """A second instance sharing PostgreSQL and Redis, as behind a load balancer."""
+    return await aiohttp_client(create_app(config))
+
+
+async def warmed(instance: Any, headers: dict[str, str]) -> None:
+    """The instance has checked the token and holds the check."""
+    for _ in range(3):
+        assert (await instance.get("/api/v1/auth/me", headers=headers)).status == 200
+    assert instance.app[TOKENS].hits >= 2  # reused, not checked again
+
+
+async def test_a_check_is_reused_and_the_account_read_once_per_second(client: Any, db: Any) -> None:
+    _, headers = await signed_in(client, db)
+    cache = client.app[TOKENS]
+    misses = cache.misses
+    for _ in range(20):
+        assert (await client.get("/api/v1/auth/me", headers=headers)).status == 200
+    assert cache.misses - misses <= 2  # the first check, and at most one more as the second passes
+
+
+async def test_logout_all_reaches_every_instance_within_the_bound(
+    client: Any, other: Any, db: Any, config: Settings
+) -> None:
+    _, headers = await signed_in(client, db)
+    await warmed(other, headers)
+    assert (await client.post("/api/v1/auth/logout-all", headers=headers)).status == 204
+    changed = time.monotonic()
+    assert (await client.get("/api/v1/auth/me", headers=headers)).status == 401
+    await past_the_reuse_bound(config, changed)
+    assert (await other.get("/api/v1/auth/me", headers=headers)).status == 401
+
+
+async def test_deactivation_reaches_every_instance_within_the_bound(
+    client: Any, other: Any, db: Any, config: Settings
+) -> None:
+    _, admin = await signed_in(client, db, role="admin")
+    user = await make_user(db)
+    headers = bearer((await login(other, user["email"]))["access_token"])
+    await warmed(other, headers)
+    response = await client.patch(f"/api/v1/users/{user['id']}", json={"is_active": False}, headers=admin)
+    assert response.status == 200
+    changed = time.monotonic()
+    await past_the_reuse_bound(config, changed)
+    assert (await other.get("/api/v1/auth/me", headers=headers)).status == 401
+
+
+async def test_a_role_change_reaches_every_instance_within_the_bound(
+    client: Any, other: Any, db: Any, config: Settings
+) -> None:
+    _, root = await signed_in(client, db, role="admin")
+    demoted = await make_user(db, role="admin")
+    headers = bearer((await login(other, demoted["email"]))["access_token"])
+    assert (await other.get("/api/v1/users", headers=headers)).status == 200
+    await warmed(other, headers)
+    assert (await client.patch(f"/api/v1/users/{demoted['id']}", json={"role": "student"}, headers=root)).status == 200
+    changed = time.monotonic()
+    await past_the_reuse_bound(config, changed)
+    assert (await other.get("/api/v1/users", headers=headers)).status == 403
+    assert (await (await other.get("/api/v1/auth/me", headers=headers)).json())["role"] == "student"
+
+
+async def test_a_password_check_never_trusts_a_reused_account_row(client: Any, other: Any, db: Any) -> None:
+    # A password changed on one instance: another instance that still holds the
+    # caller's check must not accept the old password for a sensitive step.
+    user = await make_user(db)
+    headers = bearer((await login(other, user["email"]))["access_token"])
+    fresh = bearer((await login(client, user["email"]))["access_token"])
+    await warmed(other, headers)
+    changed = await client.post(
+        "/api/v1/users/me/password",
+        json={"current_password": PASSWORD, "new_password": "another good passphrase"},
+        headers=fresh,
+    )
+    assert changed.status == 204
+    again = await other.post(
+        "/api/v1/users/me/password",
+        json={"current_password": PASSWORD, "new_password": "a third good passphrase"},
+        headers=headers,
+    )
+    assert again.status == 401  # checked afresh: the token was revoked by the change
+
+
+async def test_with_no_reuse_every_request_is_checked(aiohttp_client: Any, servers: Any, db: Any) -> None:
+    config = make_config(servers, auth={"principal_cache_seconds": 0})
+    first = await aiohttp_client(create_app(config))
+    second = await aiohttp_client(create_app(config))
+    _, headers = await signed_in(first, db)
+    await second.get("/api/v1/auth/me", headers=headers)
+    assert (await first.post("/api/v1/auth/logout", headers=headers)).status == 204
+    assert (await second.get("/api/v1/auth/me", headers=headers)).status == 401
+    assert second.app[TOKENS].hits == 0
