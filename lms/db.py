@@ -139,9 +139,12 @@ def _translate(err: Exception) -> Exception:
 class Connection:
     """One pooled connection; statements in, dict rows out."""
 
-    def __init__(self, raw: aiopg.Connection, begin: str = "BEGIN") -> None:
+    def __init__(self, raw: aiopg.Connection, begin: str = "BEGIN", *, server_prepared: bool = True) -> None:
         self.raw = raw
         self._begin = begin
+        # False behind a transaction pooler: a PREPAREd statement would stay on
+        # one server connection while the next transaction gets another (lms/prepared.py).
+        self.server_prepared = server_prepared
         self.in_transaction = False
         # BEGIN travels with the transaction's first statement: one round trip fewer per transaction.
         self._begin_pending = False
@@ -241,10 +244,13 @@ class Connection:
 class Database:
     """An aiopg pool that hands out :class:`Connection` objects."""
 
-    def __init__(self, pool: aiopg.Pool, acquire_timeout: float, begin: str = "BEGIN") -> None:
+    def __init__(
+        self, pool: aiopg.Pool, acquire_timeout: float, begin: str = "BEGIN", *, server_prepared: bool = True
+    ) -> None:
         self.pool = pool
         self.acquire_timeout = acquire_timeout
         self._begin = begin
+        self._server_prepared = server_prepared
 
     @classmethod
     async def connect(
@@ -285,7 +291,7 @@ class Database:
             connect_timeout=max(1, int(connect_timeout)),
             **session,
         )
-        return cls(pool, acquire_timeout, begin)
+        return cls(pool, acquire_timeout, begin, server_prepared=not transaction_pooler)
 
     @property
     def size(self) -> int:
@@ -307,7 +313,7 @@ class Database:
                 raw = await self.pool.acquire()
         except (TimeoutError, psycopg2.OperationalError) as err:
             raise DatabaseUnavailable(f"no database connection available: {str(err).strip() or 'timed out'}") from err
-        conn = Connection(raw, self._begin)
+        conn = Connection(raw, self._begin, server_prepared=self._server_prepared)
         try:
             yield conn
         finally:

@@ -11,8 +11,9 @@ reads change (DDL), and the statement lives as long as its connection.
 For statements whose every parameter is named when the statement is made
 (``example``: values of the types later calls pass, which psycopg2 adapts
 as they are: no SQLAlchemy bind processing). The statement's own literals
-(an ``IN`` list, constants) are fixed when it is made. Not for use through a transaction-pooling proxy (pgbouncer in
-transaction mode does not keep SQL-level prepared statements).
+(an ``IN`` list, constants) are fixed when it is made. Behind a transaction
+pooler (``database.transaction_pooler``; PgBouncer in transaction mode keeps
+no SQL-level prepared statement across transactions) it runs as plain SQL.
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ class Prepared:
         self._prepared_on: weakref.WeakSet[Any] = weakref.WeakSet()
 
     async def fetch_all(self, conn: Connection, params: Mapping[str, Any]) -> list[Row]:
+        if not conn.server_prepared:  # behind a transaction pooler: the plain statement
+            return await conn.fetch_all(self.stmt, dict(params))
         if conn.raw not in self._prepared_on:
             await conn.execute(self.prepare_sql)
             self._prepared_on.add(conn.raw)

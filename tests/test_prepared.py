@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from lms.db import Database
 from lms.prepared import Prepared
 from lms.tables import users
+from tests.conftest import Servers
 
 # A "%" literal, an IN list, a typed and an untyped parameter: everything the translation to $n touches.
 STATEMENT = (
@@ -63,3 +64,20 @@ def test_parameters_without_a_type_or_with_bind_processing_are_refused_when_the_
     with pytest.raises(TypeError, match="bind processing"):
         Prepared(select(literal(1)).where(bindparam("doc", type_=JSONB) == bindparam("other", type_=JSONB)),
                  {"doc": {"a": 1}, "other": {"b": 2}})  # fmt: skip
+
+
+async def test_behind_a_transaction_pooler_the_statement_runs_plain(db: Database, servers: Servers) -> None:
+    # PgBouncer in transaction mode would hand the EXECUTE a server connection that never saw the
+    # PREPARE; with database.transaction_pooler the same rows come from the plain statement.
+    prepared = Prepared(STATEMENT, EXAMPLE)
+    params = {"pattern": "%@%", "not_id": uuid.uuid4()}
+    async with db.connection() as conn:
+        plain = await conn.fetch_all(STATEMENT, params)
+    pooled = await Database.connect(servers.database_url, min_size=1, max_size=1, transaction_pooler=True)
+    try:
+        async with pooled.connection() as conn:
+            assert await prepared.fetch_all(conn, params) == plain
+            sql = "SELECT count(*) FROM pg_prepared_statements WHERE name = %(name)s"
+            assert await conn.fetch_val(sql, {"name": prepared.name}) == 0
+    finally:
+        await pooled.close()

@@ -145,6 +145,18 @@ async def test_the_api_through_pgbouncer_in_transaction_pooling(
     async with db.connection() as conn:
         done = await conn.fetch_val(select(func.count()).where(lesson_progress.c.status == "completed"))
     assert done == len(students)
+    # The course analytics statement, prepared on a direct connection, runs as plain SQL
+    # here: a PREPAREd statement would stay on a server connection the next transaction
+    # may not get (lms/prepared.py). Concurrent reads spread over PgBouncer's connections.
+    instructor_token = (await login(client, instructor["email"]))["access_token"]
+
+    async def figures() -> tuple[int, Any]:
+        async with client.get(f"/api/v1/analytics/courses/{course['id']}", headers=bearer(instructor_token)) as r:
+            return r.status, await r.json()
+
+    for status, body in await asyncio.gather(*[figures() for _ in range(10)]):
+        assert status == 200, body
+        assert body["total_enrollments"] == len(students) and body["lessons"][0]["completed_count"] == len(students)
     # A transaction's statement_timeout holds through the pooler (SET LOCAL, no session setting).
     pooled = await Database.connect(url, min_size=1, max_size=1, statement_timeout_ms=200, transaction_pooler=True)
     try:
