@@ -19,6 +19,7 @@ from lms.auth.guards import Principal
 from lms.auth.permissions import Role
 from lms.config import LiveSettings
 from lms.live import queries
+from lms.quizzes.grading import MAX_SHORT_ANSWER_LENGTH
 from lms.text import display_text
 from realtime.live.runtime import LiveRuntime
 from realtime.live.snapshots import common_snapshot, host_snapshot, me_entry, player_snapshot
@@ -154,8 +155,8 @@ async def snapshot(
 
 async def submit_answer(rt: LiveRuntime, session_id: str, player_id: str, question_index: int, answer: Any) -> int:
     """Accepted (epoch ms, Redis time) or :class:`LiveError`; only returns after Redis recorded it."""
-    if isinstance(answer, str) and len(answer) > 200:
-        raise LiveError("invalid_answer", "An answer has at most 200 characters.")
+    if isinstance(answer, str) and len(answer) > MAX_SHORT_ANSWER_LENGTH:
+        raise LiveError("invalid_answer", f"An answer has at most {MAX_SHORT_ANSWER_LENGTH} characters.")
     return await rt.store.submit_answer(rt.store.keys(session_id), player_id, question_index, answer)
 
 

@@ -24,7 +24,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import socketio
 from aiohttp import web
@@ -34,6 +34,7 @@ from lms.api.problems import Unauthorized
 from lms.appkeys import CLIENT_IP
 from lms.auth.guards import Principal, principal_from_token
 from lms.config import Settings
+from lms.quizzes.grading import MAX_CHOICES, MAX_SHORT_ANSWER_LENGTH
 from realtime.live import edge
 from realtime.live.guessing import PinGuesses
 from realtime.live.runtime import LiveRuntime
@@ -75,7 +76,10 @@ class JoinSession(Payload):
 
 class SubmitAnswer(Payload):
     question_index: StrictInt = Field(ge=0, le=10_000)
-    answer: str | list[str] = Field(max_length=1000)
+    # The one grader's limits (lms.quizzes.grading), as for self-paced attempts.
+    answer: (
+        Annotated[str, Field(max_length=MAX_SHORT_ANSWER_LENGTH)] | Annotated[list[str], Field(max_length=MAX_CHOICES)]
+    )
 
 
 class KickPlayer(Payload):

@@ -20,7 +20,9 @@ from redis.asyncio import Redis
 
 from lms.config import LiveSettings
 from lms.live.keys import SessionKeys, active_sessions_key, session_keys
+from lms.quizzes.grading import MAX_SHORT_ANSWER_LENGTH
 from realtime.live import lua
+from realtime.live.machine import ScoredAnswer
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +156,7 @@ class LiveStore:
             keys=[keys.gate, keys.kicked, keys.clock],
             args=[
                 keys.base, player_id, question_index, json.dumps(answer, separators=(",", ":")),
-                self.config.answer_grace_ms, self.test_clock, self.ttl_ms,
+                self.config.answer_grace_ms, self.test_clock, self.ttl_ms, MAX_SHORT_ANSWER_LENGTH,
             ],
         )  # fmt: skip
         if _text(result[0]) != "ok":
@@ -323,6 +325,10 @@ class LiveStore:
             stamp, _, answer = _text(value).partition(":")
             recorded[_text(pid)] = RecordedAnswer(int(stamp), json.loads(answer))
         return recorded
+
+    async def scored(self, keys: SessionKeys, question_index: int) -> dict[str, ScoredAnswer]:
+        raw = await self.redis.hgetall(keys.scored(question_index))
+        return {_text(pid): ScoredAnswer.decode(_text(value)) for pid, value in raw.items()}
 
     async def connected(self, keys: SessionKeys, now_ms: int) -> set[str]:
         return {_text(m) for m in await self.redis.zrangebyscore(keys.online, f"({now_ms}", "+inf")}
