@@ -70,6 +70,12 @@ async def until(predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
         await asyncio.sleep(0.02)
 
 
+async def watch(instances: list[Instance], game: dict[str, Any]) -> None:
+    """Each instance hears the session's channel, as it does while a member of the session is connected to it."""
+    for instance in instances:
+        await instance.rt.watch(str(game["id"]))
+
+
 def principal(user: dict[str, Any]) -> Principal:
     return Principal(
         id=user["id"], role=user["role"], email=user["email"], full_name=user["full_name"], jti="t", expires_at=0
@@ -109,6 +115,7 @@ async def test_a_full_game_across_two_instances(live_instances: list[Instance], 
     await a.rt.start()
     await b.rt.start()
     game = await live_game(db, questions=3)
+    await watch(live_instances, game)
     await freeze(redis, a.rt, game["id"], T0)
     host = await edge.host_session(a.rt, principal(game["teacher"]), game["id"])
     assert host["state"] == "lobby" and host["players"] == [] and host["total_questions"] == 3
@@ -210,6 +217,7 @@ async def test_the_deadline_boundary_is_exact(live_instances: list[Instance], db
     a, _ = live_instances
     await a.rt.start()
     game = await live_game(db, questions=1)
+    await watch(live_instances, game)
     await freeze(redis, a.rt, game["id"], T0)
     await edge.host_session(a.rt, principal(game["teacher"]), game["id"])
     players = [
@@ -234,6 +242,7 @@ async def test_the_owner_dies_and_another_instance_resumes_the_question(
     await a.rt.start()
     await b.rt.start()
     game = await live_game(db, questions=2)
+    await watch(live_instances, game)
     await freeze(redis, a.rt, game["id"], T0)
     await edge.host_session(a.rt, principal(game["teacher"]), game["id"])
     players = [
@@ -262,6 +271,7 @@ async def test_host_authority_comes_from_the_account(live_instances: list[Instan
     a, _ = live_instances
     await a.rt.start()
     game = await live_game(db)
+    await watch(live_instances, game)
     other = await make_user(db, role="instructor")
     student = await make_user(db, role="student")
     admin = await make_user(db, role="admin")
@@ -279,6 +289,7 @@ async def test_join_rules(live_instances: list[Instance], db: Database) -> None:
     a, _ = live_instances
     await a.rt.start()
     game = await live_game(db, allow_guests=False)
+    await watch(live_instances, game)
     student = await make_user(db, role="student", full_name="Stu")
     teacher = game["teacher"]
 
@@ -308,6 +319,7 @@ async def test_kick_lock_and_resume(live_instances: list[Instance], db: Database
     await a.rt.start()
     await b.rt.start()
     game = await live_game(db)
+    await watch(live_instances, game)
     await freeze(redis, a.rt, game["id"], T0)
     await edge.host_session(a.rt, principal(game["teacher"]), game["id"])
     mallory = await edge.join_session(b.rt, None, pin=game["pin"], nickname="Mallory", player_token=None)
@@ -348,6 +360,7 @@ async def test_late_joiners_play_the_open_question_and_results_are_stored_per_qu
     await a.rt.start()
     await b.rt.start()
     game = await live_game(db, questions=2)
+    await watch(live_instances, game)
     await freeze(redis, a.rt, game["id"], T0)
     await edge.host_session(a.rt, principal(game["teacher"]), game["id"])
     early = await edge.join_session(a.rt, None, pin=game["pin"], nickname="Early", player_token=None)

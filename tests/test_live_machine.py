@@ -10,6 +10,7 @@ answers it recorded. After every step the invariants of the issue hold.
 
 from __future__ import annotations
 
+import itertools
 from decimal import Decimal
 from typing import Any
 
@@ -22,8 +23,8 @@ from lms.quizzes.grading import GradableQuestion, grade
 from realtime.live import machine
 from realtime.live.machine import (
     NEXT,
-    CloseGate,
     Closed,
+    CloseGate,
     Emit,
     EmitEach,
     Finished,
@@ -53,7 +54,9 @@ QUESTIONS = [
         "q1", "Pick a and c", "multiple_choice",
         [{"id": "a", "text": "A"}, {"id": "b", "text": "B"}, {"id": "c", "text": "C"}], ["a", "c"], Decimal(2),
     ),
-    Question("q2", "True?", "true_false", [{"id": "true", "text": "T"}, {"id": "false", "text": "F"}], True, Decimal(1)),
+    Question(
+        "q2", "True?", "true_false", [{"id": "true", "text": "T"}, {"id": "false", "text": "F"}], True, Decimal(1)
+    ),
     Question("q3", "Capital of France", "short_answer", [], ["Paris"], Decimal("0.5")),
 ]  # fmt: skip
 
@@ -73,7 +76,9 @@ def new_snapshot(questions: list[Question] = QUESTIONS) -> Snapshot:
     }  # fmt: skip
     snap = Snapshot.new(session, len(questions), T0)
     snap.questions = list(questions)
-    snap.rules = Rules(answer_grace_ms=GRACE_MS, idle_end_seconds=3600, results_base_url="http://x/api/v1/live-sessions")
+    snap.rules = Rules(
+        answer_grace_ms=GRACE_MS, idle_end_seconds=3600, results_base_url="http://x/api/v1/live-sessions"
+    )
     return snap
 
 
@@ -208,7 +213,7 @@ class Game(RuleBasedStateMachine):
     @invariant()
     def states_in_protocol_order(self) -> None:
         path = [s for i, s in enumerate(self.states) if i == 0 or s != self.states[i - 1]]
-        for before, after in zip(path, path[1:], strict=False):
+        for before, after in itertools.pairwise(path):
             assert after in NEXT[before] or (before == State.QUESTION and after == State.ENDED)
         assert self.snap.closing is None
 

@@ -135,6 +135,8 @@ class Peer:
     player_pin: str | None = None
     player_token: str = ""
     kicked: bool = False
+    # The session whose channel this connection counts for (LiveRuntime.watch).
+    watching: str | None = None
 
 
 class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
@@ -249,11 +251,21 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             except Exception:  # presence expires on its own
                 log.warning("/live: could not mark player %s as gone", player_id, exc_info=True)
         peer.session_id = peer.role = peer.player_id = None
+        await self._unwatch(peer)
+
+    async def _unwatch(self, peer: Peer) -> None:
+        if peer.watching is not None:
+            session_id, peer.watching = peer.watching, None
+            await self.rt.unwatch(session_id)
 
     async def _enter(self, sid: str, peer: Peer, session_id: str, role: str, player_id: str | None) -> None:
         if peer.session_id is not None and (peer.session_id, peer.player_id) != (session_id, player_id):
             await self._leave_current(sid, peer)
         peer.session_id, peer.role, peer.player_id = session_id, role, player_id
+        if peer.watching != session_id:
+            await self._unwatch(peer)
+            await self.rt.watch(session_id)
+            peer.watching = session_id
         await self.enter_room(sid, room(session_id))
         if role == "host":
             await self.enter_room(sid, room(session_id, "hosts"))
@@ -467,3 +479,4 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             if peer is not None and peer.session_id == session_id:
                 peer.session_id = peer.role = peer.player_id = None
                 peer.kicked = True
+                await self._unwatch(peer)

@@ -4,10 +4,14 @@
   of every active session this instance does not run (``SET NX PX``: it only
   succeeds once the owner's lease expired) and starts an actor for each
   session it won. It also keeps this instance's players marked as connected.
-- **Channel**: owners publish each step's events (and the replies to host
-  commands) as one message on ``live.channel``; every instance hears it,
-  delivers the events to its own clients (``deliver``) and resolves the
-  replies its clients wait for.
+- **Channels**: owners publish each step's events (and the replies to host
+  commands) as one message on the session's channel
+  (``<live.channel>:{<session id>}``, sharded on Redis 7: realtime/channels.py).
+  An instance subscribes to a session's channel while it has a member of the
+  session connected (:meth:`LiveRuntime.watch`) or waits for a command's
+  reply, delivers the events to its own clients (``deliver``) and resolves the
+  replies; an instance with nobody of a session receives none of its traffic.
+  The listener has the fan-out's heartbeat watchdog.
 """
 
 from __future__ import annotations
@@ -21,13 +25,14 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from lms.aio import raise_if_cancelling
 from lms.config import Settings
 from lms.db import Database
 from lms.live import queries
+from realtime.channels import Channels
 from realtime.live.actor import SessionActor, initial_gate, initial_snapshot
 from realtime.live.store import LiveError, LiveStore
 
@@ -37,7 +42,6 @@ Deliver = Callable[[str, list[dict[str, Any]]], Awaitable[None]]
 # session id -> ids of the players connected to this instance.
 LocalPlayers = Callable[[], Awaitable[dict[str, list[str]]]]
 
-LISTENER_BACKOFF_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
 # An actor notices a stop request within one step (at most about a second).
 STOP_WAIT_SECONDS = 5.0
 
@@ -85,7 +89,20 @@ class LiveRuntime:
         self.actors: dict[str, asyncio.Task[None]] = {}
         self.owned: dict[str, SessionActor] = {}
         self.pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self.listening = asyncio.Event()
+        # Lease renewals on a pool of their own: behind thousands of queued
+        # joins or answers a renewal could miss the lease's life and let
+        # another instance take over a live owner.
+        pool = redis.connection_pool
+        lease_pool = ConnectionPool(connection_class=pool.connection_class, max_connections=4, **pool.connection_kwargs)
+        self.lease_redis = Redis.from_pool(lease_pool)  # owns the pool: aclose() closes its connections
+        self.channels = Channels(
+            redis=redis,
+            on_message=self._on_message,
+            heartbeat_channel=f"{config.live.channel}:hb:{self.instance_id}",
+            heartbeat_interval=config.realtime.heartbeat_interval_seconds,
+            heartbeat_misses=config.realtime.heartbeat_misses,
+            name="live channels",
+        )
         self.stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._presence_at = 0.0
@@ -94,13 +111,8 @@ class LiveRuntime:
     # -- life ---------------------------------------------------------------
 
     async def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._listen(), name="live-listener"),
-            asyncio.create_task(self._supervise(), name="live-supervisor"),
-        ]
-        try:
-            await asyncio.wait_for(self.listening.wait(), timeout=2)
-        except TimeoutError:
+        self._tasks = [asyncio.create_task(self._supervise(), name="live-supervisor")]
+        if not await self.channels.start(wait_seconds=2):
             # Start anyway: the listener keeps retrying, and /ready reports
             # Redis until it is back. Refusing to start would turn a Redis
             # blip into an outage of everything else the server does.
@@ -126,6 +138,9 @@ class LiveRuntime:
         for task in self._tasks:
             task.cancel()
         await _settle(tasks, STOP_WAIT_SECONDS)
+        await self.channels.stop()
+        with contextlib.suppress(Exception):
+            await self.lease_redis.aclose()
         if release:
             for actor in owned.values():
                 with contextlib.suppress(RedisError, OSError):
@@ -198,7 +213,7 @@ class LiveRuntime:
         while True:
             await asyncio.sleep(interval)
             try:
-                if await self.store.renew(keys, token):
+                if await self.store.renew(keys, token, client=self.lease_redis):
                     renewed = time.monotonic()
                     continue
                 log.warning("live session %s: lease taken by another instance", session_id)
@@ -254,33 +269,22 @@ class LiveRuntime:
 
     # -- the channel ----------------------------------------------------------
 
+    def channel(self, session_id: str) -> str:
+        """The session's channel: hash-tagged like its keys (one Cluster slot, one shard)."""
+        return f"{self.config.live.channel}:{{{session_id}}}"
+
+    async def watch(self, session_id: str) -> None:
+        """A member of the session is connected here (counted): hear its channel from now on."""
+        await self.channels.watch(self.channel(session_id))
+
+    async def unwatch(self, session_id: str) -> None:
+        await self.channels.unwatch(self.channel(session_id))
+
     async def publish(self, session_id: str, events: list[dict[str, Any]], replies: list[dict[str, Any]]) -> None:
         message = json.dumps({"s": session_id, "events": events, "replies": replies}, separators=(",", ":"))
-        await self.redis.publish(self.config.live.channel, message)
+        await self.channels.publish(self.channel(session_id), message)
 
-    async def _listen(self) -> None:
-        attempt = 0
-        while not self.stopping.is_set():
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self.config.live.channel)
-                self.listening.set()
-                attempt = 0
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
-                        await self._on_message(message["data"])
-            except (RedisError, OSError) as err:
-                raise_if_cancelling(err)
-                self.listening.clear()
-                delay = LISTENER_BACKOFF_SECONDS[min(attempt, len(LISTENER_BACKOFF_SECONDS) - 1)]
-                attempt += 1
-                log.warning("live channel lost (%s); subscribing again in %.1f s", err, delay)
-                await asyncio.sleep(delay)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-
-    async def _on_message(self, data: bytes | str) -> None:
+    async def _on_message(self, channel: str, data: bytes | str) -> None:
         try:
             message = json.loads(data)
             for reply in message.get("replies", ()):
@@ -301,6 +305,7 @@ class LiveRuntime:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.pending[request] = future
         keys = self.store.keys(session_id)
+        await self.watch(session_id)  # the reply comes on the session's channel
         try:
             await self.store.post(
                 keys,
@@ -312,3 +317,4 @@ class LiveRuntime:
             return {"ok": False, "error": {"code": "unavailable", "message": "The session did not answer; try again."}}
         finally:
             self.pending.pop(request, None)
+            await self.unwatch(session_id)
