@@ -19,6 +19,8 @@ Printed per N:
   just before, divided by the deliveries;
 - memory per connection: growth of both servers' RSS from before the
   clients connected to after, divided by N;
+- CPU of a bystander: a third `lms serve` with no member of the room, per
+  broadcast (it should receive nothing: rooms have their own channels);
 - the load generator's own CPU per delivery, to show it is not the bottleneck.
 """
 
@@ -41,7 +43,7 @@ from typing import Any
 import bcrypt
 from sqlalchemy import insert
 
-from bench.harness import Platform, platform
+from bench.harness import NODE_MODULES, Platform, ensure_node_modules, platform
 from lms.config import load_config
 from lms.db import Database
 from lms.tables import courses, users
@@ -49,7 +51,6 @@ from realtime.context import DASHBOARD_NAMESPACE, course_room
 from realtime.emitter import Emitter
 
 ROOT = Path(__file__).resolve().parent.parent
-NODE_MODULES = ROOT / "lms" / "assets" / "node_modules"
 PASSWORD = "benchmark passphrase 42"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 WARMUP_MESSAGES = 3
@@ -147,6 +148,8 @@ async def run_one(p: Platform, n: int, args: argparse.Namespace) -> dict[str, An
     env = SERVER_ENV | ({"LMS_REALTIME_DIRECT_BROADCAST": "false"} if args.stock else {})
     urls = [p.serve(**env), p.serve(**env)]
     pids = [s.pid for s in p.servers[-2:]]
+    p.serve(**env)  # the bystander: nobody connects to it
+    bystander = p.servers[-1].pid
     token = sign_in(urls[0], email)
     config = load_config("test", environ={}, overrides={"redis": {"url": p.redis_url}})
     emitter = Emitter.open(config)
@@ -174,11 +177,14 @@ async def run_one(p: Platform, n: int, args: argparse.Namespace) -> dict[str, An
         await clients.read()
 
         idle_start = [cpu_seconds(pid) for pid in pids]
+        bystander_idle_start = cpu_seconds(bystander)
         await asyncio.sleep(IDLE_SECONDS)
         idle_rate = sum(cpu_seconds(pid) - s for pid, s in zip(pids, idle_start, strict=True)) / IDLE_SECONDS
+        bystander_idle_rate = (cpu_seconds(bystander) - bystander_idle_start) / IDLE_SECONDS
 
         clients.send("mark")
         cpu_start, started = [cpu_seconds(pid) for pid in pids], time.monotonic()
+        bystander_start = cpu_seconds(bystander)
         for seq in range(args.messages):
             await broadcast(seq)
             await asyncio.sleep(max(0.0, started + (seq + 1) / args.rate - time.monotonic()))
@@ -186,12 +192,13 @@ async def run_one(p: Platform, n: int, args: argparse.Namespace) -> dict[str, An
         await clients.read()
         elapsed = time.monotonic() - started
         busy = sum(cpu_seconds(pid) - s for pid, s in zip(pids, cpu_start, strict=True)) - idle_rate * elapsed
+        bystander_busy = cpu_seconds(bystander) - bystander_start - bystander_idle_rate * elapsed
         clients.send("report")
         report = await clients.read()
     finally:
         clients.close()
         await emitter.close()
-        for server in p.servers[-2:]:
+        for server in p.servers[-3:]:
             server.terminate()
             try:
                 server.wait(15)
@@ -212,6 +219,7 @@ async def run_one(p: Platform, n: int, args: argparse.Namespace) -> dict[str, An
         "idle_cpu_percent": idle_rate * 100,
         "memory_kb_per_connection": (rss_after - rss_before) / n / 1024,
         "client_cpu_us_per_delivery": report["client_cpu_us"] / deliveries,
+        "bystander_cpu_us_per_broadcast": bystander_busy / args.messages * 1e6,
     }
 
 
@@ -232,6 +240,8 @@ def summarize(result: dict[str, Any]) -> str:
         f"  server CPU per recipient   {result['server_cpu_us_per_recipient']:6.1f} µs "
         f"(both servers; idle {result['idle_cpu_percent']:.1f}% subtracted)",
         f"  memory per connection      {result['memory_kb_per_connection']:6.1f} KB (both servers' RSS growth / N)",
+        f"  bystander CPU per broadcast {result['bystander_cpu_us_per_broadcast']:6.1f} µs "
+        "(a third instance with no member of the room; 1 clock tick = 10,000 µs over the run)",
         f"  load generator CPU         {result['client_cpu_us_per_delivery']:6.1f} µs per delivery",
     ]
     return "\n".join(lines)
@@ -248,8 +258,9 @@ async def main() -> None:
         "--stock", action="store_true", help="python-socketio's own delivery (realtime.direct_broadcast off)"
     )
     args = parser.parse_args()
-    if shutil.which("node") is None or not (NODE_MODULES / "ws").is_dir():
-        sys.exit("needs node and lms/assets/node_modules (cd lms/assets && npm ci)")
+    if shutil.which("node") is None:
+        sys.exit("needs node (Node 18 or later) on PATH")
+    ensure_node_modules()
     results = []
     delivery = "python-socketio stock" if args.stock else "direct websocket writes"
     print(f"delivery: {delivery}; {args.rate:g} broadcasts/s", flush=True)

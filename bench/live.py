@@ -47,7 +47,7 @@ import bcrypt
 import redis.asyncio as aioredis
 from sqlalchemy import insert, select
 
-from bench.harness import percentiles, platform
+from bench.harness import ensure_node_modules, percentiles, platform
 from lms.db import Database
 from lms.tables import courses, live_answers, live_sessions, quiz_questions, quizzes, users
 
@@ -370,6 +370,7 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=5.0, help="seconds in which players answer")
     parser.add_argument("--failover", action="store_true", help="SIGKILL the owner mid-question")
     args = parser.parse_args()
+    ensure_node_modules()
     with platform() as plat:
         urls = [plat.serve(**LIVE_SETTINGS) for _ in range(2)]
         pids = [p.pid for p in plat.servers]

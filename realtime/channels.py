@@ -50,6 +50,15 @@ class ListenerDown(Exception):
     """The instance does not currently hear its channels."""
 
 
+async def sharded_pubsub(redis: Redis) -> bool:
+    """Whether the server has sharded pub/sub (Redis 7 and later)."""
+    try:
+        info = await redis.info("server")
+    except (RedisError, OSError):
+        return False
+    return int(str(info.get("redis_version", "0")).split(".")[0]) >= 7
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -88,9 +97,7 @@ class Channels:
 
     async def start(self, wait_seconds: float = 2.0) -> bool:
         """Start listening (and watching the listener); True once subscribed within ``wait_seconds``."""
-        with contextlib.suppress(RedisError, OSError, ValueError):
-            info = await self.redis.info("server")
-            self.sharded = int(str(info.get("redis_version", "0")).split(".")[0]) >= 7
+        self.sharded = await sharded_pubsub(self.redis)
         self.last_heard = time.monotonic()
         self._listener = asyncio.create_task(self._listen(), name=f"{self.name}-listener")
         self._watchdog = asyncio.create_task(self._watch(), name=f"{self.name}-watchdog")

@@ -32,7 +32,9 @@ from lms.mail.templates import Renderer
 from lms.mail.transport import make_transport
 from lms.storage import open_storage
 from lms.tables import certificates, email_log, lessons
+from realtime.context import USERS_NAMESPACE, user_room
 from realtime.emitter import Emitter
+from realtime.fanout import room_channel
 from tests.builders import make_course, make_enrollment, make_user, signed_in
 from tests.conftest import Servers, SmtpServer, make_config
 
@@ -141,7 +143,8 @@ async def test_completing_a_course_issues_the_certificate_with_email_and_notific
     async with db.connection() as conn:
         lesson_id = await conn.fetch_val(select(lessons.c.id).where(lessons.c.course_id == course["id"]))
     fanout = redis.pubsub()
-    await fanout.subscribe(client.app[CONFIG].realtime.channel)
+    channel = client.app[CONFIG].realtime.channel  # a user's notifications go on the user room's channel
+    await fanout.subscribe(channel, room_channel(channel, USERS_NAMESPACE, user_room(student["id"])))
     done = await client.post(f"/api/v1/enrollments/{enrollment['id']}/lessons/{lesson_id}/complete", headers=headers)
     assert done.status == 200
     (certificate,) = await certificate_rows(db)

@@ -58,7 +58,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# The presence set is read in full (every member) only when the tick's count disagrees with the
+# machine's, or every few seconds: not every player every second.
 PRESENCE_CHECK_MS = 1000
+PRESENCE_FULL_CHECK_MS = 5000
 PERSIST_RETRY_MS = 2000
 
 
@@ -135,7 +138,9 @@ class SessionActor:
         await self._apply(machine.Tick(tick.answered, tick.connected, tick.everyone_answered))
         for message in await self._mail(messages):
             await self._apply(message)
-        if self.now.ms - self.presence_checked_at >= PRESENCE_CHECK_MS:
+        since = self.now.ms - self.presence_checked_at
+        differs = tick.connected != len(self.s.connected)
+        if since >= PRESENCE_FULL_CHECK_MS or (differs and since >= PRESENCE_CHECK_MS):
             self.presence_checked_at = self.now.ms
             current = await self.store.connected(self.keys, self.real_now)
             await self._apply(machine.Presence(frozenset(current)))

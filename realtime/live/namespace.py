@@ -35,6 +35,7 @@ from lms.appkeys import CLIENT_IP
 from lms.auth.guards import Principal, principal_from_token
 from lms.config import Settings
 from lms.quizzes.grading import MAX_CHOICES, MAX_SHORT_ANSWER_LENGTH
+from realtime.fanout import RedisFanout, encode_event
 from realtime.live import edge
 from realtime.live.guessing import PinGuesses
 from realtime.live.runtime import LiveRuntime
@@ -146,6 +147,8 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self.config = config
         self.runtime: LiveRuntime | None = None
         self.pin_guesses: PinGuesses | None = None
+        # session id -> player id -> this instance's sids of that player (one lookup per delivery, not a scan).
+        self.players_here: dict[str, dict[str, list[str]]] = {}
 
     @property
     def rt(self) -> LiveRuntime:
@@ -246,6 +249,7 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         # A player with a second tab open is marked gone too; that tab's
         # presence refresh brings it back within a third of the presence TTL.
         if peer.role == "player" and player_id is not None:
+            self._index(session_id, player_id, sid, add=False)
             try:
                 await edge.leave(self.rt, session_id, player_id)
             except Exception:  # presence expires on its own
@@ -272,6 +276,7 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         else:
             assert player_id is not None
             await self.enter_room(sid, room(session_id, "players"))
+            self._index(session_id, player_id, sid, add=True)
 
     async def _state_to(self, sid: str, snapshot: dict[str, Any]) -> None:
         await self.emit("session_state", snapshot, to=sid, ignore_queue=True)
@@ -389,23 +394,26 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     # -- delivery of the owners' events ---------------------------------------
 
+    def _index(self, session_id: str, player_id: str, sid: str, *, add: bool) -> None:
+        """Keep :attr:`players_here` (session -> player -> sids on this instance) current."""
+        players = self.players_here.setdefault(session_id, {})
+        sids = players.setdefault(player_id, [])
+        if add and sid not in sids:
+            sids.append(sid)
+        elif not add and sid in sids:
+            sids.remove(sid)
+        if not sids:
+            del players[player_id]
+        if not players:
+            del self.players_here[session_id]
+
     async def _local_players(self, session_id: str) -> dict[str, list[str]]:
         """player id -> this instance's sids of that player in the session."""
-        found: dict[str, list[str]] = {}
-        for sid in list(self.server.manager.rooms.get(NAMESPACE, {}).get(room(session_id, "players"), {})):
-            peer = await self.peer(sid)
-            if peer is not None and peer.session_id == session_id and peer.player_id is not None:
-                found.setdefault(peer.player_id, []).append(sid)
-        return found
+        return self.players_here.get(session_id, {})
 
     async def local_players(self) -> dict[str, list[str]]:
         """session id -> players connected to this instance (for their presence entries)."""
-        found: dict[str, list[str]] = {}
-        for name in list(self.server.manager.rooms.get(NAMESPACE, {})):
-            if isinstance(name, str) and name.startswith("live:") and name.endswith(":players"):
-                session_id = name[len("live:") : -len(":players")]
-                found[session_id] = list(await self._local_players(session_id))
-        return found
+        return {session_id: list(players) for session_id, players in self.players_here.items()}
 
     async def deliver(self, session_id: str, events: list[dict[str, Any]]) -> None:
         rooms = self.server.manager.rooms.get(NAMESPACE, {})
@@ -425,26 +433,32 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     async def _send(self, event: str, data: Any, name: str) -> None:
         """One event to this instance's clients in a room (or one sid), the frame encoded once.
 
-        The fan-out manager's ``deliver`` writes the frame straight to each
-        idle websocket (no task, queue and writer per recipient); without it,
-        the stock emit.
+        The fan-out manager writes the frame straight to each idle websocket
+        (no task, queue and writer per recipient); without it, the stock emit.
         """
-        deliver = getattr(self.server.manager, "deliver", None)
-        if deliver is not None:
-            await deliver(event, [data], namespace=NAMESPACE, room=name, skip_sid=None)
+        manager = self.server.manager
+        if isinstance(manager, RedisFanout) and manager.direct:
+            recipients = list(manager.get_participants(NAMESPACE, name))
+            if recipients:
+                await manager.send_frame(encode_event(NAMESPACE, event, [data]), recipients)
         else:
             await self.emit(event, data, to=name, ignore_queue=True)
+
+    async def _send_each(self, event: str, by_player: dict[str, Any], players: dict[str, list[str]]) -> None:
+        """Each local player its own payload: one encoding per player, no room scan."""
+        for player_id, sids in list(players.items()):
+            data = by_player.get(player_id)
+            if data is None:
+                continue
+            for sid in list(sids):
+                await self._send(event, data, sid)
 
     async def _deliver_one(
         self, session_id: str, event: dict[str, Any], rooms: dict[Any, Any], players: dict[str, list[str]]
     ) -> None:
         target = event.get("to")
         if target == "each":
-            data = event["data"]
-            for player_id, sids in players.items():
-                if player_id in data:
-                    for sid in sids:
-                        await self._send(event["event"], data[player_id], sid)
+            await self._send_each(event["event"], event["data"], players)
         elif target in ("all", "hosts", "players"):
             name = room(session_id) if target == "all" else room(session_id, target)
             if rooms.get(name):
@@ -464,15 +478,16 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         if rooms.get(hosts):
             await self._send("session_state", event["host"], hosts)
         me = event["me"]
-        for player_id, sids in players.items():
+        for player_id, sids in list(players.items()):
             if player_id in me:
                 snapshot = player_snapshot(event["common"], me[player_id])
-                for sid in sids:
+                for sid in list(sids):
                     await self._send("session_state", snapshot, sid)
 
     async def _detach(self, session_id: str, player_id: str, players: dict[str, list[str]]) -> None:
         """A kicked player's connections here leave the session (they stay connected to /live)."""
-        for sid in players.pop(player_id, []):
+        for sid in list(players.get(player_id, [])):
+            self._index(session_id, player_id, sid, add=False)
             peer = await self.peer(sid)
             for name in (room(session_id), room(session_id, "players")):
                 await self.leave_room(sid, name)

@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from redis.asyncio import ConnectionPool, Redis
 from redis.exceptions import RedisError
 
@@ -89,6 +90,8 @@ class LiveRuntime:
         self.actors: dict[str, asyncio.Task[None]] = {}
         self.owned: dict[str, SessionActor] = {}
         self.pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        # pin -> (monotonic time read, session row): realtime.live.edge.session_by_pin.
+        self.pin_cache: dict[str, tuple[float, Any]] = {}
         # Lease renewals on a pool of their own: behind thousands of queued
         # joins or answers a renewal could miss the lease's life and let
         # another instance take over a live owner.
@@ -281,12 +284,12 @@ class LiveRuntime:
         await self.channels.unwatch(self.channel(session_id))
 
     async def publish(self, session_id: str, events: list[dict[str, Any]], replies: list[dict[str, Any]]) -> None:
-        message = json.dumps({"s": session_id, "events": events, "replies": replies}, separators=(",", ":"))
+        message = orjson.dumps({"s": session_id, "events": events, "replies": replies})
         await self.channels.publish(self.channel(session_id), message)
 
     async def _on_message(self, channel: str, data: bytes | str) -> None:
         try:
-            message = json.loads(data)
+            message = orjson.loads(data)
             for reply in message.get("replies", ()):
                 if reply.get("i") == self.instance_id:
                     future = self.pending.get(reply.get("req", ""))
