@@ -63,6 +63,7 @@ from socketio.async_pubsub_manager import AsyncPubSubManager
 
 from lms.aio import raise_if_cancelling
 from realtime.channels import sharded_pubsub
+from realtime.transport import can_write_directly
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +244,7 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
         queued = []
         for _, eio_sid in recipients:
             socket = sockets.get(eio_sid)
-            if socket is not None and _can_write_directly(socket):
+            if socket is not None and can_write_directly(socket):
                 try:
                     await socket.lms_ws.send_str(frame)
                 except (ConnectionError, RuntimeError):
@@ -472,13 +473,3 @@ def encode_event(namespace: str, event: str, args: list[Any]) -> str:
     """A Socket.IO EVENT packet as text (what ``socketio.packet.Packet(EVENT, ...).encode()`` gives), with orjson."""
     prefix = "2" if namespace == "/" else f"2{namespace},"
     return prefix + orjson.dumps([event, *args]).decode()
-
-
-def _can_write_directly(socket: Any) -> bool:
-    ws = getattr(socket, "lms_ws", None)
-    if ws is None or ws.closed or socket.closing or socket.closed or not socket.upgraded or socket.upgrading:
-        return False
-    # Something waiting in the Engine.IO queue or in the transport's buffer
-    # (a busy or slow client, or a writer paused mid-batch) must go first.
-    transport = socket.lms_transport
-    return bool(socket.queue.empty()) and transport is not None and transport.get_write_buffer_size() == 0

@@ -91,3 +91,14 @@ async def close_websockets(eio: engineio.AsyncServer) -> None:
                 ),
                 CLOSE_TIMEOUT_SECONDS,
             )
+
+
+def can_write_directly(socket: Any) -> bool:
+    """Whether a frame may be written straight to this Engine.IO socket's websocket (realtime/fanout.py)."""
+    ws = getattr(socket, "lms_ws", None)
+    if ws is None or ws.closed or socket.closing or socket.closed or not socket.upgraded or socket.upgrading:
+        return False
+    # Something waiting in the Engine.IO queue or in the transport's buffer
+    # (a busy or slow client, or a writer paused mid-batch) must go first.
+    transport = socket.lms_transport
+    return bool(socket.queue.empty()) and transport is not None and transport.get_write_buffer_size() == 0

@@ -22,8 +22,8 @@ from lms.config import Settings
 from lms.db import Database
 from lms.tables import live_answers, live_players, live_sessions
 from realtime.live import edge
+from realtime.live.errors import LiveError
 from realtime.live.runtime import LiveRuntime
-from realtime.live.store import LiveError
 from tests.builders import make_question, make_quiz, make_quiz_course, make_user
 from tests.conftest import Servers
 

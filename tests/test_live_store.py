@@ -17,7 +17,8 @@ import pytest
 from lms.config import Settings
 from lms.live import scoring
 from lms.quizzes import grading
-from realtime.live.store import LiveError, LiveStore
+from realtime.live.errors import LiveError
+from realtime.live.store import LiveStore
 
 DEADLINE = 1_800_000_000_000
 GRACE = 250

@@ -21,9 +21,9 @@ from lms.config import LiveSettings
 from lms.live import queries
 from lms.quizzes.grading import MAX_SHORT_ANSWER_LENGTH
 from lms.text import display_text
+from realtime.live.errors import LiveError
 from realtime.live.runtime import LiveRuntime
 from realtime.live.snapshots import common_snapshot, host_snapshot, me_entry, player_snapshot
-from realtime.live.store import LiveError
 
 log = logging.getLogger(__name__)
 

@@ -34,6 +34,7 @@ from typing import Any
 
 from lms.live import scoring
 from lms.quizzes.grading import is_correct
+from realtime.live.errors import LiveError
 
 SNAPSHOT_VERSION = 1
 IDLE_WAKE_MS = 1000
@@ -56,15 +57,6 @@ NEXT: dict[State, frozenset[State]] = {
     State.LEADERBOARD: frozenset({State.QUESTION, State.ENDED}),
     State.ENDED: frozenset(),
 }
-
-
-class LiveRefusal(Exception):
-    """A host command the session refuses, with a protocol error code."""
-
-    def __init__(self, code: str, message: str | None = None) -> None:
-        super().__init__(message or code.replace("_", " "))
-        self.code = code
-        self.message = message or code.replace("_", " ")
 
 
 # -- what the machine knows ------------------------------------------------------
@@ -506,7 +498,7 @@ def _left(snap: Snapshot, pid: str, out: list[Effect]) -> None:
 def _command(snap: Snapshot, message: Command, now: Now, out: list[Effect]) -> None:
     try:
         _run_command(snap, message, now, out)
-    except LiveRefusal as err:
+    except LiveError as err:
         result: dict[str, Any] = {"ok": False, "error": {"code": err.code, "message": err.message}}
     else:
         result = {"ok": True, "state": snap.state.value}
@@ -521,10 +513,10 @@ def _command(snap: Snapshot, message: Command, now: Now, out: list[Effect]) -> N
 def _run_command(snap: Snapshot, message: Command, now: Now, out: list[Effect]) -> None:
     name = message.name
     if snap.state == State.ENDED:
-        raise LiveRefusal("session_ended", "This session has ended.")
+        raise LiveError("session_ended", "This session has ended.")
     if name == "start_session":
         if snap.state != State.LOBBY:
-            raise LiveRefusal("already_started", "The session has already started.")
+            raise LiveError("already_started", "The session has already started.")
         _start(snap, now, out)
     elif name == "next":
         _next(snap, now, out)
@@ -535,7 +527,7 @@ def _run_command(snap: Snapshot, message: Command, now: Now, out: list[Effect]) 
     elif name == "kick_player":
         _kick(snap, str(message.args.get("player_id", "")), now, out)
     else:
-        raise LiveRefusal("invalid_payload", f"Unknown command {name!r}.")
+        raise LiveError("invalid_payload", f"Unknown command {name!r}.")
 
 
 def _tick(snap: Snapshot, tick: Tick, now: Now) -> None:
@@ -735,7 +727,7 @@ def _advance_at(snap: Snapshot, state: State, now: Now) -> int | None:
 def _kick(snap: Snapshot, player_id: str, now: Now, out: list[Effect]) -> None:
     player = snap.players.get(player_id)
     if player is None or not player.active:
-        raise LiveRefusal("not_found", "No such player in this session.")
+        raise LiveError("not_found", "No such player in this session.")
     player.kicked_at = now.ms
     player.rank = None
     snap.changed = True

@@ -26,22 +26,21 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import socketio
-from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import Field, StrictInt
 
-from lms.api.problems import Unauthorized
 from lms.appkeys import CLIENT_IP
-from lms.auth.guards import Principal, principal_from_token
+from lms.auth.guards import Principal
 from lms.config import Settings
 from lms.quizzes.grading import MAX_CHOICES, MAX_SHORT_ANSWER_LENGTH
+from realtime.context import Realtime
 from realtime.fanout import RedisFanout, encode_event
 from realtime.live import edge
+from realtime.live.errors import LiveError
 from realtime.live.guessing import PinGuesses
 from realtime.live.runtime import LiveRuntime
 from realtime.live.snapshots import player_snapshot
-from realtime.live.store import LiveError
-from realtime.namespace import SIGNED_OUT
+from realtime.namespace import Connection, EventNamespace, EventSpec
+from realtime.protocol import Payload, ok
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +53,6 @@ def room(session_id: str, part: str | None = None) -> str:
 
 
 # -- payloads ------------------------------------------------------------------
-
-
-class Payload(BaseModel):
-    # Unknown fields are ignored: newer clients may send more than we read.
-    model_config = ConfigDict(frozen=True, extra="ignore")
 
 
 class Empty(Payload):
@@ -87,17 +81,6 @@ class KickPlayer(Payload):
     player_id: uuid.UUID
 
 
-class Authenticate(Payload):
-    token: str = Field(min_length=1, max_length=8192)
-
-
-MODELS: dict[str, type[Payload]] = {
-    "host_session": HostSession, "join_session": JoinSession, "submit_answer": SubmitAnswer,
-    "kick_player": KickPlayer, "authenticate": Authenticate, "sync": Empty, "clock": Empty,
-    "start_session": Empty, "next": Empty, "lock_session": Empty, "unlock_session": Empty, "end_session": Empty,
-}  # fmt: skip
-
-
 def client_address(environ: dict[str, Any]) -> str:
     """The address the request context middleware worked out (trusted proxies), else the peer's."""
     request = environ.get("aiohttp.request")
@@ -106,25 +89,10 @@ def client_address(environ: dict[str, Any]) -> str:
     return str(request.get(CLIENT_IP) or request.remote or "")
 
 
-def ok(**fields: Any) -> dict[str, Any]:
-    return {"ok": True, **fields}
-
-
-def failure(code: str, message: str) -> dict[str, Any]:
-    return {"ok": False, "error": {"code": code, "message": message}}
-
-
-def describe(err: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}" for e in err.errors()[:3])
-
-
 @dataclass
-class Peer:
-    """One connection's state (in its Socket.IO session; mutated in place, never shared)."""
+class Peer(Connection):
+    """A ``/live`` connection: a guest or a signed-in user, host or player of at most one session."""
 
-    principal: Principal | None
-    tokens: float
-    refilled_at: float
     session_id: str | None = None
     role: str | None = None  # "host" or "player"
     player_id: str | None = None
@@ -140,18 +108,36 @@ class Peer:
     watching: str | None = None
 
 
-class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
-    def __init__(self, app: web.Application, config: Settings) -> None:
-        super().__init__(NAMESPACE)
-        self.app = app
+class LiveNamespace(EventNamespace):
+    auth_required = False  # guests play without an account
+    close_on_expiry = False  # an expired token ends no game; host commands check it
+
+    def __init__(self, rt: Realtime, config: Settings) -> None:
+        super().__init__(NAMESPACE, rt)
+        self.app = rt.app
         self.config = config
         self.runtime: LiveRuntime | None = None
         self.pin_guesses: PinGuesses | None = None
         # session id -> player id -> this instance's sids of that player (one lookup per delivery, not a scan).
         self.players_here: dict[str, dict[str, list[str]]] = {}
+        self.events.update(
+            {
+                "host_session": EventSpec(HostSession, self._on_host_session),
+                "join_session": EventSpec(JoinSession, self._on_join_session),
+                "submit_answer": EventSpec(SubmitAnswer, self._on_submit_answer),
+                "kick_player": EventSpec(KickPlayer, self._on_kick_player),
+                "start_session": EventSpec(Empty, self._on_start_session),
+                "next": EventSpec(Empty, self._on_next),
+                "lock_session": EventSpec(Empty, self._on_lock_session),
+                "unlock_session": EventSpec(Empty, self._on_unlock_session),
+                "end_session": EventSpec(Empty, self._on_end_session),
+                "sync": EventSpec(Empty, self._on_sync),
+                "clock": EventSpec(Empty, self._on_clock),
+            }
+        )
 
     @property
-    def rt(self) -> LiveRuntime:
+    def live(self) -> LiveRuntime:
         assert self.runtime is not None, "the live runtime starts with the app"
         return self.runtime
 
@@ -160,82 +146,17 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         assert self.pin_guesses is not None, "the live runtime starts with the app"
         return self.pin_guesses
 
-    # -- dispatch -----------------------------------------------------------
-
-    async def trigger_event(self, event: str, *args: Any) -> Any:
-        if event == "connect":
-            return await self._connect(args[0], args[1], args[2] if len(args) > 2 else None)
-        if event == "disconnect":
-            return await self._disconnect(args[0])
-        return await self._event(event, args[0], args[1:])
-
-    async def _event(self, event: Any, sid: str, args: tuple[Any, ...]) -> dict[str, Any]:
-        try:
-            peer = await self.peer(sid)
-            if peer is None:
-                return failure("unauthorized", "Not connected to /live.")
-            if not self._take_token(peer):
-                return failure("rate_limited", "Too many events; slow down.")
-            model = MODELS.get(event) if isinstance(event, str) else None
-            if model is None:
-                return failure("unknown_event", f"No event {str(event)[:64]!r} on {NAMESPACE}.")
-            if len(args) != 1 or not isinstance(args[0], dict):
-                return failure("invalid_payload", "Send exactly one payload object.")
-            try:
-                payload = model.model_validate(args[0])
-            except ValidationError as err:
-                return failure("invalid_payload", describe(err))
-            handler = getattr(self, f"_on_{event}")
-            ack: dict[str, Any] = await handler(sid, peer, payload)
-            return ack
-        except LiveError as err:
-            return failure(err.code, err.message)
-        except Exception:
-            log.exception("/live %s failed", str(event)[:64])
-            return failure("internal_error", "Something went wrong; try again.")
-
-    def _take_token(self, peer: Peer) -> bool:
-        settings = self.config.realtime
-        now = time.monotonic()
-        peer.tokens = min(settings.event_burst, peer.tokens + (now - peer.refilled_at) * settings.events_per_second)
-        peer.refilled_at = now
-        if peer.tokens < 1:
-            return False
-        peer.tokens -= 1
-        return True
+    def new_connection(self, sid: str, principal: Principal | None, environ: dict[str, Any]) -> Peer:
+        burst = float(self.config.realtime.event_burst)
+        return Peer(principal, burst, time.monotonic(), address=client_address(environ))
 
     async def peer(self, sid: str) -> Peer | None:
-        try:
-            value = (await self.get_session(sid)).get("peer")
-        except KeyError:
-            return None
-        return value if isinstance(value, Peer) else None
+        conn = await self.connection(sid)
+        return conn if isinstance(conn, Peer) else None
 
-    # -- connection ---------------------------------------------------------
-
-    async def _connect(self, sid: str, environ: dict[str, Any], auth: Any) -> bool:
-        token = auth.get("token") if isinstance(auth, dict) else None
-        principal = None
-        if token is not None:
-            if not isinstance(token, str) or not token:
-                raise socketio.exceptions.ConnectionRefusedError("The token must be a non-empty string.")
-            try:
-                principal = await principal_from_token(self.app, token)
-            except Unauthorized as err:
-                raise socketio.exceptions.ConnectionRefusedError(err.detail or "Not signed in.") from err
-            except Exception as err:
-                log.exception("/live: cannot check an access token")
-                raise socketio.exceptions.ConnectionRefusedError("Cannot check the token now; try again.") from err
-        burst = float(self.config.realtime.event_burst)
-        peer = Peer(principal, burst, time.monotonic(), address=client_address(environ))
-        await self.save_session(sid, {"peer": peer})
-        return True
-
-    async def _disconnect(self, sid: str) -> None:
-        peer = await self.peer(sid)
-        if peer is not None:
-            # The manager removes a disconnected sid from its rooms itself.
-            await self._leave_current(sid, peer, leave_rooms=False)
+    async def left(self, sid: str, conn: Peer) -> None:
+        # The manager removes a disconnected sid from its rooms itself.
+        await self._leave_current(sid, conn, leave_rooms=False)
 
     async def _leave_current(self, sid: str, peer: Peer, *, leave_rooms: bool = True) -> None:
         """Leave the session this connection was in (a player's last connection counts as leaving)."""
@@ -251,7 +172,7 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         if peer.role == "player" and player_id is not None:
             self._index(session_id, player_id, sid, add=False)
             try:
-                await edge.leave(self.rt, session_id, player_id)
+                await edge.leave(self.live, session_id, player_id)
             except Exception:  # presence expires on its own
                 log.warning("/live: could not mark player %s as gone", player_id, exc_info=True)
         peer.session_id = peer.role = peer.player_id = None
@@ -260,7 +181,7 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     async def _unwatch(self, peer: Peer) -> None:
         if peer.watching is not None:
             session_id, peer.watching = peer.watching, None
-            await self.rt.unwatch(session_id)
+            await self.live.unwatch(session_id)
 
     async def _enter(self, sid: str, peer: Peer, session_id: str, role: str, player_id: str | None) -> None:
         if peer.session_id is not None and (peer.session_id, peer.player_id) != (session_id, player_id):
@@ -268,7 +189,7 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         peer.session_id, peer.role, peer.player_id = session_id, role, player_id
         if peer.watching != session_id:
             await self._unwatch(peer)
-            await self.rt.watch(session_id)
+            await self.live.watch(session_id)
             peer.watching = session_id
         await self.enter_room(sid, room(session_id))
         if role == "host":
@@ -286,7 +207,7 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     async def _on_host_session(self, sid: str, peer: Peer, payload: HostSession) -> dict[str, Any]:
         if peer.principal is not None and peer.principal.expires_at < time.time():
             raise LiveError("unauthorized", "The access token expired; send `authenticate` with a fresh one.")
-        snapshot = await edge.host_session(self.rt, peer.principal, payload.session_id)
+        snapshot = await edge.host_session(self.live, peer.principal, payload.session_id)
         await self._enter(sid, peer, snapshot["id"], "host", None)
         await self._state_to(sid, snapshot)
         return ok(session=snapshot)
@@ -297,7 +218,7 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         await self.guesses.check(peer.address)
         try:
             joined = await edge.join_session(
-                self.rt, peer.principal, pin=payload.pin, nickname=payload.nickname, player_token=payload.player_token
+                self.live, peer.principal, pin=payload.pin, nickname=payload.nickname, player_token=payload.player_token
             )
         except LiveError as err:
             if err.code == "not_found":
@@ -323,7 +244,7 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 "already_joined",
                 f"This connection already plays as {peer.nickname!r}; connect again to join as someone else.",
             )
-        snapshot = await edge.snapshot(self.rt, peer.session_id, player_id=peer.player_id, nickname=peer.nickname)
+        snapshot = await edge.snapshot(self.live, peer.session_id, player_id=peer.player_id, nickname=peer.nickname)
         await self._state_to(sid, snapshot)
         return ok(player_id=peer.player_id, player_token=peer.player_token, session=snapshot)
 
@@ -331,7 +252,7 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         if peer.role != "player" or peer.session_id is None or peer.player_id is None:
             raise LiveError("not_joined")
         accepted = await edge.submit_answer(
-            self.rt, peer.session_id, peer.player_id, payload.question_index, payload.answer
+            self.live, peer.session_id, peer.player_id, payload.question_index, payload.answer
         )
         return ok(accepted_at=accepted)
 
@@ -340,7 +261,7 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             raise LiveError("forbidden", "Only a host of this session may do this.")
         if peer.principal.expires_at < time.time():
             raise LiveError("unauthorized", "The access token expired; send `authenticate` with a fresh one.")
-        return await self.rt.command(peer.session_id, name, args, by=str(peer.principal.id))
+        return await self.live.command(peer.session_id, name, args, by=str(peer.principal.id))
 
     async def _on_start_session(self, sid: str, peer: Peer, payload: Empty) -> dict[str, Any]:
         return await self._host_command(peer, "start_session", {})
@@ -364,33 +285,14 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         if peer.session_id is None:
             raise LiveError("not_joined")
         snapshot = await edge.snapshot(
-            self.rt, peer.session_id, host=peer.role == "host", player_id=peer.player_id, nickname=peer.nickname
+            self.live, peer.session_id, host=peer.role == "host", player_id=peer.player_id, nickname=peer.nickname
         )
         await self._state_to(sid, snapshot)
         return ok(session=snapshot)
 
     async def _on_clock(self, sid: str, peer: Peer, payload: Empty) -> dict[str, Any]:
-        keys = self.rt.store.keys(peer.session_id or "none")
-        return ok(server_now=await self.rt.store.now_ms(keys))
-
-    async def _on_authenticate(self, sid: str, peer: Peer, payload: Authenticate) -> dict[str, Any]:
-        try:
-            principal = await principal_from_token(self.app, payload.token)
-        except Unauthorized as err:
-            raise LiveError("unauthorized", err.detail or "The token is not valid.") from err
-        if peer.principal is not None and principal.id != peer.principal.id:
-            raise LiveError("forbidden", "The token belongs to another user; connect again instead.")
-        peer.principal = principal
-        return ok(expires_at=int(principal.expires_at))
-
-    async def end_sessions(self, user_id: uuid.UUID, cutoff: float) -> None:
-        """The user's tokens up to ``cutoff`` were revoked: close this instance's connections signed in with one."""
-        for sid in list(self.server.manager.rooms.get(NAMESPACE, {}).get(None, {})):
-            peer = await self.peer(sid)
-            principal = peer.principal if peer is not None else None
-            if principal is not None and principal.id == user_id and principal.issued_at <= cutoff:
-                await self.emit("auth_expired", {"message": SIGNED_OUT}, to=sid, ignore_queue=True)
-                await self.disconnect(sid)
+        keys = self.live.store.keys(peer.session_id or "none")
+        return ok(server_now=await self.live.store.now_ms(keys))
 
     # -- delivery of the owners' events ---------------------------------------
 

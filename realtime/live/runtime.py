@@ -35,7 +35,8 @@ from lms.db import Database
 from lms.live import queries
 from realtime.channels import Channels
 from realtime.live.actor import SessionActor, initial_gate, initial_snapshot
-from realtime.live.store import LiveError, LiveStore
+from realtime.live.errors import LiveError
+from realtime.live.store import LiveStore
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from lms.appkeys import DB, METRICS
 from lms.config import Settings
+from realtime.context import Realtime
 from realtime.live import pages
 from realtime.live.guessing import PinGuesses
 from realtime.live.namespace import LiveNamespace
@@ -25,8 +26,9 @@ LIVE = web.AppKey("live_runtime", LiveRuntime)
 LIVE_NAMESPACE = web.AppKey("live_namespace", LiveNamespace)
 
 
-def setup_live(app: web.Application, config: Settings, sio: socketio.AsyncServer) -> None:
-    namespace = LiveNamespace(app, config)
+def setup_live(rt: Realtime, config: Settings, sio: socketio.AsyncServer) -> None:
+    app = rt.app
+    namespace = LiveNamespace(rt, config)
     sio.register_namespace(namespace)
     app[LIVE_NAMESPACE] = namespace
     app.router.add_routes(pages.routes)

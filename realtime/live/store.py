@@ -8,6 +8,7 @@ which refuses once its lease is gone.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -17,11 +18,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError, RedisError
 
 from lms.config import LiveSettings
 from lms.live.keys import SessionKeys, active_sessions_key, session_keys
 from lms.quizzes.grading import MAX_SHORT_ANSWER_LENGTH
 from realtime.live import lua
+from realtime.live.errors import LiveError
 from realtime.live.machine import ScoredAnswer
 
 log = logging.getLogger(__name__)
@@ -30,33 +33,6 @@ log = logging.getLogger(__name__)
 # writes are split.
 MAX_PAIRS_PER_COMMAND = 500
 MAILBOX_MAX_LENGTH = 10_000
-
-
-class LiveError(Exception):
-    """A refusal with a protocol error code (``session_locked``, ``too_late`` ...)."""
-
-    def __init__(self, code: str, message: str | None = None) -> None:
-        super().__init__(message or code.replace("_", " "))
-        self.code = code
-        self.message = message or MESSAGES.get(code, code.replace("_", " "))
-
-
-MESSAGES = {
-    "not_found": "No open session has this pin.",
-    "session_locked": "The host has locked this session.",
-    "session_ended": "This session has ended.",
-    "nickname_taken": "Someone in this session already uses this nickname.",
-    "guests_not_allowed": "This session is for signed-in students only.",
-    "kicked": "The host removed you from this session.",
-    "session_full": "This session is full.",
-    "not_in_question": "No question is open.",
-    "wrong_question": "That question is not the current one.",
-    "too_late": "Time is up for this question.",
-    "already_answered": "You have already answered this question.",
-    "invalid_answer": "That is not an answer to this question.",
-    "not_joined": "Join the session first.",
-    "already_joined": "This connection already plays in a session; connect again to join as someone else.",
-}
 
 
 def token_hash(token: str) -> str:
@@ -122,13 +98,74 @@ class OwnerState:
     kicked: set[str]
 
 
+class ScriptBatch:
+    """Calls of one script made in the same event-loop turn go to Redis as one pipeline.
+
+    Thousands of answers in a few seconds arrive many per turn: one write and
+    one read for all of them instead of a pooled connection, a write and a
+    read each. Every caller still gets its own result (or error), and only
+    after Redis ran its call.
+    """
+
+    MAX_BATCH = 500
+
+    def __init__(self, redis: Redis, script: Any) -> None:
+        self.redis = redis
+        self.script = script
+        self.pending: list[tuple[list[Any], list[Any], asyncio.Future[Any]]] = []
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def __call__(self, keys: list[Any], args: list[Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        if not self.pending:
+            loop.call_soon(self._flush)
+        self.pending.append((keys, args, future))
+        return await future
+
+    def _flush(self) -> None:
+        while self.pending:
+            batch, self.pending = self.pending[: self.MAX_BATCH], self.pending[self.MAX_BATCH :]
+            task = asyncio.get_running_loop().create_task(self._run(batch))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _run(self, batch: list[tuple[list[Any], list[Any], asyncio.Future[Any]]]) -> None:
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for keys, args, _ in batch:
+                    pipe.evalsha(self.script.sha, len(keys), *keys, *args)
+                results = await pipe.execute(raise_on_error=False)
+            for index, result in enumerate(results):
+                if isinstance(result, NoScriptError):  # Redis lost its script cache (a restart): once more, loading it
+                    keys, args, _ = batch[index]
+                    try:
+                        results[index] = await self.script(keys=keys, args=args)
+                    except Exception as err:
+                        results[index] = err
+        except BaseException as err:
+            for *_, future in batch:
+                if not future.done():
+                    future.set_exception(err if isinstance(err, Exception) else RedisError("cancelled"))
+            if not isinstance(err, Exception):
+                raise
+            return
+        for (*_, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+
 class LiveStore:
     def __init__(self, redis: Redis, config: LiveSettings) -> None:
         self.redis = redis
         self.config = config
         self.test_clock = "1" if config.test_clock else "0"
         self.active_key = active_sessions_key(config.redis_prefix)
-        self._answer = redis.register_script(lua.ANSWER)
+        self._answer = ScriptBatch(redis, redis.register_script(lua.ANSWER))
         self._join = redis.register_script(lua.JOIN)
         self._view = redis.register_script(lua.VIEW)
         self._tick = redis.register_script(lua.TICK)
