@@ -128,7 +128,7 @@ class Channels:
         if self.watched[channel] == 0:
             del self.watched[channel]
             pubsub = self._pubsub
-            if pubsub is not None and self.subscribed:
+            if pubsub is not None and self.subscribed and pubsub.connection is not None:
                 with contextlib.suppress(RedisError, OSError):
                     await (pubsub.sunsubscribe(channel) if self.sharded else pubsub.unsubscribe(channel))
 
@@ -140,7 +140,7 @@ class Channels:
 
     async def _subscribe(self, channels: list[str], *, wait: bool) -> None:
         pubsub = self._pubsub
-        if pubsub is None or not self.subscribed or not channels:
+        if pubsub is None or not self.subscribed or not channels or pubsub.connection is None:
             return  # the listener subscribes every watched channel when it (re)connects
         events = [self._confirmed.setdefault(c, asyncio.Event()) for c in channels]
         try:

@@ -330,10 +330,10 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
         return found
 
     async def _subscribe_rooms(self, pubsub: Any, client: Redis, channels: list[str]) -> None:
-        if await self._is_sharded(client):
-            await pubsub.ssubscribe(*channels)
-        else:
-            await pubsub.subscribe(*channels)
+        sharded = await self._is_sharded(client)
+        if pubsub.connection is None:
+            return  # closed meanwhile: a command now would open a connection nobody closes
+        await (pubsub.ssubscribe(*channels) if sharded else pubsub.subscribe(*channels))
 
     async def enter_room(self, sid: str, namespace: str, room: Any, eio_sid: str | None = None) -> None:
         await super().enter_room(sid, namespace, room, eio_sid=eio_sid)
@@ -378,10 +378,9 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
                 elif not wanted and channel in self._room_channels:
                     self._room_channels.discard(channel)
                     self._confirmed.pop(channel, None)
-                    if await self._is_sharded(client):
-                        await pubsub.sunsubscribe(channel)
-                    else:
-                        await pubsub.unsubscribe(channel)
+                    sharded = await self._is_sharded(client)
+                    if pubsub.connection is not None:
+                        await (pubsub.sunsubscribe(channel) if sharded else pubsub.unsubscribe(channel))
             except (RedisError, OSError) as err:
                 raise_if_cancelling(err)
                 log.warning("fan-out: (un)subscribing room %s failed (%s); the listener catches up", room, err)
@@ -456,7 +455,7 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
 
     async def stop(self) -> None:
         self._stopping = True
-        tasks = [t for t in (self._watchdog, self.listener) if t is not None]
+        tasks = [t for t in (self._watchdog, self.listener, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()
         _, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_SECONDS) if tasks else (set(), set())
