@@ -95,6 +95,9 @@ class SessionActor:
         self.commands: list[list[Any]] = []
         self.scores_changed: set[str] = set()
         self.persist_due: bool | None = None  # None: nothing; False: ended questions; True: the end
+        # Questions closed by this actor and not yet stored: what Redis recorded and how it was scored
+        # (a new owner reads both back from Redis instead).
+        self.closed: dict[int, tuple[dict[str, RecordedAnswer], dict[str, ScoredAnswer]]] = {}
         # Set from outside: "stop" (hand over), "crash" (tests), "lost" (the lease is gone).
         self.stop_requested: str | None = None
 
@@ -294,6 +297,8 @@ class SessionActor:
         elif isinstance(effect, ScoresChanged):
             self.scores_changed |= effect.player_ids
         elif isinstance(effect, Scored):
+            if effect.index in self.closed:
+                self.closed[effect.index] = (self.closed[effect.index][0], effect.answers)
             scored = {pid: answer.encode() for pid, answer in effect.answers.items()}
             self.commands += chunked_hset(self.keys.scored(effect.index), scored)
             self.commands.append(["PEXPIRE", self.keys.scored(effect.index), self.store.ttl_ms])
@@ -311,6 +316,7 @@ class SessionActor:
         if not await self.store.fenced(self.keys, self.token, [["HSET", self.keys.gate, "status", "reveal"]]):
             raise LeaseLost
         recorded = await self.store.answers(self.keys, index)
+        self.closed[index] = (recorded, {})
         answers = {pid: machine.Recorded(a.accepted_at, a.answer) for pid, a in recorded.items()}
         missing = [pid for pid in recorded if pid not in self.s.players]
         found = {pid: player_from(pid, info) for pid, info in (await self.store.players(self.keys, missing)).items()}
@@ -396,6 +402,8 @@ class SessionActor:
                 if not await self.store.renew(self.keys, self.token):
                     raise LeaseLost from err
         self.persist_due = None
+        for result in pending:
+            self.closed.pop(result["index"], None)
         upto = pending[-1]["index"] if pending else s.persisted_upto
         await self._apply(Persisted(upto, final))
         await self._commit()
@@ -412,8 +420,11 @@ class SessionActor:
         answers = []
         for result in pending:
             index = result["index"]
-            recorded = await self.store.answers(self.keys, index)
-            scored = await self.store.scored(self.keys, index)
+            if index in self.closed:
+                recorded, scored = self.closed[index]
+            else:
+                recorded = await self.store.answers(self.keys, index)
+                scored = await self.store.scored(self.keys, index)
             question = s.questions[index]
             for pid, answer in recorded.items():
                 verdict = scored.get(pid)

@@ -25,6 +25,7 @@ thousand players per message would cost more than the game.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
@@ -772,5 +773,7 @@ def _persisted(snap: Snapshot, message: Persisted, out: list[Effect]) -> None:
     out.append(Finished())
 
 
+@functools.lru_cache(maxsize=65_536)
 def iso(ms: int | None) -> str | None:
+    """Epoch ms as ISO 8601 (players' join times repeat every time results are stored: cached)."""
     return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC).isoformat()
