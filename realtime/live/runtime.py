@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from lms.aio import raise_if_cancelling
@@ -36,6 +36,7 @@ from lms.live import queries
 from realtime.channels import Channels
 from realtime.live.actor import SessionActor, initial_gate, initial_snapshot
 from realtime.live.errors import LiveError
+from realtime.live.leases import LeaseKeeper
 from realtime.live.store import LiveStore
 
 log = logging.getLogger(__name__)
@@ -93,12 +94,14 @@ class LiveRuntime:
         self.pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         # pin -> (monotonic time read, session row): realtime.live.edge.session_by_pin.
         self.pin_cache: dict[str, tuple[float, Any]] = {}
-        # Lease renewals on a pool of their own: behind thousands of queued
-        # joins or answers a renewal could miss the lease's life and let
-        # another instance take over a live owner.
-        pool = redis.connection_pool
-        lease_pool = ConnectionPool(connection_class=pool.connection_class, max_connections=4, **pool.connection_kwargs)
-        self.lease_redis = Redis.from_pool(lease_pool)  # owns the pool: aclose() closes its connections
+        # Leases renewed from a thread (realtime/live/leases.py): a busy loop must not lose a live session.
+        self.leases = LeaseKeeper(
+            url=config.redis.url,
+            ttl_ms=config.live.lease_ttl_ms,
+            interval_ms=config.live.lease_renew_interval_ms,
+            on_lost=self._lease_lost,
+        )
+        self._leases_started = False
         self.channels = Channels(
             redis=redis,
             on_message=self._on_message,
@@ -115,7 +118,8 @@ class LiveRuntime:
     # -- life ---------------------------------------------------------------
 
     async def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._supervise(), name="live-supervisor")]
+        self._tasks.append(asyncio.create_task(self._supervise(), name="live-supervisor"))
+        self._start_leases()
         if not await self.channels.start(wait_seconds=2):
             # Start anyway: the listener keeps retrying, and /ready reports
             # Redis until it is back. Refusing to start would turn a Redis
@@ -143,8 +147,8 @@ class LiveRuntime:
             task.cancel()
         await _settle(tasks, STOP_WAIT_SECONDS)
         await self.channels.stop()
-        with contextlib.suppress(Exception):
-            await self.lease_redis.aclose()
+        if self._leases_started:
+            await asyncio.to_thread(self.leases.stop)
         if release:
             for actor in owned.values():
                 with contextlib.suppress(RedisError, OSError):
@@ -183,15 +187,34 @@ class LiveRuntime:
         self._run_actor(session_id)
         return True
 
+    def _start_leases(self) -> None:
+        if not self._leases_started:
+            self._leases_started = True
+            self.leases.start(asyncio.get_running_loop())
+            self._tasks.append(asyncio.create_task(self._beat(), name="live-beat"))
+
+    async def _beat(self) -> None:
+        """Tell the lease thread the loop runs (it stops renewing when the loop stalls for long)."""
+        interval = self.config.live.lease_renew_interval_ms / 2000
+        while True:
+            self.leases.beat()
+            await asyncio.sleep(interval)
+
+    def _lease_lost(self, session_id: str) -> None:
+        actor = self.owned.get(session_id)
+        if actor is not None:
+            actor.stop_requested = "lost"
+
     def _run_actor(self, session_id: str) -> None:
         actor = SessionActor(self, session_id, self.lease_token(session_id))
+        self._start_leases()
 
         async def own() -> None:
-            lease = asyncio.create_task(self._keep_lease(actor), name=f"live-lease-{session_id}")
+            self.leases.hold(session_id, actor.keys.lease, actor.token)
             try:
                 await actor.run()
             finally:
-                lease.cancel()
+                self.leases.drop(session_id)
 
         task = asyncio.create_task(own(), name=f"live-actor-{session_id}")
         self.actors[session_id] = task
@@ -208,27 +231,6 @@ class LiveRuntime:
             asyncio.get_running_loop().create_task(
                 self.store.release(self.store.keys(session_id), self.lease_token(session_id))
             )
-
-    async def _keep_lease(self, actor: SessionActor) -> None:
-        """Renew well inside the lease's life; stop the actor as soon as the lease may be someone else's."""
-        session_id, keys, token = actor.session_id, actor.keys, actor.token
-        interval = self.config.live.lease_renew_interval_ms / 1000
-        renewed = time.monotonic()
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                if await self.store.renew(keys, token, client=self.lease_redis):
-                    renewed = time.monotonic()
-                    continue
-                log.warning("live session %s: lease taken by another instance", session_id)
-            except (RedisError, OSError) as err:
-                raise_if_cancelling(err)
-                if time.monotonic() - renewed < self.config.live.lease_ttl_ms / 1000 - interval:
-                    log.warning("live session %s: lease renewal failed (%s); retrying", session_id, err)
-                    continue
-                log.error("live session %s: lease could not be renewed in time; stopping", session_id)
-            actor.stop_requested = "lost"
-            return
 
     async def _supervise(self) -> None:
         interval = self.config.live.supervisor_interval_ms / 1000

@@ -299,9 +299,9 @@ class LiveStore:
                 pipe.set(keys.lease, token, nx=True, px=self.config.lease_ttl_ms)
             return [bool(r) for r in await pipe.execute()]
 
-    async def renew(self, keys: SessionKeys, token: str, *, client: Redis | None = None) -> bool:
-        """Extend the lease if ``token`` holds it (``client``: a connection that joins and answers do not queue on)."""
-        return bool(await self._renew(keys=[keys.lease], args=[token, self.config.lease_ttl_ms], client=client))
+    async def renew(self, keys: SessionKeys, token: str) -> bool:
+        """Extend the lease if ``token`` holds it (owners' leases are renewed by realtime/live/leases.py)."""
+        return bool(await self._renew(keys=[keys.lease], args=[token, self.config.lease_ttl_ms]))
 
     async def release(self, keys: SessionKeys, token: str) -> bool:
         return bool(await self._release(keys=[keys.lease], args=[token]))
