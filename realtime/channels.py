@@ -211,8 +211,13 @@ class Channels:
         while True:
             await asyncio.sleep(self.heartbeat_interval)
             try:
-                with contextlib.suppress(RedisError, OSError):
+                try:
                     await self.redis.publish(self.heartbeat_channel, b"hb")
+                except (RedisError, OSError) as err:
+                    raise_if_cancelling(err)
+                    # Nothing was sent, so nothing can be missed: Redis (or the pool) is the trouble,
+                    # not the listener. Deafness is judged from heartbeats that were published.
+                    self.last_heard = max(self.last_heard, time.monotonic() - self.heartbeat_interval)
                 self._supervise()
             except Exception as err:  # the watchdog must outlive anything it watches
                 raise_if_cancelling(err)

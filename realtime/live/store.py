@@ -13,12 +13,12 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError
 
 from lms.config import LiveSettings
 from lms.live.keys import SessionKeys, active_sessions_key, session_keys
@@ -28,6 +28,9 @@ from realtime.live.errors import LiveError
 from realtime.live.machine import ScoredAnswer
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 # Redis scripts take at most a few thousand arguments per command; longer
 # writes are split.
@@ -98,29 +101,28 @@ class OwnerState:
     kicked: set[str]
 
 
-class ScriptBatch:
-    """Calls of one script made in the same event-loop turn go to Redis as one pipeline.
+class TurnBatch(Generic[T, R]):
+    """Calls made in the same event-loop turn are handled together; each caller gets its own result.
 
-    Thousands of answers in a few seconds arrive many per turn: one write and
-    one read for all of them instead of a pooled connection, a write and a
-    read each. Every caller still gets its own result (or error), and only
-    after Redis ran its call.
+    Thousands of answers (or leaves, when a network drops) arrive many per
+    turn: one pipeline, so one write, one read and one pooled connection for
+    all of them, instead of each. ``handle`` returns a result or an
+    exception per item, in order; a caller returns only once Redis ran its part.
     """
 
     MAX_BATCH = 500
 
-    def __init__(self, redis: Redis, script: Any) -> None:
-        self.redis = redis
-        self.script = script
-        self.pending: list[tuple[list[Any], list[Any], asyncio.Future[Any]]] = []
+    def __init__(self, handle: Callable[[list[T]], Awaitable[list[R | Exception]]]) -> None:
+        self.handle = handle
+        self.pending: list[tuple[T, asyncio.Future[R]]] = []
         self.tasks: set[asyncio.Task[None]] = set()
 
-    async def __call__(self, keys: list[Any], args: list[Any]) -> Any:
+    async def __call__(self, item: T) -> R:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
+        future: asyncio.Future[R] = loop.create_future()
         if not self.pending:
             loop.call_soon(self._flush)
-        self.pending.append((keys, args, future))
+        self.pending.append((item, future))
         return await future
 
     def _flush(self) -> None:
@@ -130,27 +132,12 @@ class ScriptBatch:
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
-    async def _run(self, batch: list[tuple[list[Any], list[Any], asyncio.Future[Any]]]) -> None:
+    async def _run(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for keys, args, _ in batch:
-                    pipe.evalsha(self.script.sha, len(keys), *keys, *args)
-                results = await pipe.execute(raise_on_error=False)
-            for index, result in enumerate(results):
-                if isinstance(result, NoScriptError):  # Redis lost its script cache (a restart): once more, loading it
-                    keys, args, _ = batch[index]
-                    try:
-                        results[index] = await self.script(keys=keys, args=args)
-                    except Exception as err:
-                        results[index] = err
-        except BaseException as err:
-            for *_, future in batch:
-                if not future.done():
-                    future.set_exception(err if isinstance(err, Exception) else RedisError("cancelled"))
-            if not isinstance(err, Exception):
-                raise
-            return
-        for (*_, future), result in zip(batch, results, strict=True):
+            results = await self.handle([item for item, _ in batch])
+        except Exception as err:
+            results = [err] * len(batch)
+        for (_, future), result in zip(batch, results, strict=True):
             if future.done():
                 continue
             if isinstance(result, Exception):
@@ -165,7 +152,9 @@ class LiveStore:
         self.config = config
         self.test_clock = "1" if config.test_clock else "0"
         self.active_key = active_sessions_key(config.redis_prefix)
-        self._answer = ScriptBatch(redis, redis.register_script(lua.ANSWER))
+        self._answer_script = redis.register_script(lua.ANSWER)
+        self._answers: TurnBatch[tuple[list[Any], list[Any]], Any] = TurnBatch(self._answer_all)
+        self._leaves: TurnBatch[tuple[SessionKeys, str], None] = TurnBatch(self._leave_all)
         self._join = redis.register_script(lua.JOIN)
         self._view = redis.register_script(lua.VIEW)
         self._tick = redis.register_script(lua.TICK)
@@ -189,13 +178,11 @@ class LiveStore:
 
     async def submit_answer(self, keys: SessionKeys, player_id: str, question_index: int, answer: Any) -> int:
         """Record the answer once; returns when Redis accepted it (epoch ms) or raises :class:`LiveError`."""
-        result = await self._answer(
-            keys=[keys.gate, keys.kicked, keys.clock],
-            args=[
-                keys.base, player_id, question_index, json.dumps(answer, separators=(",", ":")),
-                self.config.answer_grace_ms, self.test_clock, self.ttl_ms, MAX_SHORT_ANSWER_LENGTH,
-            ],
-        )  # fmt: skip
+        args = [
+            keys.base, player_id, question_index, json.dumps(answer, separators=(",", ":")),
+            self.config.answer_grace_ms, self.test_clock, self.ttl_ms, MAX_SHORT_ANSWER_LENGTH,
+        ]  # fmt: skip
+        result = await self._answers(([keys.gate, keys.kicked, keys.clock], args))
         if _text(result[0]) != "ok":
             raise LiveError(_text(result[1]))
         return int(result[1])
@@ -234,11 +221,33 @@ class LiveStore:
 
         The entry stays, expired, so that the player keeps a seat for the
         resume grace (``XX``: a kicked player, already removed, is not re-added).
+        Leaves of one event-loop turn (a dropped network takes hundreds at
+        once) share one transaction, and so one pooled connection.
         """
+        await self._leaves((keys, player_id))
+
+    async def _leave_all(self, batch: list[tuple[SessionKeys, str]]) -> list[Exception | None]:
+        gone = int(time.time() * 1000) - 1
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zadd(keys.online, {player_id: int(time.time() * 1000) - 1}, xx=True)
-            pipe.xadd(keys.mailbox, {"t": "left", "p": player_id}, maxlen=MAILBOX_MAX_LENGTH, approximate=True)
+            for keys, player_id in batch:
+                pipe.zadd(keys.online, {player_id: gone}, xx=True)
+                pipe.xadd(keys.mailbox, {"t": "left", "p": player_id}, maxlen=MAILBOX_MAX_LENGTH, approximate=True)
             await pipe.execute()
+        return [None] * len(batch)
+
+    async def _answer_all(self, batch: list[tuple[list[Any], list[Any]]]) -> list[Any]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for keys, args in batch:
+                pipe.evalsha(self._answer_script.sha, len(keys), *keys, *args)
+            results: list[Any] = await pipe.execute(raise_on_error=False)
+        for index, result in enumerate(results):
+            if isinstance(result, NoScriptError):  # Redis lost its script cache (a restart): once more, loading it
+                keys, args = batch[index]
+                try:
+                    results[index] = await self._answer_script(keys=keys, args=args)
+                except Exception as err:
+                    results[index] = err
+        return results
 
     async def refresh_presence(self, entries: Iterable[tuple[SessionKeys, list[str]]], expiry_ms: int) -> None:
         """Keep this instance's connected players counted (kicked and departed ones are not in the list)."""
