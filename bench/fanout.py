@@ -195,6 +195,7 @@ async def run_one(p: Platform, n: int, args: argparse.Namespace) -> dict[str, An
         bystander_busy = cpu_seconds(bystander) - bystander_start - bystander_idle_rate * elapsed
         clients.send("report")
         report = await clients.read()
+        listeners = await room_listeners(p.redis_url, config.realtime.channel, course_id)
     finally:
         clients.close()
         await emitter.close()
@@ -220,7 +221,28 @@ async def run_one(p: Platform, n: int, args: argparse.Namespace) -> dict[str, An
         "memory_kb_per_connection": (rss_after - rss_before) / n / 1024,
         "client_cpu_us_per_delivery": report["client_cpu_us"] / deliveries,
         "bystander_cpu_us_per_broadcast": bystander_busy / args.messages * 1e6,
+        "room_listeners": listeners,
     }
+
+
+async def room_listeners(redis_url: str, channel: str, course_id: str) -> str:
+    """How many instances a broadcast to the course reaches through Redis (PUBSUB NUMSUB)."""
+    import redis.asyncio as aioredis
+
+    try:
+        from realtime.fanout import room_channel
+    except ImportError:  # a version with one channel for everything
+        target = channel
+    else:
+        target = room_channel(channel, DASHBOARD_NAMESPACE, course_room(course_id)) or channel
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        ((_, count),) = await client.pubsub_numsub(target)
+        if target != channel and not count:  # sharded on Redis 7
+            ((_, count),) = await client.execute_command("PUBSUB", "SHARDNUMSUB", target)
+    finally:
+        await client.aclose()
+    return f"{count} of 3 instances subscribed to {target}"
 
 
 def summarize(result: dict[str, Any]) -> str:
@@ -242,6 +264,7 @@ def summarize(result: dict[str, Any]) -> str:
         f"  memory per connection      {result['memory_kb_per_connection']:6.1f} KB (both servers' RSS growth / N)",
         f"  bystander CPU per broadcast {result['bystander_cpu_us_per_broadcast']:6.1f} µs "
         "(a third instance with no member of the room; 1 clock tick = 10,000 µs over the run)",
+        f"  room's channel             {result['room_listeners']}",
         f"  load generator CPU         {result['client_cpu_us_per_delivery']:6.1f} µs per delivery",
     ]
     return "\n".join(lines)

@@ -299,7 +299,7 @@ async def play(args: argparse.Namespace, urls: list[str], pids: list[int], datab
     players = await Players.start(
         {"urls": urls, "n": args.players, "pin": seeded["pin"], "window_ms": args.window * 1000, "concurrency": 100}
     )
-    joined = await players.expect("joined")
+    joined = await players.expect("joined", max(120, args.players / 20))
     print(f"{joined} players joined in {players.seen.pop('seconds'):.1f} s (half on each instance), "
           f"{players.seen.pop('failed')} failed")  # fmt: skip
     redis = aioredis.Redis.from_url(redis_url)

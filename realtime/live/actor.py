@@ -22,6 +22,9 @@ import uuid
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import RedisError
+
+from lms.aio import raise_if_cancelling
 from lms.db import DatabaseError
 from lms.live import queries, scoring
 from realtime.live import machine
@@ -63,6 +66,7 @@ log = logging.getLogger(__name__)
 PRESENCE_CHECK_MS = 1000
 PRESENCE_FULL_CHECK_MS = 5000
 PERSIST_RETRY_MS = 2000
+STEP_RETRY_SECONDS = 0.2
 
 
 class LeaseLost(Exception):
@@ -124,7 +128,14 @@ class SessionActor:
                         raise LeaseLost
                     log.info("live session %s: handing over (%s)", self.session_id, self.stop_requested)
                     return
-                await self._step()
+                try:
+                    await self._step()
+                except (RedisError, OSError) as err:
+                    # A slow or restarting Redis costs a pause, not the session: what the machine
+                    # applied stays in memory, and the step's writes and events go with the next commit.
+                    raise_if_cancelling(err)
+                    log.warning("live session %s: Redis failed during a step (%s); retrying", self.session_id, err)
+                    await asyncio.sleep(STEP_RETRY_SECONDS)
         except LeaseLost:
             log.warning("live session %s: lease lost; another instance owns it now", self.session_id)
         finally:
@@ -133,6 +144,8 @@ class SessionActor:
 
     async def _step(self) -> None:
         s = self.s
+        if s.closing is not None:  # the last step failed while closing a question's gate: finish that first
+            await self._apply(await self._close_gate(s.question_index))
         wait = machine.wake_in(s, self._clock(self.now.ms))
         messages = await self.store.read_mailbox(self.keys, s.mailbox_id, block_ms=wait)
         index = s.question_index if s.state == State.QUESTION else -1
