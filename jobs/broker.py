@@ -32,7 +32,9 @@ from jobs.resources import ResourceHolder
 from jobs.retry import RetryMiddleware, RetryPolicy
 from jobs.streams import StreamBroker
 from jobs.tasks import all_specs
+from jobs.telemetry import TelemetryMiddleware
 from lms.config import Settings, load_config
+from lms.metrics import Metrics
 
 CONSUMER_GROUP = "workers"
 
@@ -72,11 +74,15 @@ def _labels(config: Settings, spec: JobSpec) -> dict[str, Any]:
 
 
 def _equip(broker: AsyncBroker, config: Settings, holder: ResourceHolder, specs: dict[str, JobSpec]) -> None:
-    """Tasks, the retry middleware and the worker resources' lifecycle."""
+    """Tasks, the retry and telemetry middlewares and the worker resources' lifecycle."""
     policy = RetryPolicy.from_settings(config.jobs)
     for spec in specs.values():
         broker.register_task(spec.fn, task_name=spec.name, **_labels(config, spec))
-    broker.add_middlewares(RetryMiddleware(specs, policy, holder))
+    # Telemetry after retry: errors reach it first (Taskiq calls on_error in
+    # reverse), so a failure is recorded even if writing its dead letter fails.
+    broker.add_middlewares(
+        RetryMiddleware(specs, policy, holder), TelemetryMiddleware(holder.metrics.jobs, specs)
+    )
     broker.state.retry_policy = policy
 
     async def open_resources(state: TaskiqState) -> None:
@@ -90,11 +96,11 @@ def _equip(broker: AsyncBroker, config: Settings, holder: ResourceHolder, specs:
 
 
 def build_brokers(
-    config: Settings, queues: Iterable[Queue] = QUEUES, *, consumer: str | None = None
+    config: Settings, queues: Iterable[Queue] = QUEUES, *, consumer: str | None = None, metrics: Metrics | None = None
 ) -> dict[Queue, StreamBroker]:
-    """One broker per queue, sharing one set of worker resources."""
+    """One broker per queue, sharing one set of worker resources (and the process's metrics)."""
     specs = all_specs()
-    holder = ResourceHolder(config)
+    holder = ResourceHolder(config, metrics or Metrics())
     prefix = consumer or consumer_prefix()
     brokers: dict[Queue, StreamBroker] = {}
     for queue in queues:
@@ -106,12 +112,13 @@ def build_brokers(
     return brokers
 
 
-def build_producer(config: Settings) -> StreamBroker:
+def build_producer(config: Settings, metrics: Metrics | None = None) -> StreamBroker:
     """A broker that only kicks (web app, scheduler): it serves no queue of its own."""
     broker = _stream_broker(config, streams=[stream_name(config, "default")], consumer=consumer_prefix())
     specs = all_specs()
     for spec in specs.values():
         broker.register_task(spec.fn, task_name=spec.name, **_labels(config, spec))
+    broker.add_middlewares(TelemetryMiddleware((metrics or Metrics()).jobs, specs))
     return broker
 
 
@@ -171,9 +178,9 @@ class InlineBroker(InMemoryBroker):
         await super().shutdown()
 
 
-def build_inline_broker(config: Settings) -> InlineBroker:
+def build_inline_broker(config: Settings, metrics: Metrics | None = None) -> InlineBroker:
     specs = all_specs()
-    holder = ResourceHolder(config)
+    holder = ResourceHolder(config, metrics or Metrics())
     broker = InlineBroker()
     _equip(broker, config, holder, specs)
     holder.jobs = InlineJobQueue(broker, specs)
@@ -185,7 +192,7 @@ def broker() -> StreamBroker:
     config = load_config()
     streams = [stream_name(config, q) for q in QUEUES]
     specs = all_specs()
-    holder = ResourceHolder(config)
+    holder = ResourceHolder(config, Metrics())
     result = _stream_broker(config, streams=streams, consumer=consumer_prefix())
     _equip(result, config, holder, specs)
     holder.jobs = BrokerJobQueue(result, specs)

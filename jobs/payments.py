@@ -26,7 +26,10 @@ tasks = TaskTable()
 
 
 def effects(res: Resources) -> Effects:
-    return Effects(config=res.config, jobs=res.jobs, notifier=res.emitter, events=EmittedEvents(res.emitter))
+    return Effects(
+        config=res.config, jobs=res.jobs, notifier=res.emitter, events=EmittedEvents(res.emitter),
+        metrics=res.metrics.payments,
+    )  # fmt: skip
 
 
 @tasks.task("settle_payment_events", timeout_seconds=300)
@@ -58,4 +61,13 @@ async def settle_payment_events(event_ids: list[str], res: Resources = TaskiqDep
 @tasks.task("reconcile_payments", schedule="reconcile_payments_cron", timeout_seconds=900)
 async def reconcile_payments(res: Resources = TaskiqDepends(resources)) -> dict[str, Any]:
     """Settle lost webhook events and long-pending payments from the gateways' APIs."""
-    return asdict(await reconcile(res.db, effects(res)))
+    counted = res.metrics.payments
+    try:
+        report = asdict(await reconcile(res.db, effects(res)))
+    except BaseException:
+        counted.reconciliations.labels("failed").inc()
+        raise
+    counted.reconciliations.labels("ok").inc()
+    for kind, n in report.items():
+        counted.reconciled.labels(kind).inc(n)
+    return report

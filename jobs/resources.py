@@ -16,6 +16,7 @@ from lms.jobqueue import JobQueue
 from lms.mail.service import Mailer
 from lms.mail.templates import Renderer
 from lms.mail.transport import make_transport
+from lms.metrics import Metrics
 from lms.storage import Storage, open_storage
 from realtime.emitter import Emitter
 
@@ -36,9 +37,11 @@ class Resources:
     # (started on the first certificate, so workers that render none pay nothing).
     storage: Storage
     pdf: PdfRenderer
+    # The process's metrics: what tasks count themselves (payments' settlement latency).
+    metrics: Metrics
 
 
-async def open_resources(config: Settings, jobs: JobQueue) -> Resources:
+async def open_resources(config: Settings, jobs: JobQueue, metrics: Metrics | None = None) -> Resources:
     from lms.app import redis_client  # the web app's own client settings
 
     db = await Database.connect(
@@ -60,8 +63,9 @@ async def open_resources(config: Settings, jobs: JobQueue) -> Resources:
     storage = await open_storage(config.storage)
     pdf = PdfRenderer(config.certificates.render_processes, config.certificates.render_timeout_seconds)
     return Resources(
-        config=config, db=db, redis=redis, mailer=mailer, jobs=jobs, emitter=emitter, storage=storage, pdf=pdf
-    )
+        config=config, db=db, redis=redis, mailer=mailer, jobs=jobs, emitter=emitter, storage=storage, pdf=pdf,
+        metrics=metrics or Metrics(),
+    )  # fmt: skip
 
 
 async def close_resources(resources: Resources) -> None:
@@ -78,8 +82,9 @@ class ResourceHolder:
     The first broker's start-up opens them, the last one's shutdown closes them.
     """
 
-    def __init__(self, config: Settings) -> None:
+    def __init__(self, config: Settings, metrics: Metrics) -> None:
         self.config = config
+        self.metrics = metrics
         self.jobs: JobQueue | None = None
         self._resources: Resources | None = None
         self._users = 0
@@ -95,7 +100,7 @@ class ResourceHolder:
         async with self._lock:
             if self._resources is None:
                 assert self.jobs is not None, "set ResourceHolder.jobs before starting the brokers"
-                self._resources = await open_resources(self.config, self.jobs)
+                self._resources = await open_resources(self.config, self.jobs, self.metrics)
                 log.debug("worker resources open")
             self._users += 1
             return self._resources

@@ -91,6 +91,7 @@ class RetryMiddleware(TaskiqMiddleware):
             # no dead letter and no acknowledgement; the message was handed back.
             raise exception
         spec = self.specs.get(message.task_name)
+        task = message.task_name if spec is not None else "unknown"
         retries = retries_of(message)
         transient = spec is not None and isinstance(exception, spec.transient_errors)
         if transient and retries < self.policy.max_retries:
@@ -99,6 +100,7 @@ class RetryMiddleware(TaskiqMiddleware):
             await broker.kick_later(self._retry_message(message, retries + 1), delay)
             # The failed run stores no result; the retry will.
             result.error = NoResultError()
+            self.holder.metrics.jobs.retried.labels(task).inc()
             log.warning(
                 "task %s (%s) failed: %s; retry %d of %d in %.1f s",
                 message.task_name, message.task_id, exception, retries + 1, self.policy.max_retries, delay,
@@ -106,7 +108,7 @@ class RetryMiddleware(TaskiqMiddleware):
             return
         reason = "exhausted" if transient else "permanent"
         async with self.holder.current.db.transaction() as conn:
-            await deadletter.record(
+            recorded = await deadletter.record(
                 conn,
                 task_id=message.task_id,
                 task_name=message.task_name,
@@ -118,9 +120,13 @@ class RetryMiddleware(TaskiqMiddleware):
                 error=exception,
                 attempts=retries + 1,
             )
+        if recorded:  # not a redelivery of a task already dead-lettered
+            self.holder.metrics.jobs.dead_lettered.labels(task, reason).inc()
+        # With its traceback: error tracking reports this, once per task.
         log.error(
             "task %s (%s) dead-lettered (%s) after %d attempt(s): %s: %s",
             message.task_name, message.task_id, reason, retries + 1, type(exception).__name__, exception,
+            exc_info=exception,
         )  # fmt: skip
 
     def _retry_message(self, message: TaskiqMessage, retries: int) -> BrokerMessage:

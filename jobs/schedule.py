@@ -23,6 +23,7 @@ from taskiq.schedule_sources import LabelScheduleSource
 
 from jobs.broker import build_producer
 from lms.config import Settings, load_config
+from lms.metrics import Metrics, serve_metrics
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +51,10 @@ class OncePerTickSource(LabelScheduleSource):
         await super().shutdown()
 
 
-def build_scheduler(config: Settings) -> TaskiqScheduler:
+def build_scheduler(config: Settings, metrics: Metrics | None = None) -> TaskiqScheduler:
     from lms.app import redis_client
 
-    broker = build_producer(config)
+    broker = build_producer(config, metrics)
     broker.is_scheduler_process = True
     redis = redis_client(config.redis.url, config.redis.socket_timeout_seconds)
     return TaskiqScheduler(broker, sources=[OncePerTickSource(broker, redis, config.jobs.stream_prefix)])
@@ -64,8 +65,12 @@ def scheduler() -> TaskiqScheduler:
     return build_scheduler(load_config())
 
 
-async def run_scheduler(config: Settings) -> int:
-    sched = build_scheduler(config)
+async def run_scheduler(config: Settings, metrics_port: int = 0) -> int:
+    metrics = Metrics()
+    sched = build_scheduler(config, metrics)
+    metrics_server = None
+    if metrics_port:
+        metrics_server = await serve_metrics(metrics, config.metrics.process_host, metrics_port)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -87,6 +92,8 @@ async def run_scheduler(config: Settings) -> int:
     await sched.shutdown()
     for source in sched.sources:
         await source.shutdown()
+    if metrics_server is not None:
+        await metrics_server.cleanup()
     if ticking in done and ticking.exception() is not None:
         log.error("the scheduler loop failed", exc_info=ticking.exception())
         return 1

@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from jobs.broker import build_inline_broker, build_producer
+from jobs.broker import CONSUMER_GROUP, build_inline_broker, build_producer
 from jobs.queue import BrokerJobQueue, InlineJobQueue
 from jobs.tasks import all_specs
-from lms.appkeys import CONFIG
+from jobs.telemetry import report_queues
+from lms.appkeys import CONFIG, METRICS, REDIS
 from lms.jobqueue import JOBS
 
 log = logging.getLogger(__name__)
@@ -26,14 +27,16 @@ async def jobs_ctx(app: web.Application) -> AsyncIterator[None]:
     Redis at start-up is logged, not fatal (kicks fail until it is back).
     """
     config = app[CONFIG]
+    metrics = app[METRICS]
     if config.jobs.mode == "inline":
-        inline = build_inline_broker(config)
+        inline = build_inline_broker(config, metrics)
         await inline.startup()
         app[JOBS] = InlineJobQueue(inline, all_specs())
         yield
         await inline.shutdown()
         return
-    broker = build_producer(config)
+    broker = build_producer(config, metrics)
+    report_queues(metrics, app[REDIS], config, CONSUMER_GROUP)
     try:
         await broker.startup()
     except (RedisError, OSError) as err:

@@ -31,10 +31,12 @@ from taskiq import AckableMessage
 from taskiq.acks import AcknowledgeType
 from taskiq.receiver import Receiver
 
-from jobs.broker import build_brokers, concurrency
+from jobs.broker import CONSUMER_GROUP, build_brokers, concurrency
 from jobs.registry import QUEUES, Queue
 from jobs.streams import StreamBroker, StreamMessage
+from jobs.telemetry import report_queues
 from lms.config import Settings
+from lms.metrics import Metrics, serve_metrics
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +99,10 @@ class QueueConsumer:
                     await self.broker.requeue(message, REQUEUE_AFTER_CRASH_SECONDS)
 
 
-async def run_worker(config: Settings, queues: Iterable[Queue] = QUEUES) -> int:
+async def run_worker(config: Settings, queues: Iterable[Queue] = QUEUES, metrics_port: int = 0) -> int:
     queues = tuple(queues)
-    brokers = build_brokers(config, queues)
+    metrics = Metrics()
+    brokers = build_brokers(config, queues, metrics=metrics)
     consumers = [QueueConsumer(q, b, concurrency(config, q)) for q, b in brokers.items()]
     stopping = asyncio.Event()
     hurry = asyncio.Event()
@@ -119,6 +122,10 @@ async def run_worker(config: Settings, queues: Iterable[Queue] = QUEUES) -> int:
     for broker in brokers.values():
         broker.is_worker_process = True
         await broker.startup()
+    metrics_server = None
+    if metrics_port:
+        report_queues(metrics, next(iter(brokers.values())).redis, config, CONSUMER_GROUP)
+        metrics_server = await serve_metrics(metrics, config.metrics.process_host, metrics_port)
     log.info(
         "worker ready: queues %s, pid %d, consumer %s",
         ", ".join(f"{c.queue} ({c.limit})" for c in consumers),
@@ -158,15 +165,17 @@ async def run_worker(config: Settings, queues: Iterable[Queue] = QUEUES) -> int:
             await asyncio.wait_for(broker.shutdown(), remaining)
         except (TimeoutError, RedisError, OSError) as err:
             log.warning("closing the broker failed or took too long (%s)", err or type(err).__name__)
+    if metrics_server is not None:
+        await metrics_server.cleanup()
     log.info("worker stopped")
     return 0
 
 
-def serve_worker(config: Settings, queues: Iterable[Queue] = QUEUES) -> int:
+def serve_worker(config: Settings, queues: Iterable[Queue] = QUEUES, metrics_port: int = 0) -> int:
     """Run the worker in a fresh event loop; returns the exit status."""
     loop = asyncio.new_event_loop()
     try:
-        return loop.run_until_complete(run_worker(config, queues))
+        return loop.run_until_complete(run_worker(config, queues, metrics_port))
     finally:
         # Tasks stopped past the grace period had a moment to unwind; the
         # process does not wait for one that will not.

@@ -69,6 +69,7 @@ def create_app(config: Settings) -> web.Application:
     app.cleanup_ctx.append(jobs_ctx)
     app.cleanup_ctx.append(payments.payments_ctx)  # needs the database and the job queue
     setup_routes(app)
+    system.setup_dependency_metrics(app)
     setup_templates(app)
     # Socket.IO and the live pages; imported here like jobs: lms does not
     # depend on realtime at import time.

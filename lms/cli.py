@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import hashlib
 import json
 import logging
 import os
@@ -117,12 +118,19 @@ def migrate(args: argparse.Namespace, config: Settings) -> int:
     return 0
 
 
+def _metrics_port_argument(p: argparse.ArgumentParser, setting: str) -> None:
+    p.add_argument(
+        "--metrics-port", type=int, help=f"serve /metrics on this port (default: metrics.{setting}; 0: not served)"
+    )
+
+
 def _worker_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--queues",
         default="emails,default,slow",
         help="comma-separated queues to serve (default: all: emails, default, slow)",
     )
+    _metrics_port_argument(p, "worker_port")
 
 
 @command("worker", "run background jobs (Taskiq worker on the Redis streams)", _worker_arguments)
@@ -134,14 +142,20 @@ def worker(args: argparse.Namespace, config: Settings) -> int:
     unknown = sorted(set(queues) - set(QUEUES))
     if unknown or not queues:
         return fail(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(QUEUES)}", 2)
-    return serve_worker(config, [q for q in QUEUES if q in queues])
+    port = config.metrics.worker_port if args.metrics_port is None else args.metrics_port
+    return serve_worker(config, [q for q in QUEUES if q in queues], metrics_port=port)
 
 
-@command("scheduler", "kick the cron-scheduled jobs (weekly report, reminders, cleanup)")
+@command(
+    "scheduler",
+    "kick the cron-scheduled jobs (weekly report, reminders, cleanup)",
+    lambda p: _metrics_port_argument(p, "scheduler_port"),
+)
 def scheduler(args: argparse.Namespace, config: Settings) -> int:
     from jobs.schedule import run_scheduler
 
-    return asyncio.run(run_scheduler(config))
+    port = config.metrics.scheduler_port if args.metrics_port is None else args.metrics_port
+    return asyncio.run(run_scheduler(config, metrics_port=port))
 
 
 # --- jobs: the task registry by hand -------------------------------------------
@@ -229,16 +243,37 @@ def assets(args: argparse.Namespace, config: Settings) -> int:
     return 0 if install_assets(force=True) else 1
 
 
-def install_assets(force: bool = False, output: Path | None = None) -> bool:
-    """``npm ci`` in the installed package's ``assets`` folder; npm's output to ``output`` if given."""
-    if (ASSETS_DIR / "node_modules").is_dir() and not force:
+ASSETS_STAMP = "node_modules/.lms-installed-lock"
+
+
+def _lock_digest() -> str:
+    return hashlib.sha256((ASSETS_DIR / "package-lock.json").read_bytes()).hexdigest()
+
+
+def assets_current(dev: bool = False) -> bool:
+    """node_modules holds today's package-lock.json (with the dev packages, if asked): a changed lock needs npm ci."""
+    stamp = ASSETS_DIR / ASSETS_STAMP
+    if not stamp.is_file():
+        return False
+    digest, _, kind = stamp.read_text().partition(" ")
+    return digest == _lock_digest() and (kind == "dev" or not dev)
+
+
+def install_assets(force: bool = False, output: Path | None = None, dev: bool = False) -> bool:
+    """``npm ci`` in the installed package's ``assets`` folder unless it is current; npm's output to ``output``.
+
+    ``dev`` adds the packages the tests and benchmarks drive browsers and
+    websockets with (playwright-core, ws). npm ci empties node_modules first,
+    so the stamp written after it always describes what is there.
+    """
+    if not force and assets_current(dev):
         return True
     npm = shutil.which("npm")
     if npm is None:
         log.warning("npm is not installed: the docs and live pages will lack their browser libraries")
         return False
     log.info("installing browser libraries with npm ci in %s", ASSETS_DIR)
-    argv = [npm, "ci", "--no-audit", "--no-fund", "--omit=dev"]
+    argv = [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error", *([] if dev else ["--omit=dev"])]
     if output is None:
         result = subprocess.run(argv, cwd=ASSETS_DIR, check=False)
     else:
@@ -247,7 +282,9 @@ def install_assets(force: bool = False, output: Path | None = None) -> bool:
             result = subprocess.run(argv, cwd=ASSETS_DIR, stdout=sink, stderr=subprocess.STDOUT, check=False)
     if result.returncode != 0:
         log.warning("npm ci failed (exit %s)%s", result.returncode, f"; see {output}" if output else "")
-    return result.returncode == 0
+        return False
+    (ASSETS_DIR / ASSETS_STAMP).write_text(f"{_lock_digest()} {'dev' if dev else 'runtime'}")
+    return True
 
 
 def _create_admin_arguments(p: argparse.ArgumentParser) -> None:
@@ -428,6 +465,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(f"configuration error: {err}", 2)
     setup_logging(config.log_level, config.log_json, args.log_file)
     try:
+        if args.command != "up":  # `lms up` starts processes that set up their own
+            from lms.telemetry import setup_telemetry
+
+            setup_telemetry(config, args.command)
         return COMMANDS[args.command][1](args, config)
     except KeyboardInterrupt:
         return 130

@@ -226,6 +226,41 @@ class MetricsSettings(Section):
     enabled: bool = True
     # Empty: anyone may read /metrics. Otherwise addresses or CIDR networks.
     allow_from: tuple[str, ...] = ()
+    # `lms worker` and `lms scheduler` serve their own /metrics on this
+    # address and these ports (0: not served). `lms up` runs both on one
+    # machine, so they differ; `--metrics-port` overrides them per process.
+    process_host: str = "127.0.0.1"
+    worker_port: int = Field(default=0, ge=0, le=65535)
+    scheduler_port: int = Field(default=0, ge=0, le=65535)
+
+
+class SentrySettings(Section):
+    """Error tracking (lms/telemetry/errors.py): on when a DSN is set."""
+
+    dsn: SecretStr | None = secret()
+    # Default: the settings environment (dev, test, production).
+    environment: str | None = None
+
+
+class OtelSettings(Section):
+    """OpenTelemetry traces (lms/telemetry/tracing.py): off unless an OTLP endpoint is known."""
+
+    # OTLP/HTTP base URL (http://collector:4318); spans go to <it>/v1/traces.
+    exporter_otlp_endpoint: str | None = None
+    # Share of traces kept, decided where a trace starts (an HTTP request, a
+    # task sent from no trace); what follows keeps its parent's decision.
+    sample_ratio: float = Field(default=1.0, ge=0, le=1)
+    # Requests that start no trace (regular expressions on the path).
+    excluded_paths: tuple[str, ...] = ("^/metrics$", "^/api/v1/health$", "^/api/v1/ready$", "^/socket\\.io/")
+    # Set by load_config when the standard variables name an endpoint
+    # (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT; not
+    # with OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none): the exporter
+    # then reads them, and the other OTEL_* variables, itself.
+    standard_variables: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.exporter_otlp_endpoint) or self.standard_variables
 
 
 CRON_PATTERN = r"^\S+( \S+){4}$"
@@ -424,6 +459,8 @@ class Settings(Section):
     smtp: SmtpSettings = SmtpSettings()
     payments: PaymentSettings = PaymentSettings()
     metrics: MetricsSettings = MetricsSettings()
+    sentry: SentrySettings = SentrySettings()
+    otel: OtelSettings = OtelSettings()
     jobs: JobsSettings = JobsSettings()
     live: LiveSettings = LiveSettings()
     realtime: RealtimeSettings = RealtimeSettings()
@@ -472,6 +509,7 @@ def load_config(
     if overrides:
         _merge(data, _to_plain(overrides))
     data["env"] = env
+    data.setdefault("otel", {})["standard_variables"] = _standard_otel_endpoint(environ)
     data.setdefault("auth", {})
     if env != "production" and not data["auth"].get("secret_key"):
         data["auth"]["secret_key"] = INSECURE_DEV_SECRET
@@ -482,6 +520,15 @@ def load_config(
     if settings.is_production:
         _refuse_unsafe_production(settings)
     return settings
+
+
+def _standard_otel_endpoint(environ: Mapping[str, str]) -> bool:
+    """Whether OpenTelemetry's own variables ask for traces to be exported."""
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    if environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() in ("none", ""):
+        return False
+    return bool(environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
 
 
 def set_in_environment(section: str | None, key: str, environ: Mapping[str, str] | None = None) -> bool:

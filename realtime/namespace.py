@@ -49,6 +49,7 @@ from pydantic import BaseModel, ValidationError
 
 from lms.api.problems import RETRY_AFTER_SECONDS, ServiceUnavailable, Unauthorized
 from lms.auth.guards import Principal, principal_from_token
+from lms.logs import bind_log_context
 from realtime import protocol
 from realtime.context import Realtime
 from realtime.protocol import Ack, EventError
@@ -133,6 +134,13 @@ class EventNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         """The state of a connection just accepted."""
         return Client(principal, float(self.rt.config.event_burst), time.monotonic())
 
+    def log_context(self, conn: Any) -> None:
+        """Fields every log line of this event's task carries (lms.logs)."""
+        bind_log_context(user_id=str(conn.principal.id) if conn.principal is not None else None)
+
+    def handled(self, event: str, outcome: str) -> None:
+        """An event was answered (``outcome``: ``ok`` or the error code): the namespace's own counters."""
+
     async def joined(self, sid: str, conn: Any) -> None:
         """The connection was accepted (rooms, presence)."""
 
@@ -158,6 +166,7 @@ class EventNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             conn = await self.connection(sid)
             if conn is None:
                 raise EventError(protocol.UNAUTHORIZED, f"Not connected to {self.namespace}.")
+            self.log_context(conn)  # this event's own task: nothing to undo
             self._take_token(conn)
             if spec is None:
                 raise EventError(protocol.UNKNOWN_EVENT, f"No event {str(event)[:64]!r} on {self.namespace}.")
@@ -169,14 +178,18 @@ class EventNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 raise EventError(protocol.INVALID_PAYLOAD, protocol.describe(err)) from err
             ack = await spec.handler(sid, conn, payload)
         except EventError as err:
-            self.rt.metrics.events_in.labels(self.namespace, label, err.code).inc()
+            self._count(label, err.code)
             return protocol.failure(err.code, err.message)
         except Exception:
             log.exception("%s %s failed", self.namespace, label)
-            self.rt.metrics.events_in.labels(self.namespace, label, protocol.INTERNAL_ERROR).inc()
+            self._count(label, protocol.INTERNAL_ERROR)
             return protocol.failure(protocol.INTERNAL_ERROR, "Something went wrong; try again.")
-        self.rt.metrics.events_in.labels(self.namespace, label, "ok").inc()
+        self._count(label, "ok")
         return ack
+
+    def _count(self, label: str, outcome: str) -> None:
+        self.rt.metrics.events_in.labels(self.namespace, label, outcome).inc()
+        self.handled(label, outcome)
 
     def _take_token(self, conn: Connection) -> None:
         config = self.rt.config
@@ -203,7 +216,7 @@ class EventNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         principal = None
         if token is not None or self.auth_required:
             if not isinstance(token, str) or not token:
-                self.rt.metrics.connections.labels(self.namespace, "refused").inc()
+                self.rt.metrics.refused(self.namespace, "no_token" if token is None else "bad_token")
                 raise socketio.exceptions.ConnectionRefusedError(
                     "Send an access token: io(url, {auth: {token: '<access token>'}})."
                 )
@@ -214,28 +227,28 @@ class EventNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             await self.joined(sid, conn)
         except Exception as err:
             log.exception("%s: setting up a connection failed", self.namespace)
-            self.rt.metrics.connections.labels(self.namespace, "error").inc()
+            self.rt.metrics.refused(self.namespace, "error")
             raise socketio.exceptions.ConnectionRefusedError("The server could not set up the connection.") from err
         self._schedule_expiry(sid, conn)
-        self.rt.metrics.connections.labels(self.namespace, "accepted").inc()
+        self.rt.metrics.accepted(self.namespace, self.rt.sio.transport(sid, namespace=self.namespace))
         return True
 
     async def _principal(self, token: str) -> Principal:
         try:
             return await principal_from_token(self.rt.app, token)
         except Unauthorized as err:
-            self.rt.metrics.connections.labels(self.namespace, "refused").inc()
+            self.rt.metrics.refused(self.namespace, "bad_token")
             raise socketio.exceptions.ConnectionRefusedError(err.detail or "Not signed in.") from err
         except ServiceUnavailable as err:  # not a bad token: the client keeps it and connects again
             log.warning("%s: token check unavailable: %s", self.namespace, err.__cause__)
-            self.rt.metrics.connections.labels(self.namespace, "error").inc()
+            self.rt.metrics.refused(self.namespace, "unavailable")
             raise socketio.exceptions.ConnectionRefusedError(
                 "The server cannot check the token right now; keep it and try again shortly.",
                 {"code": "unavailable", "retry_after": RETRY_AFTER_SECONDS},
             ) from err
         except Exception as err:  # database down: refuse, the client retries
             log.exception("%s: cannot check an access token", self.namespace)
-            self.rt.metrics.connections.labels(self.namespace, "error").inc()
+            self.rt.metrics.refused(self.namespace, "error")
             raise socketio.exceptions.ConnectionRefusedError(
                 "The server cannot check the token right now; try again."
             ) from err

@@ -46,3 +46,28 @@ def test_the_image_installs_the_built_wheel_not_the_source_tree() -> None:
 def test_long_running_services_have_health_checks() -> None:
     for name in ("postgres", "redis", "api-1", "api-2", "proxy", "minio", "mailpit"):
         assert "healthcheck" in COMPOSE["services"][name], name
+
+
+def test_prometheus_and_grafana_come_in_a_profile_provisioned_with_the_dashboard() -> None:
+    root = Path(__file__).resolve().parent.parent
+    services = COMPOSE["services"]
+    for name in ("prometheus", "grafana", "jaeger"):
+        assert services[name]["profiles"] == ["observability"], name
+    mounts = {volume.split(":")[1]: volume.split(":")[0] for volume in services["grafana"]["volumes"] if ":" in volume}
+    assert mounts["/var/lib/grafana/dashboards"] == "./config/grafana/dashboards"
+    assert (root / "config/grafana/dashboards/lms.json").is_file()
+    provisioning = root / mounts["/etc/grafana/provisioning"].removeprefix("./")
+    [datasource] = yaml.safe_load((provisioning / "datasources/prometheus.yml").read_text())["datasources"]
+    assert datasource["url"] == "http://prometheus:9090"
+    [provider] = yaml.safe_load((provisioning / "dashboards/lms.yml").read_text())["providers"]
+    assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+
+    # Prometheus scrapes every lms process where it serves /metrics.
+    config_file = next(v for v in services["prometheus"]["volumes"] if v.endswith("prometheus.yml:ro"))
+    scrape = yaml.safe_load((root / config_file.split(":")[0].removeprefix("./")).read_text())["scrape_configs"]
+    targets = {t for job in scrape for group in job["static_configs"] for t in group["targets"]}
+    environment = COMPOSE["x-lms"]["environment"]
+    port = environment["LMS_METRICS_WORKER_PORT"]
+    assert environment["LMS_METRICS_SCHEDULER_PORT"] == port
+    assert environment["LMS_METRICS_PROCESS_HOST"] == "0.0.0.0"  # noqa: S104 - inside its container
+    assert targets == {"api-1:8000", "api-2:8000", f"worker:{port}", f"scheduler:{port}"}

@@ -17,6 +17,7 @@ from aiohttp.typedefs import Handler, Middleware
 from lms.api.problems import BadRequest, PayloadTooLarge
 from lms.appkeys import CLIENT_IP, REQUEST_ID
 from lms.config import HttpSettings
+from lms.logs import bind_log_context, reset_log_context
 from lms.metrics import Metrics
 
 access_log = logging.getLogger("lms.access")
@@ -65,6 +66,9 @@ def request_context(metrics: Metrics, trusted_proxies: Sequence[str]) -> Middlew
         request_id = incoming if valid else secrets.token_hex(8)
         request[REQUEST_ID] = request_id
         request[CLIENT_IP] = client_ip(request.remote or "", request.headers.get("X-Forwarded-For"), trusted)
+        # Every record logged while serving this request carries its id (and
+        # the user id once a guard knows it: lms.auth.guards).
+        context = bind_log_context(request_id=request_id)
         started = time.perf_counter()
         status = 500
         try:
@@ -97,6 +101,7 @@ def request_context(metrics: Metrics, trusted_proxies: Sequence[str]) -> Middlew
                     "route": route,
                 },
             )
+            reset_log_context(context)
 
     return middleware
 

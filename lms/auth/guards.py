@@ -27,6 +27,7 @@ from lms.appkeys import CONFIG, DB, REDIS
 from lms.auth import redis_state
 from lms.auth.permissions import Permission, Role, has_permission
 from lms.auth.tokens import InvalidToken, TokenType, verify
+from lms.logs import bind_log_context
 from lms.users.queries import get_user
 
 log = logging.getLogger(__name__)
@@ -136,6 +137,7 @@ async def authenticate(request: web.Request) -> Principal:
         raise Unauthorized("Send an access token: Authorization: Bearer <token>.")
     principal = await principal_from_token(request.app, token)
     request[PRINCIPAL] = principal
+    bind_log_context(user_id=str(principal.id))  # undone with the request's own context
     return principal
 
 

@@ -12,7 +12,7 @@ from aiohttp import web
 from lms.api.endpoint import endpoint, path_uuid
 from lms.api.pagination import Page, PageQuery, page
 from lms.api.problems import BadRequest, NotFound, PayloadTooLarge
-from lms.appkeys import CONFIG, DB
+from lms.appkeys import CONFIG, DB, METRICS
 from lms.auth.guards import authenticated, current_user, require
 from lms.auth.permissions import Permission
 from lms.db import Row
@@ -218,16 +218,24 @@ async def raw_body(request: web.Request) -> bytes:
 
 
 async def receive(request: web.Request, gateway: str) -> dict[str, Any]:
-    body = await raw_body(request)
+    counted = request.app[METRICS].payments.webhooks
+    try:
+        body = await raw_body(request)
+    except PayloadTooLarge:
+        counted.labels(gateway, "too_large").inc()
+        raise
     config = request.app[CONFIG]
     try:
         event = intake.verify(gateway, config.payments, body, request.headers, request.query)
     except intake.GatewayDisabled:
+        counted.labels(gateway, "disabled").inc()
         raise NotFound(f"{gateway} webhooks are not enabled on this platform.") from None
     except intake.WebhookRefused as err:
         log.info("%s webhook refused: %s", gateway, err)
+        counted.labels(gateway, "refused").inc()
         raise BadRequest(f"Webhook refused: {err}.", type_slug="invalid-webhook") from None
     new = await request.app[RECORDER].record(event)
+    counted.labels(gateway, "accepted" if new else "duplicate").inc()
     return {"received": True, "duplicate": not new}
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -34,6 +34,7 @@ from lms.enrollments import queries as enrollment_queries
 from lms.enrollments.service import EventSink
 from lms.events import EnrollmentCreated
 from lms.jobqueue import JobQueue
+from lms.metrics import PaymentMetrics
 from lms.money import from_minor, money, to_minor
 from lms.payments import models, queries
 from lms.payments.outcomes import (
@@ -64,6 +65,8 @@ class Effects:
     jobs: JobQueue
     notifier: Notifier | None = None
     events: EventSink | None = None
+    # Where settlement latency is counted (the worker's registry).
+    metrics: PaymentMetrics | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,9 @@ async def settle_event(db: Database, effects: Effects, event_id: uuid.UUID) -> s
             change = interpret(event["gateway"], event["payload"])
             applied = await apply(conn, event["gateway"], change)
             await queries.finish_event(conn, event_id, payment_id=applied.payment_id, error=applied.note)
+            if effects.metrics is not None:
+                waited = (datetime.now(UTC) - event["received_at"]).total_seconds()
+                effects.metrics.settlement_seconds.labels(event["gateway"]).observe(max(0.0, waited))
     if applied.note and applied.note != "already processed":
         log.info("payment event %s (%s): %s", event_id, event["event_type"], applied.note)
     if applied.payment_id is not None:

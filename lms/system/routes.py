@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import time
 from typing import Any, Literal
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
 from lms import __version__
@@ -16,6 +17,7 @@ from lms.api.endpoint import endpoint
 from lms.api.openapi import build_openapi
 from lms.api.problems import Forbidden, NotFound, ServiceUnavailable
 from lms.appkeys import CLIENT_IP, CONFIG, DB, METRICS, REDIS
+from lms.metrics import Metrics
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -41,13 +43,33 @@ async def health(request: web.Request) -> dict[str, str]:
     return {"status": "ok"}
 
 
-async def _check(name: str, probe: Any) -> tuple[str, str]:
+async def _check(metrics: Metrics, name: str, probe: Any) -> tuple[str, str]:
+    started = time.perf_counter()
     try:
         await asyncio.wait_for(probe, READY_TIMEOUT_SECONDS)
     except Exception as err:  # any failure means "not ready"; the reason is reported
         log.warning("readiness: %s failed: %s", name, err)
+        metrics.ready_failures.labels(name).set(0)
         return name, f"unavailable: {type(err).__name__}"
+    metrics.ready_failures.labels(name).set(1)
+    metrics.dependency_latency.labels(name).set(time.perf_counter() - started)
     return name, "ok"
+
+
+async def check_dependencies(app: web.Application) -> dict[str, str]:
+    """Ask every dependency at once; ``lms_dependency_up`` and its latency follow the answers."""
+    probes = {"postgres": app[DB].ping(), "redis": app[REDIS].ping()}
+    probes.update({name: probe() for name, probe in app[READINESS_PROBES].items()})
+    return dict(await asyncio.gather(*(_check(app[METRICS], n, p) for n, p in probes.items())))
+
+
+def setup_dependency_metrics(app: web.Application) -> None:
+    """The readiness checks run before each scrape too, so the dependency gauges are fresh without a /ready call."""
+
+    async def refresh() -> None:
+        await check_dependencies(app)
+
+    app[METRICS].on_scrape(refresh)
 
 
 @routes.get("/api/v1/ready")
@@ -59,12 +81,7 @@ async def _check(name: str, probe: Any) -> tuple[str, str]:
     tags=["system"],
 )
 async def ready(request: web.Request) -> dict[str, Any]:
-    app = request.app
-    probes = {"postgres": app[DB].ping(), "redis": app[REDIS].ping()}
-    probes.update({name: probe() for name, probe in app[READINESS_PROBES].items()})
-    results = dict(await asyncio.gather(*(_check(n, p) for n, p in probes.items())))
-    for name, state in results.items():
-        app[METRICS].ready_failures.labels(name).set(1 if state == "ok" else 0)
+    results = await check_dependencies(request.app)
     failed = sorted(n for n, s in results.items() if s != "ok")
     if failed:
         raise ServiceUnavailable(f"Not ready: {', '.join(failed)} unavailable.", checks=results, failed=failed)
@@ -81,7 +98,7 @@ async def metrics(request: web.Request) -> web.Response:
         ip = ipaddress.ip_address(request[CLIENT_IP] or "0.0.0.0")  # noqa: S104 - an address to test, not to bind
         if not any(ip in ipaddress.ip_network(n, strict=False) for n in config.allow_from):
             raise Forbidden("Metrics are not served to this address.")
-    body = generate_latest(request.app[METRICS].registry)
+    body = await request.app[METRICS].render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

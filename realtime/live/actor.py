@@ -264,7 +264,10 @@ class SessionActor:
         unknown = [pid for pid in dict.fromkeys(arriving) if pid not in s.players]
         found = {pid: player_from(pid, info) for pid, info in (await self.store.players(self.keys, unknown)).items()}
         out: list[Message] = []
+        lag = self.rt.metrics.mailbox_lag_seconds
         for message_id, m in messages:
+            # A stream id is the Redis time it was posted at, in ms.
+            lag.observe(max(0, self.real_now - int(message_id.split("-", 1)[0])) / 1000)
             kind = m.get("t")
             pid = m.get("p", "")
             if kind in ("joined", "rejoined"):

@@ -31,6 +31,7 @@ from pydantic import Field, StrictInt
 from lms.appkeys import CLIENT_IP
 from lms.auth.guards import Principal
 from lms.config import Settings
+from lms.logs import bind_log_context
 from lms.quizzes.grading import MAX_CHOICES, MAX_SHORT_ANSWER_LENGTH
 from realtime.context import Realtime
 from realtime.fanout import RedisFanout, encode_event
@@ -158,6 +159,15 @@ class LiveNamespace(EventNamespace):
         # The manager removes a disconnected sid from its rooms itself.
         await self._leave_current(sid, conn, leave_rooms=False)
 
+    def log_context(self, conn: Peer) -> None:
+        # This event's own task: the fields go with it and no further.
+        user_id = str(conn.principal.id) if conn.principal is not None else None
+        bind_log_context(session_id=conn.session_id, user_id=user_id)
+
+    def handled(self, event: str, outcome: str) -> None:
+        if event == "submit_answer":
+            self.rt.metrics.live.answers.labels("accepted" if outcome == "ok" else outcome).inc()
+
     async def _leave_current(self, sid: str, peer: Peer, *, leave_rooms: bool = True) -> None:
         """Leave the session this connection was in (a player's last connection counts as leaving)."""
         if peer.session_id is None:
@@ -201,6 +211,7 @@ class LiveNamespace(EventNamespace):
 
     async def _state_to(self, sid: str, snapshot: dict[str, Any]) -> None:
         await self.emit("session_state", snapshot, to=sid, ignore_queue=True)
+        self.rt.metrics.events_out.labels(NAMESPACE, "session_state").inc()
 
     # -- client events --------------------------------------------------------
 
@@ -321,6 +332,7 @@ class LiveNamespace(EventNamespace):
         rooms = self.server.manager.rooms.get(NAMESPACE, {})
         if room(session_id) not in rooms:
             return  # nobody of this session here
+        started = time.perf_counter()
         players: dict[str, list[str]] | None = None
         for event in events:
             try:
@@ -331,6 +343,7 @@ class LiveNamespace(EventNamespace):
                 await self._deliver_one(session_id, event, rooms, players or {})
             except Exception:  # the next event still goes out
                 log.exception("/live: delivering %s failed", event.get("event") or event.get("op"))
+        self.rt.metrics.live.broadcast_seconds.observe(time.perf_counter() - started)
 
     async def _send(self, event: str, data: Any, name: str) -> None:
         """One event to this instance's clients in a room (or one sid), the frame encoded once.
@@ -345,6 +358,7 @@ class LiveNamespace(EventNamespace):
                 await manager.send_frame(encode_event(NAMESPACE, event, [data]), recipients)
         else:
             await self.emit(event, data, to=name, ignore_queue=True)
+        self.rt.metrics.events_out.labels(NAMESPACE, event).inc()
 
     async def _send_each(self, event: str, by_player: dict[str, Any], players: dict[str, list[str]]) -> None:
         """Each local player its own payload: one encoding per player, no room scan."""

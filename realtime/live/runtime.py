@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -33,11 +34,13 @@ from lms.aio import raise_if_cancelling
 from lms.config import Settings
 from lms.db import Database
 from lms.live import queries
+from lms.logs import bind_log_context
 from realtime.channels import Channels
 from realtime.live.actor import SessionActor, initial_gate, initial_snapshot
 from realtime.live.errors import LiveError
 from realtime.live.leases import LeaseKeeper
 from realtime.live.store import LiveStore
+from realtime.metrics import LiveMetrics
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +84,10 @@ class LiveRuntime:
         deliver: Deliver | None = None,
         local_players: LocalPlayers | None = None,
         instance_id: str | None = None,
+        metrics: LiveMetrics | None = None,
     ) -> None:
         self.config = config
+        self.metrics = metrics or LiveMetrics(CollectorRegistry())
         self.db = db
         self.redis = redis
         self.store = LiveStore(redis, config.live)
@@ -210,6 +215,7 @@ class LiveRuntime:
         self._start_leases()
 
         async def own() -> None:
+            bind_log_context(session_id=session_id)  # every record of this actor's task
             self.leases.hold(session_id, actor.keys.lease, actor.token)
             try:
                 await actor.run()
@@ -260,6 +266,7 @@ class LiveRuntime:
                     await self.store.release(self.store.keys(session_id), self.lease_token(session_id))
                 elif got:
                     self.takeovers += 1
+                    self.metrics.takeovers.inc()
                     log.info("live session %s: taken over by %s", session_id, self.instance_id)
                     self._run_actor(session_id)
         now_ms = int(time.time() * 1000)

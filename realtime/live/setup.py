@@ -14,15 +14,19 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from lms.appkeys import DB, METRICS
 from lms.config import Settings
+from lms.metrics import Metrics
 from realtime.context import Realtime
 from realtime.live import pages
 from realtime.live.guessing import PinGuesses
+from realtime.live.machine import State
 from realtime.live.namespace import LiveNamespace
 from realtime.live.runtime import LiveRuntime
 
 log = logging.getLogger(__name__)
 
 LIVE = web.AppKey("live_runtime", LiveRuntime)
+# The states a session goes through (realtime/live/machine.py); "starting" before its actor loaded it.
+SESSION_STATES = ("starting", *(state.value for state in State), "other")
 LIVE_NAMESPACE = web.AppKey("live_namespace", LiveNamespace)
 
 
@@ -48,6 +52,27 @@ def live_redis(config: Settings) -> Redis:
     return Redis.from_pool(pool)  # owns the pool: aclose() closes its connections
 
 
+def add_live_gauges(metrics: Metrics, runtime: LiveRuntime) -> None:
+    """Read from the actors this instance runs: summed over the instances, every open session counts once."""
+    metrics.add_gauges(
+        "lms_live_sessions_owned", "Live sessions whose actor runs on this instance",
+        lambda: [({}, float(len(runtime.actors)))],
+    )  # fmt: skip
+
+    def by_state() -> list[tuple[dict[str, str], float]]:
+        counts = dict.fromkeys(SESSION_STATES, 0)
+        for actor in list(runtime.owned.values()):
+            state = actor.snap.state.value if actor.snap is not None else "starting"
+            counts[state if state in counts else "other"] = counts.get(state, 0) + 1
+        return [({"state": state}, float(n)) for state, n in counts.items()]
+
+    metrics.add_gauges("lms_live_sessions", "Live sessions this instance runs, by state", by_state)
+    metrics.add_gauges(
+        "lms_live_players_connected", "Players connected to the live sessions this instance runs",
+        lambda: [({}, float(sum(len(a.snap.connected) for a in list(runtime.owned.values()) if a.snap)))],
+    )  # fmt: skip
+
+
 async def live_ctx(app: web.Application) -> AsyncIterator[None]:
     namespace = app[LIVE_NAMESPACE]
     redis = live_redis(namespace.config)
@@ -57,18 +82,12 @@ async def live_ctx(app: web.Application) -> AsyncIterator[None]:
         redis=redis,
         deliver=namespace.deliver,
         local_players=namespace.local_players,
+        metrics=namespace.rt.metrics.live,
     )
     namespace.runtime = runtime
     namespace.pin_guesses = PinGuesses(redis, namespace.config.live)
     app[LIVE] = runtime
-    app[METRICS].add_gauges(
-        "lms_live_sessions_owned", "Live sessions whose actor runs on this instance",
-        lambda: [({}, float(len(runtime.actors)))],
-    )  # fmt: skip
-    app[METRICS].add_gauges(
-        "lms_live_takeovers", "Live sessions this instance took over from a dead owner",
-        lambda: [({}, float(runtime.takeovers))],
-    )  # fmt: skip
+    add_live_gauges(app[METRICS], runtime)
     await runtime.start()
     log.info("live sessions: instance %s ready", runtime.instance_id)
     yield
