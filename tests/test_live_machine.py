@@ -306,3 +306,21 @@ def test_a_question_open_at_the_end_is_revealed_then_the_session_ends() -> None:
     snap, effects = transition(snap, Persisted(0, final=True), now)
     assert [e.event for e in effects if isinstance(e, Emit | EmitEach)] == ["session_ended", "final_result"]
     assert effects[-1] == Finished()
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    points=st.decimals(min_value=0, max_value=1000, places=3, allow_nan=False, allow_infinity=False),
+    limit=st.integers(min_value=1, max_value=600_000),
+    elapsed=st.integers(min_value=-1000, max_value=700_000),
+)
+def test_points_by_time_are_the_protocols_formula(points: Decimal, limit: int, elapsed: int) -> None:
+    """round(points × 1000 × (1 − elapsed / time_limit / 2)), halves up, elapsed clamped: exactly."""
+    from decimal import ROUND_HALF_UP
+
+    from lms.live.scoring import points_for
+
+    clamped = min(max(elapsed, 0), limit)
+    expected = (points * 1000 * (1 - Decimal(clamped) / Decimal(limit) / 2)).quantize(Decimal(1), ROUND_HALF_UP)
+    assert points_for(points, correct=True, elapsed_ms=elapsed, time_limit_ms=limit) == int(expected)
+    assert points_for(points, correct=False, elapsed_ms=elapsed, time_limit_ms=limit) == 0

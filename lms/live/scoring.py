@@ -61,7 +61,13 @@ def points_for(points: Decimal | int | float, *, correct: bool, elapsed_ms: int,
     if not correct:
         return 0
     elapsed = min(max(elapsed_ms, 0), time_limit_ms)
-    value = Decimal(str(points)) * 1000 * (1 - Decimal(elapsed) / Decimal(time_limit_ms) / 2)
+    milli = Decimal(str(points)) * 1000
+    if milli == milli.to_integral_value():
+        # Exact in integers, and what runs for every player of every question:
+        # round(milli × (2·limit − elapsed) / (2·limit)), halves up.
+        numerator, denominator = int(milli) * (2 * time_limit_ms - elapsed), 2 * time_limit_ms
+        return (2 * numerator + denominator) // (2 * denominator)
+    value = milli * (1 - Decimal(elapsed) / Decimal(time_limit_ms) / 2)
     return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 

@@ -22,6 +22,7 @@ import uuid
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from redis.exceptions import RedisError
 
 from lms.aio import raise_if_cancelling
@@ -356,7 +357,10 @@ class SessionActor:
             commands: list[list[Any]] = [["HSET", self.keys.gate, *[x for kv in gate.items() for x in kv]]]
             commands += self.commands
             if self.scores_changed:
-                changed = {pid: json.dumps(s.players[pid].scores()) for pid in self.scores_changed if pid in s.players}
+                players = s.players
+                changed = {
+                    pid: orjson.dumps(players[pid].scores()).decode() for pid in self.scores_changed if pid in players
+                }
                 commands += chunked_hset(self.keys.scores, changed)
             commands.append(["SET", self.keys.snap, s.encode(), "PX", ttl])
             commands += [["PEXPIRE", key, ttl] for key in self.keys.all_static() if key != self.keys.lease]

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+import orjson
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
@@ -324,7 +325,7 @@ class LiveStore:
         """Run the commands atomically if ``token`` still holds the lease; False when fenced off."""
         if not commands:
             return True
-        payload = json.dumps([[str(part) for part in command] for command in commands], separators=(",", ":"))
+        payload = orjson.dumps([[str(part) for part in command] for command in commands])
         return bool(await self._fenced(keys=[keys.lease], args=[token, payload]))
 
     async def load(self, keys: SessionKeys) -> OwnerState:
@@ -337,7 +338,7 @@ class LiveStore:
         return OwnerState(
             snap=json.loads(snap) if snap else None,
             players={_text(k): json.loads(v) for k, v in players.items()},
-            scores={_text(k): json.loads(v) for k, v in scores.items()},
+            scores={_text(k): orjson.loads(v) for k, v in scores.items()},
             kicked={_text(m) for m in kicked},
         )
 
@@ -370,7 +371,7 @@ class LiveStore:
         recorded = {}
         for pid, value in raw.items():
             stamp, _, answer = _text(value).partition(":")
-            recorded[_text(pid)] = RecordedAnswer(int(stamp), json.loads(answer))
+            recorded[_text(pid)] = RecordedAnswer(int(stamp), orjson.loads(answer))
         return recorded
 
     async def scored(self, keys: SessionKeys, question_index: int) -> dict[str, ScoredAnswer]:
