@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import unicodedata
 import uuid
 from pathlib import Path
 from typing import Any
@@ -422,4 +423,16 @@ def test_file_names_are_one_printable_component(text: str) -> None:
     except ValueError:
         return
     assert "/" not in name and "\\" not in name and name not in (".", "..") and 0 < len(name) <= 255
-    assert all(c.isprintable() or c == " " for c in name)
+    # Any letter, mark, number, symbol, punctuation or space (NBSP included); no control,
+    # format, unassigned or line-breaking character.
+    assert all(unicodedata.category(c)[0] in "LMNPSZ" and unicodedata.category(c) not in ("Zl", "Zp") for c in name)
+
+
+@pytest.mark.no_services
+def test_file_names_keep_wide_spaces_and_refuse_line_separators() -> None:
+    screenshot = "Screenshot 2026-12-02 at 10.00\u202fPM.png"
+    assert clean_filename(f"C:\\Users\\me\\{screenshot}") == screenshot
+    assert clean_filename("0\xa00.txt") == "0\xa00.txt"
+    for name in ("a\u2028b.txt", "a\u2029b.txt", "a\u202eb.txt", "a\rb.txt"):
+        with pytest.raises(ValueError, match="control or invisible"):
+            clean_filename(name)

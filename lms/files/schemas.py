@@ -14,8 +14,14 @@ from lms.api.pagination import PageQuery
 _FOLDER_SEGMENT = re.compile(r"[\w][\w .-]{0,63}")
 
 
+# Controls, invisible formatting, unassigned, and the line/paragraph separators
+# (U+2028/9) that some readers break a header on. Spaces of any width stay: macOS
+# names its screenshots with a narrow no-break space before "PM".
+_REFUSED_IN_NAMES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
 def _no_controls(value: str, what: str) -> str:
-    if any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn") for c in value):
+    if any(unicodedata.category(c) in _REFUSED_IN_NAMES for c in value):
         raise ValueError(f"{what} must not contain control or invisible characters (NUL included)")
     return value
 
