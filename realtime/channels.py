@@ -208,7 +208,7 @@ class Channels:
     # -- supervision ------------------------------------------------------------
 
     async def _watch(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.heartbeat_interval)
             try:
                 try:
@@ -242,7 +242,8 @@ class Channels:
     async def _relisten(self, old: asyncio.Task[None]) -> None:
         # The old listener's cleanup must not run after the new one subscribed.
         await asyncio.wait([old], timeout=STOP_TIMEOUT_SECONDS)
-        await self._listen()
+        if not self._stopping:  # stop() may have begun while the old one finished
+            await self._listen()
 
     def check(self) -> None:
         """Raise :class:`ListenerDown` unless this instance hears its channels."""

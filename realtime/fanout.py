@@ -400,7 +400,7 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
 
     def start(self) -> None:
         """Start the listener (python-socketio would wait for the first client) and the watchdog."""
-        if self.write_only:
+        if self.write_only or self._stopping:
             return
         self.initialize()
         self.server.manager_initialized = True
@@ -408,7 +408,7 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
         self._watchdog = asyncio.create_task(self._watch(), name="fanout-watchdog")
 
     async def _watch(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.heartbeat_interval)
             try:
                 await self.publish_raw(self._heartbeat)
@@ -419,7 +419,9 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
 
     def _supervise(self) -> None:
         listener = self.listener
-        if listener is None:
+        # Once stop() began nothing is restarted: a listener that ends now is meant to. (A
+        # watchdog can get here after its cancellation, e.g. when a publish in flight swallowed it.)
+        if listener is None or self._stopping:
             return
         reason = None
         if listener.done():
