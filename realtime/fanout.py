@@ -63,7 +63,7 @@ from socketio.async_pubsub_manager import AsyncPubSubManager
 
 from lms.aio import raise_if_cancelling
 from realtime.channels import sharded_pubsub
-from realtime.transport import can_write_directly
+from realtime.transport import can_write_directly, text_frame, write_frame
 
 log = logging.getLogger(__name__)
 
@@ -239,19 +239,14 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
         through python-socketio's queue and writer task otherwise.
         """
         eio_pkt = eio_packet.Packet(eio_packet.MESSAGE, encoded)
-        frame = "4" + encoded  # eio_pkt.encode() for a text message
+        frame = text_frame("4" + encoded)  # "4" + ...: eio_pkt.encode() for a text message
         sockets = self.server.eio.sockets
         queued = []
         for _, eio_sid in recipients:
             socket = sockets.get(eio_sid)
-            if socket is not None and can_write_directly(socket):
-                try:
-                    await socket.lms_ws.send_str(frame)
-                except (ConnectionError, RuntimeError):
-                    pass  # closing under us: the stock path decides
-                else:
-                    self.delivered_direct += 1
-                    continue
+            if socket is not None and can_write_directly(socket) and write_frame(socket, frame):
+                self.delivered_direct += 1
+                continue
             queued.append(asyncio.create_task(self.server._send_eio_packet(eio_sid, eio_pkt)))
         if queued:
             self.delivered_queued += len(queued)

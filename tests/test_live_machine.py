@@ -11,11 +11,12 @@ answers it recorded. After every step the invariants of the issue hold.
 from __future__ import annotations
 
 import itertools
+import math
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -314,13 +315,19 @@ def test_a_question_open_at_the_end_is_revealed_then_the_session_ends() -> None:
     limit=st.integers(min_value=1, max_value=600_000),
     elapsed=st.integers(min_value=-1000, max_value=700_000),
 )
+@example(points=Decimal("102.512"), limit=102512, elapsed=11787)  # exactly 96618.5: rounds up
 def test_points_by_time_are_the_protocols_formula(points: Decimal, limit: int, elapsed: int) -> None:
-    """round(points × 1000 × (1 − elapsed / time_limit / 2)), halves up, elapsed clamped: exactly."""
-    from decimal import ROUND_HALF_UP
+    """round(points × 1000 × (1 − elapsed / time_limit / 2)), halves up, elapsed clamped: exactly.
+
+    The reference is exact rational arithmetic: a Decimal quotient is rounded to 28 digits and
+    turned 96618.5 into 96618.4999… (found by this test)."""
+    from fractions import Fraction
 
     from lms.live.scoring import points_for
 
     clamped = min(max(elapsed, 0), limit)
-    expected = (points * 1000 * (1 - Decimal(clamped) / Decimal(limit) / 2)).quantize(Decimal(1), ROUND_HALF_UP)
-    assert points_for(points, correct=True, elapsed_ms=elapsed, time_limit_ms=limit) == int(expected)
+    exact = Fraction(points) * 1000 * (1 - Fraction(clamped, limit) / 2)
+    assert points_for(points, correct=True, elapsed_ms=elapsed, time_limit_ms=limit) == math.floor(
+        exact + Fraction(1, 2)
+    )
     assert points_for(points, correct=False, elapsed_ms=elapsed, time_limit_ms=limit) == 0

@@ -147,6 +147,15 @@ class TurnBatch(Generic[T, R]):
                 future.set_result(result)
 
 
+def _answer_json(answer: Any) -> bytes | str:
+    """The answer as the script stores it: orjson (the profile's top Python item on the answer path was
+    stdlib json here); json for what orjson refuses (a lone surrogate), escaped as before."""
+    try:
+        return orjson.dumps(answer)
+    except orjson.JSONEncodeError:
+        return json.dumps(answer, separators=(",", ":"))
+
+
 class LiveStore:
     def __init__(self, redis: Redis, config: LiveSettings) -> None:
         self.redis = redis
@@ -180,7 +189,7 @@ class LiveStore:
     async def submit_answer(self, keys: SessionKeys, player_id: str, question_index: int, answer: Any) -> int:
         """Record the answer once; returns when Redis accepted it (epoch ms) or raises :class:`LiveError`."""
         args = [
-            keys.base, player_id, question_index, json.dumps(answer, separators=(",", ":")),
+            keys.base, player_id, question_index, _answer_json(answer),
             self.config.answer_grace_ms, self.test_clock, self.ttl_ms, MAX_SHORT_ANSWER_LENGTH,
         ]  # fmt: skip
         result = await self._answers(([keys.gate, keys.kicked, keys.clock], args))
