@@ -1,6 +1,11 @@
 """Socket.IO fan-out: one room of N clients split across two `lms serve` instances.
 
-    python -m bench.fanout [--clients 1000 5000] [--rate 2] [--messages 20] [--size 400] [--stock]
+    python -m bench.fanout [--clients 1000 5000] [--rate 2] [--messages 20] [--size 400] [--stock | --direct]
+
+Each N is measured twice in the same run, with the platform's delivery and
+with stock python-socketio's (``realtime.direct_broadcast`` off) as the
+reference, so the ratio holds on a noisy machine (``--direct``/``--stock``:
+only one of them).
 
 For each N: embedded PostgreSQL and Redis, two fresh `lms serve` processes,
 N websocket clients (bench/fanout_clients.js: Node speaking the Socket.IO
@@ -143,9 +148,9 @@ class Clients:
         self.process.wait()
 
 
-async def run_one(p: Platform, n: int, args: argparse.Namespace) -> dict[str, Any]:
+async def run_one(p: Platform, n: int, args: argparse.Namespace, *, stock: bool) -> dict[str, Any]:
     email, course_id = await seed(p.database_url)
-    env = SERVER_ENV | ({"LMS_REALTIME_DIRECT_BROADCAST": "false"} if args.stock else {})
+    env = SERVER_ENV | ({"LMS_REALTIME_DIRECT_BROADCAST": "false"} if stock else {})
     urls = [p.serve(**env), p.serve(**env)]
     pids = [s.pid for s in p.servers[-2:]]
     p.serve(**env)  # the bystander: nobody connects to it
@@ -211,6 +216,7 @@ async def run_one(p: Platform, n: int, args: argparse.Namespace) -> dict[str, An
     frame = frame_bytes(pad)
     return {
         "n": n,
+        "delivery": "python-socketio stock" if stock else "direct websocket writes",
         "connect_seconds": connected["seconds"],
         "frame_bytes": frame,
         "messages": report["messages"],
@@ -253,7 +259,8 @@ def summarize(result: dict[str, Any]) -> str:
         return f"{statistics.median(values):7.1f} ms (worst {max(values):7.1f})"
 
     lines = [
-        f"N = {result['n']:,} clients (two instances), {len(messages)} broadcasts of {result['frame_bytes']} bytes, "
+        f"[{result['delivery']}] N = {result['n']:,} clients (two instances), "
+        f"{len(messages)} broadcasts of {result['frame_bytes']} bytes, "
         f"{result['deliveries']:,}/{result['expected']:,} deliveries; connected in {result['connect_seconds']:.1f} s",
         f"  latency first  {stat('first')}",
         f"  latency p50    {stat('p50')}",
@@ -277,21 +284,26 @@ async def main() -> None:
     parser.add_argument("--messages", type=int, default=20, help="broadcasts measured per N")
     parser.add_argument("--size", type=int, default=400, help="approximate frame size in bytes")
     parser.add_argument("--json", action="store_true", help="also print the raw results as JSON")
-    parser.add_argument(
-        "--stock", action="store_true", help="python-socketio's own delivery (realtime.direct_broadcast off)"
-    )
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--stock", action="store_true", help="only python-socketio's own delivery (the reference)")
+    only.add_argument("--direct", action="store_true", help="only the platform's delivery, no reference")
     args = parser.parse_args()
     if shutil.which("node") is None:
         sys.exit("needs node (Node 18 or later) on PATH")
     ensure_node_modules()
     results = []
-    delivery = "python-socketio stock" if args.stock else "direct websocket writes"
-    print(f"delivery: {delivery}; {args.rate:g} broadcasts/s", flush=True)
+    modes = [True] if args.stock else [False] if args.direct else [False, True]
+    print(f"{args.rate:g} broadcasts/s", flush=True)
     with platform() as p:
         for n in args.clients:
-            result = await run_one(p, n, args)
-            results.append(result)
-            print(summarize(result), flush=True)
+            for stock in modes:
+                result = await run_one(p, n, args, stock=stock)
+                results.append(result)
+                print(summarize(result), flush=True)
+            if len(modes) == 2:
+                direct, reference = results[-2:]
+                ratio = reference["server_cpu_us_per_recipient"] / direct["server_cpu_us_per_recipient"]
+                print(f"  N = {n:,}: stock python-socketio costs {ratio:.1f}x the server CPU per recipient", flush=True)
     if args.json:
         print(json.dumps(results, indent=2))
 

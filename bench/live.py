@@ -332,6 +332,7 @@ async def play(args: argparse.Namespace, urls: list[str], pids: list[int], datab
     report = await players.expect("report")
     await players.process.wait()
     await host.close()
+    takeovers = await count_takeovers(http, urls if kill_at is None else urls[1:])
     await http.close()
     stored = await stored_answers(database_url, seeded["session_id"])
     acknowledged = {(pid, index) for pid, index in report["acked"]}
@@ -356,11 +357,24 @@ async def play(args: argparse.Namespace, urls: list[str], pids: list[int], datab
               "per question")  # fmt: skip
     redis_cpu = cpu_after[-1] - cpu_before[-1]
     print(f"  Redis CPU {redis_cpu:.1f} s; load generator (Node) CPU {report['cpu_seconds']:.1f} s")
+    whose = "the survivor's, after the SIGKILL" if kill_at is not None else "must be 0: no live owner lost its session"
+    print(f"  takeovers (lms_live_takeovers_total of the running instances): {takeovers} ({whose})")
     if failover:
         print(f"  failover: session_state from the new owner {failover['takeover_ms'] / 1000:.2f} s after SIGKILL; "
               f"every moved player resumed {failover['resumed_ms'] / 1000:.2f} s after it")  # fmt: skip
     if lost:
         raise SystemExit(f"{len(lost)} acknowledged answers lost")
+
+
+async def count_takeovers(http: aiohttp.ClientSession, urls: list[str]) -> int:
+    """Sessions an instance took over from another (the lease was free): 0 in a steady run."""
+    total = 0.0
+    for url in urls:
+        async with http.get(f"{url}/metrics") as response:
+            text = await response.text()
+        lines = text.splitlines()
+        total += sum(float(line.split()[-1]) for line in lines if line.startswith("lms_live_takeovers_total"))
+    return int(total)
 
 
 def main() -> None:

@@ -38,7 +38,8 @@ once but then starts a task per recipient, which queues the packet for the
 connection's writer task (STACK_NOTES: 39 to 88 µs per recipient). With
 ``direct=True`` the frame is built once and written straight to each
 recipient's websocket when that is safe: the connection is an upgraded
-websocket, nothing is queued for it, and its transport has nothing
+websocket, nothing is queued for it (or taken by its writer and not yet
+written), and its transport has nothing
 buffered (so nothing written earlier can be overtaken and the write cannot
 block on a slow client). Every other recipient (long-polling, busy, slow,
 closing) gets the stock path.
