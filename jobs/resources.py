@@ -12,9 +12,10 @@ from taskiq import TaskiqDepends, TaskiqState
 from lms.certificates.render import PdfRenderer
 from lms.config import Settings
 from lms.db import Database
+from lms.effects import Effects
 from lms.jobqueue import JobQueue
+from lms.mail.render import Renderer
 from lms.mail.service import Mailer
-from lms.mail.templates import Renderer
 from lms.mail.transport import make_transport
 from lms.metrics import Metrics
 from lms.storage import Storage, open_storage
@@ -39,6 +40,11 @@ class Resources:
     pdf: PdfRenderer
     # The process's metrics: what tasks count themselves (payments' settlement latency).
     metrics: Metrics
+
+    @property
+    def effects(self) -> Effects:
+        """What the use cases a task runs are given: as a request's, but events go out through the emitter."""
+        return Effects(self.config, self.jobs, self.emitter)
 
 
 async def open_resources(config: Settings, jobs: JobQueue, metrics: Metrics | None = None) -> Resources:

@@ -19,8 +19,9 @@ XACK). This subclass adds:
   workers take them at once instead of after ``idle_timeout``.
 - **A cancel-safe read.** ``listen`` (used by the Taskiq CLI's receiver) runs
   each blocking read in its own task behind ``asyncio.shield``: cancelling a
-  blocked XREADGROUP inside redis-py 8 left the receiver waiting forever, the
-  SIGTERM hang recorded in STACK_NOTES.
+  blocked XREADGROUP inside redis-py 8 left the receiver waiting forever: a
+  ``taskiq worker`` on taskiq-redis 1.2.3/1.2.4 never exited on SIGTERM
+  (``tests/test_jobs_delivery.py`` checks that ours does).
 - **Crash loops set aside.** A message taken over from dead workers more
   than ``max_deliveries`` times goes to ``<stream>:dead`` instead of killing
   the next worker too.

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
 
-import aiohttp_jinja2
-import jinja2
 import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -22,12 +19,14 @@ from lms.certificates.routes import setup_certificates
 from lms.config import Settings
 from lms.courses import routes as courses
 from lms.db import Database
+from lms.effects import EFFECTS, Effects
 from lms.enrollments import routes as enrollments
 from lms.events import EVENTS, EventBus
 from lms.files import routes as files
+from lms.jobqueue import JOBS
 from lms.live import routes as live
 from lms.metrics import Metrics
-from lms.pages import routes as pages
+from lms.pages import setup_pages
 from lms.payments import routes as payments
 from lms.quizzes import routes as quizzes
 from lms.storage import STORAGE, open_storage
@@ -35,16 +34,6 @@ from lms.system import routes as system
 from lms.users import routes as users
 
 log = logging.getLogger(__name__)
-
-PACKAGE_DIR = Path(__file__).resolve().parent
-ASSETS_DIR = PACKAGE_DIR / "assets" / "node_modules"
-# Browser libraries served from npm packages (see lms/assets/package.json).
-VENDOR_DIRS = {
-    "swagger-ui": ASSETS_DIR / "swagger-ui-dist",
-    "socket.io": ASSETS_DIR / "socket.io-client" / "dist",
-    "chart.js": ASSETS_DIR / "chart.js" / "dist",
-}
-
 
 def create_app(config: Settings) -> web.Application:
     metrics = Metrics()
@@ -67,10 +56,10 @@ def create_app(config: Settings) -> web.Application:
     from jobs.web import jobs_ctx
 
     app.cleanup_ctx.append(jobs_ctx)
-    app.cleanup_ctx.append(payments.payments_ctx)  # needs the database and the job queue
+    app.cleanup_ctx.append(effects_ctx)  # needs the job queue
+    app.cleanup_ctx.append(payments.payments_ctx)  # needs the database and the effects
     setup_routes(app)
     system.setup_dependency_metrics(app)
-    setup_templates(app)
     # Socket.IO and the live pages; imported here like jobs: lms does not
     # depend on realtime at import time.
     from realtime.server import setup_realtime
@@ -106,24 +95,11 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_routes(courses.routes)
     app.router.add_routes(enrollments.routes)
     app.router.add_routes(quizzes.routes)
-    app.router.add_routes(pages.routes)
     app.router.add_routes(payments.routes)
     app.router.add_routes(files.routes)
     setup_certificates(app)
     app.router.add_routes(analytics.routes)
-    app.router.add_static("/static", PACKAGE_DIR / "static", name="static", append_version=False)
-    for name, path in VENDOR_DIRS.items():
-        if path.is_dir():
-            app.router.add_static(f"/static/vendor/{name}", path)
-        else:
-            log.info("browser assets missing (%s); run `lms assets`", path)
-
-
-def setup_templates(app: web.Application) -> None:
-    """HTML pages (lms/templates/pages) rendered with aiohttp-jinja2, autoescaped."""
-    aiohttp_jinja2.setup(
-        app, loader=jinja2.FileSystemLoader(PACKAGE_DIR / "templates"), autoescape=jinja2.select_autoescape()
-    )
+    setup_pages(app)
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -154,6 +130,12 @@ def redis_client(url: str, timeout: float) -> aioredis.Redis:
         health_check_interval=30,
         decode_responses=False,
     )
+
+
+async def effects_ctx(app: web.Application) -> AsyncIterator[None]:
+    """What the use cases of requests are given: this app's job queue and event bus (lms/effects.py)."""
+    app[EFFECTS] = Effects(app[CONFIG], app[JOBS], app[EVENTS])
+    yield
 
 
 async def storage_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -1,10 +1,11 @@
 """The seam between the domain and background work.
 
-Domain code enqueues by task name after its transaction commits::
+Use cases enqueue by task name after their transaction commits, through
+their :class:`~lms.effects.Effects`::
 
     async with db.transaction() as conn:
         user = await create_user(conn, ...)
-    await request.app[JOBS].enqueue("send_email", template="welcome", to=user["email"], ...)
+    await effects.enqueue("recalculate_course_progress", course_id=str(course_id))
 
 The app factory provides the implementation (the Taskiq broker, see
 ``jobs/``), so ``lms`` never imports ``jobs`` at import time.

@@ -10,6 +10,7 @@ CLF 4; see lms/money.py).
 from __future__ import annotations
 
 import uuid
+from typing import Literal, get_args
 
 from sqlalchemy import (
     BigInteger,
@@ -43,27 +44,47 @@ metadata = MetaData(
     }
 )
 
-ROLES = ("admin", "instructor", "student")
-DIFFICULTY_LEVELS = ("beginner", "intermediate", "advanced")
-CONTENT_TYPES = ("video", "text", "document", "quiz")
-ENROLLMENT_STATUSES = ("active", "completed", "dropped", "expired", "pending_payment")
-LESSON_PROGRESS_STATUSES = ("not_started", "in_progress", "completed")
-QUIZ_TYPES = ("practice", "graded")
-QUESTION_TYPES = ("single_choice", "multiple_choice", "true_false", "short_answer")
-ATTEMPT_STATUSES = ("in_progress", "submitted", "graded")
-LIVE_SESSION_STATUSES = ("lobby", "running", "ended")
-GATEWAYS = ("stripe", "paymob", "myfatoorah")
-PAYMENT_STATUSES = ("pending", "completed", "failed", "refunded", "expired")
-SUBSCRIPTION_STATUSES = ("pending", "active", "cancelled", "expired")
-CERTIFICATE_STATUSES = ("pending", "issued", "failed")
-STORAGE_PROVIDERS = ("local", "s3")
-EMAIL_STATUSES = ("queued", "sent", "failed")
+# Each enumeration once: the Literal type the API models use, and its values for the CHECK constraints.
+RoleName = Literal["admin", "instructor", "student"]
+Difficulty = Literal["beginner", "intermediate", "advanced"]
+ContentType = Literal["video", "text", "document", "quiz"]
+EnrollmentStatus = Literal["active", "completed", "dropped", "expired", "pending_payment"]
+LessonStatus = Literal["not_started", "in_progress", "completed"]
+QuizType = Literal["practice", "graded"]
+QuestionType = Literal["single_choice", "multiple_choice", "true_false", "short_answer"]
+AttemptStatus = Literal["in_progress", "submitted", "graded"]
+LiveSessionStatus = Literal["lobby", "running", "ended"]
+GatewayName = Literal["stripe", "paymob", "myfatoorah"]
+PaymentStatus = Literal["pending", "completed", "failed", "refunded", "expired"]
+SubscriptionStatus = Literal["pending", "active", "cancelled", "expired"]
+CertificateStatus = Literal["pending", "issued", "failed"]
+StorageProvider = Literal["local", "s3"]
+EmailStatus = Literal["queued", "sent", "failed"]
+
+ROLES: tuple[str, ...] = get_args(RoleName)
+DIFFICULTY_LEVELS: tuple[str, ...] = get_args(Difficulty)
+CONTENT_TYPES: tuple[str, ...] = get_args(ContentType)
+ENROLLMENT_STATUSES: tuple[str, ...] = get_args(EnrollmentStatus)
+LESSON_PROGRESS_STATUSES: tuple[str, ...] = get_args(LessonStatus)
+QUIZ_TYPES: tuple[str, ...] = get_args(QuizType)
+QUESTION_TYPES: tuple[str, ...] = get_args(QuestionType)
+ATTEMPT_STATUSES: tuple[str, ...] = get_args(AttemptStatus)
+LIVE_SESSION_STATUSES: tuple[str, ...] = get_args(LiveSessionStatus)
+GATEWAYS: tuple[str, ...] = get_args(GatewayName)
+PAYMENT_STATUSES: tuple[str, ...] = get_args(PaymentStatus)
+SUBSCRIPTION_STATUSES: tuple[str, ...] = get_args(SubscriptionStatus)
+CERTIFICATE_STATUSES: tuple[str, ...] = get_args(CertificateStatus)
+STORAGE_PROVIDERS: tuple[str, ...] = get_args(StorageProvider)
+EMAIL_STATUSES: tuple[str, ...] = get_args(EmailStatus)
 MONEY_DIGITS, MONEY_SCALE = 19, 4
 
 
-def one_of(column: str, values: tuple[str, ...]) -> CheckConstraint:
+def one_of(column: str, values: tuple[str, ...], *, nullable: bool = False) -> CheckConstraint:
     listed = ", ".join(f"'{v}'" for v in values)
-    return CheckConstraint(f"{column} IN ({listed})", name=f"{column}_valid")
+    condition = f"{column} IN ({listed})"
+    if nullable:
+        condition = f"{column} IS NULL OR {condition}"
+    return CheckConstraint(condition, name=f"{column}_valid")
 
 
 def pk() -> Column[uuid.UUID]:
@@ -162,10 +183,7 @@ courses = Table(
     ),
     created_at(),
     updated_at(),
-    CheckConstraint(
-        "difficulty_level IS NULL OR difficulty_level IN ('beginner', 'intermediate', 'advanced')",
-        name="difficulty_level_valid",
-    ),
+    one_of("difficulty_level", DIFFICULTY_LEVELS, nullable=True),
     CheckConstraint("price_amount IS NULL OR price_amount >= 0", name="price_not_negative"),
     CheckConstraint("(price_amount IS NULL) = (price_currency IS NULL)", name="price_has_currency"),
     CheckConstraint(

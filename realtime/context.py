@@ -1,4 +1,4 @@
-"""What the namespaces share: the server, settings, metrics, presence and the outbox."""
+"""What the namespaces share: the server, settings, metrics, presence and the emit queue."""
 
 from __future__ import annotations
 
@@ -17,30 +17,11 @@ from lms.config import RealtimeSettings
 from realtime.fanout import RedisFanout
 from realtime.metrics import RealtimeMetrics
 from realtime.presence import PresenceStore, PresenceTracker
+from realtime.rooms import DASHBOARD_NAMESPACE, Outgoing, course_room
 
 log = logging.getLogger(__name__)
 
-USERS_NAMESPACE = "/"
-DASHBOARD_NAMESPACE = "/dashboard"
-
-
-def user_room(user_id: object) -> str:
-    return f"user:{user_id}"
-
-
-def course_room(course_id: object) -> str:
-    return f"course:{course_id}"
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    event: str
-    data: dict[str, Any]
-    room: str
-    namespace: str
-
-
-class Outbox:
+class EmitQueue:
     """Server-initiated emits, sent in order by one task, off the request path.
 
     A REST handler publishing a domain event returns without waiting for
@@ -55,15 +36,15 @@ class Outbox:
         self.queue: asyncio.Queue[Outgoing] = asyncio.Queue(maxsize=size)
         self._dropped_logged_at = 0.0
 
-    def put(self, event: str, data: dict[str, Any], *, room: str, namespace: str) -> None:
+    def put(self, out: Outgoing) -> None:
         try:
-            self.queue.put_nowait(Outgoing(event, data, room, namespace))
+            self.queue.put_nowait(out)
         except asyncio.QueueFull:
             self.metrics.emit_failures.labels("queue_full").inc()
             now = time.monotonic()
             if now - self._dropped_logged_at > 5:
                 self._dropped_logged_at = now
-                log.warning("realtime outbox full (%d); dropping %s to %s", self.queue.maxsize, event, room)
+                log.warning("realtime emit queue full (%d); dropping %s to %s", self.queue.maxsize, out.event, out.room)
 
     async def emit(self, out: Outgoing) -> None:
         started = time.perf_counter()
@@ -96,7 +77,7 @@ class Realtime:
     sio: socketio.AsyncServer
     fanout: RedisFanout
     metrics: RealtimeMetrics
-    outbox: Outbox
+    emits: EmitQueue
     presence: PresenceTracker | None = None
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
@@ -121,10 +102,8 @@ class Realtime:
             self.presence.changed(course_ids)
 
     def send_presence(self, course_id: str, online: int) -> None:
-        self.outbox.put(
-            "presence", {"course_id": course_id, "online_students": online},
-            room=course_room(course_id), namespace=DASHBOARD_NAMESPACE,
-        )  # fmt: skip
+        data = {"course_id": course_id, "online_students": online}
+        self.emits.put(Outgoing("presence", data, course_room(course_id), DASHBOARD_NAMESPACE))
 
 
 REALTIME = web.AppKey("realtime", Realtime)

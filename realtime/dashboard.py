@@ -2,8 +2,8 @@
 
 ``watch_course`` joins ``course:{id}`` after the ownership check (the course's
 instructor or an admin) and answers with the cluster-wide count of online
-students. Domain events (:mod:`lms.events`) are forwarded to the course's
-room whichever instance raised them; ``presence`` follows students coming
+students. Domain events of the course reach that room whichever process
+raised them (``realtime/rooms.py``); ``presence`` follows students coming
 and going.
 """
 
@@ -14,12 +14,14 @@ import uuid
 
 from redis.exceptions import RedisError
 
+from lms.api.problems import Forbidden, NotFound
 from lms.appkeys import DB
-from lms.events import EVENTS, DomainEvent, LessonProgressChanged
-from realtime import protocol, queries
-from realtime.context import DASHBOARD_NAMESPACE, USERS_NAMESPACE, Realtime, course_room, user_room
+from lms.courses.access import load_course
+from realtime import protocol
+from realtime.context import Realtime
 from realtime.namespace import AuthenticatedNamespace, Client, EventSpec
 from realtime.protocol import Ack, CourseRef, EventError
+from realtime.rooms import DASHBOARD_NAMESPACE, course_room
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +59,14 @@ class DashboardNamespace(AuthenticatedNamespace):
         return protocol.ok(course_id=course_id)
 
     async def _check_access(self, client: Client, course_id: uuid.UUID) -> None:
-        if client.role not in ("admin", "instructor"):
-            raise EventError(protocol.FORBIDDEN, "Only the course's instructor or an admin may watch it.")
-        async with self.rt.app[DB].connection() as conn:
-            exists, instructor_id = await queries.course_instructor(conn, course_id)
-        if not exists:
-            raise EventError(protocol.NOT_FOUND, "No such course.")
-        if not client.is_admin and instructor_id != client.user_id:
-            raise EventError(protocol.FORBIDDEN, "Only the course's instructor or an admin may watch it.")
+        """The rule of the course's REST routes: its instructor or an admin (a draft is not found by others)."""
+        try:
+            async with self.rt.app[DB].connection() as conn:
+                await load_course(conn, client.principal, course_id=course_id, manage=True)
+        except NotFound:
+            raise EventError(protocol.NOT_FOUND, "No such course.") from None
+        except Forbidden:
+            raise EventError(protocol.FORBIDDEN, "Only the course's instructor or an admin may watch it.") from None
 
     async def reauthenticated(self, sid: str, client: Client) -> None:
         # A fresh token may carry another role: keep only what it still allows.
@@ -75,15 +77,3 @@ class DashboardNamespace(AuthenticatedNamespace):
                 await self.leave_room(sid, course_room(course_id))
                 client.watching.discard(course_id)
 
-
-def forward_domain_events(rt: Realtime) -> None:
-    """Subscribe the live side to the domain's events (LIVE_PROTOCOL.md payloads)."""
-
-    async def forward(event: DomainEvent) -> None:
-        data = protocol.to_json(event)
-        rt.outbox.put(event.name, data, room=course_room(event.course_id), namespace=DASHBOARD_NAMESPACE)
-        if isinstance(event, LessonProgressChanged):
-            # The student's other devices stay current.
-            rt.outbox.put("progress_updated", data, room=user_room(event.student_id), namespace=USERS_NAMESPACE)
-
-    rt.app[EVENTS].subscribe(forward)

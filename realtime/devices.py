@@ -2,8 +2,8 @@
 
 Each connection joins ``user:{id}``; ``notification`` and ``progress_updated``
 reach every device of the user on every instance. A student's connections
-also make them count as online in the courses they are enrolled in
-(see :mod:`realtime.presence`).
+also make them count as online in the courses they study
+(:mod:`lms.enrollments.studying`; see :mod:`realtime.presence`).
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ import uuid
 from redis.exceptions import RedisError
 
 from lms.appkeys import DB
-from realtime import queries
-from realtime.context import USERS_NAMESPACE, Realtime, user_room
+from lms.enrollments.studying import studied_course_ids
+from realtime.context import Realtime
 from realtime.namespace import AuthenticatedNamespace, Client
-from realtime.presence import Connection
+from realtime.presence import PresenceEntry
+from realtime.rooms import USERS_NAMESPACE, user_room
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ class DevicesNamespace(AuthenticatedNamespace):
     async def joined(self, sid: str, client: Client) -> None:
         await self.enter_room(sid, user_room(client.user_id))
         async with self.rt.app[DB].connection() as conn:
-            client.course_ids = tuple(str(c) for c in await queries.student_course_ids(conn, client.user_id))
+            client.course_ids = tuple(str(c) for c in await studied_course_ids(conn, client.user_id))
         if client.course_ids:
             try:
                 came_online = await self.rt.store.connect(self._presence(sid, client))
@@ -53,5 +54,5 @@ class DevicesNamespace(AuthenticatedNamespace):
         self.rt.presence_changed(went_offline)
 
     @staticmethod
-    def _presence(sid: str, client: Client) -> Connection:
-        return Connection(str(client.user_id), sid, client.course_ids)
+    def _presence(sid: str, client: Client) -> PresenceEntry:
+        return PresenceEntry(str(client.user_id), sid, client.course_ids)

@@ -5,8 +5,13 @@ instance listens to; each instance delivers to its own clients, so a job
 reaches a browser whichever instance it is connected to::
 
     emitter = Emitter.open(config)          # once, at worker start-up
+    await emitter.publish(CourseCompleted(...))   # where realtime/rooms.py sends it
     await emitter.notify_user(user_id, "certificate_ready", {"certificate_id": str(cid)})
     await emitter.close()                   # at worker shutdown
+
+An emitter is a worker's event sink (:class:`lms.events.EventSink`): use
+cases given a worker's ``Effects`` publish through it, and the events go to
+exactly the rooms the web app's event bus sends them to.
 
 Emits are best effort, like every live update: when Redis is unavailable
 the call logs, counts and returns False; it never raises. Nothing is queued
@@ -17,19 +22,14 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from lms.config import Settings
-from realtime.context import USERS_NAMESPACE, user_room
+from lms.events import DomainEvent, Notification
 from realtime.fanout import RedisFanout
+from realtime.rooms import USERS_NAMESPACE, deliveries
 
 log = logging.getLogger(__name__)
-
-# The `notification` types LIVE_PROTOCOL.md names.
-NOTIFICATION_TYPES = frozenset(
-    {"enrollment_activated", "payment_completed", "payment_failed", "certificate_ready", "quiz_graded"}
-)
 
 
 class Emitter:
@@ -53,17 +53,23 @@ class Emitter:
         await self.manager.emit(event, data, namespace=namespace, room=room)
         return self.manager.publish_failures == failures
 
-    async def notify_user(
-        self, user_id: uuid.UUID | str, type: str, data: dict[str, Any], *, created_at: datetime | None = None
-    ) -> bool:
-        """``notification`` ``{type, data, created_at}`` to every device of the user."""
-        if type not in NOTIFICATION_TYPES:
-            raise ValueError(f"unknown notification type {type!r} (see LIVE_PROTOCOL.md)")
-        payload = {"type": type, "data": data, "created_at": (created_at or datetime.now(UTC)).isoformat()}
-        sent = await self.emit("notification", payload, room=user_room(user_id))
-        if not sent:
-            log.warning("notification %s for user %s not sent (Redis unavailable)", type, user_id)
+    async def publish(self, *events: DomainEvent) -> None:
+        """Each domain event to where the web app would send it (:func:`realtime.rooms.deliveries`)."""
+        for event in events:
+            await self.send(event)
+
+    async def send(self, event: DomainEvent) -> bool:
+        """One domain event; False when some emit of it could not be published (logged)."""
+        sent = True
+        for out in deliveries(event):
+            if not await self.emit(out.event, out.data, room=out.room, namespace=out.namespace):
+                log.warning("%s to %s not sent (Redis unavailable)", out.event, out.room)
+                sent = False
         return sent
+
+    async def notify_user(self, user_id: uuid.UUID | str, type: str, data: dict[str, Any]) -> bool:
+        """``notification`` ``{type, data, created_at}`` to every device of the user; ValueError for an unknown type."""
+        return await self.send(Notification(user_id=user_id, type=type, data=data))
 
     async def close(self) -> None:
         await self.manager.stop()

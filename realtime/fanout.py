@@ -35,7 +35,7 @@ says why). One channel per room keeps each room's broadcasts in order.
 
 Delivery to this instance's clients: python-socketio encodes a broadcast
 once but then starts a task per recipient, which queues the packet for the
-connection's writer task (STACK_NOTES: 39 to 88 µs per recipient). With
+connection's writer task (39 to 88 µs per recipient; ``bench/fanout.py`` measures it). With
 ``direct=True`` the frame is built once and written straight to each
 recipient's websocket when that is safe: the connection is an upgraded
 websocket, nothing is queued for it (or taken by its writer and not yet
@@ -164,7 +164,10 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
         return self.sharded
 
     async def publish_raw(self, payload: str | bytes, *, room: str | None = None) -> bool:
-        """Publish on the main channel (or a room's); False (logged, counted) when Redis is unavailable."""
+        """Publish on the main channel (or a room's); False (logged, counted) when Redis is unavailable
+        or the fan-out stopped."""
+        if self._stopping:
+            return False  # a client opened now would never be closed
         if self._publisher is None:
             self._publisher = redis_client(self.url, self.socket_timeout)
         for attempt in (1, 2):  # a second try covers a pooled connection Redis dropped
@@ -404,8 +407,12 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
         self._watchdog = asyncio.create_task(self._watch(), name="fanout-watchdog")
 
     async def _watch(self) -> None:
+        # Checked after every wait: once stop() began nothing is restarted, even
+        # if a library swallowed the cancellation meant for this task.
         while not self._stopping:
             await asyncio.sleep(self.heartbeat_interval)
+            if self._stopping:
+                return
             try:
                 await self.publish_raw(self._heartbeat)
                 self._supervise()
@@ -429,7 +436,7 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
             listener.cancel()
         if reason is not None:
             self.listener_restarts += 1
-            log.error("fan-out listener restarted: %s", reason)
+            log.error("fan-out listener of %s restarted: %s", self.host_id, reason)
             self.last_heard = time.monotonic()
             self.thread = self.server.start_background_task(self._thread)
 

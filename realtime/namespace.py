@@ -67,7 +67,10 @@ class Connection:
 
     Engine.IO sessions live in this process's memory, so the object is
     mutated in place (token bucket, rooms) without a save. Namespaces
-    subclass it with their own fields.
+    subclass it with their own fields. ``principal`` is the account as of
+    the token the connection last authenticated with (None: a guest): the
+    same object REST guards check, so the access rules
+    (:mod:`lms.courses.access` ...) take it as they are.
     """
 
     principal: Principal | None

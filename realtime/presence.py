@@ -115,7 +115,7 @@ return out
 
 
 @dataclass(frozen=True)
-class Connection:
+class PresenceEntry:
     user_id: str
     conn_id: str
     course_ids: tuple[str, ...]
@@ -138,15 +138,15 @@ class PresenceStore:
     def course_key(self, course_id: str) -> str:
         return f"{self.prefix}:presence:course:{course_id}"
 
-    def _keys(self, c: Connection) -> list[str]:
+    def _keys(self, c: PresenceEntry) -> list[str]:
         return [self.user_key(c.user_id), *(self.course_key(cid) for cid in c.course_ids)]
 
-    async def connect(self, c: Connection) -> list[str]:
+    async def connect(self, c: PresenceEntry) -> list[str]:
         """Record (or refresh) a connection; the courses where the user just came online."""
         picked = await self._connect(keys=self._keys(c), args=[c.conn_id, c.user_id, self.ttl_ms])
         return [c.course_ids[int(i) - 1] for i in picked]
 
-    async def refresh(self, connections: Sequence[Connection]) -> list[str]:
+    async def refresh(self, connections: Sequence[PresenceEntry]) -> list[str]:
         """Refresh many connections in one round trip; courses where someone came (back) online."""
         if not connections:
             return []
@@ -159,7 +159,7 @@ class PresenceStore:
             grew.update(c.course_ids[int(i) - 1] for i in picked)
         return sorted(grew)
 
-    async def disconnect(self, c: Connection) -> list[str]:
+    async def disconnect(self, c: PresenceEntry) -> list[str]:
         """Forget a connection; the courses where the user is now offline."""
         picked = await self._disconnect(keys=self._keys(c), args=[c.conn_id, c.user_id])
         return [c.course_ids[int(i) - 1] for i in picked]
@@ -197,7 +197,7 @@ class PresenceTracker:
         *,
         ttl_seconds: float,
         debounce_seconds: float,
-        local_connections: Callable[[], Awaitable[list[Connection]]],
+        local_connections: Callable[[], Awaitable[list[PresenceEntry]]],
         local_watched: Callable[[], Iterable[str]],
         emit: Emit,
     ) -> None:

@@ -1,4 +1,4 @@
-"""Acknowledgement shapes and client payload models (LIVE_PROTOCOL.md, general rules).
+"""Acknowledgement shapes and client payload models (the general rules of realtime/README.md).
 
 Every client event is answered ``{"ok": true, ...}`` or
 ``{"ok": false, "error": {"code": ..., "message": ...}}``.

@@ -15,17 +15,18 @@ from aiohttp import web
 from lms.appkeys import METRICS, REDIS
 from lms.auth.service import SESSIONS_ENDED, SessionsEnded
 from lms.config import RealtimeSettings, Settings
+from lms.events import EVENTS, DomainEvent
 from lms.system.routes import READINESS_PROBES
-from realtime import pages
-from realtime.context import DASHBOARD_NAMESPACE, REALTIME, USERS_NAMESPACE, Outbox, Realtime, course_room
-from realtime.dashboard import DashboardNamespace, forward_domain_events
+from realtime.context import REALTIME, EmitQueue, Realtime
+from realtime.dashboard import DashboardNamespace
 from realtime.devices import DevicesNamespace
 from realtime.engine import EngineServer
 from realtime.fanout import RedisFanout
 from realtime.live.setup import LIVE_NAMESPACE, setup_live
 from realtime.metrics import RealtimeMetrics
 from realtime.namespace import Client
-from realtime.presence import Connection, PresenceStore, PresenceTracker
+from realtime.presence import PresenceEntry, PresenceStore, PresenceTracker
+from realtime.rooms import DASHBOARD_NAMESPACE, USERS_NAMESPACE, course_room, deliveries
 from realtime.sio import SocketIOServer
 from realtime.transport import close_websockets
 
@@ -36,7 +37,7 @@ SHUTDOWN_DRAIN_SECONDS = 2.0
 
 
 def setup_realtime(app: web.Application, config: Settings) -> None:
-    """Socket.IO on ``/socket.io/``, its fan-out through Redis, the dashboard page."""
+    """Socket.IO on ``/socket.io/`` and its fan-out through Redis (the pages are lms/pages)."""
     settings = config.realtime
     metrics = RealtimeMetrics(app[METRICS])
     fanout = RedisFanout(
@@ -48,7 +49,7 @@ def setup_realtime(app: web.Application, config: Settings) -> None:
         direct=settings.direct_broadcast,
     )
     sio = socketio_server(settings, fanout, origin_check(config))
-    rt = Realtime(app, settings, sio, fanout, metrics, Outbox(sio, metrics, settings.emit_queue_size))
+    rt = Realtime(app, settings, sio, fanout, metrics, EmitQueue(sio, metrics, settings.emit_queue_size))
     app[REALTIME] = rt
     sio.register_namespace(DevicesNamespace(rt))
     sio.register_namespace(DashboardNamespace(rt))
@@ -59,9 +60,18 @@ def setup_realtime(app: web.Application, config: Settings) -> None:
     forward_domain_events(rt)
     app[READINESS_PROBES]["socketio_fanout"] = _fanout_probe(fanout)
     _add_gauges(rt)
-    app.router.add_routes(pages.routes)
     app.on_shutdown.append(_disconnect_clients)
     app.cleanup_ctx.append(realtime_ctx)
+
+
+def forward_domain_events(rt: Realtime) -> None:
+    """The web app's domain events, emitted where ``realtime/rooms.py`` says (as a worker's emitter does)."""
+
+    async def forward(event: DomainEvent) -> None:
+        for out in deliveries(event):
+            rt.emits.put(out)
+
+    rt.app[EVENTS].subscribe(forward)
 
 
 def engine_options(settings: RealtimeSettings) -> dict[str, Any]:
@@ -197,17 +207,17 @@ def _add_gauges(rt: Realtime) -> None:
     )  # fmt: skip
     metrics.add_gauges(
         "lms_socketio_outbox_depth", "Server events waiting to be emitted",
-        lambda: [({}, float(rt.outbox.queue.qsize()))],
+        lambda: [({}, float(rt.emits.queue.qsize()))],
     )  # fmt: skip
 
 
-async def _local_connections(rt: Realtime) -> list[Connection]:
+async def _local_connections(rt: Realtime) -> list[PresenceEntry]:
     found = []
     for sid, _ in list(rt.fanout.get_participants(USERS_NAMESPACE, None)):
         with contextlib.suppress(KeyError):
             client = (await rt.sio.get_session(sid, namespace=USERS_NAMESPACE)).get("conn")
             if isinstance(client, Client) and client.course_ids:
-                found.append(Connection(str(client.user_id), sid, client.course_ids))
+                found.append(PresenceEntry(str(client.user_id), sid, client.course_ids))
     return found
 
 
@@ -251,12 +261,12 @@ async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
         # Serve anyway: the listener keeps retrying and /ready reports it.
         log.warning("fan-out listener not subscribed yet (Redis unavailable?); starting without it")
     background = [
-        asyncio.create_task(rt.outbox.run(), name="realtime-outbox"),
+        asyncio.create_task(rt.emits.run(), name="realtime-emits"),
         asyncio.create_task(rt.presence.run(), name="realtime-presence"),
     ]
     yield
     await rt.presence.close()
-    await rt.outbox.drain(SHUTDOWN_DRAIN_SECONDS)
+    await rt.emits.drain(SHUTDOWN_DRAIN_SECONDS)
     tasks = [*background, *rt.tasks]
     for task in tasks:
         task.cancel()

@@ -6,8 +6,8 @@ method got the router's 405; the protocol answers 400, which the server
 (realtime/engine.py) does once every method reaches it.
 
 Compression: aiohttp compresses every frame once a client negotiates
-permessage-deflate, and browsers always offer it: STACK_NOTES measured about
-+15 µs per recipient and about 100 KB per connection for the zlib state.
+permessage-deflate, and browsers always offer it: measured on this stack at
+about +15 µs per recipient and about 100 KB per connection for the zlib state.
 Events here are small JSON; the bytes saved do not pay for that. With
 ``realtime.websocket_compression`` off the server declines the extension.
 

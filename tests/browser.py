@@ -11,30 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import subprocess
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-NODE_MODULES = ROOT / "lms" / "assets" / "node_modules"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-
-needs_chromium = pytest.mark.skipif(
-    not Path(CHROMIUM).exists() or shutil.which("node") is None or not (NODE_MODULES / "playwright-core").is_dir(),
-    reason="needs Debian's chromium (apt-get install chromium), node and lms/assets/node_modules (npm ci)",
-)
+from tests.node import node_env, node_script
 
 
 class ChromiumPage:
     def __init__(self) -> None:
-        env = {**os.environ, "NODE_PATH": str(NODE_MODULES), "CHROMIUM": CHROMIUM}
         self.process = subprocess.Popen(
-            ["node", str(ROOT / "tests" / "js" / "browser.js")],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            node_script("browser.js", packages=("playwright-core",)),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=node_env(),
         )  # fmt: skip
         self.started = False
 

@@ -148,6 +148,7 @@ from aiosmtpd.controller import Controller  # noqa: E402
 from aiosmtpd.smtp import AuthResult, LoginPassword  # noqa: E402
 
 from lms.devservers import free_port  # noqa: E402
+from tests.polling import eventually_blocking  # noqa: E402
 
 
 @dataclass
@@ -187,14 +188,11 @@ class SmtpCatcher:
             and auth_data.login.decode() == self.username
             and auth_data.password.decode() == self.password
         )
-        # handled=False on failure: aiosmtpd then answers 535 itself (STACK_NOTES: else the client hangs).
+        # handled=False on failure: aiosmtpd then answers 535 itself (with handled=True the client hangs).
         return AuthResult(success=True) if ok else AuthResult(success=False, handled=False)
 
     def wait_for(self, count: int, timeout: float = 20.0) -> list[CaughtMail]:
-        deadline = time.monotonic() + timeout
-        while len(self.messages) < count and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert len(self.messages) >= count, f"expected {count} message(s), got {len(self.messages)} in {timeout}s"
+        eventually_blocking(lambda: len(self.messages) >= count, timeout=timeout, what=f"{count} message(s) caught")
         return self.messages
 
 
@@ -305,14 +303,17 @@ class LmsProcess:
         return "".join(self.lines)
 
     def wait_for_output(self, text: str, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def seen() -> bool:
             if any(text in line for line in self.lines):
-                return
+                return True
             if self.process.poll() is not None:
-                break
-            time.sleep(0.02)
-        raise AssertionError(f"{text!r} not seen within {timeout}s; output:\n{self.output}")
+                raise AssertionError(f"exited ({self.process.returncode}) before {text!r}; output:\n{self.output}")
+            return False
+
+        try:
+            eventually_blocking(seen, timeout=timeout, what=repr(text), interval=0.02)
+        except AssertionError as err:
+            raise AssertionError(f"{err}; output:\n{self.output}") from None
 
     def close(self) -> None:
         """Kill it if still running; release its output pipe."""
@@ -375,6 +376,8 @@ class LiveClient:
         self.sio = socketio.AsyncClient(reconnection=False)
         self.refusals: dict[str, Any] = {}
         self._queues: dict[tuple[str, str], asyncio.Queue[Any]] = {}
+        # Every event received, in order: (namespace, event, data).
+        self.log: list[tuple[str, str, Any]] = []
 
     def _queue(self, namespace: str, event: str) -> asyncio.Queue[Any]:
         return self._queues.setdefault((namespace, event), asyncio.Queue())
@@ -389,7 +392,9 @@ class LiveClient:
 
     def _listen(self, ns: str) -> None:
         async def any_event(event: str, *args: Any) -> None:
-            self._queue(ns, event).put_nowait(args[0] if len(args) == 1 else list(args))
+            data = args[0] if len(args) == 1 else list(args)
+            self.log.append((ns, event, data))
+            self._queue(ns, event).put_nowait(data)
 
         async def refused(data: Any) -> None:
             self.refusals[ns] = data
@@ -509,16 +514,21 @@ def s3_server() -> Iterator[S3Server]:
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
+
+    def answers() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"moto_server exited ({process.returncode})")
         try:
             urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()  # noqa: S310 (our loopback URL)
-            break
         except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise RuntimeError("moto_server did not start") from None
-            time.sleep(0.1)
+            return False
+        return True
+
+    try:
+        eventually_blocking(answers, timeout=30, what="moto_server answering", interval=0.1)
+    except AssertionError:
+        process.kill()
+        raise
     yield S3Server(url)
     process.terminate()
     process.wait(timeout=10)

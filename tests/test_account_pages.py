@@ -20,9 +20,10 @@ from lms.app import create_app
 from lms.db import Database
 from lms.devservers import free_port
 from lms.tables import users
-from tests.browser import ChromiumPage, needs_chromium
+from tests.browser import ChromiumPage
 from tests.builders import PASSWORD, login, make_user
 from tests.conftest import CaughtMail, Servers, SmtpServer, make_config
+from tests.node import needs_chromium
 
 pytestmark = [pytest.mark.slow, needs_chromium]
 

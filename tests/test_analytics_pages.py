@@ -22,9 +22,10 @@ from sqlalchemy import insert, select
 
 from lms.db import Database
 from lms.tables import lessons, quiz_attempts, study_activity
-from tests.browser import ROOT, ChromiumPage, needs_chromium
+from tests.browser import ChromiumPage
 from tests.builders import PASSWORD, login, make_course, make_enrollment, make_quiz, make_user
 from tests.conftest import Instance
+from tests.node import ROOT, needs_chromium
 
 pytestmark = [pytest.mark.slow, needs_chromium]
 

@@ -20,6 +20,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from jobs.broker import build_inline_broker
+from jobs.queue import InlineJobQueue
+from jobs.tasks import all_specs
 from lms.app import create_app
 from lms.appkeys import CONFIG
 from lms.certificates import service
@@ -27,8 +30,9 @@ from lms.certificates.numbers import ALPHABET, MalformedNumber, new_number, pars
 from lms.certificates.render import CertificateContent, PdfRenderer
 from lms.config import ConfigError, Settings, load_config
 from lms.db import Database, Row
+from lms.effects import Effects
+from lms.mail.render import Renderer
 from lms.mail.service import Mailer
-from lms.mail.templates import Renderer
 from lms.mail.transport import make_transport
 from lms.storage import open_storage
 from lms.tables import certificates, email_log, lessons
@@ -37,6 +41,7 @@ from realtime.emitter import Emitter
 from realtime.fanout import room_channel
 from tests.builders import make_course, make_enrollment, make_user, signed_in
 from tests.conftest import Servers, SmtpServer, make_config
+from tests.node import CHROMIUM, needs_chromium
 
 # --- numbers -------------------------------------------------------------------
 
@@ -99,9 +104,15 @@ async def issuer(config: Settings, db: Database, pdf_renderer: PdfRenderer, smtp
         renderer=Renderer(app_name=cfg.app_name, base_url=cfg.http.public_base_url),
         sender=cfg.smtp.mail_from,
     )
-    yield service.Issuer(config=cfg, db=db, storage=storage, renderer=pdf_renderer, mailer=mailer, notifier=emitter)
+    effects = worker_effects(cfg, emitter)
+    yield service.Issuer(db=db, storage=storage, renderer=pdf_renderer, mailer=mailer, effects=effects)
     await emitter.close()
     await storage.close()
+
+
+def worker_effects(cfg: Settings, emitter: Emitter) -> Effects:
+    """A worker's effects: its events through the emitter (issuing queues no task)."""
+    return Effects(cfg, InlineJobQueue(build_inline_broker(cfg), all_specs()), emitter)
 
 
 def make_config_from(config: Settings, **sections: dict[str, Any]) -> Settings:
@@ -403,7 +414,7 @@ async def test_pdfs_are_stored_in_s3_too(
     emitter = Emitter.open(cfg)
     mailer = Mailer(db=db, transport=make_transport(cfg.smtp),
                     renderer=Renderer(app_name="LMS", base_url="http://x"), sender=cfg.smtp.mail_from)  # fmt: skip
-    s3_issuer = service.Issuer(cfg, db, storage, pdf_renderer, mailer, emitter)
+    s3_issuer = service.Issuer(db, storage, pdf_renderer, mailer, worker_effects(cfg, emitter))
     certificate = await issued_certificate(s3_issuer, db)
     headers = await signed_in_as(client, {"email": certificate["student_email"]})
     download = await client.get(f"/api/v1/certificates/{certificate['id']}/download", headers=headers)
@@ -474,11 +485,8 @@ def test_production_needs_a_signing_key_and_refuses_a_bad_one() -> None:
     assert load_signing_key(good).public_jwk["crv"] == "Ed25519"
 
 
-CHROMIUM = "/usr/bin/chromium"
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium (apt-get install chromium)")
+@needs_chromium
 async def test_the_verify_page_renders_in_a_real_browser(client: Any, issuer: Any, db: Database) -> None:
     certificate = await issued_certificate(issuer, db, name="محمد عبد الله")
     url = str(client.make_url(f"/verify/{certificate['certificate_number']}"))

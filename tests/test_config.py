@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from lms.config import DEFAULTS_DIR, INSECURE_DEV_SECRET, ConfigError, load_config
 
@@ -48,7 +49,7 @@ def test_environment_overrides_section_and_top_level_keys() -> None:
 
 def test_config_is_frozen() -> None:
     config = load_config("dev", environ={})
-    with pytest.raises(Exception, match="frozen"):
+    with pytest.raises(ValidationError, match="frozen"):
         config.debug = False  # type: ignore[misc]
 
 

@@ -8,38 +8,26 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from lms.db import Database
 from tests.builders import PASSWORD, make_course, make_enrollment, make_user
-from tests.test_realtime_processes import NODE_MODULES, Serve, first_lesson, rest, serves, sign_in
+from tests.node import needs_chromium, node_env, node_script
+from tests.test_realtime_processes import Serve, first_lesson, rest, serves, sign_in
 
 __all__ = ["serves"]  # the fixture, shared with the real-process tests
 
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists() or shutil.which("node") is None or not (NODE_MODULES / "playwright-core").is_dir(),
-        reason="needs Debian's chromium (apt-get install chromium), node and lms/assets/node_modules (npm ci)",
-    ),
-]
+pytestmark = [pytest.mark.slow, needs_chromium]
 
 
 class Browser:
     def __init__(self, *args: str) -> None:
-        env = {**os.environ, "NODE_PATH": str(NODE_MODULES), "CHROMIUM": CHROMIUM}
         self.process = subprocess.Popen(
-            ["node", str(ROOT / "tests" / "js" / "dashboard_page.js"), *args],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            node_script("dashboard_page.js", *args, packages=("playwright-core",)),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=node_env(),
         )  # fmt: skip
 
     async def read(self, timeout: float = 60) -> dict[str, Any]:

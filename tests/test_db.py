@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from decimal import Decimal
 
+import psycopg2
 import pytest
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -152,5 +153,5 @@ async def test_killed_connection_is_a_clear_error_and_the_pool_recovers(servers)
 
 
 async def test_unreachable_database_is_a_clear_error() -> None:
-    with pytest.raises(Exception, match=r"could not connect|No such file|Connection refused|timeout"):
+    with pytest.raises(psycopg2.OperationalError, match=r"could not connect|No such file|Connection refused|timeout"):
         await Database.connect("postgresql://nobody@127.0.0.1:1/none", min_size=1, max_size=1, connect_timeout=1)

@@ -23,6 +23,7 @@ from lms.tables import uploaded_files
 from tests import samples
 from tests.builders import make_course, make_enrollment, make_lesson, signed_in
 from tests.conftest import Servers, make_config
+from tests.polling import eventually
 
 UPLOAD = "/api/v1/files/upload"
 
@@ -340,9 +341,10 @@ async def test_a_client_that_goes_away_mid_upload_leaves_nothing(
     ).encode()
     await raw_request(small.port, head, [body[: len(body) // 2]], close_early=True)
     # The server notices the closed connection; then the partial write is gone.
-    async with asyncio.timeout(20):
-        while any(p.name.endswith(".part") for p in stored_objects(small_config)) or not await settled(small):
-            await asyncio.sleep(0.05)
+    async def cleaned_up() -> bool:
+        return not any(p.name.endswith(".part") for p in stored_objects(small_config)) and await settled(small)
+
+    await eventually(cleaned_up, timeout=20, what="the partial upload removed")
     assert stored_objects(small_config) == [] and await stored_rows(db) == 0
 
 

@@ -36,6 +36,7 @@ from tests.conftest import (
     make_config,
     running_smtp_server,
 )
+from tests.polling import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -57,15 +58,11 @@ async def runs(redis: aioredis.Redis, key: str, phase: str = "started") -> list[
 async def wait_runs(
     redis: aioredis.Redis, key: str, count: int, timeout: float, phase: str = "started"
 ) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = await runs(redis, key, phase)
-        if len(found) >= count:
-            return found
-        await asyncio.sleep(0.05)
-    raise AssertionError(
-        f"{key}: expected {count} {phase} run(s) within {timeout}s, got {await runs(redis, key, phase)}"
-    )
+    async def found() -> list[dict[str, Any]]:
+        seen = await runs(redis, key, phase)
+        return seen if len(seen) >= count else []
+
+    return await eventually(found, timeout=timeout, what=f"{key}: {count} {phase} run(s)")
 
 
 async def pending_count(redis: aioredis.Redis, config: Settings, queue: str) -> int:
@@ -88,44 +85,43 @@ async def test_a_task_of_a_killed_worker_runs_again_on_another_worker_without_ne
     victim = by_pid(workers, first["pid"])
     victim.process.send_signal(signal.SIGKILL)
     victim.process.wait(5)
-    killed_at = time.monotonic()
 
-    # Nothing else is kicked: the survivor's reclaim timer alone brings it back.
-    runs_now = await wait_runs(redis, "k", 2, timeout=idle * 1.25 + 5)
-    redelivered_after = time.monotonic() - killed_at
+    # Nothing else is kicked: the survivor's reclaim timer alone brings it back (after about `idle`;
+    # taskiq-redis's own reclaim, skipped while reads return nothing, would never).
+    runs_now = await wait_runs(redis, "k", 2, timeout=idle + 20)
     second = runs_now[1]
     assert second["pid"] != first["pid"] and second["task_id"] == first["task_id"]
-    assert redelivered_after < idle * 1.25 + 5, redelivered_after
 
     await redis.set("k:release", b"1")
     [finished] = await wait_runs(redis, "k", 1, timeout=10, phase="finished")
     assert finished["pid"] == second["pid"]
-    deadline = time.monotonic() + 10
-    while await pending_count(redis, config, "default") and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    assert await pending_count(redis, config, "default") == 0
+
+    async def settled() -> bool:
+        return await pending_count(redis, config, "default") == 0
+
+    await eventually(settled, what="nothing pending")
     assert len(await runs(redis, "k")) == 2
 
 
 async def test_sigterm_stops_taking_tasks_and_lets_the_running_one_finish(
     start_lms: Callable[..., LmsProcess], kick: Kick, redis: aioredis.Redis
 ) -> None:
-    grace = 15
+    grace = 60
     worker = start_lms("worker", jobs={"shutdown_grace_seconds": grace})
     await kick("diagnostics.probe", key="running", hold=True)
     await wait_runs(redis, "running", 1, timeout=10)
     worker.process.send_signal(signal.SIGTERM)
-    signalled = time.monotonic()
-    worker.wait_for_output("SIGTERM: stopping", timeout=5)
+    worker.wait_for_output("SIGTERM: stopping", timeout=10)
     await kick("diagnostics.probe", key="late")
-    await asyncio.sleep(1.5)
-    assert await runs(redis, "late") == []  # the stopping worker took nothing new
 
     await redis.set("running:release", b"1")
     released = time.monotonic()
-    assert worker.process.wait(grace) == 0
-    assert time.monotonic() - signalled < grace
-    assert time.monotonic() - released < 5  # it exits once its task is done, not at the end of the grace
+    assert await asyncio.to_thread(worker.process.wait, grace) == 0
+    # It exits once its task is done (about a second), not at the end of the grace (60 s): 30 s is
+    # room for a loaded machine that still tells the two apart.
+    assert time.monotonic() - released < grace / 2
+    # Its log is complete now that it exited: the stopping worker started nothing new.
+    assert await runs(redis, "late") == []
     [finished] = await wait_runs(redis, "running", 1, timeout=1, phase="finished")
     assert finished["pid"] == worker.pid
     # "late" may have been read by the last read before the stop was seen:
@@ -145,11 +141,9 @@ async def test_sigterm_hands_back_a_task_that_outlives_the_grace_period(
     worker = start_lms("worker", **settings)
     await kick("diagnostics.probe", key="long", hold=True)
     [first] = await wait_runs(redis, "long", 1, timeout=10)
-    signalled = time.monotonic()
-    exit_code = worker.stop(signal.SIGTERM, timeout=grace + 5)
-    exited_after = time.monotonic() - signalled
+    # The task never ends by itself: only the end of the grace can stop the worker (stop() fails after 30 s).
+    exit_code = worker.stop(signal.SIGTERM, timeout=grace + 27)
     assert exit_code == 0, worker.output
-    assert exited_after < grace + 1, exited_after
     assert "handed 1 unfinished message(s) back" in worker.output
 
     successor = start_lms("worker", **settings)
@@ -165,24 +159,20 @@ async def email_row(db: Database, message_id: str) -> Row | None:
 
 
 async def wait_for_row(db: Database, message_id: str, status: str, timeout: float) -> Row:
-    deadline = time.monotonic() + timeout
-    row = None
-    while time.monotonic() < deadline:
-        row = await email_row(db, message_id)
-        if row is not None and row["status"] == status:
-            return row
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"email {message_id} not {status} within {timeout}s: {row}")
+    async def row() -> Row | None:
+        found = await email_row(db, message_id)
+        return found if found is not None and found["status"] == status else None
+
+    return await eventually(row, timeout=timeout, what=f"email {message_id} {status}")
 
 
 async def wait_for_dead_letters(db: Database, count: int, timeout: float) -> list[Row]:
-    deadline = time.monotonic() + timeout
-    while True:
+    async def rows() -> list[Row]:
         async with db.connection() as conn:
-            rows = await conn.fetch_all(select(job_dead_letters))
-        if len(rows) >= count or time.monotonic() > deadline:
-            return rows
-        await asyncio.sleep(0.05)
+            found = await conn.fetch_all(select(job_dead_letters))
+        return found if len(found) >= count else []
+
+    return await eventually(rows, timeout=timeout, what=f"{count} dead letter(s)")
 
 
 def sessions(login_attempts: list[float]) -> list[float]:
@@ -223,9 +213,7 @@ async def test_smtp_login_failures_are_retried_with_backoff_then_dead_lettered(
         # The same outage, fixed while a retry is pending: delivered once.
         catcher.login_attempts.clear()
         await kick("send_email", template="welcome", to="b@example.com", context={"full_name": "B"}, message_id="m2")
-        deadline = time.monotonic() + 10
-        while not catcher.login_attempts and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        await eventually(lambda: catcher.login_attempts, what="a first, refused login", interval=0.02)
         catcher.refuse_logins = False
         row = await wait_for_row(db, "m2", "sent", timeout=30)
         assert row["attempts"] >= 2
@@ -261,10 +249,7 @@ async def test_a_welcome_email_from_registration_lands_in_the_development_mail_f
         json={"email": "newcomer@example.com", "password": "a long enough passphrase", "full_name": "Newcomer"},
     )
     assert response.status in (200, 201), await response.text()
-    deadline = time.monotonic() + 15
-    while not list(outbox.glob("welcome-*.eml")) and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    [path] = list(outbox.glob("welcome-*.eml"))
+    [path] = await eventually(lambda: list(outbox.glob("welcome-*.eml")), what="the welcome email in the folder")
     content = path.read_bytes()
     assert b"To: Newcomer <newcomer@example.com>" in content and b"Welcome to LMS" in content
 
@@ -292,14 +277,13 @@ async def test_the_scheduler_kicks_a_due_task_that_a_worker_runs(start_lms: Call
 async def test_the_taskiq_cli_on_our_broker_runs_tasks_and_exits_on_sigterm(
     servers: Servers, kick: Kick, redis: aioredis.Redis
 ) -> None:
-    """STACK_NOTES: `taskiq worker` on taskiq-redis 1.2.4 + redis-py 8 hung on SIGTERM; ours must not."""
+    """`taskiq worker` on taskiq-redis 1.2.4 + redis-py 8 hung on SIGTERM (jobs/streams.py); ours must not."""
     worker = LmsProcess(["worker", "jobs.broker:broker", "--workers", "1"], lms_environment(servers), module="taskiq")
     try:
         worker.wait_for_output("Listening started", timeout=60)
         await kick("diagnostics.probe", key="cli")
         await wait_runs(redis, "cli", 1, timeout=10, phase="finished")
-        signalled = time.monotonic()
+        # The hang it guards against is forever; 15 s is room for a loaded machine (it takes about 1 s).
         assert worker.stop(signal.SIGTERM, timeout=15) == 0
-        assert time.monotonic() - signalled < 15
     finally:
         worker.close()

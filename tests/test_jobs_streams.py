@@ -17,10 +17,11 @@ from jobs.streams import StreamBroker, dead_key, delayed_key
 from jobs.tasks import all_specs
 from lms.config import Settings
 from tests.conftest import Servers, make_config
+from tests.polling import eventually
 
 IDLE = 1.0
 
-Factory = Callable[[str], Coroutine[Any, Any, StreamBroker]]
+Factory = Callable[..., Coroutine[Any, Any, StreamBroker]]
 
 
 @pytest.fixture
@@ -33,8 +34,8 @@ async def consumers(jobs_config: Settings) -> AsyncIterator[Factory]:
     """Consumers of the default queue, started as clients (no resources, no heartbeat task)."""
     started: list[StreamBroker] = []
 
-    async def start(name: str) -> StreamBroker:
-        broker = build_brokers(jobs_config, ["default"], consumer=name)["default"]
+    async def start(name: str, config: Settings = jobs_config) -> StreamBroker:
+        broker = build_brokers(config, ["default"], consumer=name)["default"]
         await broker.startup()
         started.append(broker)
         return broker
@@ -53,11 +54,14 @@ async def kick(jobs_config: Settings) -> AsyncIterator[Callable[..., Coroutine[A
 
 
 async def read_until(broker: StreamBroker, count: int, timeout: float) -> list[AckableMessage]:
+    """``count`` messages, read with blocking reads (Redis wakes the read when one arrives)."""
     got: list[AckableMessage] = []
-    deadline = time.monotonic() + timeout
-    while len(got) < count and time.monotonic() < deadline:
+
+    async def enough() -> list[AckableMessage]:
         got.extend(await broker.read(count - len(got), block_ms=100))
-    return got
+        return got if len(got) >= count else []
+
+    return await eventually(enough, timeout=timeout, what=f"{count} message(s) read", interval=0)
 
 
 async def test_a_message_kicked_before_any_consumer_group_existed_is_delivered(
@@ -100,17 +104,17 @@ async def test_heartbeats_keep_a_running_task_from_being_handed_to_another_worke
 
 
 async def test_hand_back_makes_held_messages_available_at_once(
-    kick: Any, consumers: Factory, redis: aioredis.Redis, jobs_config: Settings
+    kick: Any, consumers: Factory, redis: aioredis.Redis, jobs_config: Settings, servers: Servers
 ) -> None:
-    leaving, staying = await consumers("leaving"), await consumers("staying")
+    # Idle for a minute: a message only reclaimed after going idle could not be read within 15 s.
+    patient = make_config(servers, jobs={"idle_redelivery_seconds": 60})
+    leaving, staying = await consumers("leaving", patient), await consumers("staying", patient)
     for _ in range(2):
         await kick("diagnostics.noop")
     held = await read_until(leaving, 2, timeout=5)
     assert await leaving.hand_back() == 2
-    started = time.monotonic()
-    taken = await read_until(staying, 2, timeout=5)
+    taken = await read_until(staying, 2, timeout=15)  # handed back, not reclaimed
     assert {m.data for m in taken} == {m.data for m in held}
-    assert time.monotonic() - started < IDLE  # handed back, not reclaimed after going idle
     stream = stream_name(jobs_config, "default")
     consumers_left = {c["name"] for c in await redis.xinfo_consumers(stream, "workers")}  # type: ignore[arg-type]
     assert b"leaving:default" not in consumers_left
@@ -182,9 +186,14 @@ async def test_a_message_that_keeps_killing_its_workers_is_set_aside(
     [again] = await read_until(second, 1, timeout=IDLE + 5)  # delivery 2; "second" dies too
     third = await consumers("third")
     third.max_deliveries = 2
-    await asyncio.sleep(IDLE + 0.5)
-    assert await third.read(1, block_ms=0) == []  # delivery 3 would exceed the limit
     stream = stream_name(jobs_config, "default")
+
+    async def set_aside() -> bool:
+        # Every read once the message is idle again would be delivery 3: over the limit, never handed out.
+        assert await third.read(1, block_ms=100) == []
+        return bool(await redis.xlen(dead_key(stream)))
+
+    await eventually(set_aside, timeout=IDLE + 15, what="the message set aside", interval=0)
     [(_, fields)] = await redis.xrange(dead_key(stream))
     assert fields[b"data"] == held.data == again.data and fields[b"deliveries"] == b"3"
     assert int((await redis.xpending(stream, "workers"))["pending"]) == 0  # type: ignore[arg-type]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -14,9 +13,10 @@ from lms.db import Database
 from lms.tables import live_answers, live_players, live_sessions
 from realtime.live import edge
 from realtime.live.abandoned import end_abandoned_sessions
-from tests.test_live_actor import T0, Instance, command, freeze, live_game, live_instances, principal
+from tests.polling import eventually
+from tests.test_live_actor import T0, Instance, command, freeze, live_game, live_instances, live_logs, principal
 
-__all__ = ["live_instances"]  # the fixture, used by name
+__all__ = ["live_instances", "live_logs"]  # fixtures, used by name
 
 HOURS = 3 * 3600 * 1000
 
@@ -41,8 +41,8 @@ async def test_a_session_whose_owner_died_is_ended_with_what_redis_recorded(
     game = await live_game(db, questions=2)
     await freeze(redis, a.rt, game["id"], T0)
     await edge.host_session(a.rt, principal(game["teacher"]), game["id"])
-    alice = await edge.join_session(a.rt, None, pin=game["pin"], nickname="Alice", player_token=None)
-    await edge.join_session(a.rt, None, pin=game["pin"], nickname="Bob", player_token=None)
+    alice = await a.join(None, pin=game["pin"], nickname="Alice", player_token=None)
+    await a.join(None, pin=game["pin"], nickname="Bob", player_token=None)
     await command(a, game, "start_session")
     await edge.submit_answer(a.rt, game["id"], alice.player_id, 0, "b")
     await a.rt.crash()
@@ -65,11 +65,17 @@ async def test_a_session_whose_owner_died_is_ended_with_what_redis_recorded(
 
 
 async def until_lease_gone(redis: Any, key: str) -> None:
-    for _ in range(500):
-        if not await redis.exists(key):
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("the lease did not expire")
+    holder = None
+
+    async def gone() -> bool:
+        nonlocal holder
+        holder = await redis.get(key)
+        return holder is None
+
+    try:
+        await eventually(gone, what="the crashed owner's lease expiring")
+    except AssertionError as err:
+        raise AssertionError(f"{err}: held by {holder!r}, {await redis.pttl(key)} ms left") from None
 
 
 async def test_owned_and_recent_sessions_are_left_alone_and_lost_ones_are_closed(

@@ -8,9 +8,9 @@ deadlines are asserted, so nothing here depends on how fast the machine is.
 
 from __future__ import annotations
 
-import asyncio
+import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -25,28 +25,53 @@ from realtime.live import edge
 from realtime.live.errors import LiveError
 from realtime.live.runtime import LiveRuntime
 from tests.builders import make_question, make_quiz, make_quiz_course, make_user
-from tests.conftest import Servers
+from tests.conftest import Servers, make_config
+from tests.polling import eventually
 
 T0 = 1_900_000_000_000
 
 
+log = logging.getLogger("tests.live")
+
+
 class Instance:
-    """A runtime plus what its deliver() heard on the channel."""
+    """A runtime, the players connected to it, and what its deliver() heard on the channel.
+
+    Players join through :meth:`join` and stay connected to this instance
+    until they leave: its runtime keeps their presence fresh, as the ``/live``
+    namespace does for its connections (``LiveNamespace.local_players``).
+    Without that, presence (3 s in tests) ran out in a slow run and a
+    question waited for players who seemed gone.
+    """
 
     def __init__(self, config: Settings, db: Database, redis: aioredis.Redis, name: str) -> None:
+        self.name = name
         self.redis = redis
         self.events: list[tuple[str, dict[str, Any]]] = []
-        self.rt = LiveRuntime(config=config, db=db, redis=redis, deliver=self.collect, instance_id=name)
+        self.connected: dict[str, set[str]] = {}
+        self.rt = LiveRuntime(
+            config=config, db=db, redis=redis, deliver=self.collect, local_players=self.local_players,
+            instance_id=name,
+        )  # fmt: skip
 
     async def collect(self, session_id: str, events: list[dict[str, Any]]) -> None:
+        for event in events:
+            log.debug("%s heard %s", self.name, event)
         self.events.extend((session_id, e) for e in events)
+
+    async def local_players(self) -> dict[str, list[str]]:
+        return {session_id: sorted(players) for session_id, players in self.connected.items() if players}
+
+    async def join(self, who: Principal | None = None, **details: Any) -> edge.JoinResult:
+        joined = await edge.join_session(self.rt, who, **details)
+        self.connected.setdefault(joined.session_id, set()).add(joined.player_id)
+        return joined
 
     def named(self, name: str) -> list[dict[str, Any]]:
         return [e for _, e in self.events if e.get("event") == name]
 
 
-@pytest.fixture
-async def live_instances(servers: Servers, config: Settings, db: Database) -> AsyncIterator[list[Instance]]:
+async def two_instances(servers: Servers, config: Settings, db: Database) -> AsyncIterator[list[Instance]]:
     made = []
     for name in ("a", "b"):
         client = aioredis.Redis.from_url(servers.redis_url)
@@ -57,17 +82,24 @@ async def live_instances(servers: Servers, config: Settings, db: Database) -> As
         await instance.redis.aclose()
 
 
-async def until(predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
-    """Wait for a condition (bounded); the tests assert outcomes, never durations."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if loop.time() > end:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
+@pytest.fixture
+async def live_instances(servers: Servers, config: Settings, db: Database) -> AsyncIterator[list[Instance]]:
+    async for made in two_instances(servers, config, db):
+        yield made
+
+
+@pytest.fixture
+async def brief_presence(servers: Servers, db: Database) -> AsyncIterator[list[Instance]]:
+    """Instances whose players' presence (1 s) runs out well before a takeover (up to 1.75 s) is done."""
+    async for made in two_instances(servers, make_config(servers, live={"presence_ttl_seconds": 1}), db):
+        yield made
+
+
+@pytest.fixture(autouse=True)
+def live_logs(caplog: pytest.LogCaptureFixture) -> None:
+    """A failing test shows the runtimes' and actors' log (ownership, takeovers) and every event each heard."""
+    caplog.set_level(logging.INFO, logger="realtime.live")
+    caplog.set_level(logging.DEBUG, logger="tests.live")
 
 
 async def watch(instances: list[Instance], game: dict[str, Any]) -> None:
@@ -121,16 +153,16 @@ async def test_a_full_game_across_two_instances(live_instances: list[Instance], 
     assert host["state"] == "lobby" and host["players"] == [] and host["total_questions"] == 3
     assert game["id"] in a.rt.actors  # the first host's instance owns it
     student = await make_user(db, role="student", full_name="Sam Student")
-    alice = await edge.join_session(a.rt, None, pin=game["pin"], nickname="  Alice ", player_token=None)
-    bob = await edge.join_session(b.rt, None, pin=game["pin"], nickname="Bob", player_token=None)
-    sam = await edge.join_session(b.rt, principal(student), pin=game["pin"], nickname=None, player_token=None)
+    alice = await a.join(None, pin=game["pin"], nickname="  Alice ", player_token=None)
+    bob = await b.join(None, pin=game["pin"], nickname="Bob", player_token=None)
+    sam = await b.join(principal(student), pin=game["pin"], nickname=None, player_token=None)
     assert (alice.nickname, sam.nickname) == ("Alice", "Sam Student")
     assert alice.session["state"] == "lobby" and alice.session["me"]["score"] == 0
-    await until(lambda: len(a.named("player_joined")) == 3)
-    await until(lambda: any(e["data"]["count"] == 3 for e in a.named("player_count")))
+    await eventually(lambda: len(a.named("player_joined")) == 3)
+    await eventually(lambda: any(e["data"]["count"] == 3 for e in a.named("player_count")))
 
     assert await command(b, game, "start_session") == {"ok": True, "state": "question"}
-    started = await until(lambda: a.named("question_started"))
+    started = await eventually(lambda: a.named("question_started"))
     q0 = started[0]["data"]
     assert (q0["index"], q0["total"], q0["question_type"], q0["started_at"]) == (0, 3, "single_choice", T0)
     assert q0["deadline"] == T0 + 20_000 and q0["time_limit_ms"] == 20_000
@@ -145,9 +177,9 @@ async def test_a_full_game_across_two_instances(live_instances: list[Instance], 
     assert twice.value.code == "already_answered"
     await edge.submit_answer(b.rt, game["id"], sam.player_id, 0, "a")
     # Everyone connected answered: the question ends at once, well before its deadline.
-    ended = await until(lambda: a.named("question_ended"))
+    ended = await eventually(lambda: a.named("question_ended"))
     assert ended[0]["data"] == {"index": 0, "correct_answer": "b", "distribution": {"a": 1, "b": 2, "c": 0}}
-    results = await until(lambda: [e for e in a.events if e[1].get("event") == "answer_result"])
+    results = await eventually(lambda: [e for e in a.events if e[1].get("event") == "answer_result"])
     by_player = results[0][1]["data"]
     assert by_player[alice.player_id] == {
         "index": 0, "correct": True, "points": 1000, "total_score": 1000, "rank": 1, "streak": 1,
@@ -158,7 +190,7 @@ async def test_a_full_game_across_two_instances(live_instances: list[Instance], 
     assert by_player[sam.player_id]["points"] == 0 and by_player[sam.player_id]["rank"] == 3
 
     assert await command(a, game, "next") == {"ok": True, "state": "leaderboard"}
-    board = (await until(lambda: a.named("leaderboard")))[0]["data"]
+    board = (await eventually(lambda: a.named("leaderboard")))[0]["data"]
     assert [(p["nickname"], p["score"], p["rank"]) for p in board["top"]] == [
         ("Alice", 1000, 1), ("Bob", 750, 2), ("Sam Student", 0, 3),
     ]  # fmt: skip
@@ -167,12 +199,12 @@ async def test_a_full_game_across_two_instances(live_instances: list[Instance], 
     # Question 1 (multiple choice a+b+d): only Sam is right; the deadline ends it (Bob never answers).
     await freeze(redis, a.rt, game["id"], T0 + 60_000)
     assert await command(b, game, "next") == {"ok": True, "state": "question"}
-    await until(lambda: len(a.named("question_started")) == 2)
+    await eventually(lambda: len(a.named("question_started")) == 2)
     await edge.submit_answer(a.rt, game["id"], alice.player_id, 1, ["a", "b"])
     await freeze(redis, a.rt, game["id"], T0 + 60_000 + 20_000)
     await edge.submit_answer(b.rt, game["id"], sam.player_id, 1, ["d", "b", "a"])
     await freeze(redis, a.rt, game["id"], T0 + 60_000 + 20_000 + 251)
-    second = (await until(lambda: len(a.named("question_ended")) == 2 and a.named("question_ended")))[1]["data"]
+    second = (await eventually(lambda: len(a.named("question_ended")) == 2 and a.named("question_ended")))[1]["data"]
     assert second["correct_answer"] == ["a", "b", "d"]
     scored = [e for _, e in a.events if e.get("event") == "answer_result"][1]["data"]
     assert scored[sam.player_id]["points"] == 500 and scored[sam.player_id]["total_score"] == 500
@@ -187,10 +219,10 @@ async def test_a_full_game_across_two_instances(live_instances: list[Instance], 
     await edge.submit_answer(a.rt, game["id"], alice.player_id, 2, "true")
     await edge.submit_answer(a.rt, game["id"], bob.player_id, 2, "true")
     await edge.submit_answer(a.rt, game["id"], sam.player_id, 2, "false")
-    await until(lambda: len(a.named("question_ended")) == 3)
+    await eventually(lambda: len(a.named("question_ended")) == 3)
     assert await command(a, game, "next") == {"ok": True, "state": "leaderboard"}
     assert await command(a, game, "next") == {"ok": True, "state": "ended"}
-    final = (await until(lambda: a.named("session_ended")))[0]["data"]
+    final = (await eventually(lambda: a.named("session_ended")))[0]["data"]
     assert [p["nickname"] for p in final["top"]] == ["Alice", "Bob", "Sam Student"]
     assert final["results_url"].endswith(f"/api/v1/live-sessions/{game['id']}/results")
     finals = next(e for _, e in a.events if e.get("event") == "final_result")["data"]
@@ -208,9 +240,9 @@ async def test_a_full_game_across_two_instances(live_instances: list[Instance], 
     assert {p["nickname"]: p["user_id"] for p in players}["Sam Student"] == student["id"]
     assert len(answers) == 8
     with pytest.raises(LiveError) as late:
-        await edge.join_session(a.rt, None, pin=game["pin"], nickname="Late", player_token=None)
+        await a.join(None, pin=game["pin"], nickname="Late", player_token=None)
     assert late.value.code == "session_ended"
-    await until(lambda: game["id"] not in a.rt.actors)
+    await eventually(lambda: game["id"] not in a.rt.actors)
 
 
 async def test_the_deadline_boundary_is_exact(live_instances: list[Instance], db: Database, redis: Any) -> None:
@@ -221,7 +253,7 @@ async def test_the_deadline_boundary_is_exact(live_instances: list[Instance], db
     await freeze(redis, a.rt, game["id"], T0)
     await edge.host_session(a.rt, principal(game["teacher"]), game["id"])
     players = [
-        await edge.join_session(a.rt, None, pin=game["pin"], nickname=f"P{n}", player_token=None) for n in range(3)
+        await a.join(None, pin=game["pin"], nickname=f"P{n}", player_token=None) for n in range(3)
     ]
     await command(a, game, "start_session")
     await freeze(redis, a.rt, game["id"], T0 + 20_000 + 250)  # deadline + grace: still on time
@@ -230,7 +262,7 @@ async def test_the_deadline_boundary_is_exact(live_instances: list[Instance], db
     with pytest.raises(LiveError) as late:
         await edge.submit_answer(a.rt, game["id"], players[1].player_id, 0, "b")
     assert late.value.code == "too_late"
-    results = (await until(lambda: [e for _, e in a.events if e.get("event") == "answer_result"]))[0]["data"]
+    results = (await eventually(lambda: [e for _, e in a.events if e.get("event") == "answer_result"]))[0]["data"]
     assert results[players[0].player_id]["points"] == 500
     assert results[players[1].player_id]["points"] == 0
 
@@ -240,31 +272,41 @@ async def test_the_owner_dies_and_another_instance_resumes_the_question(
 ) -> None:
     a, b = live_instances
     await a.rt.start()
-    await b.rt.start()
     game = await live_game(db, questions=2)
     await watch(live_instances, game)
     await freeze(redis, a.rt, game["id"], T0)
     await edge.host_session(a.rt, principal(game["teacher"]), game["id"])
-    players = [
-        await edge.join_session(b.rt, None, pin=game["pin"], nickname=f"P{n}", player_token=None) for n in range(4)
-    ]
+    assert game["id"] in a.rt.actors  # a owns it; b starts after, so its supervisor cannot claim it first
+    await b.rt.start()
+    players = [await b.join(None, pin=game["pin"], nickname=f"P{n}", player_token=None) for n in range(4)]
     await command(a, game, "start_session")
     for p in players[:2]:
         await edge.submit_answer(b.rt, game["id"], p.player_id, 0, "b")
     await a.rt.crash()  # like SIGKILL: the lease is left to expire
+    crashed = len(b.events)
     await edge.submit_answer(b.rt, game["id"], players[2].player_id, 0, "a")  # accepted with no owner at all
-    await until(lambda: game["id"] in b.rt.actors)
-    state = await until(lambda: [e for _, e in b.events if e.get("op") == "state"][1:])
+    await eventually(lambda: game["id"] in b.rt.actors, what="b taking the session over")
+    state = await eventually(
+        lambda: [e for _, e in b.events[crashed:] if e.get("op") == "state"], what="the state b publishes on takeover"
+    )
     assert state[0]["common"]["state"] == "question"
     assert state[0]["me"][players[0].player_id]["answered_current"] is True
     assert state[0]["me"][players[3].player_id]["answered_current"] is False
     await edge.submit_answer(b.rt, game["id"], players[3].player_id, 0, "b")
-    ended = await until(lambda: b.named("question_ended"))
+    # Everyone connected (to b, which keeps their presence) answered: the question ends at once.
+    ended = await eventually(lambda: b.named("question_ended"), what="question 0 ending on b")
     assert ended[0]["data"]["distribution"] == {"a": 1, "b": 3, "c": 0}
     assert await command(b, game, "end_session") == {"ok": True, "state": "ended"}
     async with db.connection() as conn:
         answers = await conn.fetch_all(select(live_answers).where(live_answers.c.session_id == game["id"]))
     assert len(answers) == 4
+
+
+async def test_players_connected_elsewhere_stay_present_through_a_slow_takeover(
+    brief_presence: list[Instance], db: Database, redis: Any
+) -> None:
+    """The cause of this file's old flake: presence ran out during the takeover, and the question waited on."""
+    await test_the_owner_dies_and_another_instance_resumes_the_question(brief_presence, db, redis)
 
 
 async def test_host_authority_comes_from_the_account(live_instances: list[Instance], db: Database) -> None:
@@ -296,7 +338,7 @@ async def test_join_rules(live_instances: list[Instance], db: Database) -> None:
     async def code(who: Any = None, **kw: Any) -> str:
         kw = {"pin": game["pin"], "nickname": "Nick", "player_token": None} | kw
         with pytest.raises(LiveError) as err:
-            await edge.join_session(a.rt, principal(who) if who else None, **kw)
+            await a.join(principal(who) if who else None, **kw)
         return err.value.code
 
     assert await code() == "guests_not_allowed"
@@ -306,8 +348,8 @@ async def test_join_rules(live_instances: list[Instance], db: Database) -> None:
     assert await code(student, nickname="  ") == "invalid_payload"
     assert await code(student, nickname="x" * 25) == "invalid_payload"
     assert await code(student, nickname="The Admin!") == "nickname_not_allowed"
-    joined = await edge.join_session(a.rt, principal(student), pin=game["pin"], nickname="x" * 24, player_token=None)
-    again = await edge.join_session(a.rt, principal(student), pin=game["pin"], nickname="Other", player_token=None)
+    joined = await a.join(principal(student), pin=game["pin"], nickname="x" * 24, player_token=None)
+    again = await a.join(principal(student), pin=game["pin"], nickname="Other", player_token=None)
     assert again.player_id == joined.player_id and again.nickname == "x" * 24
     assert again.player_token != joined.player_token  # a new device gets its own token
     other = await make_user(db, role="student")
@@ -322,23 +364,23 @@ async def test_kick_lock_and_resume(live_instances: list[Instance], db: Database
     await watch(live_instances, game)
     await freeze(redis, a.rt, game["id"], T0)
     await edge.host_session(a.rt, principal(game["teacher"]), game["id"])
-    mallory = await edge.join_session(b.rt, None, pin=game["pin"], nickname="Mallory", player_token=None)
-    alice = await edge.join_session(b.rt, None, pin=game["pin"], nickname="Alice", player_token=None)
+    mallory = await b.join(None, pin=game["pin"], nickname="Mallory", player_token=None)
+    alice = await b.join(None, pin=game["pin"], nickname="Alice", player_token=None)
     assert await command(b, game, "lock_session") == {"ok": True, "state": "lobby"}
     with pytest.raises(LiveError) as locked:
-        await edge.join_session(a.rt, None, pin=game["pin"], nickname="Carol", player_token=None)
+        await a.join(None, pin=game["pin"], nickname="Carol", player_token=None)
     assert locked.value.code == "session_locked"
-    back = await edge.join_session(a.rt, None, pin=game["pin"], nickname=None, player_token=alice.player_token)
+    back = await a.join(None, pin=game["pin"], nickname=None, player_token=alice.player_token)
     assert back.player_id == alice.player_id and back.player_token == alice.player_token
     await command(a, game, "unlock_session")
-    await edge.join_session(a.rt, None, pin=game["pin"], nickname="Carol", player_token=None)
+    await a.join(None, pin=game["pin"], nickname="Carol", player_token=None)
 
     assert await command(a, game, "kick_player", player_id=mallory.player_id) == {"ok": True, "state": "lobby"}
-    kicked = await until(lambda: a.named("kicked"))
+    kicked = await eventually(lambda: a.named("kicked"))
     assert kicked[0]["to"] == f"player:{mallory.player_id}"
     assert any(e.get("op") == "detach" and e["player_id"] == mallory.player_id for _, e in a.events)
     with pytest.raises(LiveError) as again:
-        await edge.join_session(a.rt, None, pin=game["pin"], nickname=None, player_token=mallory.player_token)
+        await a.join(None, pin=game["pin"], nickname=None, player_token=mallory.player_token)
     assert again.value.code == "kicked"
     missing = await command(a, game, "kick_player", player_id=str(uuid.uuid4()))
     assert missing["ok"] is False and missing["error"]["code"] == "not_found"
@@ -363,15 +405,15 @@ async def test_late_joiners_play_the_open_question_and_results_are_stored_per_qu
     await watch(live_instances, game)
     await freeze(redis, a.rt, game["id"], T0)
     await edge.host_session(a.rt, principal(game["teacher"]), game["id"])
-    early = await edge.join_session(a.rt, None, pin=game["pin"], nickname="Early", player_token=None)
+    early = await a.join(None, pin=game["pin"], nickname="Early", player_token=None)
     await command(a, game, "start_session")
     await freeze(redis, a.rt, game["id"], T0 + 5_000)
-    late = await edge.join_session(b.rt, None, pin=game["pin"], nickname="Late", player_token=None)
+    late = await b.join(None, pin=game["pin"], nickname="Late", player_token=None)
     assert late.session["state"] == "question" and late.session["question"]["index"] == 0
     assert late.session["me"]["answered_current"] is False
     await edge.submit_answer(b.rt, game["id"], late.player_id, 0, "b")
     await edge.submit_answer(a.rt, game["id"], early.player_id, 0, "a")
-    results = (await until(lambda: [e for _, e in a.events if e.get("event") == "answer_result"]))[0]["data"]
+    results = (await eventually(lambda: [e for _, e in a.events if e.get("event") == "answer_result"]))[0]["data"]
     assert results[late.player_id]["points"] == 875 and results[late.player_id]["rank"] == 1
 
     async def stored() -> list[Any]:
@@ -379,19 +421,18 @@ async def test_late_joiners_play_the_open_question_and_results_are_stored_per_qu
             return await conn.fetch_all(select(live_answers).where(live_answers.c.session_id == game["id"]))
 
     # Question 0's answers reach PostgreSQL when it ends, before the session does.
-    rows: list[Any] = []
-    for _ in range(500):
+    async def both_stored() -> list[Any]:
         rows = await stored()
-        if len(rows) == 2:
-            break
-        await asyncio.sleep(0.02)
+        return rows if len(rows) == 2 else []
+
+    rows = await eventually(both_stored, what="question 0's two answers in PostgreSQL")
     assert sorted(r["points"] for r in rows) == [0, 875]
     async with db.connection() as conn:
         session = await conn.fetch_one(select(live_sessions).where(live_sessions.c.id == game["id"]))
     assert session is not None and session["status"] == "running"
     assert [q["index"] for q in session["results"]["questions"]] == [0]
     # Joining during the reveal: the next question is theirs.
-    later = await edge.join_session(a.rt, None, pin=game["pin"], nickname="Later", player_token=None)
+    later = await a.join(None, pin=game["pin"], nickname="Later", player_token=None)
     assert later.session["state"] == "reveal"
     await command(a, game, "next")
     await command(a, game, "next")

@@ -7,28 +7,19 @@ player on the second.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import shutil
-from pathlib import Path
 
 import pytest
 
 from lms.db import Database
 from tests.builders import PASSWORD
+from tests.node import NodeScript, needs_chromium
 from tests.test_live_actor import live_game
 from tests.test_live_processes import Server, two_servers, until_up
 
 __all__ = ["two_servers"]  # the fixture, used by name
 
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium package"),
-]
+pytestmark = [pytest.mark.slow, needs_chromium]
 
 
 async def test_host_and_two_players_play_to_the_end_in_a_browser(two_servers: list[Server], db: Database) -> None:
@@ -36,14 +27,15 @@ async def test_host_and_two_players_play_to_the_end_in_a_browser(two_servers: li
     await until_up(a.url)
     await until_up(b.url)
     game = await live_game(db, questions=2)
-    driver = await asyncio.create_subprocess_exec(
-        "node", str(ROOT / "tests" / "js" / "live_pages.js"), a.url, b.url, game["id"], game["pin"],
-        game["teacher"]["email"], PASSWORD,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={**os.environ, "CHROMIUM": CHROMIUM},
-    )  # fmt: skip
-    stdout, stderr = await asyncio.wait_for(driver.communicate(), 180)
-    assert driver.returncode == 0, stderr.decode()[-4000:]
-    report = json.loads(stdout.decode().splitlines()[-1])
+    driver = await NodeScript.start(
+        "live_pages.js", a.url, b.url, game["id"], game["pin"], game["teacher"]["email"], PASSWORD,
+        packages=("playwright-core",),
+    )
+    try:
+        assert await driver.finish(180) == 0, driver.report()
+    finally:
+        await driver.close()
+    report = json.loads(driver.lines[-1])
     assert report["errors"] == []
     assert sorted(report["lobbyNames"]) == ["Ann", "Ben"]
     first, second = report["questions"]

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import signal
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -29,12 +28,14 @@ from lms.live.keys import session_keys
 from lms.tables import live_answers, live_players
 from tests.builders import PASSWORD
 from tests.conftest import LiveClient, LmsProcess, Servers, lms_environment
+from tests.node import NodeScript
+from tests.polling import eventually
 from tests.test_live_actor import live_game
 
 pytestmark = pytest.mark.slow
 
 NS = "/live"
-ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -61,15 +62,15 @@ def two_servers(servers: Servers) -> Iterator[list[Server]]:
 
 async def until_up(url: str) -> None:
     async with aiohttp.ClientSession() as http:
-        for _ in range(300):
+
+        async def up() -> bool:
             try:
                 async with http.get(url + "/api/v1/health") as response:
-                    if response.status == 200:
-                        return
+                    return response.status == 200
             except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-    raise AssertionError(f"{url} did not come up")
+                return False
+
+        await eventually(up, what=f"{url} up")
 
 
 async def token(url: str, email: str) -> str:
@@ -97,44 +98,63 @@ async def gather_limited(coros: list[Any], limit: int = 40) -> list[Any]:
     return await asyncio.gather(*(run(c) for c in coros))
 
 
+async def while_running(step: Any, scripts: list[NodeScript]) -> Any:
+    """``step``'s result; fails at once, with their stderr, if one of the scripts ends first."""
+    task = asyncio.ensure_future(step)
+    exits = {asyncio.ensure_future(script.process.wait()): script for script in scripts}
+    try:
+        done, _ = await asyncio.wait([task, *exits], return_when=asyncio.FIRST_COMPLETED)
+        if task not in done:
+            task.cancel()
+            ended = next(exits[e] for e in done if e in exits)
+            raise AssertionError(f"a JavaScript player ended mid-game: {ended.report()}")
+        return task.result()
+    finally:
+        for waiting in exits:
+            waiting.cancel()
+
+
 async def test_javascript_players_play_a_game_across_two_processes(two_servers: list[Server], db: Database) -> None:
     a, b = two_servers
     await until_up(a.url)
     await until_up(b.url)
     game = await live_game(db, questions=2)
     host = await connect(a.url, await token(a.url, game["teacher"]["email"]))
+    players = [await NodeScript.start("live_player.js", s.url, game["pin"], f"JS {n}") for n, s in enumerate((a, b))]
     try:
         assert (await call(host, "host_session", {"session_id": game["id"]}))["ok"]
-        players = [
-            await asyncio.create_subprocess_exec(
-                "node", str(ROOT / "tests" / "js" / "live_player.js"), server.url, game["pin"], f"JS {n}",
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            )
-            for n, server in enumerate((a, b))
-        ]  # fmt: skip
         for _ in players:
-            await host.next("player_joined", NS, timeout=30)
+            await while_running(host.next("player_joined", NS, timeout=30), players)
         assert (await call(host, "start_session"))["ok"]
         for index in range(2):
-            ended = await host.next("question_ended", NS, timeout=30)  # both answered: it ends at once
+            ended = await while_running(host.next("question_ended", NS, timeout=30), players)  # both answered
             assert ended["index"] == index and sum(ended["distribution"].values()) == 2
             assert (await call(host, "next"))["state"] == "leaderboard"
             assert (await call(host, "next"))["state"] in ("question", "ended")
-        outputs = [await asyncio.wait_for(p.communicate(), 60) for p in players]
+        for player in players:
+            assert await player.finish(60) == 0, player.report()
+        for player in players:
+            check_transcript(player)
+    except BaseException as err:
+        reports = "\n".join(p.report() for p in players)
+        raise AssertionError(f"{err}\n{reports}") from err
     finally:
         await host.close()
-    for process, (stdout, stderr) in zip(players, outputs, strict=True):
-        assert process.returncode == 0, stderr.decode()
-        lines = [json.loads(line) for line in stdout.decode().splitlines()]
-        acks = {(line["ack"], json.dumps(line["data"])) for line in lines if "ack" in line}
-        assert all(json.loads(data)["ok"] for _, data in acks), acks
-        events = [line["event"] for line in lines if "event" in line]
-        for name in ("session_state", "question_started", "question_ended", "answer_result", "leaderboard"):
-            assert name in events, events
-        assert events[-2:] == ["session_ended", "final_result"]
-        for line in lines:
-            if line.get("event") == "question_started":
-                assert "correct" not in json.dumps(line["data"])
+        for player in players:
+            await player.close()
+
+
+def check_transcript(player: NodeScript) -> None:
+    lines = [json.loads(line) for line in player.lines]
+    acks = {(line["ack"], json.dumps(line["data"])) for line in lines if "ack" in line}
+    assert all(json.loads(data)["ok"] for _, data in acks), acks
+    events = [line["event"] for line in lines if "event" in line]
+    for name in ("session_state", "question_started", "question_ended", "answer_result", "leaderboard"):
+        assert name in events, events
+    assert events[-2:] == ["session_ended", "final_result"]
+    for line in lines:
+        if line.get("event") == "question_started":
+            assert "correct" not in json.dumps(line["data"])
 
 
 def instance_id(server: Server) -> str:
@@ -189,7 +209,7 @@ async def test_sigkill_of_the_owner_mid_question_loses_no_acknowledged_answer(
         state = await on_b[0][0].next("session_state", NS, timeout=30)
         while state["state"] != "question":
             state = await on_b[0][0].next("session_state", NS, timeout=30)
-        print(f"takeover after {time.monotonic() - killed_at:.2f} s", file=sys.stderr)
+        log.info("takeover after %.2f s", time.monotonic() - killed_at)
         assert state["question_index"] == 0
 
         # Players of the dead process come back on the other one with their token.

@@ -20,6 +20,7 @@ from lms.db import Database
 from realtime.live.setup import LIVE
 from tests.builders import login, make_user
 from tests.conftest import Instance, LiveClient
+from tests.polling import eventually
 from tests.test_live_actor import T0, live_game
 
 NS = "/live"
@@ -442,10 +443,4 @@ async def test_pin_guessing_is_limited_per_address_across_connections_and_instan
     assert code(ack) == "rate_limited" and "wrong pins" in ack["error"]["message"]
 
 
-async def eventually(check: Any, timeout: float = 10, what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await check():
-        if loop.time() > deadline:
-            raise AssertionError(f"{what} not met within {timeout} s")
-        await asyncio.sleep(0.2)
+

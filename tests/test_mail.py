@@ -17,8 +17,8 @@ from lms.config import Settings
 from lms.db import Database, Row
 from lms.mail.errors import MailRejected, MailUnavailable, TemplateError
 from lms.mail.message import Attachment, message_id_header
+from lms.mail.render import TEMPLATES, Renderer
 from lms.mail.service import Mailer
-from lms.mail.templates import TEMPLATES, Renderer
 from lms.mail.transport import FolderTransport, SmtpTransport, make_transport
 from lms.tables import email_log
 from tests.builders import make_user

@@ -30,7 +30,7 @@ from tests import fake_gateways as fakes
 
 pytestmark = pytest.mark.no_services
 
-# The concatenated string PAYMENTS.md documents, and the transaction it comes from.
+# The concatenated string Paymob's HMAC documentation shows, and the transaction it comes from.
 PAYMOB_VECTOR = (
     "1000002024-06-13T11:33:44.592345EGPfalsefalse1920364654097558truefalsefalsefalsetruefalse"
     "217503754302852false2346MasterCardcardtrue"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -17,8 +16,8 @@ import pytest
 from sqlalchemy import select
 
 from jobs.broker import build_inline_broker
-from jobs.payments import reconcile_payments
 from jobs.resources import Resources
+from jobs.tasks.payments import reconcile_payments
 from lms.app import create_app
 from lms.config import Settings
 from lms.db import Database
@@ -27,6 +26,7 @@ from lms.tables import email_log, payment_events, payments
 from tests.builders import signed_in
 from tests.conftest import LmsProcess, Servers, SmtpServer, make_config
 from tests.fake_gateways import Gateways
+from tests.polling import eventually
 from tests.test_payments import count, enrollment_of, paid_course, payment_row
 
 
@@ -177,16 +177,6 @@ async def test_subscriptions_past_their_period_expire_at_reconciliation(
 # --- real workers ----------------------------------------------------------------
 
 
-async def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = await check()
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{what} not within {timeout}s")
-
-
 async def lock_waiters(db: Database) -> int:
     async with db.connection() as conn:
         return int(await conn.fetch_val("SELECT count(*) FROM pg_locks WHERE NOT granted"))
@@ -219,7 +209,7 @@ async def test_a_worker_killed_mid_settlement_is_redelivered_and_the_payment_app
         url = str(client.make_url("")).rstrip("/")
         status, ack = await gateways.stripe.send(url, gateways.stripe.event("checkout.session.completed", session))
         assert (status, ack["duplicate"]) == (200, False)
-        await wait_until(lambda: lock_waiters(db), 15, "the worker waiting on the payment lock")
+        await eventually(lambda: lock_waiters(db), what="the worker waiting on the payment lock")
         first.process.send_signal(signal.SIGKILL)
         first.process.wait(5)
     # Its transaction died with it; nothing was applied.
@@ -230,7 +220,7 @@ async def test_a_worker_killed_mid_settlement_is_redelivered_and_the_payment_app
     async def settled() -> bool:
         return (await payment_row(db, pid))["status"] == "completed"
 
-    await wait_until(settled, idle * 2 + 15, "the redelivered settlement")
+    await eventually(settled, timeout=idle * 2 + 15, what="the redelivered settlement")
     smtp_server.catcher.wait_for(1)
     assert (await enrollment_of(db, student, course))["status"] == "active"  # type: ignore[index]
     async with db.connection() as conn:

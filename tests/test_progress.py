@@ -12,9 +12,9 @@ from sqlalchemy import func, select
 
 from lms.appkeys import CONFIG
 from lms.db import Database
+from lms.effects import EFFECTS
 from lms.enrollments import service
 from lms.events import CourseCompleted, LessonProgressChanged
-from lms.jobqueue import JOBS
 from lms.tables import certificates, email_log, lesson_progress, lessons
 from realtime.context import DASHBOARD_NAMESPACE, course_room
 from realtime.fanout import room_channel
@@ -284,8 +284,7 @@ async def test_adding_and_removing_lessons_recomputes_progress(
     assert untouched is None
 
     # The job is idempotent: running it again changes nothing and sends nothing.
-    effects = service.Effects(config=client.app[CONFIG], jobs=client.app[JOBS])
-    assert await service.recalculate_course_progress(db, effects, course["id"]) == 1
+    assert await service.recalculate_course_progress(db, client.app[EFFECTS], course["id"]) == 1
     assert await state() == ("100.00", 1, 1, "completed")
     assert len(smtp_server.messages) == 2
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp.test_utils import TestClient
+from sqlalchemy import func, insert, select
 
 from lms.db import Database
+from lms.tables import quiz_attempts
 from tests.builders import make_question, make_quiz, make_quiz_course, make_quiz_enrollment, make_user, signed_in
+from tests.polling import eventually
 
 Client = TestClient  # type: ignore[type-arg]
 
@@ -202,6 +206,57 @@ async def test_deleting_a_quiz_with_attempts_needs_an_admin_and_force(client: Cl
 
     empty = await make_quiz(db, course_id=course["id"])
     assert (await client.delete(f"/api/v1/quizzes/{empty['id']}", headers=owner)).status == 204
+
+
+async def lock_waiters(db: Database) -> int:
+    async with db.connection() as conn:
+        return int(await conn.fetch_val("SELECT count(*) FROM pg_locks WHERE NOT granted"))
+
+
+async def test_a_delete_waits_for_an_attempt_being_started_and_then_refuses(client: Client, db: Database) -> None:
+    owner, course = await _owner_and_course(client, db)
+    quiz = await make_quiz(db, course_id=course["id"])
+    await make_question(db, quiz_id=quiz["id"])
+    student, _ = await signed_in(client, db, role="student")
+    enrollment = await make_quiz_enrollment(db, student_id=student["id"], course_id=course["id"])
+    # An attempt whose start has not committed yet (its insert holds the quiz row's key-share lock).
+    async with db.transaction() as conn:
+        await conn.execute(
+            insert(quiz_attempts).values(
+                enrollment_id=enrollment["id"], quiz_id=quiz["id"], student_id=student["id"], attempt_number=1
+            )
+        )
+        deleting = asyncio.create_task(client.delete(f"/api/v1/quizzes/{quiz['id']}", headers=owner))
+        await eventually(lambda: lock_waiters(db), what="the delete waiting for the start's lock")
+        assert not deleting.done()
+    response = await deleting
+    assert response.status == 409  # it counted the attempt that committed meanwhile, and deleted nothing
+    async with db.connection() as conn:
+        assert await conn.fetch_val(select(func.count()).select_from(quiz_attempts)) == 1
+
+
+async def test_concurrent_starts_and_a_delete_never_lose_an_attempt(client: Client, db: Database) -> None:
+    for _ in range(3):
+        owner, course = await _owner_and_course(client, db)
+        quiz = await make_quiz(db, course_id=course["id"])
+        await make_question(db, quiz_id=quiz["id"])
+        students = [await _student(client, db, course["id"]) for _ in range(6)]
+        url = f"/api/v1/quizzes/{quiz['id']}"
+        responses = await asyncio.gather(
+            *(client.post(f"{url}/attempts", headers=headers) for headers in students[:3]),
+            client.delete(url, headers=owner),
+            *(client.post(f"{url}/attempts", headers=headers) for headers in students[3:]),
+        )
+        deleted = responses[3].status
+        started = [r.status for i, r in enumerate(responses) if i != 3]
+        assert deleted in (204, 409) and set(started) <= {201, 404}
+        # Either the delete won (every later start is a 404) or it saw the attempts that won (409).
+        assert (deleted == 204) == (201 not in started)
+        async with db.connection() as conn:
+            kept = await conn.fetch_val(
+                select(func.count()).select_from(quiz_attempts).where(quiz_attempts.c.quiz_id == quiz["id"])
+            )
+        assert kept == started.count(201)
 
 
 # -- questions -----------------------------------------------------------------

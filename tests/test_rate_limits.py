@@ -33,6 +33,8 @@ async def test_login_limit_per_account_trips_and_recovers(aiohttp_client: Any, s
     # Another account from the same address is limited by the per-IP rule only.
     other = await client.post("/api/v1/auth/login", json={"email": "someone@example.com", "password": "guess-guess"})
     assert other.status == 401
+    # Recovery is the window (1 s) passing: wait it out (a wait for time, not a proof that nothing
+    # happened: the next attempt must then be judged again, 401 and not 429).
     await asyncio.sleep(1.1)
     assert (await client.post("/api/v1/auth/login", json=attempt)).status == 401
 

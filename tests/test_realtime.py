@@ -26,6 +26,7 @@ from lms.events import EVENTS, CourseCompleted, EnrollmentCreated, LessonProgres
 from realtime.context import REALTIME
 from tests.builders import bearer, login, make_course, make_enrollment, make_user
 from tests.conftest import Instance, LiveClient
+from tests.polling import eventually
 
 DASH = "/dashboard"
 
@@ -48,17 +49,6 @@ def progress_event(course: Any, enrollment: Any, student: Any, pct: str = "40") 
         course_id=course["id"], enrollment_id=enrollment["id"], student_id=student["id"], lesson_id=uuid.uuid4(),
         completion_percentage=Decimal("100"), progress_percentage=Decimal(pct), completed=True,
     )  # fmt: skip
-
-
-async def eventually(check: Any, timeout: float = 15, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout} s")
-        await asyncio.sleep(0.1)
 
 
 # -- authentication -----------------------------------------------------------
@@ -258,8 +248,12 @@ async def test_reauthenticating_keeps_the_connection_open(instances: list[Instan
 
     ack = await client.call("authenticate", {"token": await token_for(a, instructor)}, namespace=DASH)
     assert ack["ok"] is True and ack["expires_at"] > old + 60
-    await asyncio.sleep(max(0.0, old - time.time()) + 1.5)  # past the first token's expiry
-    assert client.pending("auth_expired", DASH) == [] and client.pending("disconnect", DASH) == []
+    # What the server will do next: warn before the new token ends, nothing when the old one does.
+    namespace = a.app[REALTIME].sio.namespace_handlers[DASH]
+    server_side = await namespace.client(client.sio.get_sid(DASH))
+    assert server_side is not None and server_side.expires_at == ack["expires_at"]
+    loop = asyncio.get_running_loop()
+    assert server_side.timer is not None and server_side.timer.when() > loop.time() + (old - time.time()) + 30
     await a.app[EVENTS].publish(CourseCompleted(course["id"], enrollment_id=uuid.uuid4(), student_id=uuid.uuid4()))
     await client.next("course_completed", DASH)
 
@@ -376,8 +370,11 @@ async def delivered_across(a: Instance, b: Instance, live: Any, db: Database) ->
 
     async def arrived() -> bool:
         await b.app[EVENTS].publish(progress_event(course, enrollment, student))
-        await asyncio.sleep(0.2)
-        return bool(watcher.pending("lesson_progress", DASH))
+        try:
+            await watcher.next("lesson_progress", DASH, timeout=0.5)
+        except AssertionError:  # lost while the fan-out recovers: publish again
+            return False
+        return True
 
     await eventually(arrived, what="cross-instance delivery")
 
@@ -387,18 +384,25 @@ async def test_listener_that_died_or_went_deaf_is_restarted(instances: list[Inst
     fanout = a.app[REALTIME].fanout
     assert fanout.listener is not None
     fanout.listener.cancel()  # the listener task dies
-    await eventually(lambda: _true(fanout.listener_restarts == 1), what="restart after death")
+    await eventually(lambda: fanout.listener_restarts == 1, what="restart after death")
     await delivered_across(a, b, live, db)
 
     fanout.last_heard -= 3600  # as if it had heard nothing for an hour
     assert not fanout.is_up()
-    await eventually(lambda: _true(fanout.listener_restarts == 2), what="restart when deaf")
-    await eventually(lambda: _true(fanout.is_up()), what="listener up again")
+    await eventually(lambda: fanout.listener_restarts == 2, what="restart when deaf")
+    await eventually(lambda: fanout.is_up(), what="listener up again")
     await delivered_across(a, b, live, db)
 
 
-async def _true(value: bool) -> bool:
-    return value
+async def test_a_stopped_fanout_restarts_nothing(instances: list[Instance]) -> None:
+    fanout = instances[0].app[REALTIME].fanout
+    listener = fanout.listener
+    assert listener is not None and not listener.done()
+    await fanout.stop()
+    assert listener.done() and fanout.listener is listener
+    # What a watchdog whose cancellation a library swallowed would do next: nothing.
+    fanout._supervise()
+    assert fanout.listener is listener and fanout.listener_restarts == 0
 
 
 async def test_killed_pubsub_connection_recovers(
@@ -407,7 +411,7 @@ async def test_killed_pubsub_connection_recovers(
     a, b = instances
     for instance in instances:
         fanout = instance.app[REALTIME].fanout
-        await eventually(lambda f=fanout: _true(f.is_up()), what="listener up")
+        await eventually(lambda f=fanout: f.is_up(), what="listener up")
     assert await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub") >= 2
     await delivered_across(a, b, live, db)
     await delivered_across(b, a, live, db)

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import queue
-import shutil
 import signal
 import subprocess
 import sys
@@ -32,17 +30,14 @@ from lms.db import Database
 from lms.devservers import free_port
 from tests.builders import PASSWORD, login, make_course, make_enrollment, make_user
 from tests.conftest import LiveClient, LmsProcess, Servers, lms_environment, make_config
+from tests.node import node_env, node_script
+from tests.polling import eventually_blocking
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-NODE_MODULES = ROOT / "lms" / "assets" / "node_modules"
 DASH = "/dashboard"
 
-needs_node = pytest.mark.skipif(
-    shutil.which("node") is None or not (NODE_MODULES / "socket.io-client").is_dir(),
-    reason="node and lms/assets/node_modules (npm ci) are needed for the JavaScript client",
-)
 
 
 @dataclass
@@ -55,18 +50,21 @@ def start_serve(servers: Servers, **settings: Any) -> Serve:
     port = free_port()
     process = LmsProcess(["serve", "--host", "127.0.0.1", "--port", str(port)], lms_environment(servers, **settings))
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def ready() -> bool:
         assert process.process.poll() is None, process.output
         try:
             with urllib.request.urlopen(url + "/api/v1/ready", timeout=2) as response:  # noqa: S310 - loopback
-                if response.status == 200:
-                    return Serve(url, process)
+                return response.status == 200
         except OSError:
-            pass
-        time.sleep(0.2)
-    process.close()
-    raise AssertionError("lms serve did not become ready:\n" + process.output)
+            return False
+
+    try:
+        eventually_blocking(ready, timeout=60, what="lms serve ready", interval=0.2)
+    except AssertionError:
+        process.close()
+        raise AssertionError("lms serve did not become ready:\n" + process.output) from None
+    return Serve(url, process)
 
 
 @pytest.fixture
@@ -98,10 +96,9 @@ class NodeClient:
     """tests/js/socket_client.js in a Node process: the official JavaScript client."""
 
     def __init__(self, url: str, token: str | None, *namespaces: str) -> None:
-        env = {**os.environ, "NODE_PATH": str(NODE_MODULES)}
         self.process = subprocess.Popen(
-            ["node", str(ROOT / "tests" / "js" / "socket_client.js"), url, token or "-", *(namespaces or ("/",))],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+            node_script("socket_client.js", url, token or "-", *(namespaces or ("/",))),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=node_env(),
         )  # fmt: skip
         self.messages: queue.Queue[dict[str, Any]] = queue.Queue()
         self.kept: list[dict[str, Any]] = []
@@ -177,7 +174,6 @@ def node() -> Any:
 # -----------------------------------------------------------------------------
 
 
-@needs_node
 async def test_rest_calls_on_one_instance_reach_both_clients_on_the_other(
     serves: list[Serve], live: Any, node: Any, db: Database
 ) -> None:
@@ -236,7 +232,6 @@ async def first_lesson(db: Database, course_id: Any) -> Any:
         )
 
 
-@needs_node
 async def test_javascript_client_refusals_and_malformed_payloads(
     serves: list[Serve], node: Any, db: Database, config: Any
 ) -> None:
@@ -343,7 +338,6 @@ async def test_worker_resources_carry_an_emitter_that_reaches_clients(
         await resources.emitter.notify_user(user["id"], "gossip", {})
 
 
-@needs_node
 async def test_serve_stops_promptly_with_clients_connected(
     servers: Servers, live: Any, node: Any, db: Database
 ) -> None:

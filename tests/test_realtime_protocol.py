@@ -24,6 +24,7 @@ from lms.config import RealtimeSettings
 from realtime.context import REALTIME
 from tests.builders import login, make_user
 from tests.conftest import Instance, LiveClient, make_config
+from tests.polling import eventually
 
 FAST_PINGS = {"ping_interval_seconds": 0.3, "ping_timeout_seconds": 0.2}
 
@@ -125,7 +126,7 @@ async def test_a_second_poll_while_one_waits_ends_the_session(serve: Serve) -> N
     path = eio_path(EIO="4", transport="polling", sid=sid)
     eio = instance.app[REALTIME].sio.eio
     first = asyncio.ensure_future(instance.http.get(path))
-    await wait_for_state(lambda: eio.sockets[sid].poll_waiting, "first poll waiting")
+    await eventually(lambda: eio.sockets[sid].poll_waiting, what="first poll waiting", interval=0.01)
     second = await instance.http.get(path)
     assert second.status == 400
     response = await asyncio.wait_for(first, 5)
@@ -173,7 +174,7 @@ async def test_client_close_answers_the_poll_in_flight_with_a_noop(serve: Serve)
         path = eio_path(EIO="4", transport="polling", sid=sid)
         if poll_first:
             poll = asyncio.ensure_future(instance.http.get(path))
-            await wait_for_state(lambda sid=sid: eio.sockets[sid].poll_waiting, "poll waiting")
+            await eventually(lambda sid=sid: eio.sockets[sid].poll_waiting, what="poll waiting", interval=0.01)
             assert (await instance.http.post(path, data="1")).status == 200
         else:  # the close overtook the poll
             assert (await instance.http.post(path, data="1")).status == 200
@@ -293,15 +294,6 @@ async def test_a_connection_that_never_connects_a_namespace_is_closed(serve: Ser
     assert sio.connect_timeouts == 1
     metrics = await (await instance.http.get("/metrics")).text()
     assert "lms_socketio_connect_timeouts 1.0" in metrics
-
-
-async def wait_for_state(check: Callable[[], Any], what: str, timeout: float = 5) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check():
-        if loop.time() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        await asyncio.sleep(0.01)
 
 
 class _Captured(asyncio.Transport):

@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import venv
@@ -25,6 +24,7 @@ import pytest
 from lms.devservers import free_port
 from lms.migrate import head_revision
 from tests.conftest import LmsProcess, Servers, SmtpServer
+from tests.polling import eventually_blocking
 
 pytestmark = pytest.mark.slow
 
@@ -130,15 +130,14 @@ def test_the_wheel_installs_migrates_serves_and_mails_from_anywhere(
     worker = LmsProcess(["worker"], env, program=installed, cwd=elsewhere)
     try:
         worker.wait_for_output("worker ready", timeout=60)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+
+        def ready() -> bool:
             try:
-                if get(f"{base}/api/v1/ready")[0] == 200:
-                    break
+                return get(f"{base}/api/v1/ready")[0] == 200
             except OSError:
-                pass
-            time.sleep(0.2)
-        assert get(f"{base}/api/v1/ready")[0] == 200, serve.output
+                return False
+
+        eventually_blocking(ready, timeout=60, what=f"ready; output:\n{serve.output}", interval=0.2)
         serve.wait_for_output(f"Mail              SMTP {smtp_server.host}:{smtp_server.port}")  # the start-up block
         assert f"API docs          {base}/api/docs" in serve.output
         for path, kind, text in [

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from jobs import certificates, learning, live, payments, quizzes
 from jobs.registry import JobSpec
-from jobs.tasks import diagnostics, email, maintenance, reports
+from jobs.tasks import certificates, diagnostics, email, learning, live, maintenance, payments, quizzes, reports
 
 
 def all_specs() -> dict[str, JobSpec]:

@@ -1,7 +1,6 @@
-"""The send_email task: the contract auth and every later feature enqueue against.
+"""The send_email task. Use cases queue it through ``Effects.email`` (lms/effects.py)::
 
-    await app[JOBS].enqueue("send_email", template="welcome", to=email,
-                            context={"full_name": ...}, user_id=str(user_id))
+    await effects.email("welcome", to=email, full_name=name, user_id=user_id, **context)
 
 ``message_id`` is the idempotency key (unique in email_log): the enqueuing
 side fills it when the caller did not, so a redelivered task sends once.

@@ -19,16 +19,13 @@ from taskiq import TaskiqDepends
 from jobs.registry import TaskTable
 from jobs.resources import Resources, resources
 from lms.db import Connection, Row
+from lms.enrollments.service import course_url
 from lms.tables import courses, email_log, enrollments, users
 
 log = logging.getLogger(__name__)
 tasks = TaskTable()
 
 BATCH = 500
-
-
-def course_url(res: Resources, slug: str) -> str:
-    return f"{res.config.http.public_base_url.rstrip('/')}/courses/{slug}"
 
 
 async def students_with_active_courses(conn: Connection, *, after: uuid.UUID | None, limit: int) -> list[Row]:
@@ -77,13 +74,13 @@ async def weekly_progress(res: Resources = TaskiqDepends(resources)) -> int:
                 {"title": row["title"], "progress_percentage": float(row["progress_percentage"])}
             )
         for student in students:
-            await res.jobs.enqueue(
-                "send_email",
-                template="weekly_progress",
+            await res.effects.email(
+                "weekly_progress",
                 to=student["email"],
-                context={"full_name": student["full_name"], "courses": by_student.get(student["id"], [])},
-                user_id=str(student["id"]),
+                full_name=student["full_name"],
+                user_id=student["id"],
                 message_id=f"weekly_progress:{student['id']}:{year}-W{week:02d}",
+                courses=by_student.get(student["id"], []),
             )
             sent += 1
         after = students[-1]["id"]
@@ -149,18 +146,15 @@ async def course_reminders(res: Resources = TaskiqDepends(resources)) -> int:
         if not rows:
             break
         for row in rows:
-            await res.jobs.enqueue(
-                "send_email",
-                template="course_reminder",
+            await res.effects.email(
+                "course_reminder",
                 to=row["email"],
-                context={
-                    "full_name": row["full_name"],
-                    "course_title": row["title"],
-                    "course_url": course_url(res, row["slug"]),
-                    "days_inactive": (now - row["last_seen"]).days,
-                },
-                user_id=str(row["user_id"]),
+                full_name=row["full_name"],
+                user_id=row["user_id"],
                 message_id=row["message_id"],
+                course_title=row["title"],
+                course_url=course_url(res.effects, row["slug"]),
+                days_inactive=(now - row["last_seen"]).days,
             )
             sent += 1
         after = rows[-1]["id"]

@@ -1,1 +1,1 @@
-"""Analytics for students, instructors and admins (the Analytics section of API.md)."""
+"""Analytics for students, instructors and admins (``/api/v1/analytics/...``)."""

@@ -11,14 +11,15 @@ from sqlalchemy import func, select, union
 from lms.analytics.queries import per_day, per_day_statement
 from lms.analytics.window import END, START, Window
 from lms.db import Connection, Row
-from lms.enrollments.queries import STATUSES, percent, stats_figures
+from lms.enrollments.queries import percent, stats_figures
+from lms.enrollments.studying import studying_count
 from lms.payments import queries as payments
 from lms.payments.schemas import figures
-from lms.tables import ROLES, course_stats, courses, enrollments, live_sessions, users
+from lms.tables import ENROLLMENT_STATUSES, ROLES, course_stats, courses, enrollments, live_sessions, users
 
 
 def _counts(row: Row | None) -> dict[str, int]:
-    return {status: int(row[status]) if row and row[status] is not None else 0 for status in STATUSES}
+    return {status: int(row[status]) if row and row[status] is not None else 0 for status in ENROLLMENT_STATUSES}
 
 
 def revenue_totals(rows: list[Row]) -> list[dict[str, Any]]:
@@ -47,7 +48,7 @@ async def instructor_overview(conn: Connection, instructor: Row) -> Row:
             courses.c.rating_count,
             course_stats.c.progress_sum,
             course_stats.c.time_spent_sum,
-            *[course_stats.c[s] for s in STATUSES],
+            *[course_stats.c[s] for s in ENROLLMENT_STATUSES],
         )
         .outerjoin(course_stats, course_stats.c.course_id == courses.c.id)
         .where(courses.c.instructor_id == instructor_id)
@@ -82,7 +83,7 @@ async def instructor_overview(conn: Connection, instructor: Row) -> Row:
             }
         )
     completed = sum(i["by_status"]["completed"] for i in items)
-    studying = sum(i["by_status"]["active"] for i in items) + completed
+    studying = sum(studying_count(i["by_status"]) for i in items)
     return {
         "instructor_id": instructor_id,
         "full_name": instructor["full_name"],
@@ -108,7 +109,9 @@ async def system_figures(conn: Connection, window: Window, now: datetime) -> Row
     """Every figure of the system overview, computed from the tables (a snapshot's content)."""
     by_role = await conn.fetch_all(select(users.c.role, func.count().label("n")).group_by(users.c.role))
     roles = dict.fromkeys(ROLES, 0) | {r["role"]: int(r["n"]) for r in by_role}
-    statuses = await conn.fetch_one(select(*[func.coalesce(func.sum(course_stats.c[s]), 0).label(s) for s in STATUSES]))
+    statuses = await conn.fetch_one(
+        select(*[func.coalesce(func.sum(course_stats.c[s]), 0).label(s) for s in ENROLLMENT_STATUSES])
+    )
     by_status = _counts(statuses)
     new_users = await per_day(conn, window, _NEW_USERS)
     new_enrollments = await per_day(conn, window, _NEW_ENROLLMENTS)

@@ -1,4 +1,4 @@
-"""The Analytics section of API.md: a course, a student, an instructor, the platform."""
+"""Analytics routes: a course, a student, an instructor, the platform (``/api/v1/analytics/...``)."""
 
 from __future__ import annotations
 
@@ -26,11 +26,12 @@ from lms.api.pagination import Page, page
 from lms.api.problems import Forbidden, NotFound
 from lms.api.spreadsheets import csv_text
 from lms.appkeys import CONFIG, DB, REDIS
-from lms.auth.guards import authenticated, current_user, owner_or_admin, require, require_role
-from lms.auth.permissions import Permission, Role
+from lms.auth.guards import authenticated, current_user, require
+from lms.auth.permissions import Permission, Role, owner_or_admin
 from lms.courses.access import load_course
 from lms.db import Database
 from lms.enrollments.queries import course_stats
+from lms.enrollments.studying import studying_count
 from lms.payments import queries as payments
 from lms.payments.schemas import figures
 from lms.users.queries import get_user
@@ -73,7 +74,7 @@ async def _course_analytics(request: web.Request, db: Database, query: CourseAna
         else:
             as_of = datetime.now(UTC)
             stats = await course_stats(conn, course["id"])
-            studying = stats["by_status"]["active"] + stats["by_status"]["completed"]
+            studying = studying_count(stats["by_status"])
             lessons = await queries.lesson_figures(conn, course["id"], studying)
             if query.format == "csv":
                 text = csv_text(exports.lesson_rows(lessons))
@@ -178,7 +179,7 @@ async def instructor_overview(request: web.Request) -> dict[str, Any]:
     query=WindowQuery,
     response=SystemOverview,
     errors=[403, 422],
-    guards=[require_role(Role.ADMIN)],
+    guards=[require(Permission.VIEW_PLATFORM_ANALYTICS)],
     tags=TAGS,
 )
 async def system(request: web.Request, query: WindowQuery) -> web.Response:

@@ -11,8 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lms.analytics.window import WindowQuery
 from lms.api.pagination import PageQuery
-from lms.enrollments.schemas import CourseSummary, EnrollmentStats, EnrollmentStatus
+from lms.enrollments.schemas import CourseSummary, EnrollmentStats
 from lms.payments.schemas import RevenueByCurrency
+from lms.tables import EnrollmentStatus
 
 
 class WindowOut(BaseModel):

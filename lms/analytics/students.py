@@ -11,8 +11,9 @@ from sqlalchemy import and_, bindparam, func, literal_column, select, true
 from lms.analytics.queries import per_day, per_day_statement
 from lms.analytics.window import Window, local_day
 from lms.db import Connection, Row
-from lms.enrollments.queries import COURSE_SUMMARY, STATUSES, STUDYING, nest, ratio
-from lms.tables import certificates, courses, enrollments, quiz_attempts, quizzes, study_activity
+from lms.enrollments.queries import COURSE_SUMMARY, nest, ratio
+from lms.enrollments.studying import STUDYING
+from lms.tables import ENROLLMENT_STATUSES, certificates, courses, enrollments, quiz_attempts, quizzes, study_activity
 
 GRADED = and_(quiz_attempts.c.status == "graded", quiz_attempts.c.percentage.is_not(None))
 RECENT_ATTEMPTS = 10
@@ -86,7 +87,7 @@ async def totals(conn: Connection, student_id: uuid.UUID) -> Row:
         ).where(enrollments.c.student_id == student_id)
     )
     assert sums is not None
-    counts = dict.fromkeys(STATUSES, 0) | {r["status"]: int(r["n"]) for r in by_status}
+    counts = dict.fromkeys(ENROLLMENT_STATUSES, 0) | {r["status"]: int(r["n"]) for r in by_status}
     return {
         "enrollments": sum(counts.values()),
         "by_status": counts,

@@ -95,10 +95,6 @@ class NotFound(Problem):
     status, type_slug = 404, "not-found"
 
 
-class MethodNotAllowed(Problem):
-    status, type_slug = 405, "method-not-allowed"
-
-
 class Conflict(Problem):
     status, type_slug = 409, "conflict"
 

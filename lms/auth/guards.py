@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 from lms.api.problems import Forbidden, ServiceUnavailable, Unauthorized
 from lms.appkeys import CONFIG, DB, REDIS
 from lms.auth import redis_state
-from lms.auth.permissions import Permission, Role, has_permission
+from lms.auth.permissions import Permission, Role, has_permission, roles_with
 from lms.auth.tokens import InvalidToken, TokenType, verify
 from lms.logs import bind_log_context
 from lms.users.queries import get_user
@@ -171,21 +171,10 @@ def require(*permissions: Permission) -> Guard:
         principal = await authenticate(request)
         missing = [p for p in permissions if not principal.can(p)]
         if missing:
-            raise Forbidden(f"Your role ({principal.role}) may not do this.", missing=[str(p) for p in missing])
+            allowed = " and ".join(roles_with(*permissions))
+            raise Forbidden(
+                f"Your role ({principal.role}) may not do this; it is for {allowed} accounts.",
+                missing=[str(p) for p in missing],
+            )
 
     return Guard(check, errors=(401, 403))
-
-
-def require_role(*roles: Role) -> Guard:
-    allowed = {str(r) for r in roles}
-
-    async def check(request: web.Request) -> None:
-        principal = await authenticate(request)
-        if principal.role not in allowed:
-            raise Forbidden(f"This is for {', '.join(sorted(allowed))} accounts.")
-
-    return Guard(check, errors=(401, 403))
-
-
-def owner_or_admin(principal: Principal, owner_id: Any) -> bool:
-    return principal.is_admin or principal.id == owner_id

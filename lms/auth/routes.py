@@ -1,4 +1,7 @@
-"""The Auth section of API.md."""
+"""Authentication routes (``/api/v1/auth/...``).
+
+Each route's contract is in the OpenAPI document (``/api/v1/openapi.json``).
+"""
 
 from __future__ import annotations
 

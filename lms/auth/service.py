@@ -15,7 +15,7 @@ from lms.appkeys import CLIENT_IP, CONFIG, REDIS
 from lms.auth import queries, redis_state
 from lms.auth.tokens import TokenType, issue, lifetime
 from lms.db import Connection, Row
-from lms.jobqueue import JOBS
+from lms.effects import EFFECTS
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +77,7 @@ def link(request: web.Request, path: str, token: str) -> str:
 
 
 async def email(request: web.Request, template: str, user: Row, **context: Any) -> None:
-    """Queue an email; call after the transaction that motivates it has committed."""
-    await request.app[JOBS].enqueue(
-        "send_email",
-        template=template,
-        to=user["email"],
-        context={"full_name": user["full_name"], **context},
-        user_id=str(user["id"]),
-        message_id=f"<{uuid.uuid4().hex}@lms>",
+    """Queue an email to the user; call after the transaction that motivates it has committed."""
+    await request.app[EFFECTS].email(
+        template, to=user["email"], full_name=user["full_name"], user_id=user["id"], **context
     )

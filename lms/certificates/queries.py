@@ -131,7 +131,7 @@ async def revoke(conn: Connection, certificate_id: uuid.UUID, reason: str) -> Ro
 
 
 def public_view(row: Row) -> dict[str, Any]:
-    """What anyone holding the number may learn (API.md's verify fields)."""
+    """What anyone holding the number may learn (the fields of ``VerificationOut``)."""
     issued = row["status"] == "issued"
     return {
         "valid": issued and not row["is_revoked"],

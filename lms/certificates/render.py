@@ -25,7 +25,7 @@ import segno
 
 log = logging.getLogger(__name__)
 
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates" / "certificates"
+TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 
 
 @dataclass(frozen=True)

@@ -1,32 +1,29 @@
-"""The Certificates section of API.md, the public verification page and the credential key set."""
+"""Certificate routes (``/api/v1/certificates/...``): requests, downloads, revocation, verification, credentials."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import aiohttp_jinja2
 from aiohttp import web
 
 from lms.api.endpoint import endpoint, path_uuid
 from lms.api.pagination import Page, page
-from lms.api.problems import Conflict, NotFound, Problem, ServiceUnavailable, ValidationFailed
+from lms.api.problems import Conflict, NotFound, Problem, ServiceUnavailable
 from lms.appkeys import CONFIG, DB
-from lms.auth.guards import Principal, authenticated, current_user, require_role
-from lms.auth.permissions import Role
+from lms.auth.guards import Principal, authenticated, current_user, require
+from lms.auth.permissions import Permission, owner_or_admin
 from lms.certificates import queries, service
 from lms.certificates.credential import JWKS_PATH, SigningKey, issuer_profile, open_badge_credential, sign_credential
-from lms.certificates.numbers import MalformedNumber, parse_number
 from lms.certificates.schemas import CertificateOut, CredentialOut, MyCertificatesQuery, RevokeIn, VerificationOut
 from lms.db import Row
-from lms.jobqueue import JOBS
+from lms.effects import EFFECTS
 from lms.storage import STORAGE, ObjectMissing, StorageError
 from lms.storage.http import serve_object
 
 routes = web.RouteTableDef()
 TAGS = ["certificates"]
 SIGNING_KEY = web.AppKey("certificate_signing_key", SigningKey)
-admins = require_role(Role.ADMIN)
-PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'"
+manage_certificates = require(Permission.MANAGE_CERTIFICATES)
 
 
 class Gone(Problem):
@@ -50,7 +47,7 @@ async def visible_certificate(request: web.Request) -> Row:
     principal: Principal = current_user(request)
     async with request.app[DB].connection() as conn:
         row = await queries.get_details(conn, certificate_id=path_uuid(request))
-    if row is None or not (principal.is_admin or row["student_id"] == principal.id):
+    if row is None or not owner_or_admin(principal, row["student_id"]):
         raise NotFound("No such certificate.")
     return row
 
@@ -70,7 +67,7 @@ async def visible_certificate(request: web.Request) -> Row:
     tags=TAGS,
 )
 async def generate(request: web.Request) -> dict[str, Any]:
-    row = await service.generate(request.app[DB], request.app[JOBS], current_user(request), path_uuid(request))
+    row = await service.generate(request.app[DB], request.app[EFFECTS], current_user(request), path_uuid(request))
     return present(request, row)
 
 
@@ -107,39 +104,7 @@ async def issuer(request: web.Request) -> dict[str, Any]:
     tags=TAGS,
 )
 async def verify(request: web.Request) -> dict[str, Any]:
-    return await lookup(request, request.match_info["number"])
-
-
-async def lookup(request: web.Request, text: str) -> dict[str, Any]:
-    try:
-        number = parse_number(text)
-    except MalformedNumber as err:
-        raise ValidationFailed(
-            str(err), errors=[{"field": "number", "message": str(err)}], mistyped=err.mistyped
-        ) from None
-    async with request.app[DB].connection() as conn:
-        row = await queries.get_details(conn, number=number)
-    if row is None:
-        raise NotFound("No certificate has this number.")
-    return queries.public_view(row)
-
-
-@routes.get("/verify/{number}")
-async def verify_page(request: web.Request) -> web.Response:
-    """The human side of verification: the same answer as the JSON route, as a page."""
-    number = request.match_info["number"]
-    context: dict[str, Any] = {"app_name": request.app[CONFIG].app_name, "number": number, "certificate": None}
-    status = 200
-    try:
-        context["certificate"] = await lookup(request, number)
-    except Problem as problem:
-        context["problem"] = (
-            "No certificate has this number." if problem.status == 404 else problem.detail or "Not a valid number."
-        )
-        status = problem.status
-    response = aiohttp_jinja2.render_template("pages/verify.html", request, context, status=status)
-    response.headers["Content-Security-Policy"] = PAGE_CSP
-    return response
+    return await service.lookup(request.app[DB], request.match_info["number"])
 
 
 @routes.get("/api/v1/certificates/{id}")
@@ -180,7 +145,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     body=RevokeIn,
     response=CertificateOut,
     errors=[404],
-    guards=[admins],
+    guards=[manage_certificates],
     tags=TAGS,
 )
 async def revoke(request: web.Request, body: RevokeIn) -> dict[str, Any]:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
 from lms.api.pagination import PageQuery
+from lms.tables import CertificateStatus
 
 
 class CertificateOut(BaseModel):
@@ -17,7 +18,7 @@ class CertificateOut(BaseModel):
     student_id: uuid.UUID
     course_id: uuid.UUID
     certificate_number: str
-    status: Literal["pending", "issued", "failed"]
+    status: CertificateStatus
     student_name: str
     course_title: str
     instructor_name: str
@@ -42,7 +43,7 @@ class VerificationOut(BaseModel):
     issued_at: datetime | None
     revoked: bool
     revoked_at: datetime | None
-    status: Literal["pending", "issued", "failed"]
+    status: CertificateStatus
 
 
 class RevokeIn(BaseModel):

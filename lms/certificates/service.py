@@ -11,16 +11,18 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
-from lms.api.problems import Conflict, Forbidden
+from lms.api.problems import Conflict, Forbidden, NotFound, ValidationFailed
 from lms.auth.guards import Principal
+from lms.auth.permissions import owner_or_admin
 from lms.certificates import queries
+from lms.certificates.numbers import MalformedNumber, parse_number
 from lms.certificates.render import CertificateContent, PdfRenderer
 from lms.config import Settings
 from lms.db import Database, Row
+from lms.effects import Effects
 from lms.enrollments.access import load_enrollment
-from lms.jobqueue import JobQueue
 from lms.mail.errors import MailRejected
 from lms.mail.message import Attachment
 from lms.mail.service import Mailer
@@ -29,12 +31,6 @@ from lms.storage import Storage
 log = logging.getLogger(__name__)
 
 ISSUE_TASK = "issue_certificate"
-
-
-class Notifier(Protocol):
-    """The worker's Socket.IO emitter (``realtime.emitter.Emitter``)."""
-
-    async def notify_user(self, user_id: uuid.UUID | str, type: str, data: dict[str, Any]) -> bool: ...
 
 
 def verify_url(config: Settings, number: str) -> str:
@@ -48,7 +44,7 @@ def pdf_key(certificate_id: uuid.UUID) -> str:
 # --- requesting --------------------------------------------------------------
 
 
-async def request_certificate(db: Database, jobs: JobQueue, enrollment_id: uuid.UUID) -> bool:
+async def request_certificate(db: Database, effects: Effects, enrollment_id: uuid.UUID) -> bool:
     """Record a pending certificate for a completed enrollment and queue its rendering.
 
     True when recorded now. A certificate still pending (this request
@@ -61,7 +57,7 @@ async def request_certificate(db: Database, jobs: JobQueue, enrollment_id: uuid.
         log.info("certificate for enrollment %s: the enrollment is not completed", enrollment_id)
         return False
     if certificate["status"] == "pending":
-        await jobs.enqueue(ISSUE_TASK, certificate_id=str(certificate["id"]))
+        await effects.enqueue(ISSUE_TASK, certificate_id=str(certificate["id"]))
     if created is None:
         log.info("certificate for enrollment %s was already requested", enrollment_id)
         return False
@@ -69,11 +65,11 @@ async def request_certificate(db: Database, jobs: JobQueue, enrollment_id: uuid.
     return True
 
 
-async def generate(db: Database, jobs: JobQueue, principal: Principal, enrollment_id: uuid.UUID) -> Row:
+async def generate(db: Database, effects: Effects, principal: Principal, enrollment_id: uuid.UUID) -> Row:
     """``POST /certificates/enrollments/{id}/generate``: the student or an admin; 409 when one exists."""
     async with db.transaction() as conn:
         enrollment = await load_enrollment(conn, principal, enrollment_id)
-        if enrollment["student_id"] != principal.id and not principal.is_admin:
+        if not owner_or_admin(principal, enrollment["student_id"]):
             raise Forbidden("Only the student or an admin may ask for this certificate.")
         if enrollment["status"] != "completed":
             raise Conflict(f"This enrollment is {enrollment['status']}; certificates are for completed courses.")
@@ -88,9 +84,24 @@ async def generate(db: Database, jobs: JobQueue, principal: Principal, enrollmen
                     certificate_id=str(existing["id"]) if existing else None,
                 )
         details = await queries.get_details(conn, certificate_id=certificate["id"])
-    await jobs.enqueue(ISSUE_TASK, certificate_id=str(certificate["id"]))
+    await effects.enqueue(ISSUE_TASK, certificate_id=str(certificate["id"]))
     assert details is not None
     return details
+
+
+async def lookup(db: Database, text: str) -> dict[str, Any]:
+    """What anyone holding the number may learn; 422 for text that is no number (``mistyped``: a typo), else 404."""
+    try:
+        number = parse_number(text)
+    except MalformedNumber as err:
+        raise ValidationFailed(
+            str(err), errors=[{"field": "number", "message": str(err)}], mistyped=err.mistyped
+        ) from None
+    async with db.connection() as conn:
+        row = await queries.get_details(conn, number=number)
+    if row is None:
+        raise NotFound("No certificate has this number.")
+    return queries.public_view(row)
 
 
 # --- issuing (the job) -------------------------------------------------------
@@ -100,12 +111,15 @@ async def generate(db: Database, jobs: JobQueue, principal: Principal, enrollmen
 class Issuer:
     """What issuing needs; a worker builds one from its resources."""
 
-    config: Settings
     db: Database
     storage: Storage
     renderer: PdfRenderer
     mailer: Mailer
-    notifier: Notifier
+    effects: Effects
+
+    @property
+    def config(self) -> Settings:
+        return self.effects.config
 
 
 Outcome = Literal["issued", "already_issued", "missing", "revoked"]
@@ -185,7 +199,7 @@ async def _deliver(issuer: Issuer, certificate: Row, pdf: bytes, *, final_attemp
         log.warning("certificate %s: email refused (%s)", number, err)
         sent = "sent"
     if sent == "sent":
-        await issuer.notifier.notify_user(
+        await issuer.effects.notify(
             certificate["student_id"],
             "certificate_ready",
             {"certificate_id": str(certificate["id"]), "certificate_number": number,

@@ -1,7 +1,9 @@
 """Who may see and change a course or a lesson: the one "load it or 404, then check" helper.
 
 Drafts are invisible (404) to everyone but the owner and admins; a visible
-course that the caller may not change answers 403.
+course that the caller may not change answers 403. Everything that belongs
+to a course (its quizzes, live sessions, dashboard) is managed by whoever
+:func:`manages` the course, on REST and Socket.IO alike.
 """
 
 from __future__ import annotations
@@ -9,14 +11,16 @@ from __future__ import annotations
 import uuid
 
 from lms.api.problems import Forbidden, NotFound
-from lms.auth.guards import Principal, owner_or_admin
+from lms.auth.guards import Principal
+from lms.auth.permissions import Actor, owner_or_admin
 from lms.courses import queries
 from lms.courses.queries import Lock
 from lms.db import Connection, Row
 
 
-def manages(principal: Principal | None, course: Row) -> bool:
-    return principal is not None and owner_or_admin(principal, course["instructor_id"])
+def manages(actor: Actor | None, course: Row) -> bool:
+    """The course's instructor or an admin; ``course`` is any row with the course's ``instructor_id``."""
+    return owner_or_admin(actor, course["instructor_id"])
 
 
 def parse_course_ref(value: str) -> tuple[uuid.UUID | None, str | None]:

@@ -9,14 +9,16 @@ import uuid
 from typing import Any, Literal
 
 from anyascii import anyascii
-from sqlalchemy import and_, case, delete, exists, func, insert, literal_column, select, update
+from sqlalchemy import case, delete, exists, func, insert, literal_column, select, update
 from sqlalchemy.sql import ColumnElement
 
 from lms.db import Connection, IntegrityViolation, Row, is_unique_violation
+from lms.enrollments.studying import STUDYING, studies
 from lms.tables import courses, enrollments, lessons
 
-# Enrollments that still hold a place in the course (a delete must not erase them silently).
-HOLDING_STATUSES = ("active", "completed", "pending_payment")
+# Enrollments that still hold a place in the course (a delete must not erase them silently):
+# the students who study it, and those who are paying for it.
+HOLDING_STATUSES = (*STUDYING, "pending_payment")
 SLUG_MAX = 200
 SLUG_ATTEMPTS = 5
 
@@ -273,17 +275,5 @@ async def lesson_ids(conn: Connection, course_id: uuid.UUID) -> set[uuid.UUID]:
 
 
 async def has_lesson_access(conn: Connection, *, course_id: uuid.UUID, student_id: uuid.UUID) -> bool:
-    """An active or completed enrollment opens every lesson's content."""
-    return bool(
-        await conn.fetch_val(
-            select(
-                exists().where(
-                    and_(
-                        enrollments.c.course_id == course_id,
-                        enrollments.c.student_id == student_id,
-                        enrollments.c.status.in_(("active", "completed")),
-                    )
-                )
-            )
-        )
-    )
+    """Studying the course (:mod:`lms.enrollments.studying`) opens every lesson's content."""
+    return bool(await conn.fetch_val(select(studies(course_id=course_id, student_id=student_id))))

@@ -1,4 +1,7 @@
-"""The Courses and lessons section of API.md."""
+"""Course and lesson routes (``/api/v1/courses/...``, ``/api/v1/lessons/...``).
+
+Each route's contract is in the OpenAPI document (``/api/v1/openapi.json``).
+"""
 
 from __future__ import annotations
 
@@ -29,8 +32,8 @@ from lms.courses.schemas import (
     price_columns,
 )
 from lms.db import Connection, Row
+from lms.effects import EFFECTS
 from lms.files.access import check_lesson_file
-from lms.jobqueue import JOBS
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +47,7 @@ delete_courses = require(Permission.DELETE_COURSE)
 
 async def lessons_changed(request: web.Request, course_id: uuid.UUID) -> None:
     """Enrollment percentages depend on the published lessons: recompute them (after the commit)."""
-    await request.app[JOBS].enqueue("recalculate_course_progress", course_id=str(course_id))
+    await request.app[EFFECTS].enqueue("recalculate_course_progress", course_id=str(course_id))
 
 
 async def managed_course(request: web.Request, conn: Connection) -> Row:

@@ -5,16 +5,14 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lms.api.pagination import PageQuery
 from lms.money import Money, money
+from lms.tables import ContentType, Difficulty
 from lms.text import display_text
-
-Difficulty = Literal["beginner", "intermediate", "advanced"]
-ContentType = Literal["video", "text", "document", "quiz"]
 
 
 def _clean_title(value: str) -> str:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import uuid
 
 from lms.api.problems import Forbidden, NotFound
-from lms.auth.guards import Principal, owner_or_admin
+from lms.auth.guards import Principal
+from lms.courses.access import manages
 from lms.db import Connection, Row
 from lms.enrollments import queries
 
@@ -23,7 +24,7 @@ async def load_enrollment(
         raise NotFound("No such enrollment.")
     if enrollment["student_id"] == principal.id:
         return enrollment
-    if not owner_or_admin(principal, enrollment["course"]["instructor_id"]):
+    if not manages(principal, enrollment["course"]):
         raise NotFound("No such enrollment.")
     if as_student:
         raise Forbidden("Only the enrolled student may do this.")

@@ -15,13 +15,11 @@ from sqlalchemy import BigInteger, and_, bindparam, case, func, literal_column, 
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from lms.db import Connection, Row
+from lms.enrollments.studying import STUDYING, studying_count
+from lms.tables import ENROLLMENT_STATUSES, courses, enrollments, lesson_progress, lessons, users
 from lms.tables import course_stats as course_stats_table
-from lms.tables import courses, enrollments, lesson_progress, lessons, users
 
-# Statuses in which a student studies: progress is recorded, content is open, reviews are allowed.
-STUDYING = ("active", "completed")
 CENT = Decimal("0.01")
-STATUSES = ("active", "completed", "dropped", "expired", "pending_payment")
 
 COURSE_SUMMARY = {
     "id": courses.c.id,
@@ -168,8 +166,8 @@ _COURSE_STATS = select(course_stats_table).where(course_stats_table.c.course_id 
 
 def stats_figures(course_id: uuid.UUID, row: Row | None) -> Row:
     """A ``course_stats`` row (None: no enrollments yet) as the API's figures."""
-    counts = {status: int(row[status]) if row and row[status] is not None else 0 for status in STATUSES}
-    studying = counts["active"] + counts["completed"]
+    counts = {status: int(row[status]) if row and row[status] is not None else 0 for status in ENROLLMENT_STATUSES}
+    studying = studying_count(counts)
     return {
         "course_id": course_id,
         "total_enrollments": sum(counts.values()),

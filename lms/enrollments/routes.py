@@ -1,4 +1,7 @@
-"""The Enrollments and progress section of API.md."""
+"""Enrollment and progress routes (``/api/v1/enrollments/...``).
+
+Each route's contract is in the OpenAPI document (``/api/v1/openapi.json``).
+"""
 
 from __future__ import annotations
 
@@ -9,11 +12,12 @@ from aiohttp import web
 from lms.api.endpoint import endpoint, path_uuid
 from lms.api.pagination import Page, page
 from lms.api.problems import Conflict
-from lms.appkeys import CONFIG, DB
+from lms.appkeys import DB
 from lms.auth.guards import authenticated, current_user, require
 from lms.auth.permissions import Permission
 from lms.courses.access import load_course
 from lms.db import Row
+from lms.effects import EFFECTS
 from lms.enrollments import queries, service
 from lms.enrollments.access import load_enrollment
 from lms.enrollments.schemas import (
@@ -29,15 +33,9 @@ from lms.enrollments.schemas import (
     ReviewIn,
     ReviewOut,
 )
-from lms.events import EVENTS
-from lms.jobqueue import JOBS
 
 routes = web.RouteTableDef()
 TAGS = ["enrollments"]
-
-
-def effects(request: web.Request) -> service.Effects:
-    return service.Effects(config=request.app[CONFIG], jobs=request.app[JOBS], events=request.app[EVENTS])
 
 
 @routes.post("/api/v1/enrollments")
@@ -55,7 +53,7 @@ def effects(request: web.Request) -> service.Effects:
     tags=TAGS,
 )
 async def enroll(request: web.Request, body: EnrollIn) -> Row:
-    return await service.enroll(request.app[DB], effects(request), current_user(request), body.course_id)
+    return await service.enroll(request.app[DB], request.app[EFFECTS], current_user(request), body.course_id)
 
 
 @routes.get("/api/v1/enrollments/my-courses")
@@ -155,7 +153,8 @@ async def course_enrollment_stats(request: web.Request) -> Row:
 )
 async def report_progress(request: web.Request, body: ProgressIn) -> dict[str, Row]:
     return await service.record_progress(
-        request.app[DB], effects(request), current_user(request), path_uuid(request), path_uuid(request, "lesson_id"),
+        request.app[DB], request.app[EFFECTS], current_user(request),
+        path_uuid(request), path_uuid(request, "lesson_id"),
         seconds=body.time_spent_seconds, position=body.last_position_seconds, percentage=body.completion_percentage,
     )  # fmt: skip
 
@@ -171,7 +170,8 @@ async def report_progress(request: web.Request, body: ProgressIn) -> dict[str, R
 )
 async def complete_lesson(request: web.Request) -> dict[str, Row]:
     return await service.record_progress(
-        request.app[DB], effects(request), current_user(request), path_uuid(request), path_uuid(request, "lesson_id"),
+        request.app[DB], request.app[EFFECTS], current_user(request),
+        path_uuid(request), path_uuid(request, "lesson_id"),
         percentage=100,
     )  # fmt: skip
 

@@ -5,14 +5,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lms.api.pagination import PageQuery
-
-EnrollmentStatus = Literal["active", "completed", "dropped", "expired", "pending_payment"]
-LessonStatus = Literal["not_started", "in_progress", "completed"]
+from lms.tables import EnrollmentStatus, LessonStatus
 
 # One progress report covers at most this much study time: a client that was
 # offline sends several, a bogus "a week in one call" is refused.

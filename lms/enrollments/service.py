@@ -1,67 +1,33 @@
 """Use cases that span several queries and a side effect: enrolling, progress, completion.
 
-Side effects (emails, jobs, domain events) happen after the commit, from
-here only, so the realtime layer and the workers hear of each change once.
+Side effects (emails, jobs, domain events) happen after the commit, through
+the :class:`~lms.effects.Effects` the caller gives (a request's or a worker's),
+from here only, so dashboards and devices hear of each change once and the
+same way whoever made it.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from lms.api.problems import Conflict, NotFound, PaymentRequired, ValidationFailed
 from lms.auth.guards import Principal
-from lms.config import Settings
 from lms.courses.access import load_course
 from lms.courses.queries import get_course
 from lms.db import Database, IntegrityViolation, Row
+from lms.effects import Effects
 from lms.enrollments import queries
 from lms.enrollments.access import load_enrollment
-from lms.events import CourseCompleted, DomainEvent, EnrollmentCreated, LessonProgressChanged
-from lms.jobqueue import JobQueue
+from lms.enrollments.studying import STUDYING
+from lms.events import CourseCompleted, EnrollmentCreated, LessonProgressChanged
 from lms.money import money
 from lms.payments.queries import has_active_subscription
 
 log = logging.getLogger(__name__)
 
 CHECKOUT_PATH = "/api/v1/payments/checkout"
-
-
-class EventSink(Protocol):
-    """Hears domain events: the web app's :class:`~lms.events.EventBus`, or a worker's emitter."""
-
-    async def publish(self, *events: DomainEvent) -> None: ...
-
-
-@dataclass(frozen=True)
-class Effects:
-    """Where the side effects of a use case go: the job queue and the domain events."""
-
-    config: Settings
-    jobs: JobQueue
-    events: EventSink | None = None
-
-    def course_url(self, slug: str) -> str:
-        return f"{self.config.http.public_base_url.rstrip('/')}/api/v1/courses/{slug}"
-
-    async def email(
-        self, template: str, *, to: str, full_name: str, user_id: uuid.UUID, key: str | None = None, **context: Any
-    ) -> None:
-        """Queue an email; ``key`` makes its message id (the email log's idempotency key) deterministic."""
-        await self.jobs.enqueue(
-            "send_email",
-            template=template,
-            to=to,
-            context={"full_name": full_name, **context},
-            user_id=str(user_id),
-            message_id=f"<{key or uuid.uuid4().hex}@lms>",
-        )
-
-    async def publish(self, *events: DomainEvent) -> None:
-        if self.events is not None:
-            await self.events.publish(*events)
 
 
 # --- enrolling ---------------------------------------------------------------
@@ -75,7 +41,7 @@ async def enroll(db: Database, effects: Effects, student: Principal, course_id: 
             if not course["is_published"]:
                 raise Conflict("This course is not published; nobody can enroll yet.")
             existing = await queries.find_enrollment(conn, student_id=student.id, course_id=course_id)
-            if existing is not None and existing["status"] in queries.STUDYING:
+            if existing is not None and existing["status"] in STUDYING:
                 raise already_enrolled(existing["id"])
             # An active subscription covers every paid course.
             if course["price_amount"] is not None and not await has_active_subscription(conn, student.id):
@@ -95,7 +61,7 @@ async def enroll(db: Database, effects: Effects, student: Principal, course_id: 
     log.info("student %s enrolled in course %s", student.id, course_id)
     await effects.email(
         "enrollment_confirmation", to=student.email, full_name=student.full_name, user_id=student.id,
-        course_title=course["title"], course_url=effects.course_url(course["slug"]),
+        course_title=course["title"], course_url=course_url(effects, course["slug"]),
     )  # fmt: skip
     await effects.publish(
         EnrollmentCreated(
@@ -107,6 +73,11 @@ async def enroll(db: Database, effects: Effects, student: Principal, course_id: 
         )
     )
     return enrollment
+
+
+def course_url(effects: Effects, slug: str) -> str:
+    """The course's page, as emails link to it."""
+    return effects.link(f"/courses/{slug}")
 
 
 def already_enrolled(enrollment_id: uuid.UUID | None) -> Conflict:
@@ -181,10 +152,10 @@ async def after_completion(db: Database, effects: Effects, enrollment_ids: list[
         # One completion email per enrollment, whichever path (request or job) completes it.
         await effects.email(
             "course_completion", to=row["email"], full_name=row["full_name"], user_id=row["student_id"],
-            key=f"course-completion-{row['enrollment_id']}", course_title=row["course_title"],
-            course_url=effects.course_url(row["course_slug"]),
+            message_id=f"<course-completion-{row['enrollment_id']}@lms>", course_title=row["course_title"],
+            course_url=course_url(effects, row["course_slug"]),
         )  # fmt: skip
-        await effects.jobs.enqueue("request_certificate", enrollment_id=str(row["enrollment_id"]))
+        await effects.enqueue("request_certificate", enrollment_id=str(row["enrollment_id"]))
         await effects.publish(
             CourseCompleted(
                 course_id=row["course_id"], enrollment_id=row["enrollment_id"], student_id=row["student_id"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 
 from lms.api.problems import NotFound, ValidationFailed
-from lms.auth.guards import Principal, owner_or_admin
+from lms.auth.guards import Principal
+from lms.auth.permissions import owner_or_admin
 from lms.db import Connection, Row
 from lms.files import queries
 
@@ -23,7 +24,7 @@ async def load_downloadable(conn: Connection, principal: Principal | None, file_
     row = await queries.get_file(conn, file_id)
     if row is None:
         raise NotFound("No such file.")
-    if row["is_public"] or (principal is not None and owner_or_admin(principal, row["uploader_id"])):
+    if row["is_public"] or owner_or_admin(principal, row["uploader_id"]):
         return row
     if await queries.seen_through_a_lesson(conn, file_id, user_id=principal.id if principal else None):
         return row

@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import and_, delete, exists, func, insert, or_, select
 
 from lms.db import Connection, Row
-from lms.tables import courses, enrollments, lessons, uploaded_files
+from lms.enrollments.studying import studies
+from lms.tables import courses, lessons, uploaded_files
 
 
 async def create_file(conn: Connection, **values: Any) -> Row:
@@ -51,17 +52,13 @@ async def seen_through_a_lesson(conn: Connection, file_id: uuid.UUID, *, user_id
     """Whether some lesson using the file shows its content to this caller (None: anonymous).
 
     The rule of the lesson routes: a published lesson of a published course
-    shows its content when it is free or the caller is enrolled (active or
-    completed); the course's instructor sees every lesson of it.
+    shows its content when it is free or the caller studies the course
+    (:mod:`lms.enrollments.studying`); the course's instructor sees every lesson of it.
     """
     published = and_(lessons.c.is_published, courses.c.is_published)
     open_to: list[Any] = [and_(published, lessons.c.is_free)]
     if user_id is not None:
-        enrolled = exists().where(
-            enrollments.c.course_id == courses.c.id,
-            enrollments.c.student_id == user_id,
-            enrollments.c.status.in_(("active", "completed")),
-        )
+        enrolled = studies(course_id=courses.c.id, student_id=user_id)
         open_to += [and_(published, enrolled), courses.c.instructor_id == user_id]
     query = select(
         exists()

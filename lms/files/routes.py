@@ -1,4 +1,7 @@
-"""The Files section of API.md."""
+"""File routes (``/api/v1/files/...``).
+
+Each route's contract is in the OpenAPI document (``/api/v1/openapi.json``).
+"""
 
 from __future__ import annotations
 

@@ -151,13 +151,6 @@ async def list_answers(conn: Connection, session_id: uuid.UUID) -> list[Row]:
     )
 
 
-async def count_players(conn: Connection, session_id: uuid.UUID) -> int:
-    value = await conn.fetch_val(
-        select(func.count()).select_from(live_players).where(live_players.c.session_id == session_id)
-    )
-    return int(value)
-
-
 async def mark_running(conn: Connection, session_id: uuid.UUID) -> None:
     await conn.execute(
         update(live_sessions)

@@ -1,4 +1,4 @@
-"""The "Live quiz sessions" section of API.md (the live part is the ``/live`` Socket.IO namespace)."""
+"""Live quiz session routes (the game itself is the ``/live`` Socket.IO namespace: realtime/README.md)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from lms.api.spreadsheets import cell
 from lms.appkeys import CONFIG, DB, REDIS
 from lms.auth.guards import Principal, current_user, require
 from lms.auth.permissions import Permission
+from lms.courses.access import manages
 from lms.db import Connection, IntegrityViolation, Row
 from lms.live import queries
 from lms.live.keys import session_keys
@@ -45,14 +46,10 @@ def new_pin() -> str:
     return f"{secrets.randbelow(1_000_000):06d}"
 
 
-def manages(principal: Principal, instructor_id: uuid.UUID) -> bool:
-    return principal.is_admin or principal.id == instructor_id
-
-
 async def hosted_quiz(conn: Connection, principal: Principal, quiz_id: uuid.UUID) -> Row:
     """The quiz if the caller owns its course (or is an admin); anyone else does not see it: 404."""
     quiz = await queries.get_quiz_for_hosting(conn, quiz_id)
-    if quiz is None or not manages(principal, quiz["instructor_id"]):
+    if quiz is None or not manages(principal, quiz):
         raise NotFound("No such quiz.")
     return quiz
 
@@ -60,7 +57,7 @@ async def hosted_quiz(conn: Connection, principal: Principal, quiz_id: uuid.UUID
 async def hosted_session(conn: Connection, principal: Principal, session_id: uuid.UUID) -> Row:
     """The live session if the caller owns its quiz's course (or is an admin); otherwise 404."""
     session = await queries.get_session(conn, session_id)
-    if session is None or not manages(principal, session["instructor_id"]):
+    if session is None or not manages(principal, session):
         raise NotFound("No such live session.")
     return session
 

@@ -12,7 +12,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
 
 from lms.mail.errors import MailRejected
-from lms.mail.templates import RenderedEmail
+from lms.mail.render import RenderedEmail
 
 # RFC 5322 dot-atom text: what may stand left of the @ in a Message-ID.
 _DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+(\.[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+)*")

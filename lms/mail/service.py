@@ -12,7 +12,7 @@ from lms.db import Database
 from lms.mail import log as email_log
 from lms.mail.errors import MailRejected, MailUnavailable, TemplateError
 from lms.mail.message import Attachment, compose
-from lms.mail.templates import Renderer
+from lms.mail.render import Renderer
 from lms.mail.transport import Transport
 
 log = logging.getLogger(__name__)

@@ -14,9 +14,9 @@ from sqlalchemy import ColumnElement, and_, bindparam, func, literal_column, sel
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from lms.db import Connection, Row
+from lms.enrollments.studying import STUDYING
 from lms.tables import courses, enrollments, payment_events, payments, subscriptions, users
 
-STUDYING = ("active", "completed")
 # Money that came in: completed payments, and refunded ones (their refund counts apart).
 COLLECTED = ("completed", "refunded")
 

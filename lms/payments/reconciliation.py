@@ -23,10 +23,12 @@ import aiohttp
 from pydantic import ValidationError
 
 from lms.db import Database
+from lms.effects import Effects
+from lms.metrics import PaymentMetrics
 from lms.payments import queries
 from lms.payments.gateways import GatewayError, NotConfigured, StatusRequest, client_for
 from lms.payments.outcomes import PaymentChange
-from lms.payments.settlement import RECONCILIATION_KEY, Effects, change_to_dict, settle_event
+from lms.payments.settlement import RECONCILIATION_KEY, change_to_dict, settle_event
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,9 @@ class Report:
     subscriptions_expired: int = 0
 
 
-async def reconcile(db: Database, effects: Effects, http: aiohttp.ClientSession | None = None) -> Report:
+async def reconcile(
+    db: Database, effects: Effects, http: aiohttp.ClientSession | None = None, *, metrics: PaymentMetrics | None = None
+) -> Report:
     config = effects.config.payments
     report = Report()
     async with db.connection() as conn:
@@ -50,7 +54,7 @@ async def reconcile(db: Database, effects: Effects, http: aiohttp.ClientSession 
             conn, older_than_seconds=config.unsettled_event_after_seconds, limit=BATCH
         )
     for event_id in stale_events:
-        await settle_event(db, effects, event_id)
+        await settle_event(db, effects, event_id, metrics=metrics)
         report.events_settled += 1
 
     async with db.connection() as conn:
@@ -75,7 +79,7 @@ async def reconcile(db: Database, effects: Effects, http: aiohttp.ClientSession 
                     conn, gateway=payment["gateway"], event_id=f"reconciliation:{payment['id']}:{change.kind}",
                     event_type=f"reconciliation.{change.kind}", payload={RECONCILIATION_KEY: change_to_dict(change)},
                 )  # fmt: skip
-            await settle_event(db, effects, row_id)
+            await settle_event(db, effects, row_id, metrics=metrics)
             report.payments_settled += 1
     finally:
         if http is None:

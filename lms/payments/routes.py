@@ -1,4 +1,4 @@
-"""The Payments section of API.md: checkout, webhooks, refunds, subscriptions, revenue."""
+"""Payment routes: checkout, webhooks, refunds, subscriptions, revenue (README.md, "Payments")."""
 
 from __future__ import annotations
 

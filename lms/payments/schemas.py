@@ -11,10 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lms.api.pagination import PageQuery
 from lms.money import MAX_AMOUNT, Money, money
-
-GatewayName = Literal["stripe", "paymob", "myfatoorah"]
-PaymentStatus = Literal["pending", "completed", "failed", "refunded", "expired"]
-SubscriptionStatus = Literal["pending", "active", "cancelled", "expired"]
+from lms.tables import GatewayName, PaymentStatus, SubscriptionStatus
 
 
 class CheckoutIn(BaseModel):

@@ -23,6 +23,7 @@ from lms.courses.access import load_course
 from lms.db import Database, Row
 from lms.enrollments import queries as enrollment_queries
 from lms.enrollments.service import already_enrolled
+from lms.enrollments.studying import STUDYING
 from lms.money import normalize
 from lms.payments import queries
 from lms.payments.gateways import (
@@ -94,7 +95,7 @@ async def checkout(ctx: Payments, student: Principal, course_id: uuid.UUID, gate
                 enroll={"method": "POST", "href": "/api/v1/enrollments", "body": {"course_id": str(course_id)}},
             )
         existing = await enrollment_queries.find_enrollment(conn, student_id=student.id, course_id=course_id)
-        if existing is not None and existing["status"] in queries.STUDYING:
+        if existing is not None and existing["status"] in STUDYING:
             raise already_enrolled(existing["id"])
         if await queries.has_active_subscription(conn, student.id):
             raise Conflict(

@@ -24,16 +24,14 @@ import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import func
 
-from lms.config import Settings
 from lms.db import Connection, Database, Row
+from lms.effects import Effects
 from lms.enrollments import queries as enrollment_queries
-from lms.enrollments.service import EventSink
 from lms.events import EnrollmentCreated
-from lms.jobqueue import JobQueue
 from lms.metrics import PaymentMetrics
 from lms.money import from_minor, money, to_minor
 from lms.payments import models, queries
@@ -51,22 +49,6 @@ log = logging.getLogger(__name__)
 
 RECONCILIATION_KEY = "reconciliation"
 EFFECT_STATUSES = ("completed", "failed")
-
-
-class Notifier(Protocol):
-    """Pushes ``notification`` events to a user's devices (realtime.emitter.Emitter)."""
-
-    async def notify_user(self, user_id: uuid.UUID | str, type: str, data: dict[str, Any]) -> bool: ...
-
-
-@dataclass(frozen=True)
-class Effects:
-    config: Settings
-    jobs: JobQueue
-    notifier: Notifier | None = None
-    events: EventSink | None = None
-    # Where settlement latency is counted (the worker's registry).
-    metrics: PaymentMetrics | None = None
 
 
 @dataclass(frozen=True)
@@ -106,8 +88,13 @@ def change_from_dict(data: dict[str, Any]) -> PaymentChange:
 # --- settling ----------------------------------------------------------------
 
 
-async def settle_event(db: Database, effects: Effects, event_id: uuid.UUID) -> str:
-    """Apply a stored event if it was not yet, then deliver its payment's pending side effects."""
+async def settle_event(
+    db: Database, effects: Effects, event_id: uuid.UUID, *, metrics: PaymentMetrics | None = None
+) -> str:
+    """Apply a stored event if it was not yet, then deliver its payment's pending side effects.
+
+    ``metrics`` (the worker's) counts how long events waited between intake and settlement.
+    """
     async with db.transaction() as conn:
         event = await queries.lock_event(conn, event_id)
         if event is None:
@@ -119,9 +106,9 @@ async def settle_event(db: Database, effects: Effects, event_id: uuid.UUID) -> s
             change = interpret(event["gateway"], event["payload"])
             applied = await apply(conn, event["gateway"], change)
             await queries.finish_event(conn, event_id, payment_id=applied.payment_id, error=applied.note)
-            if effects.metrics is not None:
+            if metrics is not None:
                 waited = (datetime.now(UTC) - event["received_at"]).total_seconds()
-                effects.metrics.settlement_seconds.labels(event["gateway"]).observe(max(0.0, waited))
+                metrics.settlement_seconds.labels(event["gateway"]).observe(max(0.0, waited))
     if applied.note and applied.note != "already processed":
         log.info("payment event %s (%s): %s", event_id, event["event_type"], applied.note)
     if applied.payment_id is not None:
@@ -321,11 +308,10 @@ async def deliver_effects(db: Database, effects: Effects, payment_id: uuid.UUID)
     description = context["course_title"] or (f"Subscription: {context['plan_name']}" if context["plan_name"] else "")
     if status == "completed":
         try:
-            await effects.jobs.enqueue(
-                "send_email", template="payment_confirmation", to=context["email"], user_id=str(context["user_id"]),
-                message_id=f"<payment-{payment_id}-completed@lms>",
-                context={"full_name": context["full_name"], "amount": amount["amount"] if amount else "",
-                         "currency": context["currency"], "description": description},
+            await effects.email(
+                "payment_confirmation", to=context["email"], full_name=context["full_name"],
+                user_id=context["user_id"], message_id=f"<payment-{payment_id}-completed@lms>",
+                amount=amount["amount"] if amount else "", currency=context["currency"], description=description,
             )  # fmt: skip
         except Exception:
             # Nothing was delivered: give the claim back so the retry delivers it.
@@ -339,26 +325,25 @@ async def deliver_effects(db: Database, effects: Effects, payment_id: uuid.UUID)
 async def _notify(effects: Effects, context: Row, status: str, amount: dict[str, str] | None) -> None:
     user_id, payment_id = context["user_id"], str(context["id"])
     course_id = str(context["course_id"]) if context["course_id"] else None
-    if effects.notifier is not None:
-        if status == "completed":
-            await effects.notifier.notify_user(
-                user_id, "payment_completed",
-                {"payment_id": payment_id, "course_id": course_id, "amount": amount,
-                 "subscription_id": str(context["subscription_id"]) if context["subscription_id"] else None},
+    if status == "completed":
+        await effects.notify(
+            user_id, "payment_completed",
+            {"payment_id": payment_id, "course_id": course_id, "amount": amount,
+             "subscription_id": str(context["subscription_id"]) if context["subscription_id"] else None},
+        )  # fmt: skip
+        if context["enrollment_id"] is not None:
+            await effects.notify(
+                user_id, "enrollment_activated",
+                {"enrollment_id": str(context["enrollment_id"]), "course_id": course_id, "payment_id": payment_id},
             )  # fmt: skip
-            if context["enrollment_id"] is not None:
-                await effects.notifier.notify_user(
-                    user_id, "enrollment_activated",
-                    {"enrollment_id": str(context["enrollment_id"]), "course_id": course_id, "payment_id": payment_id},
-                )  # fmt: skip
-        else:
-            await effects.notifier.notify_user(
-                user_id, "payment_failed",
-                {"payment_id": payment_id, "course_id": course_id, "reason": context["failure_reason"]},
-            )  # fmt: skip
+    else:
+        await effects.notify(
+            user_id, "payment_failed",
+            {"payment_id": payment_id, "course_id": course_id, "reason": context["failure_reason"]},
+        )  # fmt: skip
     studying = context["enrollment_id"] is not None and context["course_id"] is not None
-    if status == "completed" and studying and effects.events is not None:
-        await effects.events.publish(
+    if status == "completed" and studying:
+        await effects.publish(
             EnrollmentCreated(
                 course_id=context["course_id"], enrollment_id=context["enrollment_id"],
                 student_id=user_id, student_name=context["full_name"], status="active",

@@ -1,4 +1,5 @@
-"""Webhook signatures, exactly as each gateway documents them (../shared/PAYMENTS.md).
+"""Webhook signatures, exactly as each gateway documents them: Stripe's ``Stripe-Signature`` (``t=``, ``v1=``
+HMAC-SHA256), Paymob's transaction HMAC-SHA512, MyFatoorah's ``MyFatoorah-Signature``.
 
 Every check runs on what arrived (raw body bytes, header, query string)
 before anything is stored; comparisons are constant-time. A failure raises

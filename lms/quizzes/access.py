@@ -1,7 +1,11 @@
 """Who may see and change what: the one place quiz routes load-and-check.
 
+The rules are those of the course (:mod:`lms.courses.access`: drafts are the
+owner's and admins') and of enrollment (:mod:`lms.enrollments.studying`):
+
 - A course's owner and admins *manage* its quizzes (drafts included).
-- A student with an active or completed enrollment *sees* the published ones.
+- A student who studies a course sees its published quizzes while the
+  course itself is visible (published).
 - Anyone else does not see a quiz at all: 404, never 403. 403 is for a caller
   who can see the thing but may not do this to it (a student asking for the
   authoring view, an owner trying to take their own quiz).
@@ -14,7 +18,9 @@ from dataclasses import dataclass
 
 from lms.api.problems import Forbidden, NotFound
 from lms.auth.guards import Principal
+from lms.courses.access import load_course, manages
 from lms.db import Connection, Row
+from lms.enrollments.studying import studying_enrollment
 from lms.quizzes import queries
 
 
@@ -32,35 +38,33 @@ class QuizAccess:
     enrollment: Row | None
 
 
-def _manages(principal: Principal, instructor_id: uuid.UUID) -> bool:
-    return principal.is_admin or principal.id == instructor_id
-
-
 async def course_access(conn: Connection, principal: Principal, course_id: uuid.UUID) -> CourseAccess:
-    course = await queries.get_course(conn, course_id)
-    if course is None:
-        raise NotFound("No such course.")
-    manages = _manages(principal, course["instructor_id"])
-    enrollment = None if manages else await queries.get_enrollment(conn, course_id=course_id, student_id=principal.id)
-    if not (manages or course["is_published"] or enrollment is not None):
-        raise NotFound("No such course.")
-    return CourseAccess(course, manages, enrollment)
+    """The course under its own rules (404 for a draft), whether the caller manages it, and their enrollment."""
+    course = await load_course(conn, principal, course_id=course_id)
+    owner = manages(principal, course)
+    enrollment = None if owner else await studying_enrollment(conn, course_id=course_id, student_id=principal.id)
+    return CourseAccess(course, owner, enrollment)
 
 
 async def quiz_access(
-    conn: Connection, principal: Principal, quiz_id: uuid.UUID, *, manage: bool = False
+    conn: Connection, principal: Principal, quiz_id: uuid.UUID, *, manage: bool = False, lock: queries.QuizLock = None
 ) -> QuizAccess:
-    """The quiz if the caller may see it (404 otherwise); with ``manage``, only for owner/admin (403)."""
-    quiz = await queries.get_quiz(conn, quiz_id)
+    """The quiz if the caller may see it (404 otherwise); with ``manage``, only for owner/admin (403).
+
+    ``lock``: see :func:`lms.quizzes.queries.get_quiz`.
+    """
+    quiz = await queries.get_quiz(conn, quiz_id, lock=lock)
     if quiz is None:
         raise NotFound("No such quiz.")
-    manages = _manages(principal, quiz["instructor_id"])
-    enrollment = await queries.get_enrollment(conn, course_id=quiz["course_id"], student_id=principal.id)
-    if not (manages or (quiz["is_published"] and enrollment is not None)):
+    try:
+        course = await course_access(conn, principal, quiz["course_id"])
+    except NotFound:
+        raise NotFound("No such quiz.") from None
+    if not (course.manages or (quiz["is_published"] and course.enrollment is not None)):
         raise NotFound("No such quiz.")
-    if manage and not manages:
+    if manage and not course.manages:
         raise Forbidden("Only the course's instructor or an admin may change its quizzes.")
-    return QuizAccess(quiz, manages, enrollment)
+    return QuizAccess(quiz, course.manages, course.enrollment)
 
 
 async def question_access(conn: Connection, principal: Principal, question_id: uuid.UUID) -> tuple[Row, QuizAccess]:
@@ -88,7 +92,7 @@ async def attempt_access(
     quiz = await queries.get_quiz(conn, attempt["quiz_id"])
     assert quiz is not None  # the foreign key cascades
     is_student = attempt["student_id"] == principal.id
-    if not (is_student or _manages(principal, quiz["instructor_id"])):
+    if not (is_student or manages(principal, quiz)):
         raise NotFound("No such attempt.")
     if take and not is_student:
         raise Forbidden("Only the student who started this attempt may answer it.")

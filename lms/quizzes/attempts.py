@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from lms.api.problems import Conflict, FieldError, Forbidden, ValidationFailed
+from lms.api.problems import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
 from lms.auth.guards import Principal
 from lms.db import Connection, Database, IntegrityViolation, Row, is_unique_violation
 from lms.quizzes import queries
@@ -100,10 +100,13 @@ async def start_attempt(db: Database, principal: Principal, access: QuizAccess, 
     same attempt number and the unique constraint lets only one in, so
     ``max_attempts`` holds, and one attempt is open, under any concurrency.
     """
-    quiz = access.quiz
     assert access.enrollment is not None
     enrollment_id = access.enrollment["id"]
     async with db.transaction() as conn:
+        # Held until the attempt commits: a delete of the quiz waits, then counts it (409).
+        quiz = await queries.get_quiz(conn, access.quiz["id"], lock="share")
+        if quiz is None:
+            raise NotFound("No such quiz.")
         number = await queries.next_attempt_number(conn, enrollment_id=enrollment_id, quiz_id=quiz["id"])
         if quiz["max_attempts"] is not None and number > quiz["max_attempts"]:
             raise Conflict(

@@ -1,54 +1,20 @@
 """Quizzes, questions and attempts: plain async queries taking a connection.
 
-The course and enrollment lookups here are the few this package needs; the
-courses and enrollments packages own those tables' behaviour.
+Courses, lessons, enrollments and users are looked up through their own
+packages (:mod:`lms.courses.access`, :mod:`lms.enrollments.studying`).
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import and_, delete, exists, func, insert, select, update
 from sqlalchemy.sql import Select
 
 from lms.db import Connection, Row
-from lms.tables import courses, enrollments, lessons, live_sessions, quiz_attempts, quiz_questions, quizzes, users
-
-# Enrollments that let a student see and take a course's quizzes.
-ENROLLED_STATUSES = ("active", "completed")
-
-# -- courses and enrollments -------------------------------------------------
-
-
-async def get_course(conn: Connection, course_id: uuid.UUID) -> Row | None:
-    return await conn.fetch_one(
-        select(courses.c.id, courses.c.instructor_id, courses.c.is_published).where(courses.c.id == course_id)
-    )
-
-
-async def get_enrollment(conn: Connection, *, course_id: uuid.UUID, student_id: uuid.UUID) -> Row | None:
-    """The student's enrollment in the course, if it is active or completed."""
-    return await conn.fetch_one(
-        select(enrollments.c.id, enrollments.c.status).where(
-            enrollments.c.course_id == course_id,
-            enrollments.c.student_id == student_id,
-            enrollments.c.status.in_(ENROLLED_STATUSES),
-        )
-    )
-
-
-async def lesson_in_course(conn: Connection, *, lesson_id: uuid.UUID, course_id: uuid.UUID) -> bool:
-    found = await conn.fetch_val(
-        select(lessons.c.id).where(lessons.c.id == lesson_id, lessons.c.course_id == course_id)
-    )
-    return found is not None
-
-
-async def get_student(conn: Connection, user_id: uuid.UUID) -> Row | None:
-    return await conn.fetch_one(select(users.c.id, users.c.email, users.c.full_name).where(users.c.id == user_id))
-
+from lms.tables import courses, live_sessions, quiz_attempts, quiz_questions, quizzes
 
 # -- quizzes -----------------------------------------------------------------
 
@@ -70,9 +36,23 @@ def _quiz_select() -> Select[Any]:
     )
 
 
-async def get_quiz(conn: Connection, quiz_id: uuid.UUID) -> Row | None:
-    """The quiz with its question count and the course's instructor."""
-    return await conn.fetch_one(_quiz_select().where(quizzes.c.id == quiz_id))
+QuizLock = Literal["share", "update"] | None
+
+
+async def get_quiz(conn: Connection, quiz_id: uuid.UUID, *, lock: QuizLock = None) -> Row | None:
+    """The quiz with its question count and the course's instructor.
+
+    ``lock`` holds the quiz row until the transaction ends: ``"update"``
+    (FOR UPDATE) for a delete that must see every attempt (new attempts'
+    foreign-key checks wait for it), ``"share"`` (FOR KEY SHARE) for a start
+    that must not lose its quiz between the checks and the insert.
+    """
+    stmt = _quiz_select().where(quizzes.c.id == quiz_id)
+    if lock == "update":
+        stmt = stmt.with_for_update(of=quizzes)
+    elif lock == "share":
+        stmt = stmt.with_for_update(of=quizzes, read=True, key_share=True)
+    return await conn.fetch_one(stmt)
 
 
 async def list_quizzes(

@@ -1,4 +1,4 @@
-"""The Quizzes (self-paced) section of API.md.
+"""Self-paced quiz routes: quizzes, questions and attempts (``/api/v1/quizzes/...``).
 
 Authoring responses use the author models (correct answers included);
 everything a student gets goes through the attempt models, which have no
@@ -18,7 +18,9 @@ from lms.api.problems import Conflict, Forbidden, ValidationFailed
 from lms.appkeys import CONFIG, DB
 from lms.auth.guards import authenticated, current_user, require
 from lms.auth.permissions import Permission
+from lms.courses.queries import get_lesson
 from lms.db import Connection, Row
+from lms.effects import EFFECTS
 from lms.quizzes import queries
 from lms.quizzes.access import attempt_access, course_access, question_access, quiz_access
 from lms.quizzes.attempts import (
@@ -53,7 +55,10 @@ manage_quizzes = require(Permission.MANAGE_QUIZZES)
 
 
 async def _check_lesson(conn: Connection, lesson_id: uuid.UUID | None, course_id: uuid.UUID) -> None:
-    if lesson_id is not None and not await queries.lesson_in_course(conn, lesson_id=lesson_id, course_id=course_id):
+    if lesson_id is None:
+        return
+    lesson = await get_lesson(conn, lesson_id)
+    if lesson is None or lesson["course_id"] != course_id:
         raise ValidationFailed(errors=[{"field": "lesson_id", "message": "not a lesson of this quiz's course"}])
 
 
@@ -157,7 +162,9 @@ async def delete_quiz(request: web.Request, query: QuizDeleteQuery) -> None:
     quiz_id = path_uuid(request)
     me = current_user(request)
     async with request.app[DB].transaction() as conn:
-        await quiz_access(conn, me, quiz_id, manage=True)
+        # FOR UPDATE keeps new attempts out (their start holds the quiz FOR KEY
+        # SHARE, their foreign-key check waits) between the count and the delete.
+        await quiz_access(conn, me, quiz_id, manage=True, lock="update")
         attempts = await queries.count_attempts(conn, quiz_id)
         if attempts and not (query.force and me.is_admin):
             raise Conflict(f"Students have {attempts} attempts at this quiz; it cannot be deleted.", attempts=attempts)
@@ -292,7 +299,7 @@ async def _attempt_response(request: web.Request, outcome: Outcome) -> dict[str,
 
 
 async def _after_commit(request: web.Request, outcome: Outcome) -> None:
-    await announce(request.app, outcome.graded)
+    await announce(request.app[EFFECTS], outcome.graded)
     if outcome.late:
         raise late_conflict(outcome.attempt_id)
 
@@ -315,7 +322,7 @@ def _grace(request: web.Request) -> int:
 async def create_attempt(request: web.Request) -> dict[str, Any]:
     db, me, started = request.app[DB], current_user(request), now(request.app)
     access, closed = await close_timed_out(db, me, path_uuid(request), now=started, grace=_grace(request))
-    await announce(request.app, closed)
+    await announce(request.app[EFFECTS], closed)
     attempt_id = await start_attempt(db, me, access, now=started)
     return await _attempt_response(request, Outcome(attempt_id, []))
 

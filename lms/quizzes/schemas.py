@@ -11,16 +11,13 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, JsonValue, PlainSerializer, field_validator
 
 from lms.api.pagination import PageQuery
+from lms.tables import AttemptStatus, QuestionType, QuizType
 from lms.text import display_text
-
-QuizType = Literal["practice", "graded"]
-QuestionType = Literal["single_choice", "multiple_choice", "true_false", "short_answer"]
-AttemptStatus = Literal["in_progress", "submitted", "graded"]
 
 # Scores and percentages are JSON numbers (they are not money).
 Number = Annotated[Decimal, PlainSerializer(float, return_type=float, when_used="json")]

@@ -1,8 +1,10 @@
 """Grading an attempt, and telling the world: the domain event and the result email.
 
 Grading happens inside the caller's transaction; :func:`announce` runs after
-it commits. An attempt is graded once: every path locks its row and grades
-only while it is ``in_progress``.
+it commits, with the caller's :class:`~lms.effects.Effects`: a submit (the
+web app) and the closer of timed-out attempts (a job) announce the same way.
+An attempt is graded once: every path locks its row and grades only while
+it is ``in_progress``.
 """
 
 from __future__ import annotations
@@ -15,14 +17,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from aiohttp import web
-
-from lms.appkeys import CONFIG
 from lms.db import Connection, Database, Row
-from lms.events import EVENTS, QuizAttemptSubmitted
-from lms.jobqueue import JOBS, JobQueue
+from lms.effects import Effects
+from lms.events import QuizAttemptSubmitted
 from lms.quizzes import grading, queries
 from lms.quizzes.presentation import arrange
+from lms.users.queries import get_user
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ async def grade_attempt(
         graded_at=now,
         time_taken_seconds=max(0, int((ended - attempt["started_at"]).total_seconds())),
     )
-    student = await queries.get_student(conn, attempt["student_id"])
+    student = await get_user(conn, attempt["student_id"])
     assert student is not None  # attempts cascade with their student
     return GradedAttempt(
         attempt_id=attempt["id"],
@@ -131,35 +131,31 @@ def _percent_text(value: Decimal) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-async def email_result(jobs: JobQueue, public_base_url: str, graded: GradedAttempt) -> None:
+async def email_result(effects: Effects, graded: GradedAttempt) -> None:
     """Queue the quiz-result email; the message id makes a repeat a no-op."""
-    await jobs.enqueue(
-        "send_email",
-        template="quiz_result",
+    await effects.email(
+        "quiz_result",
         to=graded.student_email,
-        context={
-            "full_name": graded.student_name,
-            "quiz_title": graded.quiz_title,
-            "percentage": _percent_text(graded.percentage),
-            "is_passed": graded.is_passed,
-            "attempt_url": f"{public_base_url.rstrip('/')}/attempts/{graded.attempt_id}",
-        },
-        user_id=str(graded.student_id),
+        full_name=graded.student_name,
+        user_id=graded.student_id,
         message_id=f"<quiz-result-{graded.attempt_id}@lms>",
+        quiz_title=graded.quiz_title,
+        percentage=_percent_text(graded.percentage),
+        is_passed=graded.is_passed,
+        attempt_url=effects.link(f"/attempts/{graded.attempt_id}"),
     )
 
 
-async def announce(app: web.Application, graded: Sequence[GradedAttempt]) -> None:
+async def announce(effects: Effects, graded: Sequence[GradedAttempt]) -> None:
     """After the commit: the domain event for each graded attempt, and its email.
 
     The grade is stored whatever happens here: a queue that is down costs
     the email (logged), not the student's answer.
     """
-    base_url = app[CONFIG].http.public_base_url
     for item in graded:
-        await app[EVENTS].publish(submitted_event(item))
+        await effects.publish(submitted_event(item))
         try:
-            await email_result(app[JOBS], base_url, item)
+            await email_result(effects, item)
         except Exception:
             log.exception("could not queue the result email of attempt %s", item.attempt_id)
 

@@ -112,26 +112,3 @@ async def openapi(request: web.Request) -> web.Response:
         config = app[CONFIG]
         cache.update(build_openapi(app, title=f"{config.app_name} API", version=__version__))
     return web.json_response(cache)
-
-
-DOCS_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{title} — API docs</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<link rel="stylesheet" href="/static/vendor/swagger-ui/swagger-ui.css"></head>
-<body><div id="docs"></div>
-<script src="/static/vendor/swagger-ui/swagger-ui-bundle.js"></script>
-<script src="/static/docs.js"></script>
-<noscript>The interactive docs need JavaScript; the document itself is at /api/v1/openapi.json.</noscript>
-</body></html>"""
-
-
-@routes.get("/api/docs")
-async def docs(request: web.Request) -> web.Response:
-    config = request.app[CONFIG]
-    if not config.http.docs_enabled:
-        raise NotFound("API docs are disabled here.")
-    response = web.Response(text=DOCS_PAGE.format(title=config.app_name), content_type="text/html")
-    response.headers["Content-Security-Policy"] = (
-        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'"
-    )
-    return response

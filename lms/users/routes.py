@@ -1,4 +1,7 @@
-"""The Users section of API.md."""
+"""User routes (``/api/v1/users/...``).
+
+Each route's contract is in the OpenAPI document (``/api/v1/openapi.json``).
+"""
 
 from __future__ import annotations
 

@@ -2,14 +2,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 from lms.api.pagination import PageQuery
+from lms.tables import RoleName
 from lms.text import display_text
-
-RoleName = Literal["admin", "instructor", "student"]
 
 
 def _clean_name(value: str) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 from lms.auth.guards import Principal
 from lms.auth.permissions import Role
 from lms.config import LiveSettings
+from lms.courses.access import manages
 from lms.live import queries
 from lms.quizzes.grading import MAX_SHORT_ANSWER_LENGTH
 from lms.text import display_text
@@ -56,10 +57,6 @@ def clean_nickname(raw: str, config: LiveSettings) -> str:
     return nickname
 
 
-def may_host(principal: Principal | None, instructor_id: uuid.UUID) -> bool:
-    return principal is not None and (principal.is_admin or principal.id == instructor_id)
-
-
 async def host_session(rt: LiveRuntime, principal: Principal | None, session_id: str) -> dict[str, Any]:
     """Check the caller may host (owns the quiz's course, or admin); returns the host snapshot."""
     try:
@@ -70,7 +67,7 @@ async def host_session(rt: LiveRuntime, principal: Principal | None, session_id:
         session = await queries.get_session(conn, sid)
     if session is None:
         raise LiveError("not_found", "No such session.")
-    if not may_host(principal, session["instructor_id"]):
+    if not manages(principal, session):  # the quiz's course is the host's (lms.courses.access)
         # Someone who may not host it does not learn whether it exists either.
         raise LiveError("forbidden" if principal is not None else "unauthorized", "Only the quiz's owner may host.")
     if session["status"] != "ended":

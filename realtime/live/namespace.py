@@ -1,4 +1,4 @@
-"""The ``/live`` Socket.IO namespace (LIVE_PROTOCOL.md): thin handlers over :mod:`realtime.live.edge`.
+"""The ``/live`` Socket.IO namespace (realtime/README.md): thin handlers over :mod:`realtime.live.edge`.
 
 Connecting needs no token (guests play without an account); a token, when
 sent, must be valid (``connect_error`` otherwise) and makes the connection
@@ -46,7 +46,6 @@ from realtime.protocol import Payload, ok
 log = logging.getLogger(__name__)
 
 NAMESPACE = "/live"
-HOST_COMMANDS = ("start_session", "next", "kick_player", "lock_session", "unlock_session", "end_session")
 
 
 def room(session_id: str, part: str | None = None) -> str:

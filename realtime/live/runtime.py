@@ -255,12 +255,7 @@ class LiveRuntime:
         sessions = await self.store.active_sessions()
         orphans = [s for s in sessions if s not in self.actors]
         if orphans:
-            keyset = [self.store.keys(s) for s in orphans]
-            tokens = [self.lease_token(s) for s in orphans]
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for keys, token in zip(keyset, tokens, strict=True):
-                    pipe.set(keys.lease, token, nx=True, px=self.config.live.lease_ttl_ms)
-                won = await pipe.execute()
+            won = await self.store.acquire_many([(self.store.keys(s), self.lease_token(s)) for s in orphans])
             for session_id, got in zip(orphans, won, strict=True):
                 if got and self.stopping.is_set():
                     await self.store.release(self.store.keys(session_id), self.lease_token(session_id))

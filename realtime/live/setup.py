@@ -1,4 +1,4 @@
-"""Wiring live sessions into the app: the ``/live`` namespace, this instance's runtime, the pages.
+"""Wiring live sessions into the app: the ``/live`` namespace and this instance's runtime.
 
 Called by ``realtime.server.setup_realtime`` with its Socket.IO server.
 """
@@ -16,7 +16,6 @@ from lms.appkeys import DB, METRICS
 from lms.config import Settings
 from lms.metrics import Metrics
 from realtime.context import Realtime
-from realtime.live import pages
 from realtime.live.guessing import PinGuesses
 from realtime.live.machine import State
 from realtime.live.namespace import LiveNamespace
@@ -35,7 +34,6 @@ def setup_live(rt: Realtime, config: Settings, sio: socketio.AsyncServer) -> Non
     namespace = LiveNamespace(rt, config)
     sio.register_namespace(namespace)
     app[LIVE_NAMESPACE] = namespace
-    app.router.add_routes(pages.routes)
     app.cleanup_ctx.append(live_ctx)
 
 

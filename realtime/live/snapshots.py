@@ -1,4 +1,4 @@
-"""The ``session`` snapshot of LIVE_PROTOCOL.md, for a player or for a host.
+"""The ``session`` snapshot of the live protocol (realtime/README.md), for a player or for a host.
 
 Built in two places from the same owner snapshot (``snap``): by any instance
 from Redis (``sync``, join, host) and by the owner for everyone at once

@@ -312,9 +312,10 @@ class LiveStore:
     async def acquire(self, keys: SessionKeys, token: str) -> bool:
         return bool(await self.redis.set(keys.lease, token, nx=True, px=self.config.lease_ttl_ms))
 
-    async def acquire_many(self, keyset: Sequence[SessionKeys], token: str) -> list[bool]:
+    async def acquire_many(self, claims: Sequence[tuple[SessionKeys, str]]) -> list[bool]:
+        """:meth:`acquire` for each (keys, token), in one round trip (the supervisor's sweep of orphans)."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            for keys in keyset:
+            for keys, token in claims:
                 pipe.set(keys.lease, token, nx=True, px=self.config.lease_ttl_ms)
             return [bool(r) for r in await pipe.execute()]
 

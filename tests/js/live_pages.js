@@ -5,8 +5,7 @@
 //
 // Prints one JSON object with what the pages showed; exits non-zero on failure.
 "use strict";
-const path = require("path");
-const { chromium } = require(path.join(__dirname, "..", "..", "lms", "assets", "node_modules", "playwright-core"));
+const { chromium } = require("playwright-core"); // from lms/assets/node_modules, through NODE_PATH (tests/node.py)
 
 const [urlA, urlB, sessionId, pin, email, password] = process.argv.slice(2);
 const FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -7,8 +7,7 @@
 // JSON line per thing that happens: {"ack": ...} for acknowledgements and
 // {"event": name, "data": ...} for server events. Exits after session_ended.
 "use strict";
-const path = require("path");
-const { io } = require(path.join(__dirname, "..", "..", "lms", "assets", "node_modules", "socket.io-client"));
+const { io } = require("socket.io-client"); // from lms/assets/node_modules, through NODE_PATH (tests/node.py)
 
 const [base, pin, nickname] = process.argv.slice(2);
 const socket = io(base + "/live", { transports: ["websocket"], reconnection: false });

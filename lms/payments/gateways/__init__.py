@@ -21,7 +21,6 @@ from lms.payments.outcomes import Change
 
 log = logging.getLogger(__name__)
 
-GATEWAY_NAMES = ("stripe", "paymob", "myfatoorah")
 
 
 class GatewayError(Exception):

@@ -1,7 +1,7 @@
-// The instructor's live course dashboard (lms/templates/pages/course_dashboard.html).
+// The instructor's live course dashboard (lms/pages/templates/course_dashboard.html).
 // Signs in with the REST API (tokens in sessionStorage), loads the course's
 // enrollments over REST, then keeps rows current from the /dashboard
-// Socket.IO namespace (LIVE_PROTOCOL.md). Untrusted text goes through
+// Socket.IO namespace (realtime/README.md). Untrusted text goes through
 // textContent only.
 (function () {
   "use strict";

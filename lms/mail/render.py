@@ -3,7 +3,7 @@
 Each type names the context keys its callers must pass. An unknown template
 or a missing key raises :class:`TemplateError` before anything is sent, and
 ``StrictUndefined`` catches a key a template uses but the list forgot. The
-parts live in ``lms/templates/email/<name>.txt`` and ``<name>.html``; each
+parts live in ``lms/mail/templates/<name>.txt`` and ``<name>.html``; each
 extends one layout (``layout.txt`` / ``layout.html``).
 """
 
@@ -18,7 +18,7 @@ import jinja2
 
 from lms.mail.errors import TemplateError
 
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates" / "email"
+TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-// The host page (lms/templates/pages/host.html) on the /live namespace.
+// The host page (lms/pages/templates/host.html) on the /live namespace.
 // Signs in with the REST API (the access token stays in sessionStorage) and
 // hosts the session named in the URL; host authority is the account's.
 (function () {

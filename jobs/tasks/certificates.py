@@ -29,7 +29,5 @@ async def issue_certificate(
     res: Resources = TaskiqDepends(resources),
     attempt: Attempt = TaskiqDepends(current_attempt),
 ) -> str:
-    issuer = service.Issuer(
-        config=res.config, db=res.db, storage=res.storage, renderer=res.pdf, mailer=res.mailer, notifier=res.emitter
-    )
+    issuer = service.Issuer(db=res.db, storage=res.storage, renderer=res.pdf, mailer=res.mailer, effects=res.effects)
     return await service.issue(issuer, uuid.UUID(certificate_id), final_attempt=attempt.is_last)

@@ -1,4 +1,4 @@
-// The pages a person lands on (lms/templates/pages/{home,verify_email,reset_password}.html):
+// The pages a person lands on (lms/pages/templates/{home,verify_email,reset_password}.html):
 // sign-in (with the emailed MFA code when the account uses it), the account's courses, and
 // the two email links. Everything goes through the REST API; untrusted text goes through
 // textContent only. A token from an email link is read from the address, sent in a POST

@@ -1,4 +1,4 @@
-// The player page (lms/templates/pages/play.html) on the /live namespace.
+// The player page (lms/pages/templates/play.html) on the /live namespace.
 // The player token is kept in sessionStorage per pin: a reload or a dropped
 // connection (to any instance) resumes the same player.
 (function () {

@@ -15,21 +15,13 @@ from typing import Any
 
 from taskiq import TaskiqDepends
 
-from jobs.learning import EmittedEvents
 from jobs.registry import TRANSIENT_ERRORS, TaskTable
 from jobs.resources import Resources, resources
 from lms.payments.reconciliation import reconcile
-from lms.payments.settlement import Effects, record_failure, settle_event
+from lms.payments.settlement import record_failure, settle_event
 
 log = logging.getLogger(__name__)
 tasks = TaskTable()
-
-
-def effects(res: Resources) -> Effects:
-    return Effects(
-        config=res.config, jobs=res.jobs, notifier=res.emitter, events=EmittedEvents(res.emitter),
-        metrics=res.metrics.payments,
-    )  # fmt: skip
 
 
 @tasks.task("settle_payment_events", timeout_seconds=300)
@@ -45,7 +37,7 @@ async def settle_payment_events(event_ids: list[str], res: Resources = TaskiqDep
     transient: BaseException | None = None
     for event_id in event_ids:
         try:
-            outcomes.append(await settle_event(res.db, effects(res), uuid.UUID(event_id)))
+            outcomes.append(await settle_event(res.db, res.effects, uuid.UUID(event_id), metrics=res.metrics.payments))
         except TRANSIENT_ERRORS as err:
             transient = transient or err
             outcomes.append(f"transient failure: {err}")
@@ -63,7 +55,7 @@ async def reconcile_payments(res: Resources = TaskiqDepends(resources)) -> dict[
     """Settle lost webhook events and long-pending payments from the gateways' APIs."""
     counted = res.metrics.payments
     try:
-        report = asdict(await reconcile(res.db, effects(res)))
+        report = asdict(await reconcile(res.db, res.effects, metrics=counted))
     except BaseException:
         counted.reconciliations.labels("failed").inc()
         raise
