@@ -250,7 +250,7 @@ async def test_reauthenticating_keeps_the_connection_open(instances: list[Instan
     assert ack["ok"] is True and ack["expires_at"] > old + 60
     # What the server will do next: warn before the new token ends, nothing when the old one does.
     namespace = a.app[REALTIME].sio.namespace_handlers[DASH]
-    server_side = await namespace.client(client.sio.get_sid(DASH))
+    server_side = await namespace.connection(client.sio.get_sid(DASH))
     assert server_side is not None and server_side.expires_at == ack["expires_at"]
     loop = asyncio.get_running_loop()
     assert server_side.timer is not None and server_side.timer.when() > loop.time() + (old - time.time()) + 30
