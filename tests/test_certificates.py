@@ -36,9 +36,9 @@ from lms.mail.service import Mailer
 from lms.mail.transport import make_transport
 from lms.storage import open_storage
 from lms.tables import certificates, email_log, lessons
-from realtime.context import USERS_NAMESPACE, user_room
 from realtime.emitter import Emitter
 from realtime.fanout import room_channel
+from realtime.rooms import USERS_NAMESPACE, user_room
 from tests.builders import make_course, make_enrollment, make_user, signed_in
 from tests.conftest import Servers, SmtpServer, make_config
 from tests.node import CHROMIUM, needs_chromium
