@@ -1,6 +1,11 @@
 """Socket.IO fan-out: one room of N clients split across two `lms serve` instances.
 
-    python -m bench.fanout [--clients 1000 5000] [--rate 2] [--messages 20] [--size 400] [--stock]
+    python -m bench.fanout [--clients 1000 5000] [--rate 2] [--messages 20] [--size 400] [--stock | --direct]
+
+Each N is measured twice in the same run, with the platform's delivery and
+with stock python-socketio's (``realtime.direct_broadcast`` off) as the
+reference, so the ratio holds on a noisy machine (``--direct``/``--stock``:
+only one of them).
 
 For each N: embedded PostgreSQL and Redis, two fresh `lms serve` processes,
 N websocket clients (bench/fanout_clients.js: Node speaking the Socket.IO
@@ -19,6 +24,8 @@ Printed per N:
   just before, divided by the deliveries;
 - memory per connection: growth of both servers' RSS from before the
   clients connected to after, divided by N;
+- CPU of a bystander: a third `lms serve` with no member of the room, per
+  broadcast (it should receive nothing: rooms have their own channels);
 - the load generator's own CPU per delivery, to show it is not the bottleneck.
 """
 
@@ -41,7 +48,7 @@ from typing import Any
 import bcrypt
 from sqlalchemy import insert
 
-from bench.harness import Platform, platform
+from bench.harness import NODE_MODULES, Platform, ensure_node_modules, platform
 from lms.config import load_config
 from lms.db import Database
 from lms.tables import courses, users
@@ -49,7 +56,6 @@ from realtime.context import DASHBOARD_NAMESPACE, course_room
 from realtime.emitter import Emitter
 
 ROOT = Path(__file__).resolve().parent.parent
-NODE_MODULES = ROOT / "lms" / "assets" / "node_modules"
 PASSWORD = "benchmark passphrase 42"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 WARMUP_MESSAGES = 3
@@ -142,11 +148,13 @@ class Clients:
         self.process.wait()
 
 
-async def run_one(p: Platform, n: int, args: argparse.Namespace) -> dict[str, Any]:
+async def run_one(p: Platform, n: int, args: argparse.Namespace, *, stock: bool) -> dict[str, Any]:
     email, course_id = await seed(p.database_url)
-    env = SERVER_ENV | ({"LMS_REALTIME_DIRECT_BROADCAST": "false"} if args.stock else {})
+    env = SERVER_ENV | ({"LMS_REALTIME_DIRECT_BROADCAST": "false"} if stock else {})
     urls = [p.serve(**env), p.serve(**env)]
     pids = [s.pid for s in p.servers[-2:]]
+    p.serve(**env)  # the bystander: nobody connects to it
+    bystander = p.servers[-1].pid
     token = sign_in(urls[0], email)
     config = load_config("test", environ={}, overrides={"redis": {"url": p.redis_url}})
     emitter = Emitter.open(config)
@@ -174,11 +182,14 @@ async def run_one(p: Platform, n: int, args: argparse.Namespace) -> dict[str, An
         await clients.read()
 
         idle_start = [cpu_seconds(pid) for pid in pids]
+        bystander_idle_start = cpu_seconds(bystander)
         await asyncio.sleep(IDLE_SECONDS)
         idle_rate = sum(cpu_seconds(pid) - s for pid, s in zip(pids, idle_start, strict=True)) / IDLE_SECONDS
+        bystander_idle_rate = (cpu_seconds(bystander) - bystander_idle_start) / IDLE_SECONDS
 
         clients.send("mark")
         cpu_start, started = [cpu_seconds(pid) for pid in pids], time.monotonic()
+        bystander_start = cpu_seconds(bystander)
         for seq in range(args.messages):
             await broadcast(seq)
             await asyncio.sleep(max(0.0, started + (seq + 1) / args.rate - time.monotonic()))
@@ -186,12 +197,14 @@ async def run_one(p: Platform, n: int, args: argparse.Namespace) -> dict[str, An
         await clients.read()
         elapsed = time.monotonic() - started
         busy = sum(cpu_seconds(pid) - s for pid, s in zip(pids, cpu_start, strict=True)) - idle_rate * elapsed
+        bystander_busy = cpu_seconds(bystander) - bystander_start - bystander_idle_rate * elapsed
         clients.send("report")
         report = await clients.read()
+        listeners = await room_listeners(p.redis_url, config.realtime.channel, course_id)
     finally:
         clients.close()
         await emitter.close()
-        for server in p.servers[-2:]:
+        for server in p.servers[-3:]:
             server.terminate()
             try:
                 server.wait(15)
@@ -203,6 +216,7 @@ async def run_one(p: Platform, n: int, args: argparse.Namespace) -> dict[str, An
     frame = frame_bytes(pad)
     return {
         "n": n,
+        "delivery": "python-socketio stock" if stock else "direct websocket writes",
         "connect_seconds": connected["seconds"],
         "frame_bytes": frame,
         "messages": report["messages"],
@@ -212,7 +226,29 @@ async def run_one(p: Platform, n: int, args: argparse.Namespace) -> dict[str, An
         "idle_cpu_percent": idle_rate * 100,
         "memory_kb_per_connection": (rss_after - rss_before) / n / 1024,
         "client_cpu_us_per_delivery": report["client_cpu_us"] / deliveries,
+        "bystander_cpu_us_per_broadcast": bystander_busy / args.messages * 1e6,
+        "room_listeners": listeners,
     }
+
+
+async def room_listeners(redis_url: str, channel: str, course_id: str) -> str:
+    """How many instances a broadcast to the course reaches through Redis (PUBSUB NUMSUB)."""
+    import redis.asyncio as aioredis
+
+    try:
+        from realtime.fanout import room_channel
+    except ImportError:  # a version with one channel for everything
+        target = channel
+    else:
+        target = room_channel(channel, DASHBOARD_NAMESPACE, course_room(course_id)) or channel
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        ((_, count),) = await client.pubsub_numsub(target)
+        if target != channel and not count:  # sharded on Redis 7
+            ((_, count),) = await client.execute_command("PUBSUB", "SHARDNUMSUB", target)
+    finally:
+        await client.aclose()
+    return f"{count} of 3 instances subscribed to {target}"
 
 
 def summarize(result: dict[str, Any]) -> str:
@@ -223,7 +259,8 @@ def summarize(result: dict[str, Any]) -> str:
         return f"{statistics.median(values):7.1f} ms (worst {max(values):7.1f})"
 
     lines = [
-        f"N = {result['n']:,} clients (two instances), {len(messages)} broadcasts of {result['frame_bytes']} bytes, "
+        f"[{result['delivery']}] N = {result['n']:,} clients (two instances), "
+        f"{len(messages)} broadcasts of {result['frame_bytes']} bytes, "
         f"{result['deliveries']:,}/{result['expected']:,} deliveries; connected in {result['connect_seconds']:.1f} s",
         f"  latency first  {stat('first')}",
         f"  latency p50    {stat('p50')}",
@@ -232,6 +269,9 @@ def summarize(result: dict[str, Any]) -> str:
         f"  server CPU per recipient   {result['server_cpu_us_per_recipient']:6.1f} µs "
         f"(both servers; idle {result['idle_cpu_percent']:.1f}% subtracted)",
         f"  memory per connection      {result['memory_kb_per_connection']:6.1f} KB (both servers' RSS growth / N)",
+        f"  bystander CPU per broadcast {result['bystander_cpu_us_per_broadcast']:6.1f} µs "
+        "(a third instance with no member of the room; 1 clock tick = 10,000 µs over the run)",
+        f"  room's channel             {result['room_listeners']}",
         f"  load generator CPU         {result['client_cpu_us_per_delivery']:6.1f} µs per delivery",
     ]
     return "\n".join(lines)
@@ -244,20 +284,26 @@ async def main() -> None:
     parser.add_argument("--messages", type=int, default=20, help="broadcasts measured per N")
     parser.add_argument("--size", type=int, default=400, help="approximate frame size in bytes")
     parser.add_argument("--json", action="store_true", help="also print the raw results as JSON")
-    parser.add_argument(
-        "--stock", action="store_true", help="python-socketio's own delivery (realtime.direct_broadcast off)"
-    )
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--stock", action="store_true", help="only python-socketio's own delivery (the reference)")
+    only.add_argument("--direct", action="store_true", help="only the platform's delivery, no reference")
     args = parser.parse_args()
-    if shutil.which("node") is None or not (NODE_MODULES / "ws").is_dir():
-        sys.exit("needs node and lms/assets/node_modules (cd lms/assets && npm ci)")
+    if shutil.which("node") is None:
+        sys.exit("needs node (Node 18 or later) on PATH")
+    ensure_node_modules()
     results = []
-    delivery = "python-socketio stock" if args.stock else "direct websocket writes"
-    print(f"delivery: {delivery}; {args.rate:g} broadcasts/s", flush=True)
+    modes = [True] if args.stock else [False] if args.direct else [False, True]
+    print(f"{args.rate:g} broadcasts/s", flush=True)
     with platform() as p:
         for n in args.clients:
-            result = await run_one(p, n, args)
-            results.append(result)
-            print(summarize(result), flush=True)
+            for stock in modes:
+                result = await run_one(p, n, args, stock=stock)
+                results.append(result)
+                print(summarize(result), flush=True)
+            if len(modes) == 2:
+                direct, reference = results[-2:]
+                ratio = reference["server_cpu_us_per_recipient"] / direct["server_cpu_us_per_recipient"]
+                print(f"  N = {n:,}: stock python-socketio costs {ratio:.1f}x the server CPU per recipient", flush=True)
     if args.json:
         print(json.dumps(results, indent=2))
 

@@ -17,6 +17,17 @@ from pathlib import Path
 from lms.devservers import EmbeddedPostgres, EmbeddedRedis, free_port
 from lms.migrate import upgrade
 
+ASSETS = Path(__file__).resolve().parent.parent / "lms" / "assets"
+NODE_MODULES = ASSETS / "node_modules"
+
+
+def ensure_node_modules() -> Path:
+    """The npm packages the Node load generators use (``ws``): installed with ``npm ci`` on a fresh clone."""
+    if not (NODE_MODULES / "ws").is_dir():
+        print("installing the load generators' npm packages (npm ci in lms/assets) ...", flush=True)
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=ASSETS, check=True)
+    return NODE_MODULES
+
 
 @dataclass
 class Platform:
@@ -30,13 +41,17 @@ class Platform:
 
     def env(self, **extra: str) -> dict[str, str]:
         base = {k: v for k, v in os.environ.items() if not k.startswith("LMS_")}
-        return base | {
-            "LMS_ENV": "test",
-            "LMS_DATABASE_URL": self.database_url,
-            "LMS_REDIS_URL": self.redis_url,
-            "LMS_LOG_LEVEL": "WARNING",
-            "LMS_DATABASE_POOL_MAX": "20",
-        } | extra
+        return (
+            base
+            | {
+                "LMS_ENV": "test",
+                "LMS_DATABASE_URL": self.database_url,
+                "LMS_REDIS_URL": self.redis_url,
+                "LMS_LOG_LEVEL": "WARNING",
+                "LMS_DATABASE_POOL_MAX": "20",
+            }
+            | extra
+        )
 
     def cpu_groups(self, server: str) -> dict[str, list[int]]:
         """The processes whose CPU a request costs: the `lms serve` at ``server``, PostgreSQL, Redis."""

@@ -47,7 +47,7 @@ import bcrypt
 import redis.asyncio as aioredis
 from sqlalchemy import insert, select
 
-from bench.harness import percentiles, platform
+from bench.harness import ensure_node_modules, percentiles, platform
 from lms.db import Database
 from lms.tables import courses, live_answers, live_sessions, quiz_questions, quizzes, users
 
@@ -299,7 +299,7 @@ async def play(args: argparse.Namespace, urls: list[str], pids: list[int], datab
     players = await Players.start(
         {"urls": urls, "n": args.players, "pin": seeded["pin"], "window_ms": args.window * 1000, "concurrency": 100}
     )
-    joined = await players.expect("joined")
+    joined = await players.expect("joined", max(120, args.players / 20))
     print(f"{joined} players joined in {players.seen.pop('seconds'):.1f} s (half on each instance), "
           f"{players.seen.pop('failed')} failed")  # fmt: skip
     redis = aioredis.Redis.from_url(redis_url)
@@ -332,6 +332,7 @@ async def play(args: argparse.Namespace, urls: list[str], pids: list[int], datab
     report = await players.expect("report")
     await players.process.wait()
     await host.close()
+    takeovers = await count_takeovers(http, urls if kill_at is None else urls[1:])
     await http.close()
     stored = await stored_answers(database_url, seeded["session_id"])
     acknowledged = {(pid, index) for pid, index in report["acked"]}
@@ -356,11 +357,24 @@ async def play(args: argparse.Namespace, urls: list[str], pids: list[int], datab
               "per question")  # fmt: skip
     redis_cpu = cpu_after[-1] - cpu_before[-1]
     print(f"  Redis CPU {redis_cpu:.1f} s; load generator (Node) CPU {report['cpu_seconds']:.1f} s")
+    whose = "the survivor's, after the SIGKILL" if kill_at is not None else "must be 0: no live owner lost its session"
+    print(f"  takeovers (lms_live_takeovers_total of the running instances): {takeovers} ({whose})")
     if failover:
         print(f"  failover: session_state from the new owner {failover['takeover_ms'] / 1000:.2f} s after SIGKILL; "
               f"every moved player resumed {failover['resumed_ms'] / 1000:.2f} s after it")  # fmt: skip
     if lost:
         raise SystemExit(f"{len(lost)} acknowledged answers lost")
+
+
+async def count_takeovers(http: aiohttp.ClientSession, urls: list[str]) -> int:
+    """Sessions an instance took over from another (the lease was free): 0 in a steady run."""
+    total = 0.0
+    for url in urls:
+        async with http.get(f"{url}/metrics") as response:
+            text = await response.text()
+        lines = text.splitlines()
+        total += sum(float(line.split()[-1]) for line in lines if line.startswith("lms_live_takeovers_total"))
+    return int(total)
 
 
 def main() -> None:
@@ -370,6 +384,7 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=5.0, help="seconds in which players answer")
     parser.add_argument("--failover", action="store_true", help="SIGKILL the owner mid-question")
     args = parser.parse_args()
+    ensure_node_modules()
     with platform() as plat:
         urls = [plat.serve(**LIVE_SETTINGS) for _ in range(2)]
         pids = [p.pid for p in plat.servers]

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import redis as blocking
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.retry import Retry
@@ -184,6 +185,29 @@ def redis_client(settings: RedisSettings, *, retries: bool = True, max_connectio
         pool = BlockingConnectionPool.from_url(settings.url, max_connections=max_connections, timeout=timeout, **common)
         return Redis.from_pool(pool)  # owns the pool: aclose() closes its connections
     return Redis.from_url(settings.url, **common)
+
+
+def blocking_redis_client(settings: RedisSettings, *, timeout: float) -> blocking.Redis:
+    """A blocking client for a thread of its own (the live lease keeper), for any topology of ``redis.url``."""
+    target = parse_redis_url(settings.url)
+    common: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    if target.topology == "cluster":
+        cluster = blocking.RedisCluster(
+            startup_nodes=[blocking.cluster.ClusterNode(host, port) for host, port in target.nodes],  # type: ignore[no-untyped-call]
+            username=target.username, password=target.password, ssl=target.ssl, **common,
+        )  # fmt: skip
+        return cast(blocking.Redis, cluster)
+    if target.topology == "sentinel":
+        assert target.master is not None
+        sentinel = blocking.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            list(target.nodes),
+            sentinel_kwargs={**common, "password": target.sentinel_password, "ssl": target.ssl},
+        )
+        master = sentinel.master_for(  # type: ignore[no-untyped-call]
+            target.master, db=target.db, username=target.username, password=target.password, ssl=target.ssl, **common
+        )
+        return cast(blocking.Redis, master)
+    return blocking.Redis.from_url(settings.url, **common)
 
 
 class SentinelMaster(Redis):

@@ -118,6 +118,9 @@ class HttpSettings(Section):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     docs_enabled: bool = True
     hsts_enabled: bool = False
+    # `lms serve` runs on uvloop (libuv) rather than asyncio's own loop: less CPU per
+    # socket event (bench/live.py, bench/fanout.py). Off: the standard library loop.
+    uvloop: bool = True
 
 
 class RateLimitRule(Section):

@@ -154,6 +154,9 @@ class EngineSocket(AsyncSocket):  # type: ignore[misc]
         self.noop_owed = False
         # After the sentinel (None) was taken from the queue: nothing more to send.
         self.ended = False
+        # The websocket writer holds packets it took from the queue and has not written yet:
+        # nothing may be written past them (realtime/transport.py can_write_directly).
+        self.writing = False
         self.close_code = WSCloseCode.OK
         self.pong_deadline = math.inf  # loop time
         self._heartbeat: asyncio.TimerHandle | None = None
@@ -220,6 +223,14 @@ class EngineSocket(AsyncSocket):  # type: ignore[misc]
         if await self.check_ping_timeout():
             self.queue.put_nowait(pkt)
 
+    async def _take(self) -> packet.Packet | None:
+        pkt = await self.queue.get()
+        # wait_for runs this in a task of its own, which takes the packet off the queue a loop
+        # turn before the writer resumes: from here until the writer wrote its batch, the
+        # packet counts as queued, so that no direct write overtakes it.
+        self.writing = True
+        return pkt
+
     async def poll(self, wait_seconds: float | None = None) -> list[packet.Packet]:
         """What is queued, waiting up to ``wait_seconds`` (default: interval + timeout) for the first packet.
 
@@ -230,7 +241,7 @@ class EngineSocket(AsyncSocket):  # type: ignore[misc]
         if wait_seconds is None:
             wait_seconds = self.server.ping_interval + self.server.ping_timeout
         try:
-            first = await asyncio.wait_for(self.queue.get(), wait_seconds)
+            first = await asyncio.wait_for(self._take(), wait_seconds)
         except TimeoutError:
             raise exceptions.QueueEmpty() from None
         self.queue.task_done()
@@ -376,6 +387,7 @@ class EngineSocket(AsyncSocket):  # type: ignore[misc]
                 for pkt in packets:
                     if pkt.packet_type != packet.NOOP:  # a noop only ends polls
                         await ws.send(pkt.encode())
+                self.writing = False
         except Exception:  # the websocket went away under us
             log.debug("%s: websocket writer stopped", self.sid, exc_info=True)
         await ws.close(code=self.close_code)

@@ -22,12 +22,24 @@ the two extension points ``AsyncPubSubManager`` documents (``_publish`` and
   listener task when it has ended or stayed deaf for ``heartbeat_misses``
   intervals, and :meth:`check` (the readiness probe) raises meanwhile.
 
+Per-room channels: an emit to a shared room (a name with a colon:
+``course:<id>``, ``user:<id>``, ``live:<id>``) is published on that room's
+own channel (:func:`room_channel`), which an instance subscribes to while it
+has a local member of the room (the first ``enter_room`` waits for Redis to
+confirm the subscription; the last leave drops it). An instance with no
+member of a room receives none of its broadcasts. Everything else (emits to
+a whole namespace or a single sid, disconnects, room changes of remote
+clients, callbacks, heartbeats) stays on the one main channel. On Redis 7
+room channels are sharded (``SPUBLISH``/``SSUBSCRIBE``; realtime/channels.py
+says why). One channel per room keeps each room's broadcasts in order.
+
 Delivery to this instance's clients: python-socketio encodes a broadcast
 once but then starts a task per recipient, which queues the packet for the
 connection's writer task (39 to 88 µs per recipient; ``bench/fanout.py`` measures it). With
 ``direct=True`` the frame is built once and written straight to each
 recipient's websocket when that is safe: the connection is an upgraded
-websocket, nothing is queued for it, and its transport has nothing
+websocket, nothing is queued for it (or taken by its writer and not yet
+written), and its transport has nothing
 buffered (so nothing written earlier can be overtaken and the write cannot
 block on a slow client). Every other recipient (long-polling, busy, slow,
 closing) gets the stock path.
@@ -42,15 +54,17 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
+import orjson
 from engineio import packet as eio_packet
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from socketio import packet as sio_packet
 from socketio.async_pubsub_manager import AsyncPubSubManager
 
 from lms.aio import raise_if_cancelling
 from lms.clients import redis_client
 from lms.config import RedisSettings
+from realtime.channels import sharded_pubsub
+from realtime.transport import can_write_directly, text_frame, write_frame
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +77,13 @@ LOG_EVERY_SECONDS = 5.0
 BACKOFF_FIRST_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 2.0
+
+
+def room_channel(channel: str, namespace: str, room: Any) -> str | None:
+    """The channel of a shared room (hash-tagged: one Cluster slot per room), None for any other target."""
+    if not isinstance(room, str) or ":" not in room:
+        return None
+    return f"{channel}:{{{namespace}|{room}}}"
 
 
 class ListenerDown(Exception):
@@ -106,6 +127,13 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
         # Closes this instance's sockets of a user whose sessions ended (realtime/server.py).
         self.on_sessions_ended: SessionsEnded | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # Room channels: sharded on Redis 7 (decided on first use); those subscribed on the listener.
+        self.sharded: bool | None = None
+        self._pubsub: Any = None
+        self._room_channels: set[str] = set()
+        self._confirmed: dict[str, asyncio.Event] = {}
+        self._rooms_lock = asyncio.Lock()
+        self.room_messages = 0
 
     def _client(self) -> Redis:
         # No retries inside redis-py (lms/clients.py): retrying is done here, cancellation-aware.
@@ -114,17 +142,31 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
     # -- publishing -------------------------------------------------------
 
     async def _publish(self, data: Any) -> None:
-        await self.publish_raw(self.json.dumps(data))
+        room = None
+        if data.get("method") == "emit" and data.get("callback") is None:
+            room = room_channel(self.channel, data.get("namespace") or "/", data.get("room"))
+        await self.publish_raw(self.json.dumps(data), room=room)
 
-    async def publish_raw(self, payload: str | bytes) -> bool:
-        """Publish on the channel; False (logged, counted) when Redis is unavailable or the fan-out stopped."""
+    async def _is_sharded(self, client: Redis) -> bool:
+        if self.sharded is None:
+            self.sharded = await sharded_pubsub(client)
+        return self.sharded
+
+    async def publish_raw(self, payload: str | bytes, *, room: str | None = None) -> bool:
+        """Publish on the main channel (or a room's); False (logged, counted) when Redis is unavailable
+        or the fan-out stopped."""
         if self._stopping:
             return False  # a client opened now would never be closed
         if self._publisher is None:
             self._publisher = self._client()
         for attempt in (1, 2):  # a second try covers a pooled connection Redis dropped
             try:
-                await self._publisher.publish(self.channel, payload)
+                if room is None:
+                    await self._publisher.publish(self.channel, payload)
+                elif await self._is_sharded(self._publisher):
+                    await self._publisher.spublish(room, payload)
+                else:
+                    await self._publisher.publish(room, payload)
             except (RedisError, OSError) as err:
                 raise_if_cancelling(err)
                 if attempt == 1:
@@ -178,24 +220,26 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
         """Send an event (no ack, no binary) to this instance's clients in ``room``."""
         if namespace not in self.rooms:
             return
-        encoded = self.server.packet_class(sio_packet.EVENT, namespace=namespace, data=[event, *args]).encode()
-        eio_pkt = eio_packet.Packet(eio_packet.MESSAGE, encoded)
-        frame = eio_pkt.encode()
         skip = set(skip_sid) if isinstance(skip_sid, list) else {skip_sid}
+        recipients = [(sid, eio_sid) for sid, eio_sid in self.get_participants(namespace, room) if sid not in skip]
+        if recipients:
+            await self.send_frame(encode_event(namespace, event, args), recipients)
+
+    async def send_frame(self, encoded: str, recipients: list[tuple[str, str]]) -> None:
+        """Write one Socket.IO packet, encoded once (:func:`encode_event`), to each (sid, eio sid) given.
+
+        Straight to the websocket when that is safe (module docstring);
+        through python-socketio's queue and writer task otherwise.
+        """
+        eio_pkt = eio_packet.Packet(eio_packet.MESSAGE, encoded)
+        frame = text_frame("4" + encoded)  # "4" + ...: eio_pkt.encode() for a text message
         sockets = self.server.eio.sockets
         queued = []
-        for sid, eio_sid in self.get_participants(namespace, room):
-            if sid in skip:
-                continue
+        for _, eio_sid in recipients:
             socket = sockets.get(eio_sid)
-            if socket is not None and _can_write_directly(socket):
-                try:
-                    await socket.lms_ws.send_str(frame)
-                except (ConnectionError, RuntimeError):
-                    pass  # closing under us: the stock path decides
-                else:
-                    self.delivered_direct += 1
-                    continue
+            if socket is not None and can_write_directly(socket) and write_frame(socket, frame):
+                self.delivered_direct += 1
+                continue
             queued.append(asyncio.create_task(self.server._send_eio_packet(eio_sid, eio_pkt)))
         if queued:
             self.delivered_queued += len(queued)
@@ -208,18 +252,33 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
         while not self._stopping:
             client = self._client()
             self._listener_client = client
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            pubsub = client.pubsub()
             try:
                 await client.initialize()  # a cluster client learns its nodes before it can subscribe
                 await pubsub.subscribe(self.channel)
+                rooms = self._local_room_channels()
+                if rooms:
+                    await self._subscribe_rooms(pubsub, client, rooms)
+                self._room_channels = set(rooms)
+                self._pubsub = pubsub
                 self.subscribed = True
                 self._subscribed_event.set()
                 backoff = BACKOFF_FIRST_SECONDS
                 log.info("fan-out listener subscribed to %s", self.channel)
                 async for message in pubsub.listen():
-                    if message.get("type") != "message" or message.get("channel") != self._channel:
+                    kind = message.get("type")
+                    if kind in ("subscribe", "ssubscribe"):
+                        event = self._confirmed.get(message["channel"].decode())
+                        if event is not None:
+                            event.set()
+                        continue
+                    if kind not in ("message", "smessage"):
                         continue
                     data = message["data"]
+                    if message.get("channel") != self._channel:
+                        self.room_messages += 1
+                        yield data
+                        continue
                     if data.startswith(HEARTBEAT_PREFIX):
                         if data == self._heartbeat:
                             self.last_heard = time.monotonic()
@@ -237,6 +296,9 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
                 log.warning("fan-out listener lost Redis (%s); retrying in %.1f s", err, backoff)
             finally:
                 self.subscribed = False
+                self._pubsub = None
+                self._room_channels = set()
+                self._confirmed.clear()
                 self._subscribed_event.clear()
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
@@ -244,6 +306,73 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
                     await client.aclose()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
+
+    # -- room channels ----------------------------------------------------
+
+    def _local_room_channels(self) -> list[str]:
+        found = []
+        for namespace, rooms in list(self.rooms.items()):
+            for room in list(rooms):
+                channel = room_channel(self.channel, namespace, room)
+                if channel is not None:
+                    found.append(channel)
+        return found
+
+    async def _subscribe_rooms(self, pubsub: Any, client: Redis, channels: list[str]) -> None:
+        sharded = await self._is_sharded(client)
+        if pubsub.connection is None:
+            return  # closed meanwhile: a command now would open a connection nobody closes
+        await (pubsub.ssubscribe(*channels) if sharded else pubsub.subscribe(*channels))
+
+    async def enter_room(self, sid: str, namespace: str, room: Any, eio_sid: str | None = None) -> None:
+        await super().enter_room(sid, namespace, room, eio_sid=eio_sid)
+        if room_channel(self.channel, namespace, room) is not None:
+            await self._sync_room(namespace, room)
+
+    def basic_enter_room(self, sid: str, namespace: str, room: Any, eio_sid: str | None = None) -> None:
+        super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
+        channel = room_channel(self.channel, namespace, room)
+        if channel is not None and channel not in self._room_channels:
+            # A room entered on another instance's request (enter_room awaits its own subscription).
+            self._spawn(self._sync_room(namespace, room))
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def basic_leave_room(self, sid: str, namespace: str, room: Any) -> None:
+        super().basic_leave_room(sid, namespace, room)
+        channel = room_channel(self.channel, namespace, room)
+        if channel is not None and channel in self._room_channels and room not in self.rooms.get(namespace, {}):
+            self._spawn(self._sync_room(namespace, room))
+
+    async def _sync_room(self, namespace: str, room: str) -> None:
+        """Subscribe the room's channel while the room has local members, unsubscribe once it has none."""
+        channel = room_channel(self.channel, namespace, room)
+        assert channel is not None
+        async with self._rooms_lock:
+            pubsub, client = self._pubsub, self._listener_client
+            if pubsub is None or client is None or self.write_only:
+                return  # the listener subscribes the local rooms when it (re)connects
+            wanted = bool(self.rooms.get(namespace, {}).get(room))
+            try:
+                if wanted and channel not in self._room_channels:
+                    confirmed = self._confirmed.setdefault(channel, asyncio.Event())
+                    await self._subscribe_rooms(pubsub, client, [channel])
+                    self._room_channels.add(channel)
+                    # Confirmed before the caller goes on: nothing published after it is missed.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(confirmed.wait(), self.socket_timeout)
+                elif not wanted and channel in self._room_channels:
+                    self._room_channels.discard(channel)
+                    self._confirmed.pop(channel, None)
+                    sharded = await self._is_sharded(client)
+                    if pubsub.connection is not None:
+                        await (pubsub.sunsubscribe(channel) if sharded else pubsub.unsubscribe(channel))
+            except (RedisError, OSError) as err:
+                raise_if_cancelling(err)
+                log.warning("fan-out: (un)subscribing room %s failed (%s); the listener catches up", room, err)
 
     # -- supervision ------------------------------------------------------
 
@@ -260,7 +389,7 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
 
     def start(self) -> None:
         """Start the listener (python-socketio would wait for the first client) and the watchdog."""
-        if self.write_only:
+        if self.write_only or self._stopping:
             return
         self.initialize()
         self.server.manager_initialized = True
@@ -283,6 +412,8 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
 
     def _supervise(self) -> None:
         listener = self.listener
+        # Once stop() began nothing is restarted: a listener that ends now is meant to. (A
+        # watchdog can get here after its cancellation, e.g. when a publish in flight swallowed it.)
         if listener is None or self._stopping:
             return
         reason = None
@@ -319,7 +450,7 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
 
     async def stop(self) -> None:
         self._stopping = True
-        tasks = [t for t in (self._watchdog, self.listener) if t is not None]
+        tasks = [t for t in (self._watchdog, self.listener, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()
         _, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_SECONDS) if tasks else (set(), set())
@@ -332,11 +463,7 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
         self._publisher = self._listener_client = None
 
 
-def _can_write_directly(socket: Any) -> bool:
-    ws = getattr(socket, "lms_ws", None)
-    if ws is None or ws.closed or socket.closing or socket.closed or not socket.upgraded or socket.upgrading:
-        return False
-    # Something waiting in the Engine.IO queue or in the transport's buffer
-    # (a busy or slow client, or a writer paused mid-batch) must go first.
-    transport = socket.lms_transport
-    return bool(socket.queue.empty()) and transport is not None and transport.get_write_buffer_size() == 0
+def encode_event(namespace: str, event: str, args: list[Any]) -> str:
+    """A Socket.IO EVENT packet as text (what ``socketio.packet.Packet(EVENT, ...).encode()`` gives), with orjson."""
+    prefix = "2" if namespace == "/" else f"2{namespace},"
+    return prefix + orjson.dumps([event, *args]).decode()

@@ -1,27 +1,37 @@
-"""What every authenticated namespace does: sign-in, token expiry, event dispatch.
+"""The one namespace base: sign-in (required or optional), an event table, one token bucket, one ack shape.
+
+Every namespace (``/``, ``/dashboard``, ``/live``) is an :class:`EventNamespace`
+and keeps only its own events in :attr:`EventNamespace.events`.
 
 Connecting: ``io(url + ns, {auth: {token}})`` with an access token. It must
 pass every check a REST call makes (signature, expiry, revocation, active
 account, not issued before a password change); otherwise the connection is
 refused and the client's ``connect_error`` carries the reason as ``message``.
+Namespaces with ``auth_required = False`` (``/live``: guests play without an
+account) also accept a connection without a token; a token, when sent, must
+be valid all the same.
 
 Revocation: when every token of a user issued up to a time is revoked
 (logout-all, a password change, deactivation), the connections that
 authenticated with such a token get ``auth_expired`` and are disconnected,
-on every instance (:meth:`AuthenticatedNamespace.end_sessions`).
+on every instance (:meth:`EventNamespace.end_sessions`).
 
-Token expiry: the connection keeps the privileges of its token only until the
-token's ``exp``. ``auth_expiring`` ``{expires_at}`` is sent
+Token expiry (namespaces with ``close_on_expiry``, the authenticated ones):
+the connection keeps the privileges of its token only until the token's
+``exp``. ``auth_expiring`` ``{expires_at}`` is sent
 ``realtime.auth_expiry_warning_seconds`` before; the client answers by
 emitting ``authenticate`` ``{token}`` with a fresh access token of the same
 user (ack ``{ok, expires_at}``). Without it, ``auth_expired`` ``{message}``
 is sent at ``exp`` and the server closes the connection. Each namespace
 connection authenticates on its own, so a client re-authenticates each one.
+On ``/live`` an expired token ends no game: host commands check it instead.
 
 Client events: one payload argument and an ack; the payload is validated
-against a model (``invalid_payload`` otherwise) and a per-connection token
-bucket limits the rate (``rate_limited``). Nothing a client sends disconnects
-it or reaches the namespace as an exception.
+against the event's model (``invalid_payload`` otherwise), a per-connection
+token bucket limits the rate (``rate_limited``), and a refusal is an
+:class:`~realtime.protocol.EventError` (or a subclass, such as the live
+side's ``LiveError``), answered ``{"ok": false, "error": {code, message}}``.
+Nothing a client sends disconnects it or reaches the namespace as an exception.
 """
 
 from __future__ import annotations
@@ -46,38 +56,62 @@ from realtime.protocol import Ack, EventError
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[str, "Client", Any], Awaitable[Ack]]
+Handler = Callable[[str, Any, Any], Awaitable[Ack]]
 
 SIGNED_OUT = "You were signed out (everywhere, a password change or a deactivated account); sign in again."
 
 
 @dataclass
-class Client:
-    """Per-connection state, kept in the Socket.IO session under ``"client"``.
+class Connection:
+    """Per-connection state, kept in the Socket.IO session under ``"conn"``.
 
     Engine.IO sessions live in this process's memory, so the object is
-    mutated in place (token bucket, watched courses) without a save.
-    ``principal`` is the account as of the token the connection last
-    authenticated with: the same object REST guards check, so the access
-    rules (:mod:`lms.courses.access` ...) take it as they are.
+    mutated in place (token bucket, rooms) without a save. Namespaces
+    subclass it with their own fields. ``principal`` is the account as of
+    the token the connection last authenticated with (None: a guest): the
+    same object REST guards check, so the access rules
+    (:mod:`lms.courses.access` ...) take it as they are.
     """
 
-    principal: Principal
+    principal: Principal | None
     tokens: float
     refilled_at: float
     timer: asyncio.TimerHandle | None = None
+
+
+@dataclass
+class Client(Connection):
+    """A connection of ``/`` or ``/dashboard`` (always signed in)."""
+
     # `/`: the courses this student is counted online in.
     course_ids: tuple[str, ...] = ()
     # `/dashboard`: the courses this connection watches.
     watching: set[str] = field(default_factory=set)
 
+    def signed_in(self) -> Principal:
+        if self.principal is None:
+            raise EventError(protocol.UNAUTHORIZED, "Not signed in on this namespace.")
+        return self.principal
+
     @property
     def user_id(self) -> uuid.UUID:
-        return self.principal.id
+        return self.signed_in().id
+
+    @property
+    def role(self) -> str:
+        return self.signed_in().role
+
+    @property
+    def is_admin(self) -> bool:
+        return self.principal is not None and self.principal.is_admin
 
     @property
     def expires_at(self) -> float:
-        return self.principal.expires_at
+        return self.signed_in().expires_at
+
+    @property
+    def issued_at(self) -> float:
+        return self.signed_in().issued_at
 
 
 @dataclass(frozen=True)
@@ -86,7 +120,12 @@ class EventSpec:
     handler: Handler
 
 
-class AuthenticatedNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
+class EventNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
+    # Whether a connection must present an access token.
+    auth_required = True
+    # Whether a connection is closed when its token expires (auth_expiring, then auth_expired).
+    close_on_expiry = True
+
     def __init__(self, namespace: str, rt: Realtime) -> None:
         super().__init__(namespace)
         self.rt = rt
@@ -94,20 +133,31 @@ class AuthenticatedNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     # -- hooks for subclasses ---------------------------------------------
 
-    async def joined(self, sid: str, client: Client) -> None:
+    def new_connection(self, sid: str, principal: Principal | None, environ: dict[str, Any]) -> Connection:
+        """The state of a connection just accepted."""
+        return Client(principal, float(self.rt.config.event_burst), time.monotonic())
+
+    def log_context(self, conn: Any) -> None:
+        """Fields every log line of this event's task carries (lms.logs)."""
+        bind_log_context(user_id=str(conn.principal.id) if conn.principal is not None else None)
+
+    def handled(self, event: str, outcome: str) -> None:
+        """An event was answered (``outcome``: ``ok`` or the error code): the namespace's own counters."""
+
+    async def joined(self, sid: str, conn: Any) -> None:
         """The connection was accepted (rooms, presence)."""
 
-    async def left(self, sid: str, client: Client) -> None:
+    async def left(self, sid: str, conn: Any) -> None:
         """The connection is gone (presence)."""
 
-    async def reauthenticated(self, sid: str, client: Client) -> None:
+    async def reauthenticated(self, sid: str, conn: Any) -> None:
         """The connection presented a fresh token (the role may have changed)."""
 
     # -- dispatch ---------------------------------------------------------
 
     async def trigger_event(self, event: str, *args: Any) -> Any:
         if event == "connect":
-            return await self._connect(args[0], args[2] if len(args) > 2 else None)
+            return await self._connect(args[0], args[1], args[2] if len(args) > 2 else None)
         if event == "disconnect":
             return await self._disconnect(args[0])
         return await self._client_event(event, args[0], args[1:])
@@ -116,11 +166,11 @@ class AuthenticatedNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         spec = self.events.get(event) if isinstance(event, str) else None
         label = event if spec is not None else "unknown"
         try:
-            client = await self.client(sid)
-            if client is None:
-                raise EventError(protocol.UNAUTHORIZED, "Not signed in on this namespace.")
-            bind_log_context(user_id=str(client.user_id))  # this event's own task: nothing to undo
-            self._take_token(client)
+            conn = await self.connection(sid)
+            if conn is None:
+                raise EventError(protocol.UNAUTHORIZED, f"Not connected to {self.namespace}.")
+            self.log_context(conn)  # this event's own task: nothing to undo
+            self._take_token(conn)
             if spec is None:
                 raise EventError(protocol.UNKNOWN_EVENT, f"No event {str(event)[:64]!r} on {self.namespace}.")
             if len(args) != 1:
@@ -129,54 +179,60 @@ class AuthenticatedNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 payload = spec.model.model_validate(args[0])
             except ValidationError as err:
                 raise EventError(protocol.INVALID_PAYLOAD, protocol.describe(err)) from err
-            ack = await spec.handler(sid, client, payload)
+            ack = await spec.handler(sid, conn, payload)
         except EventError as err:
-            self.rt.metrics.events_in.labels(self.namespace, label, err.code).inc()
+            self._count(label, err.code)
             return protocol.failure(err.code, err.message)
         except Exception:
             log.exception("%s %s failed", self.namespace, label)
-            self.rt.metrics.events_in.labels(self.namespace, label, protocol.INTERNAL_ERROR).inc()
+            self._count(label, protocol.INTERNAL_ERROR)
             return protocol.failure(protocol.INTERNAL_ERROR, "Something went wrong; try again.")
-        self.rt.metrics.events_in.labels(self.namespace, label, "ok").inc()
+        self._count(label, "ok")
         return ack
 
-    def _take_token(self, client: Client) -> None:
+    def _count(self, label: str, outcome: str) -> None:
+        self.rt.metrics.events_in.labels(self.namespace, label, outcome).inc()
+        self.handled(label, outcome)
+
+    def _take_token(self, conn: Connection) -> None:
         config = self.rt.config
         now = time.monotonic()
-        client.tokens = min(config.event_burst, client.tokens + (now - client.refilled_at) * config.events_per_second)
-        client.refilled_at = now
-        if client.tokens < 1:
+        conn.tokens = min(config.event_burst, conn.tokens + (now - conn.refilled_at) * config.events_per_second)
+        conn.refilled_at = now
+        if conn.tokens < 1:
             raise EventError(protocol.RATE_LIMITED, f"Too many events; at most {config.events_per_second:g} a second.")
-        client.tokens -= 1
+        conn.tokens -= 1
 
-    async def client(self, sid: str) -> Client | None:
+    async def connection(self, sid: str) -> Any:
+        """This namespace's state of the connection (a :class:`Connection`), None if it is gone."""
         try:
             session = await self.get_session(sid)
         except KeyError:
             return None
-        value = session.get("client")
-        return value if isinstance(value, Client) else None
+        value = session.get("conn")
+        return value if isinstance(value, Connection) else None
 
     # -- connect, expiry, disconnect --------------------------------------
 
-    async def _connect(self, sid: str, auth: Any) -> bool:
+    async def _connect(self, sid: str, environ: dict[str, Any], auth: Any) -> bool:
         token = auth.get("token") if isinstance(auth, dict) else None
-        if not isinstance(token, str) or not token:
-            self.rt.metrics.refused(self.namespace, "no_token")
-            raise socketio.exceptions.ConnectionRefusedError(
-                "Send an access token: io(url, {auth: {token: '<access token>'}})."
-            )
-        principal = await self._principal(token)
-        config = self.rt.config
-        client = Client(principal=principal, tokens=float(config.event_burst), refilled_at=time.monotonic())
-        await self.save_session(sid, {"client": client})
+        principal = None
+        if token is not None or self.auth_required:
+            if not isinstance(token, str) or not token:
+                self.rt.metrics.refused(self.namespace, "no_token" if token is None else "bad_token")
+                raise socketio.exceptions.ConnectionRefusedError(
+                    "Send an access token: io(url, {auth: {token: '<access token>'}})."
+                )
+            principal = await self._principal(token)
+        conn = self.new_connection(sid, principal, environ)
+        await self.save_session(sid, {"conn": conn})
         try:
-            await self.joined(sid, client)
+            await self.joined(sid, conn)
         except Exception as err:
-            log.exception("%s: setting up connection of user %s failed", self.namespace, client.user_id)
+            log.exception("%s: setting up a connection failed", self.namespace)
             self.rt.metrics.refused(self.namespace, "error")
             raise socketio.exceptions.ConnectionRefusedError("The server could not set up the connection.") from err
-        self._schedule_expiry(sid, client)
+        self._schedule_expiry(sid, conn)
         self.rt.metrics.accepted(self.namespace, self.rt.sio.transport(sid, namespace=self.namespace))
         return True
 
@@ -200,38 +256,42 @@ class AuthenticatedNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 "The server cannot check the token right now; try again."
             ) from err
 
-    async def reauthenticate(self, sid: str, client: Client, payload: protocol.Authenticate) -> Ack:
+    async def reauthenticate(self, sid: str, conn: Connection, payload: protocol.Authenticate) -> Ack:
+        """``authenticate`` ``{token}``: a fresh token of the same user (or, where guests may connect, a first one)."""
         try:
             principal = await principal_from_token(self.rt.app, payload.token)
         except Unauthorized as err:
             raise EventError(protocol.UNAUTHORIZED, err.detail or "The token is not valid.") from err
         except ServiceUnavailable as err:
             raise EventError("unavailable", "The token cannot be checked right now; try again shortly.") from err
-        if principal.id != client.user_id:
+        if conn.principal is not None and principal.id != conn.principal.id:
             raise EventError(protocol.FORBIDDEN, "The token belongs to another user; connect again instead.")
-        client.principal = principal
-        self._schedule_expiry(sid, client)
-        await self.reauthenticated(sid, client)
+        conn.principal = principal
+        self._schedule_expiry(sid, conn)
+        await self.reauthenticated(sid, conn)
         return protocol.ok(expires_at=int(principal.expires_at))
 
-    def _schedule_expiry(self, sid: str, client: Client) -> None:
-        if client.timer is not None:
-            client.timer.cancel()
+    def _schedule_expiry(self, sid: str, conn: Connection) -> None:
+        if not self.close_on_expiry or conn.principal is None:
+            return
+        if conn.timer is not None:
+            conn.timer.cancel()
         loop = asyncio.get_running_loop()
-        remaining = client.expires_at - time.time()
+        remaining = conn.principal.expires_at - time.time()
         warn_in = remaining - self.rt.config.auth_expiry_warning_seconds
         if warn_in > 0:
-            client.timer = loop.call_later(warn_in, self._expiring, sid, client)
+            conn.timer = loop.call_later(warn_in, self._expiring, sid, conn)
         else:
-            client.timer = loop.call_later(max(remaining, 0), self._expired, sid, client)
+            conn.timer = loop.call_later(max(remaining, 0), self._expired, sid, conn)
 
-    def _expiring(self, sid: str, client: Client) -> None:
-        loop = asyncio.get_running_loop()
-        client.timer = loop.call_later(max(client.expires_at - time.time(), 0), self._expired, sid, client)
-        self.rt.spawn(self._send_local(sid, "auth_expiring", {"expires_at": int(client.expires_at)}))
+    def _expiring(self, sid: str, conn: Connection) -> None:
+        assert conn.principal is not None
+        expires_at = conn.principal.expires_at
+        conn.timer = asyncio.get_running_loop().call_later(max(expires_at - time.time(), 0), self._expired, sid, conn)
+        self.rt.spawn(self._send_local(sid, "auth_expiring", {"expires_at": int(expires_at)}))
 
-    def _expired(self, sid: str, client: Client) -> None:
-        client.timer = None
+    def _expired(self, sid: str, conn: Connection) -> None:
+        conn.timer = None
         self.rt.spawn(self._close_expired(sid))
 
     async def _close_expired(self, sid: str) -> None:
@@ -242,8 +302,9 @@ class AuthenticatedNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     async def end_sessions(self, user_id: uuid.UUID, cutoff: float) -> None:
         """The user's tokens up to ``cutoff`` were revoked: close this instance's connections that use one."""
         for sid, _ in list(self.rt.fanout.get_participants(self.namespace, self.participants_of(user_id))):
-            client = await self.client(sid)
-            if client is not None and client.user_id == user_id and client.principal.issued_at <= cutoff:
+            conn = await self.connection(sid)
+            principal = conn.principal if conn is not None else None
+            if principal is not None and principal.id == user_id and principal.issued_at <= cutoff:
                 await self._send_local(sid, "auth_expired", {"message": SIGNED_OUT})
                 await self.disconnect(sid)
 
@@ -257,13 +318,17 @@ class AuthenticatedNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self.rt.metrics.events_out.labels(self.namespace, event).inc()
 
     async def _disconnect(self, sid: str) -> None:
-        client = await self.client(sid)
-        if client is None:
+        conn = await self.connection(sid)
+        if conn is None:
             return
-        if client.timer is not None:
-            client.timer.cancel()
-            client.timer = None
+        if conn.timer is not None:
+            conn.timer.cancel()
+            conn.timer = None
         try:
-            await self.left(sid, client)
+            await self.left(sid, conn)
         except Exception:
-            log.exception("%s: cleaning up after user %s failed", self.namespace, client.user_id)
+            log.exception("%s: cleaning up after a connection failed", self.namespace)
+
+
+# The namespaces of signed-in users (``/``, ``/dashboard``).
+AuthenticatedNamespace = EventNamespace

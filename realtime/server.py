@@ -52,7 +52,7 @@ def setup_realtime(app: web.Application, config: Settings) -> None:
     app[REALTIME] = rt
     sio.register_namespace(DevicesNamespace(rt))
     sio.register_namespace(DashboardNamespace(rt))
-    setup_live(app, config, sio)
+    setup_live(rt, config, sio)
     sio.attach(app)
     app.setdefault(SESSIONS_ENDED, []).append(_sessions_ended(rt))
     fanout.on_sessions_ended = _close_sessions(app, rt)
@@ -214,7 +214,7 @@ async def _local_connections(rt: Realtime) -> list[PresenceEntry]:
     found = []
     for sid, _ in list(rt.fanout.get_participants(USERS_NAMESPACE, None)):
         with contextlib.suppress(KeyError):
-            client = (await rt.sio.get_session(sid, namespace=USERS_NAMESPACE)).get("client")
+            client = (await rt.sio.get_session(sid, namespace=USERS_NAMESPACE)).get("conn")
             if isinstance(client, Client) and client.course_ids:
                 found.append(PresenceEntry(str(client.user_id), sid, client.course_ids))
     return found

@@ -32,6 +32,7 @@ import socketio
 from socketio import packet
 
 from realtime.engine import EngineServer, EngineSocket, spawn
+from realtime.transport import can_write_directly, text_frame, write_frame
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,22 @@ class SocketIOServer(socketio.AsyncServer):  # type: ignore[misc]
         if deadline is not None and self._has_namespace(eio_sid):
             deadline.cancel()
             del self._connect_deadlines[eio_sid]
+
+    # -- sending ----------------------------------------------------------------
+
+    async def _send_packet(self, eio_sid: str, pkt: packet.Packet) -> None:
+        """One packet to one client (acks, ``session_state``, emits to a sid).
+
+        Written straight to the websocket when nothing is queued or buffered
+        for it (the rule of realtime/fanout.py, so nothing sent earlier is
+        overtaken); through Engine.IO's queue and writer task otherwise.
+        """
+        encoded = pkt.encode()
+        if isinstance(encoded, str) and getattr(self.manager, "direct", False):
+            socket = self.eio.sockets.get(eio_sid)
+            if socket is not None and can_write_directly(socket) and write_frame(socket, text_frame("4" + encoded)):
+                return
+        await super()._send_packet(eio_sid, pkt)
 
     # -- messages ---------------------------------------------------------------
 

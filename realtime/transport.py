@@ -19,7 +19,12 @@ The websockets are kept in a weak set so that shutdown can close them with
 Broadcasts: each Engine.IO socket gets a reference to its websocket and
 transport, so that the fan-out (realtime/fanout.py) can write a broadcast
 frame straight to a healthy websocket instead of going through a task, a
-queue and a writer task per recipient.
+queue and a writer task per recipient. The websocket frame itself is built
+once per broadcast (:func:`text_frame`) and written with one
+``transport.write`` per recipient (:func:`write_frame`): aiohttp's
+``send_str`` would encode the text, pack a header and await three coroutines
+for every recipient (py-spy: its frame writer was the top Python item of the
+live bench's broadcast path).
 
 python-engineio builds the ``WebSocketResponse`` in its aiohttp driver with
 no way to pass ``compress`` and closes it with no code; the driver table is
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import struct
 import weakref
 from typing import Any
 
@@ -91,3 +97,50 @@ async def close_websockets(eio: engineio.AsyncServer) -> None:
                 ),
                 CLOSE_TIMEOUT_SECONDS,
             )
+
+
+_TEXT_FIN = 0x81  # FIN + text opcode; a server's frames are not masked (RFC 6455, 5.1)
+
+
+def text_frame(text: str) -> bytes:
+    """One complete websocket text frame carrying ``text``, as aiohttp's writer builds it uncompressed."""
+    payload = text.encode()
+    size = len(payload)
+    if size < 126:
+        header = struct.pack("!BB", _TEXT_FIN, size)
+    elif size < 65536:
+        header = struct.pack("!BBH", _TEXT_FIN, 126, size)
+    else:
+        header = struct.pack("!BBQ", _TEXT_FIN, 127, size)
+    return header + payload
+
+
+def write_frame(socket: Any, frame: bytes) -> bool:
+    """Write a prebuilt :func:`text_frame` to the socket's websocket; False (nothing written) where it may not be.
+
+    Only after :func:`can_write_directly`, and only on an uncompressed websocket whose aiohttp
+    writer is not closing (the checks its own ``send_frame`` makes). Flow control is the caller's
+    rule: nothing buffered on the transport before the write.
+    """
+    writer = socket.lms_ws._writer  # aiohttp's WebSocketWriter: set by prepare(), None before
+    if writer is None or writer._closing or writer.compress or writer.transport.is_closing():
+        return False
+    writer.transport.write(frame)
+    return True
+
+
+def can_write_directly(socket: Any) -> bool:
+    """Whether a frame may be written straight to this Engine.IO socket's websocket (realtime/fanout.py)."""
+    ws = getattr(socket, "lms_ws", None)
+    if ws is None or ws.closed or socket.closing or socket.closed or not socket.upgraded or socket.upgrading:
+        return False
+    # Something waiting in the Engine.IO queue or in the transport's buffer
+    # (a busy or slow client, or a writer paused mid-batch) must go first.
+    transport = socket.lms_transport
+    # Packets the writer took from the queue but has not written yet count as queued.
+    return (
+        bool(socket.queue.empty())
+        and not getattr(socket, "writing", False)
+        and transport is not None
+        and transport.get_write_buffer_size() == 0
+    )

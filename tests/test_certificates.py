@@ -37,6 +37,8 @@ from lms.mail.transport import make_transport
 from lms.storage import open_storage
 from lms.tables import certificates, email_log, lessons
 from realtime.emitter import Emitter
+from realtime.fanout import room_channel
+from realtime.rooms import USERS_NAMESPACE, user_room
 from tests.builders import make_course, make_enrollment, make_user, signed_in
 from tests.conftest import Servers, SmtpServer, make_config
 from tests.node import CHROMIUM, needs_chromium
@@ -152,7 +154,8 @@ async def test_completing_a_course_issues_the_certificate_with_email_and_notific
     async with db.connection() as conn:
         lesson_id = await conn.fetch_val(select(lessons.c.id).where(lessons.c.course_id == course["id"]))
     fanout = redis.pubsub()
-    await fanout.subscribe(client.app[CONFIG].realtime.channel)
+    channel = client.app[CONFIG].realtime.channel  # a user's notifications go on the user room's channel
+    await fanout.subscribe(channel, room_channel(channel, USERS_NAMESPACE, user_room(student["id"])))
     done = await client.post(f"/api/v1/enrollments/{enrollment['id']}/lessons/{lesson_id}/complete", headers=headers)
     assert done.status == 200
     (certificate,) = await certificate_rows(db)

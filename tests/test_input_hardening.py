@@ -264,7 +264,7 @@ async def test_slugs_transliterate_every_latin_letter_alike(client: Any, db: Dat
 @pytest.mark.no_services
 def test_nicknames_follow_the_same_text_rule() -> None:
     from realtime.live.edge import clean_nickname
-    from realtime.live.store import LiveError
+    from realtime.live.errors import LiveError
 
     live = load_config("test", environ={}).live
     assert clean_nickname("  Sa\u200bm\u202e ", live) == "Sam"

@@ -22,8 +22,8 @@ from lms.config import Settings
 from lms.db import Database
 from lms.tables import live_answers, live_players, live_sessions
 from realtime.live import edge
+from realtime.live.errors import LiveError
 from realtime.live.runtime import LiveRuntime
-from realtime.live.store import LiveError
 from tests.builders import make_question, make_quiz, make_quiz_course, make_user
 from tests.conftest import Servers, make_config, redis_for
 from tests.polling import eventually
@@ -102,6 +102,12 @@ def live_logs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="tests.live")
 
 
+async def watch(instances: list[Instance], game: dict[str, Any]) -> None:
+    """Each instance hears the session's channel, as it does while a member of the session is connected to it."""
+    for instance in instances:
+        await instance.rt.watch(str(game["id"]))
+
+
 def principal(user: dict[str, Any]) -> Principal:
     return Principal(
         id=user["id"], role=user["role"], email=user["email"], full_name=user["full_name"], jti="t", expires_at=0
@@ -141,6 +147,7 @@ async def test_a_full_game_across_two_instances(live_instances: list[Instance], 
     await a.rt.start()
     await b.rt.start()
     game = await live_game(db, questions=3)
+    await watch(live_instances, game)
     await freeze(redis, a.rt, game["id"], T0)
     host = await edge.host_session(a.rt, principal(game["teacher"]), game["id"])
     assert host["state"] == "lobby" and host["players"] == [] and host["total_questions"] == 3
@@ -242,6 +249,7 @@ async def test_the_deadline_boundary_is_exact(live_instances: list[Instance], db
     a, _ = live_instances
     await a.rt.start()
     game = await live_game(db, questions=1)
+    await watch(live_instances, game)
     await freeze(redis, a.rt, game["id"], T0)
     await edge.host_session(a.rt, principal(game["teacher"]), game["id"])
     players = [
@@ -265,6 +273,7 @@ async def test_the_owner_dies_and_another_instance_resumes_the_question(
     a, b = live_instances
     await a.rt.start()
     game = await live_game(db, questions=2)
+    await watch(live_instances, game)
     await freeze(redis, a.rt, game["id"], T0)
     await edge.host_session(a.rt, principal(game["teacher"]), game["id"])
     assert game["id"] in a.rt.actors  # a owns it; b starts after, so its supervisor cannot claim it first
@@ -304,6 +313,7 @@ async def test_host_authority_comes_from_the_account(live_instances: list[Instan
     a, _ = live_instances
     await a.rt.start()
     game = await live_game(db)
+    await watch(live_instances, game)
     other = await make_user(db, role="instructor")
     student = await make_user(db, role="student")
     admin = await make_user(db, role="admin")
@@ -321,6 +331,7 @@ async def test_join_rules(live_instances: list[Instance], db: Database) -> None:
     a, _ = live_instances
     await a.rt.start()
     game = await live_game(db, allow_guests=False)
+    await watch(live_instances, game)
     student = await make_user(db, role="student", full_name="Stu")
     teacher = game["teacher"]
 
@@ -350,6 +361,7 @@ async def test_kick_lock_and_resume(live_instances: list[Instance], db: Database
     await a.rt.start()
     await b.rt.start()
     game = await live_game(db)
+    await watch(live_instances, game)
     await freeze(redis, a.rt, game["id"], T0)
     await edge.host_session(a.rt, principal(game["teacher"]), game["id"])
     mallory = await b.join(None, pin=game["pin"], nickname="Mallory", player_token=None)
@@ -390,6 +402,7 @@ async def test_late_joiners_play_the_open_question_and_results_are_stored_per_qu
     await a.rt.start()
     await b.rt.start()
     game = await live_game(db, questions=2)
+    await watch(live_instances, game)
     await freeze(redis, a.rt, game["id"], T0)
     await edge.host_session(a.rt, principal(game["teacher"]), game["id"])
     early = await a.join(None, pin=game["pin"], nickname="Early", player_token=None)

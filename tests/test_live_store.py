@@ -16,7 +16,9 @@ import pytest
 
 from lms.config import Settings
 from lms.live import scoring
-from realtime.live.store import LiveError, LiveStore
+from lms.quizzes import grading
+from realtime.live.errors import LiveError
+from realtime.live.store import LiveStore
 
 DEADLINE = 1_800_000_000_000
 GRACE = 250
@@ -219,18 +221,18 @@ def test_equal_scores_share_a_rank() -> None:
 
 
 def test_correctness_per_question_type() -> None:
-    assert scoring.is_correct("single_choice", "b", "b")
-    assert not scoring.is_correct("single_choice", "b", "a")
-    assert scoring.is_correct("true_false", True, "true")
-    assert scoring.is_correct("true_false", False, "false")
-    assert not scoring.is_correct("true_false", True, "false")
-    assert scoring.is_correct("multiple_choice", ["a", "b", "d"], ["d", "a", "b"])
-    assert not scoring.is_correct("multiple_choice", ["a", "b", "d"], ["a", "b"])
-    assert not scoring.is_correct("multiple_choice", ["a", "b", "d"], ["a", "b", "c", "d"])
-    assert scoring.is_correct("short_answer", ["Ulan Bator", "Ulaanbaatar"], "  ulan   BATOR ")
-    assert scoring.is_correct("short_answer", "Paris", "PARIS")
-    assert not scoring.is_correct("short_answer", ["Paris"], "")
-    assert not scoring.is_correct("single_choice", "b", None)
+    assert grading.is_correct("single_choice", "b", "b")
+    assert not grading.is_correct("single_choice", "b", "a")
+    assert grading.is_correct("true_false", True, "true")
+    assert grading.is_correct("true_false", False, "false")
+    assert not grading.is_correct("true_false", True, "false")
+    assert grading.is_correct("multiple_choice", ["a", "b", "d"], ["d", "a", "b"])
+    assert not grading.is_correct("multiple_choice", ["a", "b", "d"], ["a", "b"])
+    assert not grading.is_correct("multiple_choice", ["a", "b", "d"], ["a", "b", "c", "d"])
+    assert grading.is_correct("short_answer", ["Ulan Bator", "Ulaanbaatar"], "  ulan   BATOR ")
+    assert grading.is_correct("short_answer", "Paris", "PARIS")
+    assert not grading.is_correct("short_answer", ["Paris"], "")
+    assert not grading.is_correct("single_choice", "b", None)
 
 
 def test_the_revealed_answer_and_distribution_use_option_ids() -> None:

@@ -16,6 +16,8 @@ from lms.effects import EFFECTS
 from lms.enrollments import service
 from lms.events import CourseCompleted, LessonProgressChanged
 from lms.tables import certificates, email_log, lesson_progress, lessons
+from realtime.context import DASHBOARD_NAMESPACE, course_room
+from realtime.fanout import room_channel
 from tests.builders import (
     bearer,
     collect_events,
@@ -262,7 +264,8 @@ async def test_adding_and_removing_lessons_recomputes_progress(
     # The last lesson the student had not done disappears: 100%, completed by the job,
     # which tells the course's dashboards through the Socket.IO fan-out channel.
     fanout = redis.pubsub()
-    await fanout.subscribe(client.app[CONFIG].realtime.channel)
+    channel = client.app[CONFIG].realtime.channel  # a course's broadcasts go on its room's channel
+    await fanout.subscribe(channel, room_channel(channel, DASHBOARD_NAMESPACE, course_room(course["id"])))
     assert (await client.delete(f"/api/v1/lessons/{(await draft.json())['id']}", headers=owner_headers)).status == 204
     assert await state() == ("100.00", 1, 1, "completed")
     sent = sorted(m.message["X-LMS-Template"] for m in smtp_server.messages)

@@ -251,7 +251,7 @@ async def test_reauthenticating_keeps_the_connection_open(instances: list[Instan
     assert ack["ok"] is True and ack["expires_at"] > old + 60
     # What the server will do next: warn before the new token ends, nothing when the old one does.
     namespace = a.app[REALTIME].sio.namespace_handlers[DASH]
-    server_side = await namespace.client(client.sio.get_sid(DASH))
+    server_side = await namespace.connection(client.sio.get_sid(DASH))
     assert server_side is not None and server_side.expires_at == ack["expires_at"]
     loop = asyncio.get_running_loop()
     assert server_side.timer is not None and server_side.timer.when() > loop.time() + (old - time.time()) + 30
@@ -580,3 +580,40 @@ async def test_ending_all_sessions_closes_the_users_sockets_on_every_instance(
         assert "signed out" in (await client.next("auth_expired", namespace))["message"]
         assert await client.next("disconnect", namespace) == "server disconnect"  # clients do not reconnect
     assert (await bystander.call("authenticate", {"token": "x"}))["error"]["code"] == "unauthorized"
+
+
+async def test_watchdogs_restart_nothing_once_stopping(servers: Any) -> None:
+    """After stop() began, a watchdog that still gets to its check (its cancel swallowed by a publish
+    in flight) restarts no listener: the one-off restart around shutdown is gone."""
+    import redis.asyncio as aioredis
+
+    from realtime.channels import Channels
+    from realtime.fanout import RedisFanout
+
+    fanout = RedisFanout(servers.redis_url, channel=f"lms:test:{uuid.uuid4().hex}", heartbeat_interval=0.05)
+    socketio.AsyncServer(client_manager=fanout, async_mode="aiohttp")
+    fanout.start()
+    assert await fanout.wait_subscribed(5.0)
+    await fanout.stop()
+    assert fanout.listener is not None and fanout.listener.done()
+    fanout._supervise()  # what the watchdog runs every interval
+    assert fanout.listener_restarts == 0 and fanout.listener.done()
+    fanout.start()  # a late start does not come back to life either
+    assert fanout.listener.done()
+
+    redis = aioredis.Redis.from_url(servers.redis_url)
+
+    async def ignore(channel: str, data: bytes) -> None:
+        raise AssertionError("nothing is published here")
+
+    channels = Channels(redis=redis, on_message=ignore, heartbeat_channel=f"hb:{uuid.uuid4().hex}",
+                        heartbeat_interval=0.05)  # fmt: skip
+    try:
+        assert await channels.start(5.0)
+        listener = channels._listener
+        await channels.stop()
+        assert listener is not None and listener.done()
+        channels._supervise()
+        assert channels.restarts == 0 and channels._listener is listener
+    finally:
+        await redis.aclose()

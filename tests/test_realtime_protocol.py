@@ -16,6 +16,8 @@ import aiohttp
 import pytest
 import socketio
 from aiohttp import WSMsgType
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lms.app import create_app
 from lms.config import RealtimeSettings
@@ -294,4 +296,31 @@ async def test_a_connection_that_never_connects_a_namespace_is_closed(serve: Ser
     assert "lms_socketio_connect_timeouts 1.0" in metrics
 
 
+class _Captured(asyncio.Transport):
+    """Collects what aiohttp's websocket writer writes (the library's own frame encoding)."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = bytearray()
+
+    def write(self, data: Any) -> None:
+        self.written += data
+
+    def is_closing(self) -> bool:
+        return False
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text() | st.sampled_from(["x" * 125, "x" * 126, "é" * 63, "x" * 65535, "x" * 65536]))
+async def test_prebuilt_broadcast_frame_is_what_aiohttp_would_write(text: str) -> None:
+    """The fan-out's one frame per broadcast (realtime.transport.text_frame) is byte for byte the
+    frame aiohttp's writer builds for send_str, at every length class of the header."""
+    from aiohttp._websocket.writer import WebSocketWriter
+    from aiohttp.base_protocol import BaseProtocol
+
+    from realtime.transport import text_frame
+
+    transport = _Captured()
+    writer = WebSocketWriter(BaseProtocol(asyncio.get_running_loop()), transport)
+    await writer.send_frame(text.encode(), WSMsgType.TEXT)
+    assert text_frame(text) == bytes(transport.written)

@@ -119,9 +119,7 @@ class CourseDeleteQuery(BaseModel):
     force: bool = Field(default=False, description="Admins only: delete although students are enrolled.")
 
 
-FILE_ID_DOC = (
-    "An uploaded file (video or document) of yours; whoever may see the lesson's content may download it."
-)
+FILE_ID_DOC = "An uploaded file (video or document) of yours; whoever may see the lesson's content may download it."
 
 
 class LessonIn(BaseModel):

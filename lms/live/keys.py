@@ -64,6 +64,10 @@ class SessionKeys:
         """HASH player id -> JSON {answer, accepted_at} for one question."""
         return f"{self.base}answers:{index}"
 
+    def scored(self, index: int) -> str:
+        """HASH player id -> "<1|0>:<points>": question ``index`` as the owner scored it (what PostgreSQL gets)."""
+        return f"{self.base}scored:{index}"
+
     @property
     def mailbox(self) -> str:
         """STREAM of commands and notices for the owner, applied in order."""

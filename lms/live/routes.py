@@ -40,6 +40,7 @@ host_live = require(Permission.HOST_LIVE)
 
 PIN_ATTEMPTS = 20
 
+
 def new_pin() -> str:
     """Six random digits: no sequence to guess from the pins of other sessions."""
     return f"{secrets.randbelow(1_000_000):06d}"

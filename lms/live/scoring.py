@@ -1,16 +1,10 @@
-"""Live quiz scoring: pure functions from questions and recorded answers to points, ranks and counts.
+"""Live quiz scoring by time: points, ranks, what players see of options and answers, distributions.
 
-What players send per question type (realtime/README.md) and what counts as correct:
-
-================  ================================  ===============================
-question type     player's answer                   correct when
-================  ================================  ===============================
-single_choice     an option id                      it is the correct option id
-true_false        the option id ``"true"``/``"false"``  it matches the stored boolean
-multiple_choice   a list of option ids              the set equals the correct set
-short_answer      a string                          it matches an accepted answer,
-                                                    case- and whitespace-insensitively
-================  ================================  ===============================
+Whether an answer is correct is decided by the one grader,
+:func:`lms.quizzes.grading.is_correct`, exactly as for self-paced attempts.
+What players send per question type is in LIVE_PROTOCOL.md: an option id
+(``single_choice``; ``"true"``/``"false"`` for ``true_false``), a list of
+option ids (``multiple_choice``), a string (``short_answer``).
 
 Points for a correct answer: ``round(points × 1000 × (1 − elapsed / time_limit / 2))``
 (halves rounded up), with ``elapsed`` clamped to the time limit, so a correct
@@ -19,27 +13,27 @@ answer inside the grace after the deadline still earns half. Wrong or missing: 0
 
 from __future__ import annotations
 
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-SINGLE_CHOICE = "single_choice"
-MULTIPLE_CHOICE = "multiple_choice"
-TRUE_FALSE = "true_false"
-SHORT_ANSWER = "short_answer"
+from lms.quizzes.grading import (
+    MULTIPLE_CHOICE,
+    SHORT_ANSWER,
+    SINGLE_CHOICE,
+    TRUE_FALSE,
+    accepted_answers,
+    as_bool,
+    correct_options,
+    normalize_text,
+)
+
 CHOICE_TYPES = (SINGLE_CHOICE, MULTIPLE_CHOICE, TRUE_FALSE)
 
 TRUE_FALSE_OPTIONS = ({"id": "true", "text": "True"}, {"id": "false", "text": "False"})
-MAX_SHORT_ANSWER_LENGTH = 200
 # Distinct short answers reported in a question's distribution (most frequent first).
 SHORT_ANSWER_DISTRIBUTION_SIZE = 20
-
-
-def normalize_text(text: str) -> str:
-    """Casefolded, NFKC-normalised, runs of whitespace folded to one space."""
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
 def public_options(question_type: str, options: Any) -> list[dict[str, str]]:
@@ -52,58 +46,28 @@ def public_options(question_type: str, options: Any) -> list[dict[str, str]]:
     return listed
 
 
-def _as_bool(value: Any) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    return None
-
-
 def revealed_answer(question_type: str, correct_answer: Any) -> Any:
     """The correct answer as ``question_ended`` shows it, in the shape players answer in."""
     if question_type == TRUE_FALSE:
-        value = _as_bool(correct_answer)
-        return "true" if value else "false"
+        return "true" if as_bool(correct_answer) else "false"
     if question_type == MULTIPLE_CHOICE:
-        return sorted(str(a) for a in (correct_answer or []))
+        return sorted(correct_options(correct_answer))
     if question_type == SHORT_ANSWER:
         return accepted_answers(correct_answer)
     return str(correct_answer)
-
-
-def accepted_answers(correct_answer: Any) -> list[str]:
-    if isinstance(correct_answer, str):
-        return [correct_answer]
-    return [str(a) for a in correct_answer or []]
-
-
-def is_correct(question_type: str, correct_answer: Any, answer: Any) -> bool:
-    if answer is None:
-        return False
-    if question_type == SINGLE_CHOICE:
-        return isinstance(answer, str) and answer == str(correct_answer)
-    if question_type == TRUE_FALSE:
-        chosen, expected = _as_bool(answer), _as_bool(correct_answer)
-        return chosen is not None and chosen == expected
-    if question_type == MULTIPLE_CHOICE:
-        return (
-            isinstance(answer, list)
-            and bool(answer)
-            and {str(a) for a in answer} == set(revealed_answer(MULTIPLE_CHOICE, correct_answer))
-        )
-    if question_type == SHORT_ANSWER:
-        if not isinstance(answer, str) or not normalize_text(answer):
-            return False
-        return normalize_text(answer) in {normalize_text(a) for a in accepted_answers(correct_answer)}
-    return False
 
 
 def points_for(points: Decimal | int | float, *, correct: bool, elapsed_ms: int, time_limit_ms: int) -> int:
     if not correct:
         return 0
     elapsed = min(max(elapsed_ms, 0), time_limit_ms)
-    value = Decimal(str(points)) * 1000 * (1 - Decimal(elapsed) / Decimal(time_limit_ms) / 2)
+    milli = Decimal(str(points)) * 1000
+    if milli == milli.to_integral_value():
+        # Exact in integers, and what runs for every player of every question:
+        # round(milli × (2·limit − elapsed) / (2·limit)), halves up.
+        numerator, denominator = int(milli) * (2 * time_limit_ms - elapsed), 2 * time_limit_ms
+        return (2 * numerator + denominator) // (2 * denominator)
+    value = milli * (1 - Decimal(elapsed) / Decimal(time_limit_ms) / 2)
     return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 

@@ -16,6 +16,11 @@ A multiple-choice question scores only when the chosen set equals the correct
 set: there is no partial credit (choosing every option must not pay). Unknown
 option ids and empty answers are simply wrong. Short answers are compared
 case-insensitively after Unicode normalisation and whitespace folding.
+
+This is the one grader: self-paced attempts (``grade``) and live questions
+(``realtime.live.machine`` through :func:`is_correct`) give the same verdict
+on the same answer. Live play adds only its scoring by time
+(``lms.live.scoring``).
 """
 
 from __future__ import annotations
@@ -62,12 +67,29 @@ def normalize_text(text: str) -> str:
 
 
 def as_bool(answer: Any) -> bool | None:
-    """A true/false answer as a boolean; ``None`` when it is neither."""
+    """A true/false answer (or stored correct answer) as a boolean; ``None`` when it is neither.
+
+    The strings are the option ids players see, exactly: ``"true"`` and ``"false"``.
+    """
     if isinstance(answer, bool):
         return answer
     if isinstance(answer, str) and answer in ("true", "false"):
         return answer == "true"
     return None
+
+
+def accepted_answers(correct_answer: Any) -> list[str]:
+    """A short answer question's accepted answers (stored as a list; a lone string is one answer)."""
+    if isinstance(correct_answer, str):
+        return [correct_answer]
+    return [str(a) for a in correct_answer or []]
+
+
+def correct_options(correct_answer: Any) -> set[str]:
+    """A multiple-choice question's correct option ids."""
+    if isinstance(correct_answer, str):
+        return {correct_answer}
+    return {str(a) for a in correct_answer or []}
 
 
 def answer_shape_error(question_type: str, answer: Any) -> str | None:
@@ -94,21 +116,22 @@ def answer_shape_error(question_type: str, answer: Any) -> str | None:
 
 
 def is_correct(question_type: str, correct_answer: Any, answer: Any) -> bool:
+    """The verdict on one answer; anything malformed or unanswered is simply wrong."""
     if answer is None:
         return False
     if question_type == SINGLE_CHOICE:
-        return isinstance(answer, str) and answer == correct_answer
+        return isinstance(answer, str) and answer == str(correct_answer)
     if question_type == MULTIPLE_CHOICE:
         if not isinstance(answer, list) or not answer or not all(isinstance(a, str) for a in answer):
             return False
-        return set(answer) == set(correct_answer)
+        return set(answer) == correct_options(correct_answer)
     if question_type == TRUE_FALSE:
-        chosen = as_bool(answer)
-        return chosen is not None and chosen is bool(correct_answer)
+        chosen, expected = as_bool(answer), as_bool(correct_answer)
+        return chosen is not None and chosen is expected
     if question_type == SHORT_ANSWER:
-        if not isinstance(answer, str) or not normalize_text(answer):
+        if not isinstance(answer, str) or len(answer) > MAX_SHORT_ANSWER_LENGTH or not normalize_text(answer):
             return False
-        return normalize_text(answer) in {normalize_text(a) for a in correct_answer}
+        return normalize_text(answer) in {normalize_text(a) for a in accepted_answers(correct_answer)}
     return False
 
 

@@ -70,9 +70,7 @@ def setup_tracing(config: Settings, process: str) -> bool:
     resource = Resource.create(
         {"service.name": f"lms-{process}", "service.version": __version__, "deployment.environment.name": config.env}
     )
-    provider = TracerProvider(
-        resource=resource, sampler=ParentBased(root=_entry_points(settings.sample_ratio))
-    )
+    provider = TracerProvider(resource=resource, sampler=ParentBased(root=_entry_points(settings.sample_ratio)))
     if settings.exporter_otlp_endpoint:
         exporter = OTLPSpanExporter(endpoint=settings.exporter_otlp_endpoint.rstrip("/") + "/v1/traces")
     else:  # the standard variables: the exporter reads them (endpoint, headers, certificates, timeout)

@@ -20,11 +20,11 @@ from lms.auth.permissions import Role
 from lms.config import LiveSettings
 from lms.courses.access import manages
 from lms.live import queries
-from lms.live.scoring import MAX_SHORT_ANSWER_LENGTH
+from lms.quizzes.grading import MAX_SHORT_ANSWER_LENGTH
 from lms.text import display_text
+from realtime.live.errors import LiveError
 from realtime.live.runtime import LiveRuntime
 from realtime.live.snapshots import common_snapshot, host_snapshot, me_entry, player_snapshot
-from realtime.live.store import LiveError
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +76,36 @@ async def host_session(rt: LiveRuntime, principal: Principal | None, session_id:
     return await snapshot(rt, str(sid), host=True)
 
 
+PIN_CACHE_SECONDS = 2.0
+
+
+async def session_by_pin(rt: LiveRuntime, pin: str) -> Any:
+    """The open session a pin names, read from PostgreSQL at most every couple of seconds per instance.
+
+    A classroom joins within seconds: one read serves thousands of joins
+    instead of a database round trip each. What may change meanwhile (the
+    session ending, its lock, capacity) is checked by the join script in
+    Redis, not taken from this row; unknown pins are not remembered.
+    """
+    now = time.monotonic()
+    cached = rt.pin_cache.get(pin)
+    if cached is not None and now - cached[0] < PIN_CACHE_SECONDS:
+        return cached[1]
+    async with rt.db.connection() as conn:
+        session = await queries.get_latest_session_by_pin(conn, pin)
+    if session is not None and session["status"] != "ended":
+        if len(rt.pin_cache) > 10_000:
+            rt.pin_cache.clear()
+        rt.pin_cache[pin] = (now, session)
+    return session
+
+
 async def join_session(
     rt: LiveRuntime, principal: Principal | None, *, pin: str, nickname: str | None, player_token: str | None
 ) -> JoinResult:
     if not PIN.match(pin):
         raise LiveError("not_found")
-    async with rt.db.connection() as conn:
-        session = await queries.get_latest_session_by_pin(conn, pin)
+    session = await session_by_pin(rt, pin)
     if session is None:
         raise LiveError("not_found")
     if session["status"] == "ended":

@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 
 from lms.aio import raise_if_cancelling
 from lms.config import LiveSettings
-from realtime.live.store import LiveError
+from realtime.live.errors import LiveError
 
 log = logging.getLogger(__name__)
 

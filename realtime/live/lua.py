@@ -27,7 +27,8 @@ end
 
 # Accept one answer at the edge.
 # KEYS: gate, kicked, clock
-# ARGV: key base, player id, question index asked, answer (JSON), grace ms, use test clock, answers ttl ms
+# ARGV: key base, player id, question index asked, answer (JSON), grace ms, use test clock, answers ttl ms,
+#       short answer limit (characters; the edge checks characters, this the UTF-8 bytes they can take)
 # -> {'ok', accepted_at} or {'err', code}
 ANSWER = (
     PRELUDE
@@ -66,7 +67,8 @@ elseif qtype == 'multiple_choice' then
     if type(k) ~= 'number' then return {'err', 'invalid_answer'} end
   end
 elseif qtype == 'short_answer' then
-  if type(answer) ~= 'string' or #answer == 0 or #answer > 800 then return {'err', 'invalid_answer'} end
+  local too_long = type(answer) == 'string' and #answer > 4 * tonumber(ARGV[8])
+  if type(answer) ~= 'string' or #answer == 0 or too_long then return {'err', 'invalid_answer'} end
 else
   return {'err', 'invalid_answer'}
 end

@@ -24,25 +24,24 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-import socketio
-from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import Field, StrictInt
 
-from lms.api.problems import Unauthorized
 from lms.appkeys import CLIENT_IP
-from lms.auth.guards import Principal, principal_from_token
+from lms.auth.guards import Principal
 from lms.config import Settings
 from lms.logs import bind_log_context
-from realtime.context import REALTIME
+from lms.quizzes.grading import MAX_CHOICES, MAX_SHORT_ANSWER_LENGTH
+from realtime.context import Realtime
+from realtime.fanout import RedisFanout, encode_event
 from realtime.live import edge
+from realtime.live.errors import LiveError
 from realtime.live.guessing import PinGuesses
 from realtime.live.runtime import LiveRuntime
 from realtime.live.snapshots import player_snapshot
-from realtime.live.store import LiveError
-from realtime.metrics import RealtimeMetrics
-from realtime.namespace import SIGNED_OUT
+from realtime.namespace import Connection, EventNamespace, EventSpec
+from realtime.protocol import Payload, ok
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +53,6 @@ def room(session_id: str, part: str | None = None) -> str:
 
 
 # -- payloads ------------------------------------------------------------------
-
-
-class Payload(BaseModel):
-    # Unknown fields are ignored: newer clients may send more than we read.
-    model_config = ConfigDict(frozen=True, extra="ignore")
 
 
 class Empty(Payload):
@@ -77,22 +71,14 @@ class JoinSession(Payload):
 
 class SubmitAnswer(Payload):
     question_index: StrictInt = Field(ge=0, le=10_000)
-    answer: str | list[str] = Field(max_length=1000)
+    # The one grader's limits (lms.quizzes.grading), as for self-paced attempts.
+    answer: (
+        Annotated[str, Field(max_length=MAX_SHORT_ANSWER_LENGTH)] | Annotated[list[str], Field(max_length=MAX_CHOICES)]
+    )
 
 
 class KickPlayer(Payload):
     player_id: uuid.UUID
-
-
-class Authenticate(Payload):
-    token: str = Field(min_length=1, max_length=8192)
-
-
-MODELS: dict[str, type[Payload]] = {
-    "host_session": HostSession, "join_session": JoinSession, "submit_answer": SubmitAnswer,
-    "kick_player": KickPlayer, "authenticate": Authenticate, "sync": Empty, "clock": Empty,
-    "start_session": Empty, "next": Empty, "lock_session": Empty, "unlock_session": Empty, "end_session": Empty,
-}  # fmt: skip
 
 
 def client_address(environ: dict[str, Any]) -> str:
@@ -103,25 +89,10 @@ def client_address(environ: dict[str, Any]) -> str:
     return str(request.get(CLIENT_IP) or request.remote or "")
 
 
-def ok(**fields: Any) -> dict[str, Any]:
-    return {"ok": True, **fields}
-
-
-def failure(code: str, message: str) -> dict[str, Any]:
-    return {"ok": False, "error": {"code": code, "message": message}}
-
-
-def describe(err: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}" for e in err.errors()[:3])
-
-
 @dataclass
-class Peer:
-    """One connection's state (in its Socket.IO session; mutated in place, never shared)."""
+class Peer(Connection):
+    """A ``/live`` connection: a guest or a signed-in user, host or player of at most one session."""
 
-    principal: Principal | None
-    tokens: float
-    refilled_at: float
     session_id: str | None = None
     role: str | None = None  # "host" or "player"
     player_id: str | None = None
@@ -133,18 +104,40 @@ class Peer:
     player_pin: str | None = None
     player_token: str = ""
     kicked: bool = False
+    # The session whose channel this connection counts for (LiveRuntime.watch).
+    watching: str | None = None
 
 
-class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
-    def __init__(self, app: web.Application, config: Settings) -> None:
-        super().__init__(NAMESPACE)
-        self.app = app
+class LiveNamespace(EventNamespace):
+    auth_required = False  # guests play without an account
+    close_on_expiry = False  # an expired token ends no game; host commands check it
+
+    def __init__(self, rt: Realtime, config: Settings) -> None:
+        super().__init__(NAMESPACE, rt)
+        self.app = rt.app
         self.config = config
         self.runtime: LiveRuntime | None = None
         self.pin_guesses: PinGuesses | None = None
+        # session id -> player id -> this instance's sids of that player (one lookup per delivery, not a scan).
+        self.players_here: dict[str, dict[str, list[str]]] = {}
+        self.events.update(
+            {
+                "host_session": EventSpec(HostSession, self._on_host_session),
+                "join_session": EventSpec(JoinSession, self._on_join_session),
+                "submit_answer": EventSpec(SubmitAnswer, self._on_submit_answer),
+                "kick_player": EventSpec(KickPlayer, self._on_kick_player),
+                "start_session": EventSpec(Empty, self._on_start_session),
+                "next": EventSpec(Empty, self._on_next),
+                "lock_session": EventSpec(Empty, self._on_lock_session),
+                "unlock_session": EventSpec(Empty, self._on_unlock_session),
+                "end_session": EventSpec(Empty, self._on_end_session),
+                "sync": EventSpec(Empty, self._on_sync),
+                "clock": EventSpec(Empty, self._on_clock),
+            }
+        )
 
     @property
-    def rt(self) -> LiveRuntime:
+    def live(self) -> LiveRuntime:
         assert self.runtime is not None, "the live runtime starts with the app"
         return self.runtime
 
@@ -153,101 +146,26 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         assert self.pin_guesses is not None, "the live runtime starts with the app"
         return self.pin_guesses
 
-    # -- dispatch -----------------------------------------------------------
-
-    async def trigger_event(self, event: str, *args: Any) -> Any:
-        if event == "connect":
-            return await self._connect(args[0], args[1], args[2] if len(args) > 2 else None)
-        if event == "disconnect":
-            return await self._disconnect(args[0])
-        ack = await self._event(event, args[0], args[1:])
-        self._count(event, ack)
-        return ack
-
-    @property
-    def metrics(self) -> RealtimeMetrics:
-        return self.app[REALTIME].metrics
-
-    def _count(self, event: Any, ack: dict[str, Any]) -> None:
-        outcome = "ok" if ack.get("ok") else str(ack.get("error", {}).get("code", "error"))
-        label = event if isinstance(event, str) and event in MODELS else "unknown"
-        self.metrics.events_in.labels(NAMESPACE, label, outcome).inc()
-        if label == "submit_answer":
-            self.metrics.live.answers.labels("accepted" if outcome == "ok" else outcome).inc()
-
-    async def _event(self, event: Any, sid: str, args: tuple[Any, ...]) -> dict[str, Any]:
-        try:
-            peer = await self.peer(sid)
-            if peer is None:
-                return failure("unauthorized", "Not connected to /live.")
-            # This event's own task: the fields go with it and no further.
-            bind_log_context(session_id=peer.session_id, user_id=str(peer.principal.id) if peer.principal else None)
-            if not self._take_token(peer):
-                return failure("rate_limited", "Too many events; slow down.")
-            model = MODELS.get(event) if isinstance(event, str) else None
-            if model is None:
-                return failure("unknown_event", f"No event {str(event)[:64]!r} on {NAMESPACE}.")
-            if len(args) != 1 or not isinstance(args[0], dict):
-                return failure("invalid_payload", "Send exactly one payload object.")
-            try:
-                payload = model.model_validate(args[0])
-            except ValidationError as err:
-                return failure("invalid_payload", describe(err))
-            handler = getattr(self, f"_on_{event}")
-            ack: dict[str, Any] = await handler(sid, peer, payload)
-            return ack
-        except LiveError as err:
-            return failure(err.code, err.message)
-        except Exception:
-            log.exception("/live %s failed", str(event)[:64])
-            return failure("internal_error", "Something went wrong; try again.")
-
-    def _take_token(self, peer: Peer) -> bool:
-        settings = self.config.realtime
-        now = time.monotonic()
-        peer.tokens = min(settings.event_burst, peer.tokens + (now - peer.refilled_at) * settings.events_per_second)
-        peer.refilled_at = now
-        if peer.tokens < 1:
-            return False
-        peer.tokens -= 1
-        return True
+    def new_connection(self, sid: str, principal: Principal | None, environ: dict[str, Any]) -> Peer:
+        burst = float(self.config.realtime.event_burst)
+        return Peer(principal, burst, time.monotonic(), address=client_address(environ))
 
     async def peer(self, sid: str) -> Peer | None:
-        try:
-            value = (await self.get_session(sid)).get("peer")
-        except KeyError:
-            return None
-        return value if isinstance(value, Peer) else None
+        conn = await self.connection(sid)
+        return conn if isinstance(conn, Peer) else None
 
-    # -- connection ---------------------------------------------------------
+    async def left(self, sid: str, conn: Peer) -> None:
+        # The manager removes a disconnected sid from its rooms itself.
+        await self._leave_current(sid, conn, leave_rooms=False)
 
-    async def _connect(self, sid: str, environ: dict[str, Any], auth: Any) -> bool:
-        token = auth.get("token") if isinstance(auth, dict) else None
-        principal = None
-        if token is not None:
-            if not isinstance(token, str) or not token:
-                self.metrics.refused(NAMESPACE, "bad_token")
-                raise socketio.exceptions.ConnectionRefusedError("The token must be a non-empty string.")
-            try:
-                principal = await principal_from_token(self.app, token)
-            except Unauthorized as err:
-                self.metrics.refused(NAMESPACE, "bad_token")
-                raise socketio.exceptions.ConnectionRefusedError(err.detail or "Not signed in.") from err
-            except Exception as err:
-                log.exception("/live: cannot check an access token")
-                self.metrics.refused(NAMESPACE, "error")
-                raise socketio.exceptions.ConnectionRefusedError("Cannot check the token now; try again.") from err
-        burst = float(self.config.realtime.event_burst)
-        peer = Peer(principal, burst, time.monotonic(), address=client_address(environ))
-        await self.save_session(sid, {"peer": peer})
-        self.metrics.accepted(NAMESPACE, self.server.transport(sid, namespace=NAMESPACE))
-        return True
+    def log_context(self, conn: Peer) -> None:
+        # This event's own task: the fields go with it and no further.
+        user_id = str(conn.principal.id) if conn.principal is not None else None
+        bind_log_context(session_id=conn.session_id, user_id=user_id)
 
-    async def _disconnect(self, sid: str) -> None:
-        peer = await self.peer(sid)
-        if peer is not None:
-            # The manager removes a disconnected sid from its rooms itself.
-            await self._leave_current(sid, peer, leave_rooms=False)
+    def handled(self, event: str, outcome: str) -> None:
+        if event == "submit_answer":
+            self.rt.metrics.live.answers.labels("accepted" if outcome == "ok" else outcome).inc()
 
     async def _leave_current(self, sid: str, peer: Peer, *, leave_rooms: bool = True) -> None:
         """Leave the session this connection was in (a player's last connection counts as leaving)."""
@@ -261,33 +179,45 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         # A player with a second tab open is marked gone too; that tab's
         # presence refresh brings it back within a third of the presence TTL.
         if peer.role == "player" and player_id is not None:
+            self._index(session_id, player_id, sid, add=False)
             try:
-                await edge.leave(self.rt, session_id, player_id)
+                await edge.leave(self.live, session_id, player_id)
             except Exception:  # presence expires on its own
                 log.warning("/live: could not mark player %s as gone", player_id, exc_info=True)
         peer.session_id = peer.role = peer.player_id = None
+        await self._unwatch(peer)
+
+    async def _unwatch(self, peer: Peer) -> None:
+        if peer.watching is not None:
+            session_id, peer.watching = peer.watching, None
+            await self.live.unwatch(session_id)
 
     async def _enter(self, sid: str, peer: Peer, session_id: str, role: str, player_id: str | None) -> None:
         if peer.session_id is not None and (peer.session_id, peer.player_id) != (session_id, player_id):
             await self._leave_current(sid, peer)
         peer.session_id, peer.role, peer.player_id = session_id, role, player_id
+        if peer.watching != session_id:
+            await self._unwatch(peer)
+            await self.live.watch(session_id)
+            peer.watching = session_id
         await self.enter_room(sid, room(session_id))
         if role == "host":
             await self.enter_room(sid, room(session_id, "hosts"))
         else:
             assert player_id is not None
             await self.enter_room(sid, room(session_id, "players"))
+            self._index(session_id, player_id, sid, add=True)
 
     async def _state_to(self, sid: str, snapshot: dict[str, Any]) -> None:
         await self.emit("session_state", snapshot, to=sid, ignore_queue=True)
-        self.metrics.events_out.labels(NAMESPACE, "session_state").inc()
+        self.rt.metrics.events_out.labels(NAMESPACE, "session_state").inc()
 
     # -- client events --------------------------------------------------------
 
     async def _on_host_session(self, sid: str, peer: Peer, payload: HostSession) -> dict[str, Any]:
         if peer.principal is not None and peer.principal.expires_at < time.time():
             raise LiveError("unauthorized", "The access token expired; send `authenticate` with a fresh one.")
-        snapshot = await edge.host_session(self.rt, peer.principal, payload.session_id)
+        snapshot = await edge.host_session(self.live, peer.principal, payload.session_id)
         await self._enter(sid, peer, snapshot["id"], "host", None)
         await self._state_to(sid, snapshot)
         return ok(session=snapshot)
@@ -298,7 +228,7 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         await self.guesses.check(peer.address)
         try:
             joined = await edge.join_session(
-                self.rt, peer.principal, pin=payload.pin, nickname=payload.nickname, player_token=payload.player_token
+                self.live, peer.principal, pin=payload.pin, nickname=payload.nickname, player_token=payload.player_token
             )
         except LiveError as err:
             if err.code == "not_found":
@@ -324,7 +254,7 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 "already_joined",
                 f"This connection already plays as {peer.nickname!r}; connect again to join as someone else.",
             )
-        snapshot = await edge.snapshot(self.rt, peer.session_id, player_id=peer.player_id, nickname=peer.nickname)
+        snapshot = await edge.snapshot(self.live, peer.session_id, player_id=peer.player_id, nickname=peer.nickname)
         await self._state_to(sid, snapshot)
         return ok(player_id=peer.player_id, player_token=peer.player_token, session=snapshot)
 
@@ -332,7 +262,7 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         if peer.role != "player" or peer.session_id is None or peer.player_id is None:
             raise LiveError("not_joined")
         accepted = await edge.submit_answer(
-            self.rt, peer.session_id, peer.player_id, payload.question_index, payload.answer
+            self.live, peer.session_id, peer.player_id, payload.question_index, payload.answer
         )
         return ok(accepted_at=accepted)
 
@@ -341,7 +271,7 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             raise LiveError("forbidden", "Only a host of this session may do this.")
         if peer.principal.expires_at < time.time():
             raise LiveError("unauthorized", "The access token expired; send `authenticate` with a fresh one.")
-        return await self.rt.command(peer.session_id, name, args, by=str(peer.principal.id))
+        return await self.live.command(peer.session_id, name, args, by=str(peer.principal.id))
 
     async def _on_start_session(self, sid: str, peer: Peer, payload: Empty) -> dict[str, Any]:
         return await self._host_command(peer, "start_session", {})
@@ -365,53 +295,37 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         if peer.session_id is None:
             raise LiveError("not_joined")
         snapshot = await edge.snapshot(
-            self.rt, peer.session_id, host=peer.role == "host", player_id=peer.player_id, nickname=peer.nickname
+            self.live, peer.session_id, host=peer.role == "host", player_id=peer.player_id, nickname=peer.nickname
         )
         await self._state_to(sid, snapshot)
         return ok(session=snapshot)
 
     async def _on_clock(self, sid: str, peer: Peer, payload: Empty) -> dict[str, Any]:
-        keys = self.rt.store.keys(peer.session_id or "none")
-        return ok(server_now=await self.rt.store.now_ms(keys))
-
-    async def _on_authenticate(self, sid: str, peer: Peer, payload: Authenticate) -> dict[str, Any]:
-        try:
-            principal = await principal_from_token(self.app, payload.token)
-        except Unauthorized as err:
-            raise LiveError("unauthorized", err.detail or "The token is not valid.") from err
-        if peer.principal is not None and principal.id != peer.principal.id:
-            raise LiveError("forbidden", "The token belongs to another user; connect again instead.")
-        peer.principal = principal
-        return ok(expires_at=int(principal.expires_at))
-
-    async def end_sessions(self, user_id: uuid.UUID, cutoff: float) -> None:
-        """The user's tokens up to ``cutoff`` were revoked: close this instance's connections signed in with one."""
-        for sid in list(self.server.manager.rooms.get(NAMESPACE, {}).get(None, {})):
-            peer = await self.peer(sid)
-            principal = peer.principal if peer is not None else None
-            if principal is not None and principal.id == user_id and principal.issued_at <= cutoff:
-                await self.emit("auth_expired", {"message": SIGNED_OUT}, to=sid, ignore_queue=True)
-                await self.disconnect(sid)
+        keys = self.live.store.keys(peer.session_id or "none")
+        return ok(server_now=await self.live.store.now_ms(keys))
 
     # -- delivery of the owners' events ---------------------------------------
 
+    def _index(self, session_id: str, player_id: str, sid: str, *, add: bool) -> None:
+        """Keep :attr:`players_here` (session -> player -> sids on this instance) current."""
+        players = self.players_here.setdefault(session_id, {})
+        sids = players.setdefault(player_id, [])
+        if add and sid not in sids:
+            sids.append(sid)
+        elif not add and sid in sids:
+            sids.remove(sid)
+        if not sids:
+            del players[player_id]
+        if not players:
+            del self.players_here[session_id]
+
     async def _local_players(self, session_id: str) -> dict[str, list[str]]:
         """player id -> this instance's sids of that player in the session."""
-        found: dict[str, list[str]] = {}
-        for sid in list(self.server.manager.rooms.get(NAMESPACE, {}).get(room(session_id, "players"), {})):
-            peer = await self.peer(sid)
-            if peer is not None and peer.session_id == session_id and peer.player_id is not None:
-                found.setdefault(peer.player_id, []).append(sid)
-        return found
+        return self.players_here.get(session_id, {})
 
     async def local_players(self) -> dict[str, list[str]]:
         """session id -> players connected to this instance (for their presence entries)."""
-        found: dict[str, list[str]] = {}
-        for name in list(self.server.manager.rooms.get(NAMESPACE, {})):
-            if isinstance(name, str) and name.startswith("live:") and name.endswith(":players"):
-                session_id = name[len("live:") : -len(":players")]
-                found[session_id] = list(await self._local_players(session_id))
-        return found
+        return {session_id: list(players) for session_id, players in self.players_here.items()}
 
     async def deliver(self, session_id: str, events: list[dict[str, Any]]) -> None:
         rooms = self.server.manager.rooms.get(NAMESPACE, {})
@@ -428,32 +342,38 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 await self._deliver_one(session_id, event, rooms, players or {})
             except Exception:  # the next event still goes out
                 log.exception("/live: delivering %s failed", event.get("event") or event.get("op"))
-        self.metrics.live.broadcast_seconds.observe(time.perf_counter() - started)
+        self.rt.metrics.live.broadcast_seconds.observe(time.perf_counter() - started)
 
     async def _send(self, event: str, data: Any, name: str) -> None:
         """One event to this instance's clients in a room (or one sid), the frame encoded once.
 
-        The fan-out manager's ``deliver`` writes the frame straight to each
-        idle websocket (no task, queue and writer per recipient); without it,
-        the stock emit.
+        The fan-out manager writes the frame straight to each idle websocket
+        (no task, queue and writer per recipient); without it, the stock emit.
         """
-        deliver = getattr(self.server.manager, "deliver", None)
-        if deliver is not None:
-            await deliver(event, [data], namespace=NAMESPACE, room=name, skip_sid=None)
+        manager = self.server.manager
+        if isinstance(manager, RedisFanout) and manager.direct:
+            recipients = list(manager.get_participants(NAMESPACE, name))
+            if recipients:
+                await manager.send_frame(encode_event(NAMESPACE, event, [data]), recipients)
         else:
             await self.emit(event, data, to=name, ignore_queue=True)
-        self.metrics.events_out.labels(NAMESPACE, event).inc()
+        self.rt.metrics.events_out.labels(NAMESPACE, event).inc()
+
+    async def _send_each(self, event: str, by_player: dict[str, Any], players: dict[str, list[str]]) -> None:
+        """Each local player its own payload: one encoding per player, no room scan."""
+        for player_id, sids in list(players.items()):
+            data = by_player.get(player_id)
+            if data is None:
+                continue
+            for sid in list(sids):
+                await self._send(event, data, sid)
 
     async def _deliver_one(
         self, session_id: str, event: dict[str, Any], rooms: dict[Any, Any], players: dict[str, list[str]]
     ) -> None:
         target = event.get("to")
         if target == "each":
-            data = event["data"]
-            for player_id, sids in players.items():
-                if player_id in data:
-                    for sid in sids:
-                        await self._send(event["event"], data[player_id], sid)
+            await self._send_each(event["event"], event["data"], players)
         elif target in ("all", "hosts", "players"):
             name = room(session_id) if target == "all" else room(session_id, target)
             if rooms.get(name):
@@ -473,18 +393,20 @@ class LiveNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         if rooms.get(hosts):
             await self._send("session_state", event["host"], hosts)
         me = event["me"]
-        for player_id, sids in players.items():
+        for player_id, sids in list(players.items()):
             if player_id in me:
                 snapshot = player_snapshot(event["common"], me[player_id])
-                for sid in sids:
+                for sid in list(sids):
                     await self._send("session_state", snapshot, sid)
 
     async def _detach(self, session_id: str, player_id: str, players: dict[str, list[str]]) -> None:
         """A kicked player's connections here leave the session (they stay connected to /live)."""
-        for sid in players.pop(player_id, []):
+        for sid in list(players.get(player_id, [])):
+            self._index(session_id, player_id, sid, add=False)
             peer = await self.peer(sid)
             for name in (room(session_id), room(session_id, "players")):
                 await self.leave_room(sid, name)
             if peer is not None and peer.session_id == session_id:
                 peer.session_id = peer.role = peer.player_id = None
                 peer.kicked = True
+                await self._unwatch(peer)

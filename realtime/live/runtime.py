@@ -4,10 +4,14 @@
   of every active session this instance does not run (``SET NX PX``: it only
   succeeds once the owner's lease expired) and starts an actor for each
   session it won. It also keeps this instance's players marked as connected.
-- **Channel**: owners publish each step's events (and the replies to host
-  commands) as one message on ``live.channel``; every instance hears it,
-  delivers the events to its own clients (``deliver``) and resolves the
-  replies its clients wait for.
+- **Channels**: owners publish each step's events (and the replies to host
+  commands) as one message on the session's channel
+  (``<live.channel>:{<session id>}``, sharded on Redis 7: realtime/channels.py).
+  An instance subscribes to a session's channel while it has a member of the
+  session connected (:meth:`LiveRuntime.watch`) or waits for a command's
+  reply, delivers the events to its own clients (``deliver``) and resolves the
+  replies; an instance with nobody of a session receives none of its traffic.
+  The listener has the fan-out's heartbeat watchdog.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -31,9 +36,12 @@ from lms.db import Database
 from lms.live import queries
 from lms.live.keys import SWEEP_ABANDONED
 from lms.logs import bind_log_context
+from realtime.channels import Channels
 from realtime.live.abandoned import end_abandoned_sessions
 from realtime.live.actor import SessionActor, initial_gate, initial_snapshot
-from realtime.live.store import LiveError, LiveStore
+from realtime.live.errors import LiveError
+from realtime.live.leases import LeaseKeeper
+from realtime.live.store import LiveStore
 from realtime.metrics import LiveMetrics
 
 log = logging.getLogger(__name__)
@@ -42,7 +50,6 @@ Deliver = Callable[[str, list[dict[str, Any]]], Awaitable[None]]
 # session id -> ids of the players connected to this instance.
 LocalPlayers = Callable[[], Awaitable[dict[str, list[str]]]]
 
-LISTENER_BACKOFF_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
 # An actor notices a stop request within one step (at most about a second).
 STOP_WAIT_SECONDS = 5.0
 
@@ -92,7 +99,25 @@ class LiveRuntime:
         self.actors: dict[str, asyncio.Task[None]] = {}
         self.owned: dict[str, SessionActor] = {}
         self.pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self.listening = asyncio.Event()
+        # pin -> (monotonic time read, session row): realtime.live.edge.session_by_pin.
+        self.pin_cache: dict[str, tuple[float, Any]] = {}
+        # Leases renewed from a thread (realtime/live/leases.py): a busy loop must not lose a live session.
+        self.leases = LeaseKeeper(
+            redis_settings=config.redis,
+            ttl_ms=config.live.lease_ttl_ms,
+            interval_ms=config.live.lease_renew_interval_ms,
+            on_lost=self._lease_lost,
+        )
+        self._leases_started = False
+        self.channels = Channels(
+            redis=redis,
+            on_message=self._on_message,
+            heartbeat_channel=f"{config.live.channel}:hb:{self.instance_id}",
+            broadcast_channels=[config.live.channel],
+            heartbeat_interval=config.realtime.heartbeat_interval_seconds,
+            heartbeat_misses=config.realtime.heartbeat_misses,
+            name="live channels",
+        )
         self.stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._sweeping: asyncio.Task[None] | None = None
@@ -102,13 +127,9 @@ class LiveRuntime:
     # -- life ---------------------------------------------------------------
 
     async def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._listen(), name="live-listener"),
-            asyncio.create_task(self._supervise(), name="live-supervisor"),
-        ]
-        try:
-            await asyncio.wait_for(self.listening.wait(), timeout=2)
-        except TimeoutError:
+        self._tasks.append(asyncio.create_task(self._supervise(), name="live-supervisor"))
+        self._start_leases()
+        if not await self.channels.start(wait_seconds=2):
             # Start anyway: the listener keeps retrying, and /ready reports
             # Redis until it is back. Refusing to start would turn a Redis
             # blip into an outage of everything else the server does.
@@ -135,6 +156,9 @@ class LiveRuntime:
         for task in background:
             task.cancel()
         await _settle(tasks, STOP_WAIT_SECONDS)
+        await self.channels.stop()
+        if self._leases_started:
+            await asyncio.to_thread(self.leases.stop)
         if release:
             for actor in owned.values():
                 with contextlib.suppress(RedisError, OSError):
@@ -173,16 +197,35 @@ class LiveRuntime:
         self._run_actor(session_id)
         return True
 
+    def _start_leases(self) -> None:
+        if not self._leases_started:
+            self._leases_started = True
+            self.leases.start(asyncio.get_running_loop())
+            self._tasks.append(asyncio.create_task(self._beat(), name="live-beat"))
+
+    async def _beat(self) -> None:
+        """Tell the lease thread the loop runs (it stops renewing when the loop stalls for long)."""
+        interval = self.config.live.lease_renew_interval_ms / 2000
+        while True:
+            self.leases.beat()
+            await asyncio.sleep(interval)
+
+    def _lease_lost(self, session_id: str) -> None:
+        actor = self.owned.get(session_id)
+        if actor is not None:
+            actor.stop_requested = "lost"
+
     def _run_actor(self, session_id: str) -> None:
         actor = SessionActor(self, session_id, self.lease_token(session_id))
+        self._start_leases()
 
         async def own() -> None:
             bind_log_context(session_id=session_id)  # every record of this actor's task
-            lease = asyncio.create_task(self._keep_lease(actor), name=f"live-lease-{session_id}")
+            self.leases.hold(session_id, actor.keys.lease, actor.token)
             try:
                 await actor.run()
             finally:
-                lease.cancel()
+                self.leases.drop(session_id)
 
         task = asyncio.create_task(own(), name=f"live-actor-{session_id}")
         self.actors[session_id] = task
@@ -207,27 +250,6 @@ class LiveRuntime:
     async def _release_quietly(self, session_id: str) -> None:
         with contextlib.suppress(RedisError, OSError):
             await self.store.release(self.store.keys(session_id), self.lease_token(session_id))
-
-    async def _keep_lease(self, actor: SessionActor) -> None:
-        """Renew well inside the lease's life; stop the actor as soon as the lease may be someone else's."""
-        session_id, keys, token = actor.session_id, actor.keys, actor.token
-        interval = self.config.live.lease_renew_interval_ms / 1000
-        renewed = time.monotonic()
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                if await self.store.renew(keys, token):
-                    renewed = time.monotonic()
-                    continue
-                log.warning("live session %s: lease taken by another instance", session_id)
-            except (RedisError, OSError) as err:
-                raise_if_cancelling(err)
-                if time.monotonic() - renewed < self.config.live.lease_ttl_ms / 1000 - interval:
-                    log.warning("live session %s: lease renewal failed (%s); retrying", session_id, err)
-                    continue
-                log.error("live session %s: lease could not be renewed in time; stopping", session_id)
-            actor.stop_requested = "lost"
-            return
 
     async def _supervise(self) -> None:
         interval = self.config.live.supervisor_interval_ms / 1000
@@ -289,39 +311,27 @@ class LiveRuntime:
 
     # -- the channel ----------------------------------------------------------
 
+    def channel(self, session_id: str) -> str:
+        """The session's channel: hash-tagged like its keys (one Cluster slot, one shard)."""
+        return f"{self.config.live.channel}:{{{session_id}}}"
+
+    async def watch(self, session_id: str) -> None:
+        """A member of the session is connected here (counted): hear its channel from now on."""
+        await self.channels.watch(self.channel(session_id))
+
+    async def unwatch(self, session_id: str) -> None:
+        await self.channels.unwatch(self.channel(session_id))
+
     async def publish(self, session_id: str, events: list[dict[str, Any]], replies: list[dict[str, Any]]) -> None:
-        message = json.dumps({"s": session_id, "events": events, "replies": replies}, separators=(",", ":"))
-        await self.redis.publish(self.config.live.channel, message)
+        message = orjson.dumps({"s": session_id, "events": events, "replies": replies})
+        await self.channels.publish(self.channel(session_id), message)
 
-    async def _listen(self) -> None:
-        attempt = 0
-        while not self.stopping.is_set():
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await self.redis.initialize()  # a cluster client learns its nodes before it can subscribe
-                await pubsub.subscribe(self.config.live.channel)
-                self.listening.set()
-                attempt = 0
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
-                        await self._on_message(message["data"])
-            except Exception as err:  # Redis errors, and any surprise of a client library: back off, never spin
-                raise_if_cancelling(err)
-                self.listening.clear()
-                delay = LISTENER_BACKOFF_SECONDS[min(attempt, len(LISTENER_BACKOFF_SECONDS) - 1)]
-                attempt += 1
-                log.warning("live channel lost (%s); subscribing again in %.1f s", err, delay)
-                await asyncio.sleep(delay)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-
-    async def _on_message(self, data: bytes | str) -> None:
+    async def _on_message(self, channel: str, data: bytes | str) -> None:
         if data == SWEEP_ABANDONED:
             self._start_sweep()
             return
         try:
-            message = json.loads(data)
+            message = orjson.loads(data)
             for reply in message.get("replies", ()):
                 if reply.get("i") == self.instance_id:
                     future = self.pending.get(reply.get("req", ""))
@@ -340,6 +350,7 @@ class LiveRuntime:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.pending[request] = future
         keys = self.store.keys(session_id)
+        await self.watch(session_id)  # the reply comes on the session's channel
         try:
             await self.store.post(
                 keys,
@@ -351,3 +362,4 @@ class LiveRuntime:
             return {"ok": False, "error": {"code": "unavailable", "message": "The session did not answer; try again."}}
         finally:
             self.pending.pop(request, None)
+            await self.unwatch(session_id)

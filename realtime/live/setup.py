@@ -15,20 +15,23 @@ from lms.appkeys import DB, METRICS
 from lms.clients import redis_client
 from lms.config import Settings
 from lms.metrics import Metrics
+from realtime.context import Realtime
 from realtime.live.guessing import PinGuesses
+from realtime.live.machine import State
 from realtime.live.namespace import LiveNamespace
 from realtime.live.runtime import LiveRuntime
 
 log = logging.getLogger(__name__)
 
 LIVE = web.AppKey("live_runtime", LiveRuntime)
-# The states a session's snapshot goes through (realtime/live/actor.py); "starting" before it loaded.
-SESSION_STATES = ("starting", "lobby", "question", "reveal", "leaderboard", "ended", "other")
+# The states a session goes through (realtime/live/machine.py); "starting" before its actor loaded it.
+SESSION_STATES = ("starting", *(state.value for state in State), "other")
 LIVE_NAMESPACE = web.AppKey("live_namespace", LiveNamespace)
 
 
-def setup_live(app: web.Application, config: Settings, sio: socketio.AsyncServer) -> None:
-    namespace = LiveNamespace(app, config)
+def setup_live(rt: Realtime, config: Settings, sio: socketio.AsyncServer) -> None:
+    app = rt.app
+    namespace = LiveNamespace(rt, config)
     sio.register_namespace(namespace)
     app[LIVE_NAMESPACE] = namespace
     app.cleanup_ctx.append(live_ctx)
@@ -44,14 +47,14 @@ def add_live_gauges(metrics: Metrics, runtime: LiveRuntime) -> None:
     def by_state() -> list[tuple[dict[str, str], float]]:
         counts = dict.fromkeys(SESSION_STATES, 0)
         for actor in list(runtime.owned.values()):
-            state = str(actor.snap.get("state", "starting"))
+            state = actor.snap.state.value if actor.snap is not None else "starting"
             counts[state if state in counts else "other"] = counts.get(state, 0) + 1
         return [({"state": state}, float(n)) for state, n in counts.items()]
 
     metrics.add_gauges("lms_live_sessions", "Live sessions this instance runs, by state", by_state)
     metrics.add_gauges(
         "lms_live_players_connected", "Players connected to the live sessions this instance runs",
-        lambda: [({}, float(sum(len(a.connected) for a in list(runtime.owned.values()))))],
+        lambda: [({}, float(sum(len(a.snap.connected) for a in list(runtime.owned.values()) if a.snap)))],
     )  # fmt: skip
 
 
@@ -65,7 +68,7 @@ async def live_ctx(app: web.Application) -> AsyncIterator[None]:
         redis=redis,
         deliver=namespace.deliver,
         local_players=namespace.local_players,
-        metrics=namespace.metrics.live,
+        metrics=namespace.rt.metrics.live,
     )
     namespace.runtime = runtime
     namespace.pin_guesses = PinGuesses(redis, namespace.config.live)

@@ -8,53 +8,35 @@ which refuses once its lease is gone.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+import orjson
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from lms.config import LiveSettings
 from lms.live.keys import SessionKeys, active_sessions_key, session_keys
+from lms.quizzes.grading import MAX_SHORT_ANSWER_LENGTH
 from realtime.live import lua
+from realtime.live.errors import LiveError
+from realtime.live.machine import ScoredAnswer
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 # Redis scripts take at most a few thousand arguments per command; longer
 # writes are split.
 MAX_PAIRS_PER_COMMAND = 500
 MAILBOX_MAX_LENGTH = 10_000
-
-
-class LiveError(Exception):
-    """A refusal with a protocol error code (``session_locked``, ``too_late`` ...)."""
-
-    def __init__(self, code: str, message: str | None = None) -> None:
-        super().__init__(message or code.replace("_", " "))
-        self.code = code
-        self.message = message or MESSAGES.get(code, code.replace("_", " "))
-
-
-MESSAGES = {
-    "not_found": "No open session has this pin.",
-    "session_locked": "The host has locked this session.",
-    "session_ended": "This session has ended.",
-    "nickname_taken": "Someone in this session already uses this nickname.",
-    "guests_not_allowed": "This session is for signed-in students only.",
-    "kicked": "The host removed you from this session.",
-    "session_full": "This session is full.",
-    "not_in_question": "No question is open.",
-    "wrong_question": "That question is not the current one.",
-    "too_late": "Time is up for this question.",
-    "already_answered": "You have already answered this question.",
-    "invalid_answer": "That is not an answer to this question.",
-    "not_joined": "Join the session first.",
-    "already_joined": "This connection already plays in a session; connect again to join as someone else.",
-}
 
 
 def token_hash(token: str) -> str:
@@ -120,13 +102,69 @@ class OwnerState:
     kicked: set[str]
 
 
+class TurnBatch(Generic[T, R]):
+    """Calls made in the same event-loop turn are handled together; each caller gets its own result.
+
+    Thousands of answers (or leaves, when a network drops) arrive many per
+    turn: one pipeline, so one write, one read and one pooled connection for
+    all of them, instead of each. ``handle`` returns a result or an
+    exception per item, in order; a caller returns only once Redis ran its part.
+    """
+
+    MAX_BATCH = 500
+
+    def __init__(self, handle: Callable[[list[T]], Awaitable[list[R | Exception]]]) -> None:
+        self.handle = handle
+        self.pending: list[tuple[T, asyncio.Future[R]]] = []
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def __call__(self, item: T) -> R:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
+        if not self.pending:
+            loop.call_soon(self._flush)
+        self.pending.append((item, future))
+        return await future
+
+    def _flush(self) -> None:
+        while self.pending:
+            batch, self.pending = self.pending[: self.MAX_BATCH], self.pending[self.MAX_BATCH :]
+            task = asyncio.get_running_loop().create_task(self._run(batch))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _run(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        try:
+            results = await self.handle([item for item, _ in batch])
+        except Exception as err:
+            results = [err] * len(batch)
+        for (_, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+
+def _answer_json(answer: Any) -> bytes | str:
+    """The answer as the script stores it: orjson (the profile's top Python item on the answer path was
+    stdlib json here); json for what orjson refuses (a lone surrogate), escaped as before."""
+    try:
+        return orjson.dumps(answer)
+    except orjson.JSONEncodeError:
+        return json.dumps(answer, separators=(",", ":"))
+
+
 class LiveStore:
     def __init__(self, redis: Redis, config: LiveSettings) -> None:
         self.redis = redis
         self.config = config
         self.test_clock = "1" if config.test_clock else "0"
         self.active_key = active_sessions_key(config.redis_prefix)
-        self._answer = redis.register_script(lua.ANSWER)
+        self._answer_script = redis.register_script(lua.ANSWER)
+        self._answers: TurnBatch[tuple[list[Any], list[Any]], Any] = TurnBatch(self._answer_all)
+        self._leaves: TurnBatch[tuple[SessionKeys, str], None] = TurnBatch(self._leave_all)
         self._join = redis.register_script(lua.JOIN)
         self._view = redis.register_script(lua.VIEW)
         self._tick = redis.register_script(lua.TICK)
@@ -152,21 +190,22 @@ class LiveStore:
     async def submit_answer(self, keys: SessionKeys, player_id: str, question_index: int, answer: Any) -> int:
         """Record the answer once; returns when Redis accepted it (epoch ms) or raises :class:`LiveError`.
 
-        With ``live.answer_wait_replicas`` the script and a WAIT travel in one
-        pipeline (one connection: WAIT counts that connection's writes), and
-        the answer is acknowledged only once that many replicas hold it.
+        Answers of one event-loop turn share one pipeline (:class:`TurnBatch`). With
+        ``live.answer_wait_replicas`` each answer's script and a WAIT travel in a
+        pipeline of their own (one connection: WAIT counts that connection's writes),
+        and the answer is acknowledged only once that many replicas hold it.
         """
         keys_ = [keys.gate, keys.kicked, keys.clock]
-        args: list[str | int] = [
-            keys.base, player_id, question_index, json.dumps(answer, separators=(",", ":")),
-            self.config.answer_grace_ms, self.test_clock, self.ttl_ms,
+        args: list[Any] = [
+            keys.base, player_id, question_index, _answer_json(answer),
+            self.config.answer_grace_ms, self.test_clock, self.ttl_ms, MAX_SHORT_ANSWER_LENGTH,
         ]  # fmt: skip
         wanted = self.config.answer_wait_replicas
         if not wanted:
-            result = await self._answer(keys=keys_, args=args)
+            result = await self._answers((keys_, args))
         else:
             async with self.redis.pipeline(transaction=False) as pipe:
-                await self._answer(keys=keys_, args=args, client=pipe)
+                await self._answer_script(keys=keys_, args=args, client=pipe)
                 pipe.execute_command("WAIT", wanted, self.config.answer_wait_ms)
                 result, replicas = await pipe.execute()
             if _text(result[0]) == "ok" and int(replicas) < wanted:
@@ -211,11 +250,33 @@ class LiveStore:
 
         The entry stays, expired, so that the player keeps a seat for the
         resume grace (``XX``: a kicked player, already removed, is not re-added).
+        Leaves of one event-loop turn (a dropped network takes hundreds at
+        once) share one transaction, and so one pooled connection.
         """
+        await self._leaves((keys, player_id))
+
+    async def _leave_all(self, batch: list[tuple[SessionKeys, str]]) -> list[Exception | None]:
+        gone = int(time.time() * 1000) - 1
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zadd(keys.online, {player_id: int(time.time() * 1000) - 1}, xx=True)
-            pipe.xadd(keys.mailbox, {"t": "left", "p": player_id}, maxlen=MAILBOX_MAX_LENGTH, approximate=True)
+            for keys, player_id in batch:
+                pipe.zadd(keys.online, {player_id: gone}, xx=True)
+                pipe.xadd(keys.mailbox, {"t": "left", "p": player_id}, maxlen=MAILBOX_MAX_LENGTH, approximate=True)
             await pipe.execute()
+        return [None] * len(batch)
+
+    async def _answer_all(self, batch: list[tuple[list[Any], list[Any]]]) -> list[Any]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for keys, args in batch:
+                pipe.evalsha(self._answer_script.sha, len(keys), *keys, *args)
+            results: list[Any] = await pipe.execute(raise_on_error=False)
+        for index, result in enumerate(results):
+            if isinstance(result, NoScriptError):  # Redis lost its script cache (a restart): once more, loading it
+                keys, args = batch[index]
+                try:
+                    results[index] = await self._answer_script(keys=keys, args=args)
+                except Exception as err:
+                    results[index] = err
+        return results
 
     async def refresh_presence(self, entries: Iterable[tuple[SessionKeys, list[str]]], expiry_ms: int) -> None:
         """Keep this instance's connected players counted (kicked and departed ones are not in the list)."""
@@ -279,6 +340,7 @@ class LiveStore:
             return [bool(r) for r in await pipe.execute()]
 
     async def renew(self, keys: SessionKeys, token: str) -> bool:
+        """Extend the lease if ``token`` holds it (owners' leases are renewed by realtime/live/leases.py)."""
         return bool(await self._renew(keys=[keys.lease], args=[token, self.config.lease_ttl_ms]))
 
     async def release(self, keys: SessionKeys, token: str) -> bool:
@@ -293,7 +355,7 @@ class LiveStore:
         """Run the commands atomically if ``token`` still holds the lease; False when fenced off."""
         if not commands:
             return True
-        payload = json.dumps([[str(part) for part in command] for command in commands], separators=(",", ":"))
+        payload = orjson.dumps([[str(part) for part in command] for command in commands])
         return bool(await self._fenced(keys=[keys.lease], args=[token, payload]))
 
     async def load(self, keys: SessionKeys) -> OwnerState:
@@ -301,7 +363,7 @@ class LiveStore:
         return OwnerState(
             snap=json.loads(snap) if snap else None,
             players={k: json.loads(v) for k, v in _pairs(players).items()},
-            scores={k: json.loads(v) for k, v in _pairs(scores).items()},
+            scores={k: orjson.loads(v) for k, v in _pairs(scores).items()},
             kicked={_text(m) for m in kicked},
         )
 
@@ -334,8 +396,12 @@ class LiveStore:
         recorded = {}
         for pid, value in raw.items():
             stamp, _, answer = _text(value).partition(":")
-            recorded[_text(pid)] = RecordedAnswer(int(stamp), json.loads(answer))
+            recorded[_text(pid)] = RecordedAnswer(int(stamp), orjson.loads(answer))
         return recorded
+
+    async def scored(self, keys: SessionKeys, question_index: int) -> dict[str, ScoredAnswer]:
+        raw = await self.redis.hgetall(keys.scored(question_index))
+        return {_text(pid): ScoredAnswer.decode(_text(value)) for pid, value in raw.items()}
 
     async def connected(self, keys: SessionKeys, now_ms: int) -> set[str]:
         return {_text(m) for m in await self.redis.zrangebyscore(keys.online, f"({now_ms}", "+inf")}
