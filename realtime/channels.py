@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
@@ -51,7 +51,15 @@ class ListenerDown(Exception):
 
 
 async def sharded_pubsub(redis: Redis) -> bool:
-    """Whether the server has sharded pub/sub (Redis 7 and later)."""
+    """Whether to use sharded pub/sub: Redis 7 and later, and not a Redis Cluster.
+
+    On a cluster a shard channel lives on the node that owns its slot, so one
+    listener would need a connection per node; plain pub/sub reaches every
+    node from one connection (the cluster bus forwards it), which is what the
+    channels use there.
+    """
+    if isinstance(redis, RedisCluster):
+        return False
     try:
         info = await redis.info("server")
     except (RedisError, OSError):

@@ -363,7 +363,7 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
                     self._room_channels.add(channel)
                     # Confirmed before the caller goes on: nothing published after it is missed.
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(confirmed.wait(), self.socket_timeout)
+                        await asyncio.wait_for(confirmed.wait(), self.redis_settings.socket_timeout_seconds)
                 elif not wanted and channel in self._room_channels:
                     self._room_channels.discard(channel)
                     self._confirmed.pop(channel, None)

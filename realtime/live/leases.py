@@ -105,11 +105,14 @@ class LeaseKeeper:
         if not held:
             return
         try:
-            pipe = client.pipeline(transaction=False)
-            for _, (key, token, _) in held:
-                # EVAL, not EVALSHA: no script cache to miss on a restarted master or a cluster node.
-                pipe.eval(lua.RENEW, 1, key, token, self.ttl_ms)
-            results = pipe.execute()
+            if isinstance(client, redis.RedisCluster):  # a cluster pipeline runs no scripts: one call each
+                results = [client.eval(lua.RENEW, 1, key, token, self.ttl_ms) for _, (key, token, _) in held]
+            else:
+                pipe = client.pipeline(transaction=False)
+                for _, (key, token, _) in held:
+                    # EVAL, not EVALSHA: no script cache to miss on a restarted master.
+                    pipe.eval(lua.RENEW, 1, key, token, self.ttl_ms)
+                results = pipe.execute()
         except RedisError as err:
             now = time.monotonic()
             for session_id, (_, _, renewed) in held:

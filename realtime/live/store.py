@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import orjson
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import NoScriptError
 
 from lms.config import LiveSettings
@@ -162,6 +162,9 @@ class LiveStore:
         self.config = config
         self.test_clock = "1" if config.test_clock else "0"
         self.active_key = active_sessions_key(config.redis_prefix)
+        # A cluster pipeline runs no scripts and no transaction across sessions' slots:
+        # there a turn's answers and leaves go as concurrent calls instead.
+        self.cluster = isinstance(redis, RedisCluster)
         self._answer_script = redis.register_script(lua.ANSWER)
         self._answers: TurnBatch[tuple[list[Any], list[Any]], Any] = TurnBatch(self._answer_all)
         self._leaves: TurnBatch[tuple[SessionKeys, str], None] = TurnBatch(self._leave_all)
@@ -257,6 +260,13 @@ class LiveStore:
 
     async def _leave_all(self, batch: list[tuple[SessionKeys, str]]) -> list[Exception | None]:
         gone = int(time.time() * 1000) - 1
+        if self.cluster:
+            for keys, player_id in batch:
+                await self.redis.zadd(keys.online, {player_id: gone}, xx=True)
+                await self.redis.xadd(
+                    keys.mailbox, {"t": "left", "p": player_id}, maxlen=MAILBOX_MAX_LENGTH, approximate=True
+                )
+            return [None] * len(batch)
         async with self.redis.pipeline(transaction=True) as pipe:
             for keys, player_id in batch:
                 pipe.zadd(keys.online, {player_id: gone}, xx=True)
@@ -265,6 +275,9 @@ class LiveStore:
         return [None] * len(batch)
 
     async def _answer_all(self, batch: list[tuple[list[Any], list[Any]]]) -> list[Any]:
+        if self.cluster:
+            calls = (self._answer_script(keys=keys, args=args) for keys, args in batch)
+            return list(await asyncio.gather(*calls, return_exceptions=True))
         async with self.redis.pipeline(transaction=False) as pipe:
             for keys, args in batch:
                 pipe.evalsha(self._answer_script.sha, len(keys), *keys, *args)
