@@ -250,9 +250,15 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
     async def _listen(self) -> AsyncIterator[bytes]:
         backoff = BACKOFF_FIRST_SECONDS
         while not self._stopping:
-            client = self._client()
+            try:
+                client = self._client()
+                pubsub = client.pubsub()
+            except Exception:  # a bad setting: python-socketio would call this again at once, forever
+                log.exception("fan-out listener: could not make a Redis client; retrying in %.1f s", backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
+                continue
             self._listener_client = client
-            pubsub = client.pubsub()
             try:
                 await client.initialize()  # a cluster client learns its nodes before it can subscribe
                 await pubsub.subscribe(self.channel)

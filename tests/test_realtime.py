@@ -21,7 +21,7 @@ from redis.asyncio import RedisCluster
 
 from lms.appkeys import CONFIG
 from lms.auth.tokens import TokenType, issue
-from lms.config import Settings
+from lms.config import RedisSettings, Settings
 from lms.db import Database
 from lms.events import EVENTS, CourseCompleted, EnrollmentCreated, LessonProgressChanged, QuizAttemptSubmitted
 from realtime.context import REALTIME
@@ -590,7 +590,8 @@ async def test_watchdogs_restart_nothing_once_stopping(servers: Any) -> None:
     from realtime.channels import Channels
     from realtime.fanout import RedisFanout
 
-    fanout = RedisFanout(servers.redis_url, channel=f"lms:test:{uuid.uuid4().hex}", heartbeat_interval=0.05)
+    settings = RedisSettings(url=servers.redis_url)
+    fanout = RedisFanout(settings, channel=f"lms:test:{uuid.uuid4().hex}", heartbeat_interval=0.05)
     socketio.AsyncServer(client_manager=fanout, async_mode="aiohttp")
     fanout.start()
     assert await fanout.wait_subscribed(5.0)
