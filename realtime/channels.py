@@ -67,6 +67,24 @@ async def sharded_pubsub(redis: Redis) -> bool:
     return int(str(info.get("redis_version", "0")).split(".")[0]) >= 7
 
 
+def listener_trouble(
+    listener: asyncio.Task[Any], *, subscribed: bool, last_heard: float, deaf_after: float
+) -> str | None:
+    """Why a watched listener must start over, or None (the fan-out's and the live channels' watchdogs).
+
+    It ended; or it is subscribed but has not heard its own heartbeats for
+    ``deaf_after`` seconds (a half-open connection, a listener stuck somewhere),
+    in which case it is cancelled here.
+    """
+    if listener.done():
+        return "the listener task ended"
+    silent = time.monotonic() - last_heard
+    if subscribed and silent > deaf_after:
+        listener.cancel()
+        return f"no heartbeat heard for {silent:.1f} s"
+    return None
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -240,12 +258,9 @@ class Channels:
         listener = self._listener
         if listener is None or self._stopping:
             return
-        reason = None
-        if listener.done():
-            reason = "the listener task ended"
-        elif self.subscribed and time.monotonic() - self.last_heard > self.deaf_after:
-            reason = f"no heartbeat heard for {time.monotonic() - self.last_heard:.1f} s"
-            listener.cancel()
+        reason = listener_trouble(
+            listener, subscribed=self.subscribed, last_heard=self.last_heard, deaf_after=self.deaf_after
+        )
         if reason is not None:
             self.restarts += 1
             log.error("%s: listener restarted: %s", self.name, reason)

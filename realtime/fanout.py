@@ -63,7 +63,7 @@ from socketio.async_pubsub_manager import AsyncPubSubManager
 from lms.aio import raise_if_cancelling
 from lms.clients import redis_client
 from lms.config import RedisSettings
-from realtime.channels import sharded_pubsub
+from realtime.channels import listener_trouble, sharded_pubsub
 from realtime.transport import can_write_directly, text_frame, write_frame
 
 log = logging.getLogger(__name__)
@@ -422,14 +422,9 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
         # watchdog can get here after its cancellation, e.g. when a publish in flight swallowed it.)
         if listener is None or self._stopping:
             return
-        reason = None
-        if listener.done():
-            reason = "the listener task ended"
-        elif self.subscribed and time.monotonic() - self.last_heard > self.deaf_after:
-            # Subscribed but not hearing its own heartbeats: a half-open
-            # connection, or a listener stuck somewhere. Start over.
-            reason = f"no heartbeat heard for {time.monotonic() - self.last_heard:.1f} s"
-            listener.cancel()
+        reason = listener_trouble(
+            listener, subscribed=self.subscribed, last_heard=self.last_heard, deaf_after=self.deaf_after
+        )
         if reason is not None:
             self.listener_restarts += 1
             log.error("fan-out listener of %s restarted: %s", self.host_id, reason)
