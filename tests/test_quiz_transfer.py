@@ -6,6 +6,7 @@ import asyncio
 import csv
 import io
 import uuid
+import zipfile
 from typing import Any
 
 import aiohttp
@@ -16,7 +17,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lms.db import Database
-from lms.quizzes.transfer import MAX_IMPORT_BYTES, MAX_QUESTIONS, Formula, ImportInvalid, parse_rows
+from lms.quizzes.transfer import (
+    MAX_IMPORT_BYTES,
+    MAX_QUESTIONS,
+    MAX_UNZIPPED_BYTES,
+    Formula,
+    ImportInvalid,
+    ImportTooLarge,
+    parse_rows,
+    read_sheet,
+)
 from tests.builders import make_question, make_quiz, make_quiz_course, make_quiz_enrollment, make_user, signed_in
 from tests.test_live_rest import hosted_quiz, stored_game
 
@@ -212,6 +222,11 @@ async def test_unreadable_and_oversized_files_are_refused(client: Client, db: Da
     assert (await no_header.json())["rows"][0]["column"] == "A"
     latin1 = await client.post(url, data=upload("Question,é".encode("latin-1"), "q.csv"), headers=headers)
     assert latin1.status == 422
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("xl/padding.xml", b"\0" * (MAX_UNZIPPED_BYTES + 1))
+    assert len(bomb.getvalue()) < MAX_IMPORT_BYTES  # small on the wire, huge unpacked
+    assert (await client.post(url, data=upload(bomb.getvalue(), "q.xlsx"), headers=headers)).status == 413
     assert (await client.post(url, data=upload(b"x", "q.pdf"), headers=headers)).status == 415
     assert (await client.post(url, json={}, headers=headers)).status == 415
     assert await questions_of(client, quiz["id"], headers) == []
@@ -353,3 +368,15 @@ def test_the_row_parser_only_ever_refuses_clearly(rows: list[list[Any]], with_he
     assert len(parsed.questions) + len(parsed.errors) <= len(rows)
     for error in parsed.errors:
         assert error.message and error.column.isalpha() and error.row >= 2
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=2000), st.sampled_from(["csv", "xlsx"]))
+def test_reading_any_bytes_refuses_clearly_or_gives_rows(data: bytes, extension: str) -> None:
+    try:
+        rows = read_sheet(data, extension)
+    except (ImportInvalid, ImportTooLarge) as err:
+        message = str(err)
+        assert message
+        return
+    assert all(number >= 1 and isinstance(cells, list) for number, cells in rows)

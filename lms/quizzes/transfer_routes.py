@@ -76,7 +76,7 @@ class PreviewQuestion(BaseModel):
 
 
 class ImportPreview(BaseModel):
-    valid: bool = Field(description="No row has an error: importing this file would save every question.")
+    valid: bool = Field(description="Some questions and no row errors: importing this file would save them all.")
     questions: list[PreviewQuestion]
     errors: list[RowProblem]
 
@@ -198,7 +198,7 @@ def _preview(parsed: Parsed) -> ImportPreview:
             )
         )  # fmt: skip
     errors = [RowProblem(row=e.row, column=e.column, message=e.message) for e in parsed.errors]
-    return ImportPreview(valid=not errors, questions=questions, errors=errors)
+    return ImportPreview(valid=not errors and bool(questions), questions=questions, errors=errors)
 
 
 @routes.get("/api/v1/quizzes/{id}/export")
