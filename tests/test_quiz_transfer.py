@@ -129,6 +129,16 @@ async def test_a_kahoot_spreadsheet_imports_every_question(client: Client, db: D
     assert [q["order"] for q in await questions_of(client, quiz["id"], headers)] == [0, 1, 2, 3, 4, 5]
 
 
+async def test_a_semicolon_csv_imports_too(client: Client, db: Database) -> None:
+    headers, _, quiz = await owned_quiz(client, db)
+    data = b"Question;Answer 1;Answer 2;Time limit;Correct\r\nPi, roughly?;3,14;2,72;20;1\r\n"
+    response = await client.post(f"/api/v1/quizzes/{quiz['id']}/import", data=upload(data, "q.csv"), headers=headers)
+    assert response.status == 201, await response.text()
+    assert summarise(await questions_of(client, quiz["id"], headers)) == [
+        ("Pi, roughly?", "single_choice", ["3,14", "2,72"], [0])
+    ]
+
+
 async def test_concurrent_imports_each_get_their_own_positions(client: Client, db: Database) -> None:
     headers, _, quiz = await owned_quiz(client, db)
     data = csv_file([r[1:] for r in ROWS])

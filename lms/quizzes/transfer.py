@@ -111,7 +111,10 @@ def _read_csv(data: bytes) -> Rows:
     except UnicodeDecodeError as err:
         raise ImportInvalid("The CSV file is not UTF-8 text.") from err
     rows: Rows = []
-    reader = csv.reader(io.StringIO(text, newline=""))
+    # Spreadsheets in locales with a decimal comma save CSV with semicolons.
+    first_line = text.split("\n", 1)[0]
+    delimiter = ";" if first_line.count(";") > first_line.count(",") else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
         for number, cells in enumerate(reader, start=1):
             if number > MAX_SCAN_ROWS:
