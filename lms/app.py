@@ -29,6 +29,7 @@ from lms.metrics import Metrics
 from lms.pages import setup_pages
 from lms.payments import routes as payments
 from lms.quizzes import routes as quizzes
+from lms.quizzes import transfer_routes as quiz_transfer
 from lms.storage import STORAGE, open_storage
 from lms.system import routes as system
 from lms.users import routes as users
@@ -96,6 +97,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_routes(courses.routes)
     app.router.add_routes(enrollments.routes)
     app.router.add_routes(quizzes.routes)
+    app.router.add_routes(quiz_transfer.routes)
     app.router.add_routes(payments.routes)
     app.router.add_routes(files.routes)
     setup_certificates(app)

@@ -180,3 +180,57 @@ async def _store_file(
     stored = await storage.save(key_for(extension), chunks(), content_type=content_type)
     log.info("stored %s (%d bytes, %s)", stored.key, stored.size, content_type)
     return ReceivedUpload(filename, extension, content_type, stored, UploadFields())
+
+
+@dataclass(frozen=True)
+class SmallFile:
+    filename: str
+    extension: str
+    data: bytes
+
+
+async def receive_small_file(request: web.Request, *, max_bytes: int, allowed_extensions: Collection[str]) -> SmallFile:
+    """The one ``file`` part of a multipart body, held in memory (for files read, not stored: imports).
+
+    The same refusals as :func:`receive_upload`: 415 for a body that is not
+    multipart or a file of another extension, 413 past ``max_bytes`` (at
+    the chunk that passes it), 422 for other parts or no file. The content
+    is not sniffed: the caller parses it and refuses what does not parse.
+    """
+    if request.content_type != "multipart/form-data":
+        raise UnsupportedMediaType(
+            f"Send the file as multipart/form-data (got {request.content_type or 'nothing'}).",
+            supported=["multipart/form-data"],
+        )
+    if request.content_length is not None and request.content_length > max_bytes + FORM_OVERHEAD_BYTES:
+        raise too_large(max_bytes)
+    try:
+        reader = MultipartReader(request.headers, request.content)
+    except (ValueError, AssertionError, KeyError) as err:
+        raise BadRequest(f"The multipart body cannot be read ({err}).") from err
+    part = await _next_part(reader)
+    if part is None or part.name != "file" or not part.filename:
+        raise ValidationFailed(
+            "Send one `file` part with a file name.", errors=[{"field": "file", "message": "a file part is required"}]
+        )
+    try:
+        filename = clean_filename(part.filename)
+    except ValueError as err:
+        raise ValidationFailed(str(err), errors=[{"field": "file", "message": str(err)}]) from err
+    extension = extension_of(filename)
+    allowed = {e.lower().lstrip(".") for e in allowed_extensions}
+    if extension not in allowed:
+        raise UnsupportedMediaType(
+            f"Files ending in {'.' + extension if extension else 'no extension'} are not accepted.",
+            allowed_extensions=sorted(allowed),
+        )
+    data = bytearray()
+    while chunk := await _read_chunk(part, CHUNK):
+        data += chunk
+        if len(data) > max_bytes:
+            raise too_large(max_bytes)
+    if not data:
+        raise ValidationFailed("The file is empty.", errors=[{"field": "file", "message": "empty"}])
+    if await _next_part(reader) is not None:
+        raise ValidationFailed("Send only the file.", errors=[{"field": "body", "message": "one part only"}])
+    return SmallFile(filename, extension, bytes(data))

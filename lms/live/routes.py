@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import logging
@@ -15,7 +16,7 @@ from aiohttp import web
 from lms.api.endpoint import endpoint, path_uuid
 from lms.api.pagination import Page, page
 from lms.api.problems import Conflict, NotFound, ServiceUnavailable
-from lms.api.spreadsheets import cell
+from lms.api.spreadsheets import cell, xlsx_bytes
 from lms.appkeys import CONFIG, DB, REDIS
 from lms.auth.guards import Principal, current_user, require
 from lms.auth.permissions import Permission
@@ -234,4 +235,66 @@ async def live_results_csv(request: web.Request) -> web.Response:
         content_type="text/csv",
         charset="utf-8",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+SUMMARY_COLUMNS = ["rank", "nickname", "user_id", "player_id", "score", "correct_count", "kicked"]
+QUESTION_COLUMNS = ["nickname", "user_id", "player_id", "answer", "correct", "points", "response_time_ms"]
+
+
+def results_sheets(session: Row, players: list[Row], answers: list[Row]) -> list[tuple[str, list[list[Any]]]]:
+    """The workbook's sheets: ``Summary`` (the session, then the leaderboard) and ``Q1``.. (one per question asked)."""
+    asked = (session["results"] or {}).get("questions", [])
+    by_key = {(a["player_id"], a["question_index"]): a for a in answers}
+    summary: list[list[Any]] = [
+        ["quiz", session["quiz_title"]], ["pin", session["pin"]], ["status", session["status"]],
+        ["started_at", session["started_at"]], ["ended_at", session["ended_at"]],
+        ["questions_asked", len(asked)], ["players", len(players)], [], SUMMARY_COLUMNS,
+    ]  # fmt: skip
+    summary += [
+        [p["rank"], p["nickname"], p["user_id"], p["id"], p["score"], p["correct_count"], p["kicked_at"] is not None]
+        for p in players
+    ]
+    sheets = [("Summary", summary)]
+    for question in asked:
+        rows: list[list[Any]] = [
+            ["question", question.get("text")], ["question_type", question.get("question_type")],
+            ["correct_answer", question.get("correct_answer")], ["answered", question.get("answered")],
+            ["correct", question.get("correct")], [], QUESTION_COLUMNS,
+        ]  # fmt: skip
+        for player in players:
+            answer = by_key.get((player["id"], question["index"]))
+            rows.append([
+                player["nickname"], player["user_id"], player["id"], answer["answer"] if answer else None,
+                bool(answer and answer["is_correct"]), answer["points"] if answer else 0,
+                answer["response_time_ms"] if answer else None,
+            ])  # fmt: skip
+        sheets.append((f"Q{question['index'] + 1}", rows))
+    return sheets
+
+
+@routes.get("/api/v1/live-sessions/{id}/results.xlsx")
+@endpoint(
+    summary="Results of a live session as an xlsx workbook: a summary sheet and one sheet per question",
+    description="Sheet `Summary`: the session (quiz, pin, status, times, counts), then the leaderboard ("
+    + ", ".join(SUMMARY_COLUMNS)
+    + "). Sheets `Q1`, `Q2` ..: the question, then one row per player ("
+    + ", ".join(QUESTION_COLUMNS)
+    + "). The same data and access as `results.csv`; text that a spreadsheet would "
+    "run as a formula is prefixed with `'`.",
+    errors=[404],
+    guards=[host_live],
+    tags=TAGS,
+    response_content_type=XLSX_TYPE,
+)
+async def live_results_xlsx(request: web.Request) -> web.Response:
+    async with request.app[DB].connection() as conn:
+        session = await hosted_session(conn, current_user(request), path_uuid(request))
+        players = await queries.list_players(conn, session["id"])
+        answers = await queries.list_answers(conn, session["id"])
+    body = await asyncio.to_thread(xlsx_bytes, results_sheets(session, players, answers))
+    filename = f"live-session-{session['pin']}-{session['id']}.xlsx"
+    return web.Response(
+        body=body, content_type=XLSX_TYPE, headers={"Content-Disposition": f'attachment; filename="{filename}"'}
     )
