@@ -194,7 +194,10 @@ async def publish_quiz(request: web.Request) -> Row:
 # -- questions ---------------------------------------------------------------
 
 
-def _prepared(question_type: str, options: Any, correct_answer: Any, existing: Any = ()) -> dict[str, Any]:
+def prepared_question(
+    question_type: str, options: Any, correct_answer: Any, existing: Any = ()
+) -> dict[str, Any]:
+    """A question's options and answer as stored, or the 422 naming what is wrong (authoring and imports)."""
     try:
         authored = prepare(question_type, options, correct_answer, existing)
     except QuestionInvalid as err:
@@ -234,7 +237,7 @@ async def list_questions(request: web.Request, query: PageQuery) -> dict[str, An
 )
 async def create_question(request: web.Request, body: QuizQuestionCreate) -> Row:
     quiz_id = path_uuid(request)
-    prepared = _prepared(body.question_type, [o.model_dump() for o in body.options], body.correct_answer)
+    prepared = prepared_question(body.question_type, [o.model_dump() for o in body.options], body.correct_answer)
     async with request.app[DB].transaction() as conn:
         await quiz_access(conn, current_user(request), quiz_id, manage=True)
         position = body.order if body.order is not None else await queries.next_position(conn, quiz_id)
@@ -267,7 +270,7 @@ async def update_question(request: web.Request, body: QuizQuestionUpdate) -> Row
         question, _ = await question_access(conn, current_user(request), question_id)
         values: dict[str, Any] = {}
         if {"question_type", "options", "correct_answer"} & sent.keys():
-            values |= _prepared(
+            values |= prepared_question(
                 str(sent.get("question_type", question["question_type"])),
                 sent.get("options", question["options"]),
                 sent.get("correct_answer", question["correct_answer"]),

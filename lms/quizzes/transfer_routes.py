@@ -23,7 +23,7 @@ from lms.files.upload import receive_small_file
 from lms.quizzes import queries
 from lms.quizzes.access import quiz_access
 from lms.quizzes.authoring import QuestionInvalid, prepare
-from lms.quizzes.routes import TAGS, _prepared, manage_quizzes
+from lms.quizzes.routes import TAGS, manage_quizzes, prepared_question
 from lms.quizzes.schemas import QuizOption, QuizQuestionCreate, QuizQuestionOut
 from lms.quizzes.transfer import (
     MAX_IMPORT_BYTES,
@@ -123,7 +123,8 @@ def _parse(extension: str, data: bytes) -> Parsed:
 
 
 def _stored(question: QuizQuestionCreate) -> dict[str, Any]:
-    return _prepared(question.question_type, [o.model_dump() for o in question.options], question.correct_answer)
+    options = [o.model_dump() for o in question.options]
+    return prepared_question(question.question_type, options, question.correct_answer)
 
 
 @routes.post("/api/v1/quizzes/{id}/import")
