@@ -53,17 +53,7 @@ async def receive_upload(
     max_bytes: int,
     allowed_extensions: Collection[str],
 ) -> ReceivedUpload:
-    if request.content_type != "multipart/form-data":
-        raise UnsupportedMediaType(
-            f"Send the file as multipart/form-data (got {request.content_type or 'nothing'}).",
-            supported=["multipart/form-data"],
-        )
-    if request.content_length is not None and request.content_length > max_bytes + FORM_OVERHEAD_BYTES:
-        raise too_large(max_bytes)
-    try:
-        reader = MultipartReader(request.headers, request.content)
-    except (ValueError, AssertionError, KeyError) as err:
-        raise BadRequest(f"The multipart body cannot be read ({err}).") from err
+    reader = _multipart_reader(request, max_bytes)
     fields: dict[str, str] = {}
     stored: ReceivedUpload | None = None
     try:
@@ -189,14 +179,8 @@ class SmallFile:
     data: bytes
 
 
-async def receive_small_file(request: web.Request, *, max_bytes: int, allowed_extensions: Collection[str]) -> SmallFile:
-    """The one ``file`` part of a multipart body, held in memory (for files read, not stored: imports).
-
-    The same refusals as :func:`receive_upload`: 415 for a body that is not
-    multipart or a file of another extension, 413 past ``max_bytes`` (at
-    the chunk that passes it), 422 for other parts or no file. The content
-    is not sniffed: the caller parses it and refuses what does not parse.
-    """
+def _multipart_reader(request: web.Request, max_bytes: int) -> MultipartReader:
+    """The body's multipart reader: 415 unless multipart, 413 when its declared length is already too much."""
     if request.content_type != "multipart/form-data":
         raise UnsupportedMediaType(
             f"Send the file as multipart/form-data (got {request.content_type or 'nothing'}).",
@@ -208,6 +192,18 @@ async def receive_small_file(request: web.Request, *, max_bytes: int, allowed_ex
         reader = MultipartReader(request.headers, request.content)
     except (ValueError, AssertionError, KeyError) as err:
         raise BadRequest(f"The multipart body cannot be read ({err}).") from err
+    return reader
+
+
+async def receive_small_file(request: web.Request, *, max_bytes: int, allowed_extensions: Collection[str]) -> SmallFile:
+    """The one ``file`` part of a multipart body, held in memory (for files read, not stored: imports).
+
+    The same refusals as :func:`receive_upload`: 415 for a body that is not
+    multipart or a file of another extension, 413 past ``max_bytes`` (at
+    the chunk that passes it), 422 for other parts or no file. The content
+    is not sniffed: the caller parses it and refuses what does not parse.
+    """
+    reader = _multipart_reader(request, max_bytes)
     part = await _next_part(reader)
     if part is None or part.name != "file" or not part.filename:
         raise ValidationFailed(
