@@ -65,9 +65,7 @@ def _word_file(path: str, shipped: str) -> tuple[str, ...]:
 @functools.cache
 def _confusable_ascii() -> dict[str, str]:
     """Non-ASCII character -> the ASCII characters Unicode's confusables data says it looks like."""
-    data = json.loads(
-        resources.files(confusable_homoglyphs).joinpath("confusables.json").read_text(encoding="utf-8")
-    )
+    data = json.loads(resources.files(confusable_homoglyphs).joinpath("confusables.json").read_text(encoding="utf-8"))
     table: dict[str, str] = {}
     for char, entry in data.items():
         if char.isascii():
