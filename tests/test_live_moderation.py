@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 from typing import Any
 
 import pytest
@@ -16,13 +17,22 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from lms.config import Settings
 from lms.db import Database
+from lms.live.keys import session_keys
 from realtime.live.namespace import KickPlayer, SetSessionOptions
 from realtime.live.setup import LIVE
 from tests.builders import make_user
 from tests.conftest import Instance
 from tests.polling import eventually
+from tests.test_live_actor import live_game
+from tests.test_live_processes import Server, instance_id, two_servers, until_up
+from tests.test_live_processes import call as process_call
+from tests.test_live_processes import connect as process_connect
+from tests.test_live_processes import token as process_token
 from tests.test_live_protocol import NS, call, code, connect, freeze, hosted, player, token_for
+
+__all__ = ["two_servers"]  # the fixture, used by name
 
 GENERATED = re.compile(r"[A-Z][a-z]+[A-Z][a-z]+[0-9]*")
 
@@ -306,3 +316,48 @@ def test_kick_payloads_validate_exactly(player_id: Any, ban: Any) -> None:
         assert not isinstance(ban, bool) and ban is not None
     else:
         assert parsed.ban is (ban is True)
+
+
+@pytest.mark.slow
+async def test_a_ban_holds_after_sigkill_of_the_process_running_the_session(
+    two_servers: list[Server], db: Database, redis: Any, config: Settings
+) -> None:
+    a, b = two_servers
+    await until_up(a.url)
+    await until_up(b.url)
+    game = await live_game(db, questions=1, limit=300)
+    host = await process_connect(a.url, await process_token(a.url, game["teacher"]["email"]))
+    clients = [host]
+    try:
+        assert (await process_call(host, "host_session", {"session_id": game["id"]}))["ok"]
+        lease = session_keys(config.live.redis_prefix, game["id"]).lease
+        assert (await redis.get(lease)).decode().startswith(instance_id(a) + ":")
+        banned = await process_connect(b.url)
+        clients.append(banned)
+        ack = await process_call(banned, "join_session", {"pin": game["pin"], "nickname": "Grace"})
+        assert ack["ok"], ack
+        assert (await process_call(host, "kick_player", {"player_id": ack["player_id"], "ban": True}))["ok"]
+        assert (await banned.next("kicked", NS, timeout=20))["banned"] is True
+
+        a.process.process.send_signal(signal.SIGKILL)
+        a.process.process.wait()
+
+        async def b_runs_it() -> bool:  # the lease expired and b's supervisor took the session over
+            holder = await redis.get(lease)
+            return holder is not None and holder.decode().startswith(instance_id(b) + ":")
+
+        await eventually(b_runs_it, what="b running the session", timeout=30)
+        for nickname in (None, "Grace2"):
+            client = await process_connect(b.url)
+            clients.append(client)
+            join = {"pin": game["pin"], "player_token": ack["player_token"]} | (
+                {"nickname": nickname} if nickname else {}
+            )
+            assert code(await process_call(client, "join_session", join)) == "banned"
+        assert code(await process_call(banned, "join_session", {"pin": game["pin"], "nickname": "Other"})) == "banned"
+        new_host = await process_connect(b.url, await process_token(b.url, game["teacher"]["email"]))
+        clients.append(new_host)
+        hosted_again = await process_call(new_host, "host_session", {"session_id": game["id"]})
+        assert hosted_again["ok"] and hosted_again["session"]["players"] == []
+    finally:
+        await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
