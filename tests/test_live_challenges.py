@@ -187,6 +187,10 @@ async def test_least_privilege(client: Client, db: Database, clock: FakeClock) -
     assert (await post(client, quiz_path, stranger, body))[0] == 404  # another course's instructor
     assert (await post(client, quiz_path, None, body))[0] == 401
     challenge = await assign(client, w, clock)
+    listed = await client.get(quiz_path, headers=w["owner"])
+    assert listed.status == 200 and [c["id"] for c in await listed.json()] == [challenge["id"]]
+    assert (await client.get(quiz_path, headers=stranger)).status == 404
+    assert (await client.get(quiz_path, headers=ada)).status == 403
     _, outsider = await signed_in(client, db, role="student")
     for path in (f"/api/v1/challenges/{challenge['id']}", f"/api/v1/challenges/{challenge['id']}/leaderboard"):
         assert (await client.get(path, headers=outsider)).status == 404

@@ -242,6 +242,26 @@ async def create_challenge(request: web.Request, body: ChallengeCreate) -> dict[
     return row | {"total_questions": quiz["question_count"]}
 
 
+@routes.get("/api/v1/quizzes/{id}/challenges")
+@endpoint(
+    summary="Challenges of a quiz, newest first",
+    description="The quiz's course instructor or an admin (404 for anyone else).",
+    response=list[ChallengeOut],
+    errors=[404],
+    guards=[require(Permission.HOST_LIVE)],
+    tags=TAGS,
+)
+async def list_challenges(request: web.Request) -> list[dict[str, Any]]:
+    async with request.app[DB].connection() as conn:
+        quiz = await hosted_quiz(conn, current_user(request), path_uuid(request))
+        rows = await conn.fetch_all(
+            select(live_challenges)
+            .where(live_challenges.c.quiz_id == quiz["id"])
+            .order_by(live_challenges.c.created_at.desc(), live_challenges.c.id)
+        )
+    return [row | {"total_questions": quiz["question_count"]} for row in rows]
+
+
 @routes.get("/api/v1/challenges/{id}")
 @endpoint(
     summary="A challenge",
