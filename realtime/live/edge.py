@@ -21,6 +21,7 @@ from lms.config import LiveSettings
 from lms.courses.access import manages
 from lms.live import queries
 from lms.quizzes.grading import MAX_SHORT_ANSWER_LENGTH
+from lms.quizzes.question_types import WORD_CLOUD_MAX_LENGTH
 from lms.text import display_text
 from realtime.live.errors import LiveError
 from realtime.live.runtime import LiveRuntime
@@ -173,11 +174,25 @@ async def snapshot(
     return player_snapshot(common, me_entry(player_id, nickname, view.mine, answered_current=view.answered_current))
 
 
+def text_check(answer: Any, config: LiveSettings) -> str:
+    """A text that could be a word-cloud answer, through the nickname check (hosts see these words):
+    ``0`` fine, ``1`` on the deny-list, ``2`` not showable. The answer script applies it to word clouds only."""
+    if not isinstance(answer, str) or len(answer) > WORD_CLOUD_MAX_LENGTH:
+        return "0"
+    try:
+        # The one deny-list check; word-cloud answers may be longer than a nickname.
+        clean_nickname(answer, config.model_copy(update={"nickname_max_length": WORD_CLOUD_MAX_LENGTH}))
+    except LiveError as err:
+        return "1" if err.code == "nickname_not_allowed" else "2"
+    return "0"
+
+
 async def submit_answer(rt: LiveRuntime, session_id: str, player_id: str, question_index: int, answer: Any) -> int:
     """Accepted (epoch ms, Redis time) or :class:`LiveError`; only returns after Redis recorded it."""
     if isinstance(answer, str) and len(answer) > MAX_SHORT_ANSWER_LENGTH:
         raise LiveError("invalid_answer", f"An answer has at most {MAX_SHORT_ANSWER_LENGTH} characters.")
-    return await rt.store.submit_answer(rt.store.keys(session_id), player_id, question_index, answer)
+    check = text_check(answer, rt.config.live)
+    return await rt.store.submit_answer(rt.store.keys(session_id), player_id, question_index, answer, check)
 
 
 async def leave(rt: LiveRuntime, session_id: str, player_id: str) -> None:

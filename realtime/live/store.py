@@ -24,6 +24,7 @@ from redis.exceptions import NoScriptError
 from lms.config import LiveSettings
 from lms.live.keys import SessionKeys, active_sessions_key, session_keys
 from lms.quizzes.grading import MAX_SHORT_ANSWER_LENGTH
+from lms.quizzes.question_types import WORD_CLOUD_MAX_LENGTH
 from realtime.live import lua
 from realtime.live.errors import LiveError
 from realtime.live.machine import ScoredAnswer
@@ -190,18 +191,23 @@ class LiveStore:
     async def now_ms(self, keys: SessionKeys) -> int:
         return int(await self._now(keys=[keys.clock], args=[self.test_clock]))
 
-    async def submit_answer(self, keys: SessionKeys, player_id: str, question_index: int, answer: Any) -> int:
+    async def submit_answer(
+        self, keys: SessionKeys, player_id: str, question_index: int, answer: Any, text_check: str = "0"
+    ) -> int:
         """Record the answer once; returns when Redis accepted it (epoch ms) or raises :class:`LiveError`.
 
         Answers of one event-loop turn share one pipeline (:class:`TurnBatch`). With
         ``live.answer_wait_replicas`` each answer's script and a WAIT travel in a
         pipeline of their own (one connection: WAIT counts that connection's writes),
         and the answer is acknowledged only once that many replicas hold it.
+        ``text_check`` is the edge's verdict on a text answer as hosts would see it
+        (``0`` fine, ``1`` denied, ``2`` not showable): word clouds refuse all but ``0``.
         """
         keys_ = [keys.gate, keys.kicked, keys.clock]
         args: list[Any] = [
             keys.base, player_id, question_index, _answer_json(answer),
             self.config.answer_grace_ms, self.test_clock, self.ttl_ms, MAX_SHORT_ANSWER_LENGTH,
+            WORD_CLOUD_MAX_LENGTH, text_check,
         ]  # fmt: skip
         wanted = self.config.answer_wait_replicas
         if not wanted:
