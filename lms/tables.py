@@ -320,7 +320,7 @@ quiz_questions = Table(
     Column("question_text", Text, nullable=False),
     Column("question_type", String(20), nullable=False),
     Column("options", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
-    Column("correct_answer", JSONB, nullable=False),
+    Column("correct_answer", JSONB),  # NULL: a poll or word cloud, nothing to get right
     Column("points", Numeric(8, 2), nullable=False, server_default="1"),
     Column("explanation", Text),
     Column("position", Integer, nullable=False, server_default="0"),

@@ -160,6 +160,8 @@ class QuestionVideo(BaseModel):
     @field_validator("url")
     @classmethod
     def _https(cls, value: str) -> str:
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError("must not contain control characters")
         parsed = AnyUrl(value)
         if parsed.scheme != "https" or not parsed.host:
             raise ValueError("must be an https URL")

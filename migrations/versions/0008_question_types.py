@@ -38,11 +38,13 @@ def upgrade() -> None:
     op.create_check_constraint(
         "time_limit_seconds_range", "quiz_questions", "time_limit_seconds BETWEEN 5 AND 600"
     )
+    op.alter_column("quiz_questions", "correct_answer", existing_type=postgresql.JSONB(), nullable=True)
     _types_check(NEW_TYPES)
 
 
 def downgrade() -> None:
     op.execute(f"DELETE FROM quiz_questions WHERE question_type NOT IN ({', '.join(repr(t) for t in OLD_TYPES)})")
+    op.alter_column("quiz_questions", "correct_answer", existing_type=postgresql.JSONB(), nullable=False)
     _types_check(OLD_TYPES)
     op.drop_constraint("time_limit_seconds_range", "quiz_questions", type_="check")
     op.drop_constraint("fk_quiz_questions_image_file_id_uploaded_files", "quiz_questions", type_="foreignkey")
