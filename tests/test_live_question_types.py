@@ -30,25 +30,21 @@ ITEMS = [{"id": "rome", "text": "Rome"}, {"id": "byz", "text": "Byzantium"}, {"i
 ORDER = [i["id"] for i in ITEMS]
 
 
-async def question_types_game(db: Database) -> dict[str, Any]:
+async def question_types_game(db: Database, *, count: int = 4) -> dict[str, Any]:
+    """A session of a quiz with a slider, an ordering question, a poll and a word cloud (the first ``count``)."""
     teacher = await make_user(db, role="instructor")
     course = await make_quiz_course(db, instructor_id=teacher["id"])
     quiz = await make_quiz(db, course_id=course["id"], title="New types")
-    made = [
-        await make_question(
-            db, quiz_id=quiz["id"], question_type="slider", options=[], correct_answer=88, settings=SLIDER, points=2,
-            time_limit_seconds=30,
-        ),
-        await make_question(
-            db, quiz_id=quiz["id"], question_type="ordering", options=ITEMS, correct_answer=ORDER,
-            settings={"partial_credit": True}, points=4,
-        ),
-        await make_question(
-            db, quiz_id=quiz["id"], question_type="poll", correct_answer=None,
-            options=[{"id": "tea", "text": "Tea"}, {"id": "coffee", "text": "Coffee"}],
-        ),
-        await make_question(db, quiz_id=quiz["id"], question_type="word_cloud", options=[], correct_answer=None),
+    specs: list[dict[str, Any]] = [
+        {"question_type": "slider", "options": [], "correct_answer": 88, "settings": SLIDER, "points": 2,
+         "time_limit_seconds": 30},
+        {"question_type": "ordering", "options": ITEMS, "correct_answer": ORDER, "settings": {"partial_credit": True},
+         "points": 4},
+        {"question_type": "poll", "correct_answer": None,
+         "options": [{"id": "tea", "text": "Tea"}, {"id": "coffee", "text": "Coffee"}]},
+        {"question_type": "word_cloud", "options": [], "correct_answer": None},
     ]  # fmt: skip
+    made = [await make_question(db, quiz_id=quiz["id"], **spec) for spec in specs[:count]]
     async with db.transaction() as conn:
         session = await conn.fetch_one(
             insert(live_sessions)
