@@ -103,7 +103,7 @@ async def test_a_game_with_each_new_question_type(instances: list[Instance], liv
     shown = [o["id"] for o in started["options"]]
     assert shown != ORDER and sorted(shown) == sorted(ORDER)
     assert [o["id"] for o in (await bob.next("question_started", NS))["options"]] == shown
-    for bad in (ORDER[:3], [*ORDER[:3], ORDER[0]], [*ORDER, "zz"], ORDER[:3] + ["zz"], []):
+    for bad in (ORDER[:3], [*ORDER[:3], ORDER[0]], [*ORDER, "zz"], [*ORDER[:3], "zz"], []):
         assert code(await call(alice, "submit_answer", {"question_index": 1, "answer": bad})) == "invalid_answer"
     assert (await call(alice, "submit_answer", {"question_index": 1, "answer": ORDER}))["ok"]
     swapped = [ORDER[0], ORDER[1], ORDER[3], ORDER[2]]
@@ -122,6 +122,11 @@ async def test_a_game_with_each_new_question_type(instances: list[Instance], liv
     await bob.next("question_started", NS)
     assert code(await call(alice, "submit_answer", {"question_index": 2, "answer": "milk"})) == "invalid_answer"
     assert (await call(alice, "submit_answer", {"question_index": 2, "answer": "tea"}))["ok"]
+    count = await host.next("answer_count", NS)
+    while (count["index"], count["answered"]) != (2, 1):  # earlier questions' counts carry no distribution
+        assert ("distribution" in count) is (count["index"] == 2)  # polls only
+        count = await host.next("answer_count", NS)
+    assert count == {"index": 2, "answered": 1, "players": 2, "distribution": {"tea": 1, "coffee": 0}}
     assert (await call(bob, "submit_answer", {"question_index": 2, "answer": "coffee"}))["ok"]
     ended = await host.next("question_ended", NS)
     assert ended == {"index": 2, "correct_answer": None, "distribution": {"tea": 1, "coffee": 1}}

@@ -35,15 +35,14 @@ def upgrade() -> None:
         "fk_quiz_questions_image_file_id_uploaded_files", "quiz_questions", "uploaded_files",
         ["image_file_id"], ["id"], ondelete="SET NULL",
     )  # fmt: skip
-    op.create_check_constraint(
-        "time_limit_seconds_range", "quiz_questions", "time_limit_seconds BETWEEN 5 AND 600"
-    )
+    op.create_check_constraint("time_limit_seconds_range", "quiz_questions", "time_limit_seconds BETWEEN 5 AND 600")
     op.alter_column("quiz_questions", "correct_answer", existing_type=postgresql.JSONB(), nullable=True)
     _types_check(NEW_TYPES)
 
 
 def downgrade() -> None:
-    op.execute(f"DELETE FROM quiz_questions WHERE question_type NOT IN ({', '.join(repr(t) for t in OLD_TYPES)})")
+    # The new types cannot be stored without their columns: their questions go.
+    op.execute(sa.text("DELETE FROM quiz_questions WHERE question_type <> ALL(:old)").bindparams(old=list(OLD_TYPES)))
     op.alter_column("quiz_questions", "correct_answer", existing_type=postgresql.JSONB(), nullable=False)
     _types_check(OLD_TYPES)
     op.drop_constraint("time_limit_seconds_range", "quiz_questions", type_="check")

@@ -153,7 +153,7 @@ class SessionActor:
         index = s.question_index if s.state == State.QUESTION else -1
         tick = await self.store.tick(self.keys, index)
         self.now, self.real_now = self._clock(tick.now), tick.real_now
-        await self._apply(machine.Tick(tick.answered, tick.connected, tick.everyone_answered))
+        await self._apply(machine.Tick(tick.answered, tick.connected, tick.everyone_answered, tick.tallies))
         for message in await self._mail(messages):
             await self._apply(message)
         since = self.now.ms - self.presence_checked_at

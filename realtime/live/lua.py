@@ -103,6 +103,10 @@ end
 local key = ARGV[1] .. 'answers:' .. current
 if redis.call('HSETNX', key, pid, now .. ':' .. ARGV[4]) == 0 then return {'err', 'already_answered'} end
 if redis.call('HLEN', key) == 1 then redis.call('PEXPIRE', key, ARGV[7]) end
+if qtype == 'poll' then
+  local tallies = ARGV[1] .. 'tallies:' .. current
+  if redis.call('HINCRBY', tallies, answer, 1) == 1 then redis.call('PEXPIRE', tallies, ARGV[7]) end
+end
 return {'ok', now}
 """
 )
@@ -186,9 +190,9 @@ return {
 )
 
 # The owner's periodic look at a running question (and at presence).
-# KEYS: answers of the current question, online, clock
+# KEYS: answers of the current question, online, clock, its tallies (a poll's counts so far)
 # ARGV: use test clock
-# -> {now, answered, connected, every connected player answered (0/1), real now}
+# -> {now, answered, connected, every connected player answered (0/1), real now, tallies (HGETALL)}
 TICK = (
     PRELUDE
     + """
@@ -203,7 +207,7 @@ if connected > 0 and answered >= connected then
     if redis.call('HEXISTS', KEYS[1], pid) == 0 then everyone = 0; break end
   end
 end
-return {now, answered, connected, everyone, present}
+return {now, answered, connected, everyone, present, redis.call('HGETALL', KEYS[4])}
 """
 )
 

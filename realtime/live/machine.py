@@ -36,7 +36,7 @@ from typing import Any
 
 from lms.live import questions, scoring
 from lms.quizzes.grading import fraction
-from lms.quizzes.question_types import SLIDER, UNGRADED, public_settings
+from lms.quizzes.question_types import POLL, SLIDER, UNGRADED, public_settings
 from realtime.live.errors import LiveError
 
 SNAPSHOT_VERSION = 1
@@ -155,6 +155,7 @@ class Counts:
     count_sent_at: float = float("-inf")
     answers_sent: tuple[int, int] | None = None
     answers_sent_at: float = float("-inf")
+    tallies: dict[str, int] = field(default_factory=dict)
 
 
 # Snapshot fields kept in Redis (the ``snap`` key, JSON): the same document as before the machine.
@@ -315,6 +316,7 @@ class Tick:
     answered: int
     connected: int
     everyone_answered: bool
+    tallies: dict[str, int] = field(default_factory=dict)  # a poll's answers so far
 
 
 @dataclass(frozen=True)
@@ -553,6 +555,7 @@ def _tick(snap: Snapshot, tick: Tick, now: Now) -> None:
     if snap.state == State.QUESTION:
         counts.answered = tick.answered
         counts.everyone_answered = tick.everyone_answered
+        counts.tallies = tick.tallies
     if tick.connected != counts.connected:
         counts.connected = tick.connected
         counts.count_due = True
@@ -583,7 +586,13 @@ def _answer_count(snap: Snapshot, now: Now, out: list[Effect]) -> None:
     if sent == counts.answers_sent or now.monotonic - counts.answers_sent_at < interval:
         return
     counts.answers_sent, counts.answers_sent_at = sent, now.monotonic
-    out.append(Emit("hosts", "answer_count", {"index": snap.question_index, "answered": sent[0], "players": sent[1]}))
+    data: dict[str, Any] = {"index": snap.question_index, "answered": sent[0], "players": sent[1]}
+    question = snap.questions[snap.question_index]
+    if question.question_type == POLL:  # shown live: every option, zeros included
+        data["distribution"] = questions.distribution(POLL, question.options, ()) | {
+            k: v for k, v in counts.tallies.items() if any(o["id"] == k for o in question.options)
+        }
+    out.append(Emit("hosts", "answer_count", data))
 
 
 def _counts(snap: Snapshot, now: Now, out: list[Effect]) -> None:

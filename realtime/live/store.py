@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import orjson
@@ -69,6 +69,8 @@ class Tick:
     everyone_answered: bool
     # Redis TIME even when a test froze ``now``: presence expiries are real time.
     real_now: int
+    # A poll's answers counted so far (empty for other questions).
+    tallies: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -405,10 +407,12 @@ class LiveStore:
         return [(_text(mid), {_text(k): _text(v) for k, v in fields.items()}) for mid, fields in entries]
 
     async def tick(self, keys: SessionKeys, question_index: int) -> Tick:
-        now, answered, connected, everyone, real_now = await self._tick(
-            keys=[keys.answers(question_index), keys.online, keys.clock], args=[self.test_clock]
+        now, answered, connected, everyone, real_now, flat = await self._tick(
+            keys=[keys.answers(question_index), keys.online, keys.clock, keys.tallies(question_index)],
+            args=[self.test_clock],
         )
-        return Tick(int(now), int(answered), int(connected), bool(int(everyone)), int(real_now))
+        tallies = {_text(flat[i]): int(flat[i + 1]) for i in range(0, len(flat), 2)}
+        return Tick(int(now), int(answered), int(connected), bool(int(everyone)), int(real_now), tallies)
 
     async def answers(self, keys: SessionKeys, question_index: int) -> dict[str, RecordedAnswer]:
         raw = await self.redis.hgetall(keys.answers(question_index))
@@ -436,7 +440,7 @@ def chunked_hset(key: str, mapping: dict[str, str]) -> list[list[Any]]:
     commands: list[list[Any]] = []
     for start in range(0, len(items), MAX_PAIRS_PER_COMMAND):
         command: list[Any] = ["HSET", key]
-        for field, value in items[start : start + MAX_PAIRS_PER_COMMAND]:
-            command += [field, value]
+        for name, value in items[start : start + MAX_PAIRS_PER_COMMAND]:
+            command += [name, value]
         commands.append(command)
     return commands
