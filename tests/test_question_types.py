@@ -21,6 +21,7 @@ from lms.quizzes.authoring import QuestionInvalid, prepare
 from lms.quizzes.grading import GradableQuestion, answer_shape_error, fold_text, fraction, grade, is_correct
 from lms.quizzes.question_types import SliderSettings, shuffled_items
 from lms.quizzes.schemas import QuestionVideo
+from realtime.live.namespace import SubmitAnswer
 from tests.builders import make_quiz, make_quiz_course, make_quiz_enrollment, signed_in
 
 Client = TestClient  # type: ignore[type-arg]
@@ -420,3 +421,31 @@ async def test_a_kahoot_sheet_time_limit_is_stored(client: Client, db: Database)
     response = await client.post(f"/api/v1/quizzes/{quiz['id']}/import", data=form, headers=headers)
     assert response.status == 201, await response.text()
     assert (await response.json())["questions"][0]["time_limit_seconds"] == 45
+
+
+async def test_the_openapi_document_describes_the_new_types(client: Client, db: Database) -> None:
+    document = await (await client.get("/api/v1/openapi.json")).json()
+    schemas = document["components"]["schemas"]
+    create = schemas["QuizQuestionCreate"]["properties"]
+    assert "slider" in create["question_type"]["description"] and "word_cloud" in create["question_type"]["description"]
+    assert "zero_at" in create["settings"]["description"] and "partial_credit" in create["settings"]["description"]
+    assert "is_public" in create["image_file_id"]["description"]
+    assert "instead of the session" in create["time_limit_seconds"]["description"]
+    assert set(schemas["QuestionVideo"]["properties"]) == {"url", "start_seconds", "end_seconds"}
+    assert "null" in json.dumps(schemas["AttemptQuestionResult"]["properties"]["is_correct"])
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(answer=JSON)
+def test_the_live_answer_payload_takes_text_ids_or_finite_numbers_only(answer: Any) -> None:
+    try:
+        parsed = SubmitAnswer.model_validate({"question_index": 0, "answer": answer})
+    except ValidationError:
+        return
+    value = parsed.answer
+    if isinstance(value, float):
+        assert math.isfinite(value) and not isinstance(answer, bool)
+    elif isinstance(value, list):
+        assert all(isinstance(v, str) for v in value) and len(value) <= 100
+    else:
+        assert isinstance(value, str) and len(value) <= 2000

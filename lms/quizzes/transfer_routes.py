@@ -67,6 +67,7 @@ class PreviewQuestion(BaseModel):
     question_type: str
     options: list[QuizOption]
     correct_answer: JsonValue = Field(description="In stored form (option ids, true/false, accepted answers).")
+    settings: dict[str, JsonValue] | None = Field(default=None, description="Per type (slider, ordering).")
     points: float
     explanation: str | None
     time_limit_seconds: int | None = Field(
@@ -200,7 +201,8 @@ def _preview(parsed: Parsed) -> ImportPreview:
             PreviewQuestion(
                 row=item.row, text=item.question.text, question_type=item.question.question_type,
                 options=[QuizOption.model_validate(o) for o in stored["options"]],
-                correct_answer=stored["correct_answer"], points=float(item.question.points),
+                correct_answer=stored["correct_answer"], settings=stored["settings"],
+                points=float(item.question.points),
                 explanation=item.question.explanation, time_limit_seconds=item.time_limit_seconds,
             )
         )  # fmt: skip
