@@ -77,6 +77,9 @@
     options = q.options || [];
     $("q-number").textContent = "Question " + (q.index + 1) + " of " + q.total;
     $("q-text").textContent = q.text;
+    var image = q.media && q.media.image_url;
+    $("q-image").hidden = !image;
+    if (image) $("q-image").src = image; else $("q-image").removeAttribute("src");
     var box = $("q-options");
     box.textContent = "";
     options.forEach(function (o) {
