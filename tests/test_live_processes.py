@@ -120,9 +120,10 @@ async def test_javascript_players_play_a_game_across_two_processes(two_servers: 
     await until_up(b.url)
     game = await live_game(db, questions=2)
     host = await connect(a.url, await token(a.url, game["teacher"]["email"]))
+    # Host first: a player who joined before the host's room existed would send a player_joined nobody sees.
+    assert (await call(host, "host_session", {"session_id": game["id"]}))["ok"]
     players = [await NodeScript.start("live_player.js", s.url, game["pin"], f"JS {n}") for n, s in enumerate((a, b))]
     try:
-        assert (await call(host, "host_session", {"session_id": game["id"]}))["ok"]
         for _ in players:
             await while_running(host.next("player_joined", NS, timeout=30), players)
         assert (await call(host, "start_session"))["ok"]
