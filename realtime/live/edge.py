@@ -6,6 +6,7 @@ the same code serves Socket.IO and the tests of the actor.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import secrets
@@ -180,11 +181,16 @@ def text_check(answer: Any, config: LiveSettings) -> str:
     if not isinstance(answer, str) or len(answer) > WORD_CLOUD_MAX_LENGTH:
         return "0"
     try:
-        # The one deny-list check; word-cloud answers may be longer than a nickname.
-        clean_nickname(answer, config.model_copy(update={"nickname_max_length": WORD_CLOUD_MAX_LENGTH}))
+        clean_nickname(answer, _word_cloud_rules(config))  # the one deny-list check
     except LiveError as err:
         return "1" if err.code == "nickname_not_allowed" else "2"
     return "0"
+
+
+@functools.lru_cache(maxsize=8)
+def _word_cloud_rules(config: LiveSettings) -> LiveSettings:
+    """The nickname rules with room for a word-cloud answer (longer than a nickname may be)."""
+    return config.model_copy(update={"nickname_max_length": WORD_CLOUD_MAX_LENGTH})
 
 
 async def submit_answer(rt: LiveRuntime, session_id: str, player_id: str, question_index: int, answer: Any) -> int:
