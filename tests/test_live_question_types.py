@@ -122,12 +122,13 @@ async def test_a_game_with_each_new_question_type(instances: list[Instance], liv
     frames.append(await alice.next("question_started", NS))
     await bob.next("question_started", NS)
     assert code(await call(alice, "submit_answer", {"question_index": 2, "answer": "milk"})) == "invalid_answer"
-    # The same answer sent five times at once (a retry storm) is recorded, and counted, once.
+    # The same answer sent three times at once (a retry storm) is recorded, and counted, once.
     acks = await asyncio.gather(
-        *(call(alice, "submit_answer", {"question_index": 2, "answer": "tea"}) for _ in range(5))
+        *(call(alice, "submit_answer", {"question_index": 2, "answer": "tea"}) for _ in range(3))
     )
-    assert sorted(a["ok"] for a in acks) == [False] * 4 + [True]
-    assert {code(a) for a in acks if not a["ok"]} == {"already_answered"}
+    assert sorted(a["ok"] for a in acks) == [False, False, True]
+    # (or refused by the per-connection token bucket, which counts the earlier bad answers too)
+    assert {code(a) for a in acks if not a["ok"]} <= {"already_answered", "rate_limited"}
     count = await host.next("answer_count", NS)
     while (count["index"], count["answered"]) != (2, 1):  # earlier questions' counts carry no distribution
         assert ("distribution" in count) is (count["index"] == 2)  # polls only
