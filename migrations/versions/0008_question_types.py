@@ -1,6 +1,6 @@
 """question types: slider, ordering, poll, word cloud; per-question settings, media and time limit
 
-Revision ID: 0008_question_types
+Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-02 05:00:00
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0008_question_types"
+revision: str = "0008"
 down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
