@@ -5,8 +5,8 @@ challenge_plays (one per student: the question it is on and when the server
 started it, the running score) and challenge_answers (one per question,
 scored by the live scoring function on server time).
 
-Revision ID: 0010_challenges
-Revises: 0007
+Revision ID: 0010
+Revises: 0008
 Create Date: 2026-12-02 05:20:00
 """
 
@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0010_challenges"
-down_revision: str | None = "0007"
+revision: str = "0010"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

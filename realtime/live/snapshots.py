@@ -29,10 +29,12 @@ def buttons_question(question: dict[str, Any]) -> dict[str, Any]:
     only the buttons to press (realtime/README.md, "Player view").
     """
     out = {k: v for k, v in question.items() if k != "text"}
+    # An ordering question's items are what the player arranges: they keep their texts.
+    keep_text = question.get("question_type") == "ordering"
     buttons = []
     for position, option in enumerate(question.get("options") or []):
         label, colour, shape = BUTTONS[position % len(BUTTONS)]
-        entry = {k: v for k, v in option.items() if k != "text"}
+        entry = {k: v for k, v in option.items() if k != "text" or keep_text}
         buttons.append(entry | {"label": label, "colour": colour, "shape": shape})
     out["options"] = buttons
     out["player_view"] = "buttons"
