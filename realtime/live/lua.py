@@ -116,7 +116,7 @@ return {'ok', now}
 # expiry in the future) and those who left or lost their instance less than
 # the resume grace ago (they may come back with their token); kicked players
 # are not in `online`. A returning player is never refused for capacity.
-# A banned player's token or account is refused; a kicked (not banned) one joins anew.
+# A banned player's token or account is refused (the protocol's 'kicked' code); a kicked (not banned) one joins anew.
 # With names assigned by the host (gate `names`), only a generated nickname joins anew.
 # KEYS: gate, players, nicks, users, tokens, kicked, online, mailbox, banned
 # ARGV: presented token hash ('' if none), new token hash, user id ('' for guests), new player id,
@@ -136,7 +136,7 @@ if not pid and ARGV[3] ~= '' then
   pid = redis.call('HGET', KEYS[4], ARGV[3])
   how = 'user'
 end
-if pid and redis.call('SISMEMBER', KEYS[9], pid) == 1 then return {'err', 'banned'} end
+if pid and redis.call('SISMEMBER', KEYS[9], pid) == 1 then return {'err', 'kicked'} end
 if pid and redis.call('SISMEMBER', KEYS[6], pid) == 1 then pid = false end
 if pid then
   if how == 'user' then redis.call('HSET', KEYS[5], ARGV[2], pid) end

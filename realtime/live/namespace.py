@@ -240,7 +240,7 @@ class LiveNamespace(EventNamespace):
 
     async def _on_join_session(self, sid: str, peer: Peer, payload: JoinSession) -> dict[str, Any]:
         if peer.banned:
-            raise LiveError("banned")
+            raise LiveError("kicked")
         if peer.player_pin is not None:
             return await self._join_again(sid, peer, payload)
         await self.guesses.check(peer.address)

@@ -76,7 +76,7 @@
     if (playerToken) payload.player_token = playerToken;
     var ack = await L.call(socket, "join_session", payload);
     if (!ack.ok) {
-      if (playerToken && (ack.error.code === "kicked" || ack.error.code === "banned")) sessionStorage.removeItem(storageKey(pin));
+      if (playerToken && (ack.error.code === "kicked")) sessionStorage.removeItem(storageKey(pin));
       joined = null;
       $("join-error").textContent = ack.error.message;
       L.show("join");
