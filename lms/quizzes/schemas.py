@@ -13,7 +13,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, JsonValue, PlainSerializer, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    PlainSerializer,
+    StrictBool,
+    field_validator,
+)
 
 from lms.api.pagination import PageQuery
 from lms.tables import AttemptStatus, QuestionType, QuizType
@@ -149,6 +158,9 @@ class QuizQuestionCreate(BaseModel):
         "true_false: true or false; short_answer: an accepted answer or a list of them."
     )
     points: Points = Decimal(1)
+    double_points: StrictBool = Field(
+        default=False, description="Live sessions award this question twice its points (every scoring mode)."
+    )
     explanation: str | None = Field(default=None, max_length=10_000)
     order: int | None = Field(default=None, ge=0, le=100_000, description="Position in the quiz; default: last.")
 
@@ -162,11 +174,14 @@ class QuizQuestionUpdate(BaseModel):
     options: list[QuizOptionIn] | None = Field(default=None, max_length=50)
     correct_answer: JsonValue = None
     points: Points | None = None
+    double_points: StrictBool | None = Field(default=None, description="Live sessions award it twice its points.")
     explanation: str | None = Field(default=None, max_length=10_000)
     order: int | None = Field(default=None, ge=0, le=100_000)
 
     _text = field_validator("text")(_not_blank)
-    _required = field_validator("text", "question_type", "options", "correct_answer", "points", "order")(_not_null)
+    _required = field_validator(
+        "text", "question_type", "options", "correct_answer", "points", "double_points", "order"
+    )(_not_null)
 
 
 class QuizQuestionOut(BaseModel):
@@ -180,6 +195,7 @@ class QuizQuestionOut(BaseModel):
     options: list[QuizOption]
     correct_answer: JsonValue
     points: Number
+    double_points: bool = Field(description="Live sessions award it twice its points.")
     explanation: str | None
     order: int = Field(validation_alias=AliasChoices("order", "position"))
     created_at: datetime

@@ -76,7 +76,10 @@ class LeaseLost(Exception):
 
 def player_from(pid: str, info: dict[str, Any]) -> Player:
     user = info.get("user_id")
-    return Player(pid, str(info.get("nickname", "")), str(user) if user else None, int(info.get("joined_at", 0)))
+    team = info.get("team")  # the team picked when joining (team mode)
+    player = Player(pid, str(info.get("nickname", "")), str(user) if user else None, int(info.get("joined_at", 0)))
+    player.team = team if isinstance(team, int) and not isinstance(team, bool) else None
+    return player
 
 
 class SessionActor:
@@ -203,7 +206,7 @@ class SessionActor:
             Question(
                 id=str(r["id"]), text=r["question_text"], question_type=r["question_type"],
                 options=scoring.public_options(r["question_type"], r["options"]), correct_answer=r["correct_answer"],
-                points=Decimal(r["points"]),
+                points=Decimal(r["points"]), double_points=bool(r["double_points"]),
             )
             for r in rows
         ]  # fmt: skip
@@ -235,6 +238,7 @@ class SessionActor:
             if pid in snap.players:
                 p = snap.players[pid]
                 p.score, p.streak, p.correct, p.rank = entry["score"], entry["streak"], entry["correct"], entry["rank"]
+                p.team = entry.get("team") or p.team
         for pid in state.kicked:
             if pid in snap.players and snap.players[pid].kicked_at is None:
                 snap.players[pid].kicked_at = now_ms
@@ -387,7 +391,7 @@ class SessionActor:
         host = host_snapshot(
             common,
             players={pid: {"nickname": p.nickname} for pid, p in s.players.items()},
-            scores={pid: {"score": p.score} for pid, p in s.players.items()},
+            scores={pid: {"score": p.score, "team": p.team} for pid, p in s.players.items()},
             connected=s.connected,
             kicked={pid for pid, p in s.players.items() if not p.active},
             answer_count=s.counts.answered,
@@ -434,6 +438,7 @@ class SessionActor:
             {
                 "id": p.id, "user_id": p.user_id, "nickname": p.nickname, "joined_at": iso(p.joined_at),
                 "score": p.score, "rank": p.rank, "correct_count": p.correct, "kicked_at": iso(p.kicked_at),
+                "team": p.team,
             }
             for p in s.players.values()
         ]  # fmt: skip
@@ -454,6 +459,7 @@ class SessionActor:
         document = {
             "questions": [{k: v for k, v in r.items() if k not in ("started_at", "deadline")} for r in s.results],
             "leaderboard": machine.top(s) if final else None,
+            "teams": s.team_board() if final and s.team_count else None,
             "ended_reason": s.ended_reason,
         }
         session_id = uuid.UUID(self.session_id)

@@ -34,6 +34,7 @@ from enum import StrEnum
 from typing import Any
 
 from lms.live import scoring
+from lms.live.scoring import ScoringRules
 from lms.quizzes.grading import is_correct
 from realtime.live.errors import LiveError
 
@@ -85,6 +86,7 @@ class Question:
     options: list[dict[str, str]]
     correct_answer: Any
     points: Decimal
+    double_points: bool = False
 
     def public(self, index: int, total: int, time_limit_ms: int) -> dict[str, Any]:
         return {
@@ -104,13 +106,16 @@ class Player:
     correct: int = 0
     rank: int | None = None
     kicked_at: int | None = None
+    team: int | None = None  # team mode: 1..team_count
 
     @property
     def active(self) -> bool:
         return self.kicked_at is None
 
     def scores(self) -> dict[str, Any]:
-        return {"score": self.score, "streak": self.streak, "correct": self.correct, "rank": self.rank}
+        return {
+            "score": self.score, "streak": self.streak, "correct": self.correct, "rank": self.rank, "team": self.team,
+        }  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -156,7 +161,7 @@ PERSISTED = (
     "v", "id", "pin", "quiz_id", "quiz_title", "allow_guests", "time_limit_ms", "total_questions", "state",
     "question_index", "question", "started_at", "deadline", "locked", "advance_at", "reveal", "leaderboard",
     "ended", "mailbox_id", "scored_upto", "persisted_upto", "results", "last_activity", "ended_reason",
-    "persisted_end",
+    "persisted_end", "scoring", "team_count",
 )  # fmt: skip
 
 
@@ -189,6 +194,9 @@ class Snapshot:
     last_activity: int = 0
     ended_reason: str | None = None
     persisted_end: bool = False
+    # How points are awarded (lms.live.scoring.ScoringRules.public()) and the team count (None: no teams).
+    scoring: dict[str, Any] = field(default_factory=lambda: ScoringRules().public())
+    team_count: int | None = None
     # Not persisted as such: the quiz (from PostgreSQL), players (their own hashes), counts.
     rules: Rules = field(default_factory=Rules)
     questions: list[Question] = field(default_factory=list)
@@ -220,11 +228,19 @@ class Snapshot:
             id=str(session["id"]), pin=session["pin"], quiz_id=str(session["quiz_id"]),
             quiz_title=session["quiz_title"], allow_guests=session["allow_guests"],
             time_limit_ms=session["question_time_limit_seconds"] * 1000, total_questions=total_questions,
-            last_activity=now,
+            last_activity=now, scoring=scoring.ScoringRules.of(session).public(), team_count=session.get("team_count"),
         )  # fmt: skip
 
     def active(self) -> dict[str, Player]:
         return {pid: p for pid, p in self.players.items() if p.active}
+
+    def scoring_rules(self) -> ScoringRules:
+        return ScoringRules.of(self.scoring)
+
+    def team_board(self) -> list[dict[str, Any]]:
+        """The team leaderboard (empty without team mode): the average score of each team's active players."""
+        members = ((p.team, p.score) for p in self.players.values() if p.active)
+        return scoring.team_standings(self.team_count, members)
 
     def gate(self) -> dict[str, Any]:
         """What the answer and join scripts read (the ``gate`` hash)."""
@@ -484,7 +500,31 @@ def _arrived(snap: Snapshot, pid: str, out: list[Effect]) -> None:
         return
     snap.connected.add(pid)
     snap.counts.count_due = True
-    out.append(Emit("hosts", "player_joined", {"player_id": pid, "nickname": player.nickname}))
+    joined: dict[str, Any] = {"player_id": pid, "nickname": player.nickname}
+    if snap.team_count:
+        _place_in_team(snap, player, out)
+        joined["team"] = player.team
+    out.append(Emit("hosts", "player_joined", joined))
+
+
+def _place_in_team(snap: Snapshot, player: Player, out: list[Effect]) -> None:
+    """Team mode, on arrival: a player keeps the team it has (picked when joining, or earlier), else joins
+    the smallest one; either way the player and the hosts are told (``team_assigned``)."""
+    assert snap.team_count
+    team = player.team
+    if team is None or not 1 <= team <= snap.team_count:
+        others = (p.team for p in snap.players.values() if p.active and p is not player)
+        team = scoring.smallest_team(snap.team_count, others)
+    _set_team(snap, player, team, out)
+
+
+def _set_team(snap: Snapshot, player: Player, team: int, out: list[Effect]) -> None:
+    player.team = team
+    snap.changed = True
+    data = {"player_id": player.id, "team": team, "name": scoring.team_name(team)}
+    out.append(ScoresChanged(frozenset({player.id})))
+    out.append(Emit(f"player:{player.id}", "team_assigned", data))
+    out.append(Emit("hosts", "team_assigned", data | {"nickname": player.nickname}))
 
 
 def _left(snap: Snapshot, pid: str, out: list[Effect]) -> None:
@@ -527,6 +567,8 @@ def _run_command(snap: Snapshot, message: Command, now: Now, out: list[Effect]) 
         snap.locked = name == "lock_session"
     elif name == "kick_player":
         _kick(snap, str(message.args.get("player_id", "")), now, out)
+    elif name == "choose_team":
+        _choose_team(snap, str(message.args.get("player_id", "")), message.args.get("team"), out)
     else:
         raise LiveError("invalid_payload", f"Unknown command {name!r}.")
 
@@ -634,9 +676,13 @@ def _closed(snap: Snapshot, message: Closed, now: Now, out: list[Effect]) -> Non
     if snap.state != State.QUESTION or message.index != snap.question_index:
         raise RuntimeError("Closed for a question that is not open")
     for pid, player in message.players.items():
-        snap.players.setdefault(pid, player)
+        if pid not in snap.players:
+            snap.players[pid] = player
+            if snap.team_count and player.active:
+                _place_in_team(snap, player, out)
     index = message.index
     question = snap.questions[index]
+    rules = snap.scoring_rules()
     assert snap.started_at is not None
     results: dict[str, dict[str, Any]] = {}
     scored: dict[str, ScoredAnswer] = {}
@@ -647,23 +693,27 @@ def _closed(snap: Snapshot, message: Closed, now: Now, out: list[Effect]) -> Non
             continue
         recorded = message.answers.get(pid)
         correct = recorded is not None and is_correct(question.question_type, question.correct_answer, recorded.answer)
-        points = 0
+        points = bonus = 0
+        streak = player.streak + 1 if correct else 0
         if recorded is not None:
             answered.append(recorded.answer)
             elapsed = recorded.accepted_at - snap.started_at
-            points = scoring.points_for(
-                question.points, correct=correct, elapsed_ms=elapsed, time_limit_ms=snap.time_limit_ms
-            )
+            points, bonus = scoring.award(
+                question.points, correct=correct, elapsed_ms=elapsed, time_limit_ms=snap.time_limit_ms,
+                rules=rules, double=question.double_points, streak=streak,
+            )  # fmt: skip
             scored[pid] = ScoredAnswer(correct, points)
         player.score += points
-        player.streak = player.streak + 1 if correct else 0
+        player.streak = streak
         player.correct += int(correct)
         correct_count += int(correct)
-        results[pid] = {"index": index, "correct": correct, "points": points}
+        results[pid] = {"index": index, "correct": correct, "points": points, "streak_bonus": bonus}
     changed = set(results) | _rank(snap)
     for pid, result in results.items():
         player = snap.players[pid]
         result |= {"total_score": player.score, "rank": player.rank, "streak": player.streak}
+        if snap.team_count:
+            result["team"] = player.team
     reveal = {
         "index": index,
         "correct_answer": scoring.revealed_answer(question.question_type, question.correct_answer),
@@ -674,7 +724,7 @@ def _closed(snap: Snapshot, message: Closed, now: Now, out: list[Effect]) -> Non
             "index": index, "question_id": question.id, "text": question.text,
             "question_type": question.question_type, "correct_answer": reveal["correct_answer"],
             "distribution": reveal["distribution"], "answered": len(answered), "correct": correct_count,
-            "started_at": snap.started_at, "deadline": snap.deadline,
+            "double_points": question.double_points, "started_at": snap.started_at, "deadline": snap.deadline,
         }
     )  # fmt: skip
     _move(snap, State.REVEAL)
@@ -707,14 +757,20 @@ def _rank(snap: Snapshot) -> set[str]:
 def top(snap: Snapshot) -> list[dict[str, Any]]:
     active = [p for p in snap.players.values() if p.active]
     active.sort(key=lambda p: (p.rank or len(active) + 1, -p.score, p.nickname.lower()))
-    return [
+    listed = [
         {"player_id": p.id, "nickname": p.nickname, "score": p.score, "rank": p.rank}
         for p in active[: snap.rules.leaderboard_size]
     ]
+    if snap.team_count:
+        for entry, p in zip(listed, active, strict=False):
+            entry["team"] = p.team
+    return listed
 
 
 def _leaderboard(snap: Snapshot, now: Now, out: list[Effect]) -> None:
-    board = {"index": snap.question_index, "top": top(snap), "total_players": len(snap.active())}
+    board: dict[str, Any] = {"index": snap.question_index, "top": top(snap), "total_players": len(snap.active())}
+    if snap.team_count:
+        board["teams"] = snap.team_board()
     _move(snap, State.LEADERBOARD)
     snap.leaderboard, snap.advance_at = board, _advance_at(snap, State.LEADERBOARD, now)
     out.append(Emit("all", "leaderboard", board))
@@ -723,6 +779,21 @@ def _leaderboard(snap: Snapshot, now: Now, out: list[Effect]) -> None:
 def _advance_at(snap: Snapshot, state: State, now: Now) -> int | None:
     seconds = snap.rules.reveal_seconds if state == State.REVEAL else snap.rules.leaderboard_seconds
     return now.ms + int(seconds * 1000) if seconds > 0 else None
+
+
+def _choose_team(snap: Snapshot, player_id: str, team: Any, out: list[Effect]) -> None:
+    """A player picks a team, in the lobby only (teams stay fixed once the game has begun)."""
+    player = snap.players.get(player_id)
+    if player is None or not player.active:
+        raise LiveError("not_joined", "Join the session first.")
+    if not snap.team_count:
+        raise LiveError("no_teams", "This session is not played in teams.")
+    if snap.state != State.LOBBY:
+        raise LiveError("already_started", "Teams are chosen in the lobby, before the first question.")
+    if not isinstance(team, int) or isinstance(team, bool) or not 1 <= team <= snap.team_count:
+        raise LiveError("invalid_payload", f"A team is a number from 1 to {snap.team_count}.")
+    if player.team != team:
+        _set_team(snap, player, team, out)
 
 
 def _kick(snap: Snapshot, player_id: str, now: Now, out: list[Effect]) -> None:
@@ -751,6 +822,8 @@ def _end(snap: Snapshot, reason: str, now: Now, out: list[Effect]) -> None:
     if changed:
         out.append(ScoresChanged(frozenset(changed)))
     snap.ended = {"top": top(snap), "results_url": f"{snap.rules.results_base_url}/{snap.id}/results"}
+    if snap.team_count:
+        snap.ended["teams"] = snap.team_board()
     _move(snap, State.ENDED)
     snap.advance_at, snap.ended_reason = None, reason
     out.append(Persist(final=True))

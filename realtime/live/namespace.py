@@ -31,6 +31,7 @@ from pydantic import Field, StrictInt
 from lms.appkeys import CLIENT_IP
 from lms.auth.guards import Principal
 from lms.config import Settings
+from lms.live.scoring import MAX_TEAMS
 from lms.logs import bind_log_context
 from lms.quizzes.grading import MAX_CHOICES, MAX_SHORT_ANSWER_LENGTH
 from realtime.context import Realtime
@@ -67,6 +68,12 @@ class JoinSession(Payload):
     pin: str = Field(max_length=16)
     nickname: str | None = Field(default=None, max_length=200)
     player_token: str | None = Field(default=None, max_length=200)
+    # Team mode: the team to play in (1..team_count); omitted: the smallest team.
+    team: StrictInt | None = Field(default=None, ge=1, le=MAX_TEAMS)
+
+
+class ChooseTeam(Payload):
+    team: StrictInt = Field(ge=1, le=MAX_TEAMS)
 
 
 class SubmitAnswer(Payload):
@@ -126,6 +133,7 @@ class LiveNamespace(EventNamespace):
                 "join_session": EventSpec(JoinSession, self._on_join_session),
                 "submit_answer": EventSpec(SubmitAnswer, self._on_submit_answer),
                 "kick_player": EventSpec(KickPlayer, self._on_kick_player),
+                "choose_team": EventSpec(ChooseTeam, self._on_choose_team),
                 "start_session": EventSpec(Empty, self._on_start_session),
                 "next": EventSpec(Empty, self._on_next),
                 "lock_session": EventSpec(Empty, self._on_lock_session),
@@ -228,8 +236,9 @@ class LiveNamespace(EventNamespace):
         await self.guesses.check(peer.address)
         try:
             joined = await edge.join_session(
-                self.live, peer.principal, pin=payload.pin, nickname=payload.nickname, player_token=payload.player_token
-            )
+                self.live, peer.principal, pin=payload.pin, nickname=payload.nickname,
+                player_token=payload.player_token, team=payload.team,
+            )  # fmt: skip
         except LiveError as err:
             if err.code == "not_found":
                 await self.guesses.failed(peer.address)
@@ -265,6 +274,15 @@ class LiveNamespace(EventNamespace):
             self.live, peer.session_id, peer.player_id, payload.question_index, payload.answer
         )
         return ok(accepted_at=accepted)
+
+    async def _on_choose_team(self, sid: str, peer: Peer, payload: ChooseTeam) -> dict[str, Any]:
+        if peer.role != "player" or peer.session_id is None or peer.player_id is None:
+            raise LiveError("not_joined")
+        args = {"player_id": peer.player_id, "team": payload.team}
+        result = await self.live.command(peer.session_id, "choose_team", args, by=peer.player_id)
+        if result.get("ok"):
+            result = ok(team=payload.team)
+        return result
 
     async def _host_command(self, peer: Peer, name: str, args: dict[str, Any]) -> dict[str, Any]:
         if peer.role != "host" or peer.session_id is None or peer.principal is None:
