@@ -280,7 +280,7 @@ def _team_cells(player: Row, standings: dict[int, dict[str, Any]]) -> list[Any]:
 
 
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-SUMMARY_COLUMNS = ["rank", "nickname", "user_id", "player_id", "score", "correct_count", "kicked", "team"]
+SUMMARY_COLUMNS = ["rank", "nickname", "user_id", "player_id", "score", "correct_count", "kicked"]
 TEAM_COLUMNS = ["rank", "team", "name", "score", "members"]
 QUESTION_COLUMNS = ["nickname", "user_id", "player_id", "answer", "correct", "points", "response_time_ms"]
 
@@ -293,17 +293,24 @@ def results_sheets(session: Row, players: list[Row], answers: list[Row]) -> list
     summary: list[list[Any]] = [
         ["quiz", session["quiz_title"]], ["pin", session["pin"]], ["status", session["status"]],
         ["started_at", session["started_at"]], ["ended_at", session["ended_at"]],
-        ["questions_asked", len(asked)], ["players", len(players)],
-        ["scoring", rules.mode], ["streak_bonus", rules.streak_bonus_points > 0],
-        ["streak_bonus_points", rules.streak_bonus_points], ["team_count", session["team_count"]],
-        [], SUMMARY_COLUMNS,
+        ["questions_asked", len(asked)], ["players", len(players)], [],
+        SUMMARY_COLUMNS + (["team"] if session["team_count"] else []),
     ]  # fmt: skip
-    summary += [
-        [
-            p["rank"], p["nickname"], p["user_id"], p["id"], p["score"], p["correct_count"],
-            p["kicked_at"] is not None, p["team"],
+    for p in players:
+        row = [
+            p["rank"],
+            p["nickname"],
+            p["user_id"],
+            p["id"],
+            p["score"],
+            p["correct_count"],
+            p["kicked_at"] is not None,
         ]
-        for p in players
+        summary.append(row + ([p["team"]] if session["team_count"] else []))
+    # How the session scored: after the leaderboard, so that the rows above keep their places.
+    summary += [
+        [], ["scoring", rules.mode], ["streak_bonus", rules.streak_bonus_points > 0],
+        ["streak_bonus_points", rules.streak_bonus_points], ["team_count", session["team_count"]],
     ]  # fmt: skip
     sheets = [("Summary", summary)]
     standings = team_standings(session, players)
@@ -315,8 +322,7 @@ def results_sheets(session: Row, players: list[Row], answers: list[Row]) -> list
         rows: list[list[Any]] = [
             ["question", question.get("text")], ["question_type", question.get("question_type")],
             ["correct_answer", question.get("correct_answer")], ["answered", question.get("answered")],
-            ["correct", question.get("correct")], ["double_points", bool(question.get("double_points"))],
-            [], QUESTION_COLUMNS,
+            ["correct", question.get("correct")], [], QUESTION_COLUMNS,
         ]  # fmt: skip
         for player in players:
             answer = by_key.get((player["id"], question["index"]))
@@ -325,6 +331,8 @@ def results_sheets(session: Row, players: list[Row], answers: list[Row]) -> list
                 bool(answer and answer["is_correct"]), answer["points"] if answer else 0,
                 answer["response_time_ms"] if answer else None,
             ])  # fmt: skip
+        # Added after the rows, so that those above keep their places.
+        rows += [[], ["double_points", bool(question.get("double_points"))]]
         sheets.append((f"Q{question['index'] + 1}", rows))
     return sheets
 
@@ -332,14 +340,15 @@ def results_sheets(session: Row, players: list[Row], answers: list[Row]) -> list
 @routes.get("/api/v1/live-sessions/{id}/results.xlsx")
 @endpoint(
     summary="Results of a live session as an xlsx workbook: a summary sheet and one sheet per question",
-    description="Sheet `Summary`: the session (quiz, pin, status, times, counts, scoring mode, streak bonus, "
-    "team count), then the leaderboard ("
+    description="Sheet `Summary`: the session (quiz, pin, status, times, counts), then the leaderboard ("
     + ", ".join(SUMMARY_COLUMNS)
-    + "). Sheet `Teams` (team mode only): the team leaderboard ("
+    + ", and `team` in team mode), then how it scored (rows `scoring`, `streak_bonus`, `streak_bonus_points`, "
+    "`team_count`). "
+    "Sheet `Teams` (team mode only): the team leaderboard ("
     + ", ".join(TEAM_COLUMNS)
-    + "). Sheets `Q1`, `Q2` ..: the question (and whether it awarded double points), then one row per player ("
+    + "). Sheets `Q1`, `Q2` ..: the question, then one row per player ("
     + ", ".join(QUESTION_COLUMNS)
-    + "). The same data and access as `results.csv`; text that a spreadsheet would "
+    + "), then a `double_points` row. The same data and access as `results.csv`; text that a spreadsheet would "
     "run as a formula is prefixed with `'`.",
     errors=[404],
     guards=[host_live],

@@ -409,6 +409,7 @@ class ExportedQuestion(BaseModel):
     options: list[QuizOption]
     correct_answer: Any = Field(description="In stored form: option ids, true/false, or accepted answers.")
     points: Number
+    double_points: bool = Field(default=False, description="Live sessions award it twice its points.")
     explanation: str | None
 
 
@@ -435,7 +436,7 @@ def export_quiz(quiz: Any, questions: Iterable[Any]) -> QuizExport:
             ExportedQuestion(
                 text=q["question_text"], question_type=q["question_type"],
                 options=[QuizOption.model_validate(o) for o in q["options"]], correct_answer=q["correct_answer"],
-                points=Decimal(q["points"]), explanation=q["explanation"],
+                points=Decimal(q["points"]), double_points=bool(q.get("double_points")), explanation=q["explanation"],
             )
             for q in questions
         ],

@@ -179,7 +179,8 @@ async def import_questions(request: web.Request, query: ImportQuery) -> web.Resp
         rows = [
             await queries.create_question(
                 conn, quiz_id=quiz_id, question_text=question.text, question_type=question.question_type,
-                points=question.points, explanation=question.explanation, position=start + offset, **stored,
+                points=question.points, double_points=question.double_points, explanation=question.explanation,
+                position=start + offset, **stored,
             )
             for offset, (question, stored) in enumerate(prepared)
         ]  # fmt: skip

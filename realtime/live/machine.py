@@ -538,11 +538,11 @@ def _left(snap: Snapshot, pid: str, out: list[Effect]) -> None:
 
 def _command(snap: Snapshot, message: Command, now: Now, out: list[Effect]) -> None:
     try:
-        _run_command(snap, message, now, out)
+        extra = _run_command(snap, message, now, out)
     except LiveError as err:
         result: dict[str, Any] = {"ok": False, "error": {"code": err.code, "message": err.message}}
     else:
-        result = {"ok": True, "state": snap.state.value}
+        result = {"ok": True, "state": snap.state.value} | (extra or {})
     if message.request:
         reply = Reply(message.instance, message.request, result)
         if snap.closing is not None:  # answered once the question is scored, with the state it led to
@@ -551,7 +551,8 @@ def _command(snap: Snapshot, message: Command, now: Now, out: list[Effect]) -> N
             out.append(reply)
 
 
-def _run_command(snap: Snapshot, message: Command, now: Now, out: list[Effect]) -> None:
+def _run_command(snap: Snapshot, message: Command, now: Now, out: list[Effect]) -> dict[str, Any] | None:
+    """Carry out a command; what it returns is added to the reply."""
     name = message.name
     if snap.state == State.ENDED:
         raise LiveError("session_ended", "This session has ended.")
@@ -569,8 +570,11 @@ def _run_command(snap: Snapshot, message: Command, now: Now, out: list[Effect]) 
         _kick(snap, str(message.args.get("player_id", "")), now, out)
     elif name == "choose_team":
         _choose_team(snap, str(message.args.get("player_id", "")), message.args.get("team"), out)
+    elif name == "team_of":
+        return {"team": _team_of(snap, str(message.args.get("player_id", "")), out)}
     else:
         raise LiveError("invalid_payload", f"Unknown command {name!r}.")
+    return None
 
 
 def _tick(snap: Snapshot, tick: Tick, now: Now) -> None:
@@ -707,7 +711,9 @@ def _closed(snap: Snapshot, message: Closed, now: Now, out: list[Effect]) -> Non
         player.streak = streak
         player.correct += int(correct)
         correct_count += int(correct)
-        results[pid] = {"index": index, "correct": correct, "points": points, "streak_bonus": bonus}
+        results[pid] = {"index": index, "correct": correct, "points": points}
+        if rules.streak_bonus_points:
+            results[pid]["streak_bonus"] = bonus  # of those points
     changed = set(results) | _rank(snap)
     for pid, result in results.items():
         player = snap.players[pid]
@@ -794,6 +800,16 @@ def _choose_team(snap: Snapshot, player_id: str, team: Any, out: list[Effect]) -
         raise LiveError("invalid_payload", f"A team is a number from 1 to {snap.team_count}.")
     if player.team != team:
         _set_team(snap, player, team, out)
+
+
+def _team_of(snap: Snapshot, player_id: str, out: list[Effect]) -> int | None:
+    """The player's team (placed now if it arrived unseen): what the edge adds to a join's ack."""
+    player = snap.players.get(player_id)
+    if player is None or not player.active:
+        raise LiveError("not_joined", "Join the session first.")
+    if snap.team_count and player.team is None:
+        _place_in_team(snap, player, out)
+    return player.team
 
 
 def _kick(snap: Snapshot, player_id: str, now: Now, out: list[Effect]) -> None:

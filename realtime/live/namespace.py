@@ -246,8 +246,20 @@ class LiveNamespace(EventNamespace):
         await self._enter(sid, peer, joined.session_id, "player", joined.player_id)
         peer.nickname = joined.nickname
         peer.player_pin, peer.player_token = payload.pin, joined.player_token
+        await self._with_team(joined.session, joined.player_id)
         await self._state_to(sid, joined.session)
         return ok(player_id=joined.player_id, player_token=joined.player_token, session=joined.session)
+
+    async def _with_team(self, session: dict[str, Any], player_id: str) -> None:
+        """Team mode: the join's ack names the player's team, which the session's owner decides (balancing
+        needs the one writer). Asked once per join; if the owner does not answer in time (a takeover), the
+        ack says ``team: null`` and ``team_assigned`` follows."""
+        me = session.get("me")
+        if not session.get("teams") or me is None or me.get("team") is not None:
+            return
+        result = await self.live.command(session["id"], "team_of", {"player_id": player_id}, by=player_id)
+        if result.get("ok"):
+            me["team"] = result.get("team")
 
     async def _join_again(self, sid: str, peer: Peer, payload: JoinSession) -> dict[str, Any]:
         """One connection, one player: the same join again (a retry) gets the same player; any other is refused."""
