@@ -418,3 +418,45 @@ def test_join_session_stays_compatible_and_double_points_is_authored_strictly() 
             QuizQuestionCreate.model_validate(question | {"double_points": bad})
     with pytest.raises(ValidationError):
         QuizQuestionUpdate.model_validate({"double_points": None})
+
+
+def test_the_host_sets_or_ends_team_mode_in_the_lobby() -> None:
+    play = Play(snapshot())
+    for pid in ("ann", "bob", "cat"):
+        play.join(pid)
+    effects = play.command("set_teams", team_count=2)
+    assert play.reply(effects) == {"ok": True, "state": "lobby"}
+    assert play.emitted(effects, "teams_changed")[0].data == {
+        "team_count": 2, "teams": [{"team": 1, "name": "Red"}, {"team": 2, "name": "Blue"}],
+    }  # fmt: skip
+    assert any(isinstance(e, machine.TeamsChanged) and e.team_count == 2 for e in effects)
+    assert {pid: p.team for pid, p in play.snap.players.items()} == {"ann": 1, "bob": 2, "cat": 1}
+    assert {e.data["player_id"]: e.data["team"] for e in play.emitted(effects, "team_assigned") if e.to == "hosts"} == {
+        "ann": 1, "bob": 2, "cat": 1,
+    }  # fmt: skip
+    play.join("dan")  # a later player: the smallest team
+    assert play.snap.players["dan"].team == 2
+    for bad in (1, 11, 0, "2", True, 2.0):
+        assert play.reply(play.command("set_teams", team_count=bad))["error"]["code"] == "invalid_payload"
+    effects = play.command("set_teams", team_count=None)
+    assert play.snap.team_count is None and all(p.team is None for p in play.snap.players.values())
+    assert play.emitted(effects, "teams_changed")[0].data == {"team_count": None, "teams": []}
+    play.command("set_teams", team_count=3)
+    play.command("start_session")
+    assert play.reply(play.command("set_teams", team_count=2))["error"]["code"] == "already_started"
+    assert play.snap.team_count == 3
+
+
+@given(count=st.one_of(st.integers(min_value=-(10**20), max_value=10**20), st.text(max_size=4), st.floats()))
+def test_set_teams_takes_a_count_in_range_or_null(count: Any) -> None:
+    from realtime.live.namespace import SetTeams
+
+    valid = type(count) is int and scoring.MIN_TEAMS <= count <= scoring.MAX_TEAMS
+    if valid:
+        assert SetTeams.model_validate({"team_count": count}).team_count == count
+    else:
+        with pytest.raises(ValidationError):
+            SetTeams.model_validate({"team_count": count})
+    assert SetTeams.model_validate({"team_count": None}).team_count is None
+    with pytest.raises(ValidationError):
+        SetTeams.model_validate({})

@@ -85,6 +85,21 @@ async def test_a_game_per_scoring_mode_over_real_clients(two_servers: list[Serve
             players = [await join(server, session["pin"], f"{mode} {n}") for n, server in enumerate((a, b))]
             clients += [client for client, _ in players]
             assert players[0][1]["session"]["scoring"]["mode"] == mode
+            if mode == "kahoot_like":  # teams can also be set in the lobby, by the host only
+                refusal = await call(players[0][0], "set_teams", {"team_count": 2})
+                assert refusal["ok"] is False and refusal["error"]["code"] == "forbidden"
+                for bad in (1, 11, "2", None):
+                    refusal = await call(host, "set_teams", {"team_count": bad} if bad is not None else {})
+                    assert refusal["error"]["code"] == "invalid_payload", refusal
+                assert (await call(host, "set_teams", {"team_count": 2})) == {"ok": True, "state": "lobby"}
+                for client, _ in players:
+                    changed = await client.next("teams_changed", NS, timeout=30)
+                    assert changed == {
+                        "team_count": 2,
+                        "teams": [{"team": 1, "name": "Red"}, {"team": 2, "name": "Blue"}],
+                    }
+                picked = [(await call(client, "sync"))["session"]["me"]["team"] for client, _ in players]
+                assert sorted(picked) == [1, 2]
             assert (await call(host, "start_session"))["ok"]
             for client, _ in players:
                 await client.next("question_started", NS, timeout=30)
@@ -101,13 +116,20 @@ async def test_a_game_per_scoring_mode_over_real_clients(two_servers: list[Serve
             status, raw = await rest(a, access, f"/api/v1/live-sessions/{session['id']}/results")
             assert status == 200
             results = json.loads(raw)
-            assert results["scoring"]["mode"] == mode and results["teams"] == []
+            assert results["scoring"]["mode"] == mode
+            if mode == "kahoot_like":
+                assert results["team_count"] == 2
+                by_team = {t["team"]: t for t in results["teams"]}
+                assert by_team[picked[0]]["score"] == right_result["points"] and by_team[picked[1]]["score"] == 0
+            else:
+                assert results["teams"] == [] and results["team_count"] is None
             scores = {e["nickname"]: e["score"] for e in results["leaderboard"]}
             assert scores == {f"{mode} 0": right_result["points"], f"{mode} 1": 0}
             status, raw = await rest(b, access, f"/api/v1/live-sessions/{session['id']}/results.csv")
             rows = list(csv.DictReader(io.StringIO(raw.decode())))
             assert status == 200 and {r["scoring"] for r in rows} == {mode}
-            assert {r["team"] for r in rows} == {""} and {r["double_points"] for r in rows} == {"false"}
+            assert {r["team"] for r in rows} == ({"1", "2"} if mode == "kahoot_like" else {""})
+            assert {r["double_points"] for r in rows} == {"false"}
     finally:
         await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
 

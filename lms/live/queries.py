@@ -164,6 +164,10 @@ async def mark_running(conn: Connection, session_id: uuid.UUID) -> None:
     )
 
 
+async def set_team_count(conn: Connection, session_id: uuid.UUID, team_count: int | None) -> None:
+    await conn.execute(update(live_sessions).where(live_sessions.c.id == session_id).values(team_count=team_count))
+
+
 def _recordset(name: str, *columns: Any) -> Any:
     return (
         func.jsonb_to_recordset(cast(bindparam(name, type_=Text), JSONB))

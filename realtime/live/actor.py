@@ -52,6 +52,7 @@ from realtime.live.machine import (
     ScoresChanged,
     Snapshot,
     State,
+    TeamsChanged,
     iso,
 )
 from realtime.live.snapshots import common_snapshot, host_snapshot, me_entry
@@ -239,6 +240,9 @@ class SessionActor:
                 p = snap.players[pid]
                 p.score, p.streak, p.correct, p.rank = entry["score"], entry["streak"], entry["correct"], entry["rank"]
                 p.team = entry.get("team") or p.team
+        if not snap.team_count:  # no teams (any more: the host may have ended team mode in the lobby)
+            for p in snap.players.values():
+                p.team = None
         for pid in state.kicked:
             if pid in snap.players and snap.players[pid].kicked_at is None:
                 snap.players[pid].kicked_at = now_ms
@@ -325,6 +329,8 @@ class SessionActor:
             self.commands.append(["PEXPIRE", self.keys.scored(effect.index), self.store.ttl_ms])
         elif isinstance(effect, MarkRunning):
             await self._mark_running()
+        elif isinstance(effect, TeamsChanged):
+            await self._save_team_count(effect.team_count)
         elif isinstance(effect, Persist):
             self.persist_due = effect.final or bool(self.persist_due)
         elif isinstance(effect, Finished):
@@ -349,6 +355,14 @@ class SessionActor:
                 await queries.mark_running(conn, uuid.UUID(self.session_id))
         except DatabaseError:
             log.warning("live session %s: could not mark it running (it will be at the end)", self.session_id)
+
+    async def _save_team_count(self, team_count: int | None) -> None:
+        """Kept in PostgreSQL at once: joins check a picked team against it, the results read it."""
+        try:
+            async with self.rt.db.transaction() as conn:
+                await queries.set_team_count(conn, uuid.UUID(self.session_id), team_count)
+        except DatabaseError:
+            log.warning("live session %s: could not store the team count (it will be at the end)", self.session_id)
 
     # -- committing and publishing ------------------------------------------
 
@@ -470,6 +484,8 @@ class SessionActor:
             if final:
                 await queries.mark_running(conn, session_id)
             await queries.save_results(conn, session_id, document, ended=final)
+            if final:
+                await queries.set_team_count(conn, session_id, s.team_count)
         log.debug(
             "live session %s: saved %d players, %d answers in %.1f ms",
             self.session_id, len(rows), len(answers), (time.perf_counter() - started) * 1000,

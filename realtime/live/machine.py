@@ -416,6 +416,13 @@ class MarkRunning:
 
 
 @dataclass(frozen=True)
+class TeamsChanged:
+    """The host changed the team count in the lobby: store it in PostgreSQL (the results read it there)."""
+
+    team_count: int | None
+
+
+@dataclass(frozen=True)
 class Persist:
     """Store the results of ended questions (and, if ``final``, the session) in PostgreSQL; then :class:`Persisted`."""
 
@@ -428,7 +435,18 @@ class Finished:
 
 
 Effect = (
-    Emit | EmitEach | Detach | Reply | CloseGate | Kicked | ScoresChanged | Scored | MarkRunning | Persist | Finished
+    Emit
+    | EmitEach
+    | Detach
+    | Reply
+    | CloseGate
+    | Kicked
+    | ScoresChanged
+    | Scored
+    | MarkRunning
+    | TeamsChanged
+    | Persist
+    | Finished
 )
 
 
@@ -570,6 +588,8 @@ def _run_command(snap: Snapshot, message: Command, now: Now, out: list[Effect]) 
         _kick(snap, str(message.args.get("player_id", "")), now, out)
     elif name == "choose_team":
         _choose_team(snap, str(message.args.get("player_id", "")), message.args.get("team"), out)
+    elif name == "set_teams":
+        _set_teams(snap, message.args.get("team_count"), out)
     elif name == "team_of":
         return {"team": _team_of(snap, str(message.args.get("player_id", "")), out)}
     else:
@@ -800,6 +820,26 @@ def _choose_team(snap: Snapshot, player_id: str, team: Any, out: list[Effect]) -
         raise LiveError("invalid_payload", f"A team is a number from 1 to {snap.team_count}.")
     if player.team != team:
         _set_team(snap, player, team, out)
+
+
+def _set_teams(snap: Snapshot, team_count: Any, out: list[Effect]) -> None:
+    """The host sets (or, with None, ends) team mode in the lobby; every player is placed again, balanced
+    in the order they joined."""
+    if snap.state != State.LOBBY:
+        raise LiveError("already_started", "Teams are set in the lobby, before the first question.")
+    valid = isinstance(team_count, int) and not isinstance(team_count, bool)
+    if team_count is not None and not (valid and scoring.MIN_TEAMS <= team_count <= scoring.MAX_TEAMS):
+        raise LiveError("invalid_payload", f"A team count is {scoring.MIN_TEAMS} to {scoring.MAX_TEAMS}, or null.")
+    snap.team_count, snap.changed = team_count, True
+    out.append(TeamsChanged(team_count))
+    out.append(Emit("all", "teams_changed", {"team_count": team_count, "teams": scoring.teams_of(team_count)}))
+    players = sorted((p for p in snap.players.values() if p.active), key=lambda p: (p.joined_at, p.id))
+    for player in players:
+        player.team = None
+    out.append(ScoresChanged(frozenset(p.id for p in players)))
+    if team_count:
+        for player in players:
+            _place_in_team(snap, player, out)
 
 
 def _team_of(snap: Snapshot, player_id: str, out: list[Effect]) -> int | None:

@@ -31,7 +31,7 @@ from pydantic import Field, StrictInt
 from lms.appkeys import CLIENT_IP
 from lms.auth.guards import Principal
 from lms.config import Settings
-from lms.live.scoring import MAX_TEAMS
+from lms.live.scoring import MAX_TEAMS, MIN_TEAMS
 from lms.logs import bind_log_context
 from lms.quizzes.grading import MAX_CHOICES, MAX_SHORT_ANSWER_LENGTH
 from realtime.context import Realtime
@@ -70,6 +70,11 @@ class JoinSession(Payload):
     player_token: str | None = Field(default=None, max_length=200)
     # Team mode: the team to play in (1..team_count); omitted: the smallest team.
     team: StrictInt | None = Field(default=None, ge=1, le=MAX_TEAMS)
+
+
+class SetTeams(Payload):
+    # null ends team mode; required, so that an empty payload is not taken for "no teams".
+    team_count: StrictInt | None = Field(ge=MIN_TEAMS, le=MAX_TEAMS)
 
 
 class ChooseTeam(Payload):
@@ -134,6 +139,7 @@ class LiveNamespace(EventNamespace):
                 "submit_answer": EventSpec(SubmitAnswer, self._on_submit_answer),
                 "kick_player": EventSpec(KickPlayer, self._on_kick_player),
                 "choose_team": EventSpec(ChooseTeam, self._on_choose_team),
+                "set_teams": EventSpec(SetTeams, self._on_set_teams),
                 "start_session": EventSpec(Empty, self._on_start_session),
                 "next": EventSpec(Empty, self._on_next),
                 "lock_session": EventSpec(Empty, self._on_lock_session),
@@ -311,6 +317,9 @@ class LiveNamespace(EventNamespace):
 
     async def _on_kick_player(self, sid: str, peer: Peer, payload: KickPlayer) -> dict[str, Any]:
         return await self._host_command(peer, "kick_player", {"player_id": str(payload.player_id)})
+
+    async def _on_set_teams(self, sid: str, peer: Peer, payload: SetTeams) -> dict[str, Any]:
+        return await self._host_command(peer, "set_teams", {"team_count": payload.team_count})
 
     async def _on_lock_session(self, sid: str, peer: Peer, payload: Empty) -> dict[str, Any]:
         return await self._host_command(peer, "lock_session", {})
