@@ -225,7 +225,7 @@ def test_a_game_per_mode_with_double_points_and_streaks(
     play = Play(snapshot(scoring=mode, streak_bonus_points=0))
     play.join("ann")
     play.join("bob")
-    play.command("start_session")
+    started = [play.emitted(play.command("start_session"), "question_started")[0].data]
     seen: dict[str, list[int]] = {"ann": [], "bob": []}
     timings = [(0, T), (T // 2, T // 2), (T, 0)]  # ann fast then slow; bob the other way round
     for index, (ann_ms, bob_ms) in enumerate(timings):
@@ -238,8 +238,10 @@ def test_a_game_per_mode_with_double_points_and_streaks(
             seen[pid].append(results[pid]["points"])
             assert results[pid]["streak"] == index + 1 and "streak_bonus" not in results[pid]
         play.command("next")  # leaderboard
-        play.command("next")  # next question, or the end
+        started += [e.data for e in play.emitted(play.command("next"), "question_started")]  # or the end
     assert tuple(seen["ann"]) == fast
+    # Players see which question doubles (the field is there only when it does).
+    assert [q.get("double_points") for q in started] == [None, True, None]
     assert tuple(seen["bob"]) == slow
     assert play.snap.state == State.ENDED
     # The reveal's stored results say which questions doubled.

@@ -676,6 +676,8 @@ def _begin(snap: Snapshot, index: int, now: Now, out: list[Effect]) -> None:
     question = snap.questions[index]
     limit = snap.time_limit_ms
     public = question.public(index, len(snap.questions), limit)
+    if question.double_points:  # added only when true: other questions' payload is as before
+        public["double_points"] = True
     _move(snap, State.QUESTION)
     snap.question_index, snap.question = index, public
     snap.started_at, snap.deadline = now.ms, now.ms + limit
