@@ -462,3 +462,34 @@ def test_set_teams_takes_a_count_in_range_or_null(count: Any) -> None:
     assert SetTeams.model_validate({"team_count": None}).team_count is None
     with pytest.raises(ValidationError):
         SetTeams.model_validate({})
+
+
+def test_balancing_follows_kicks_picks_and_a_new_owner() -> None:
+    play = Play(snapshot(team_count=3))
+    for n in range(30):
+        play.join(f"p{n}")
+
+    def sizes(snap: Snapshot) -> dict[int | None, int]:
+        counted: dict[int | None, int] = {}
+        for p in snap.players.values():
+            if p.active:
+                counted[p.team] = counted.get(p.team, 0) + 1
+        return counted
+
+    assert sizes(play.snap) == {1: 10, 2: 10, 3: 10}
+    for pid in ("p0", "p3", "p6"):  # team 1 (placed in turn: 1, 2, 3, 1, ...)
+        play.command("kick_player", player_id=pid)
+    for n in range(30, 33):
+        play.join(f"p{n}")
+    assert sizes(play.snap) == {1: 10, 2: 10, 3: 10}
+    assert {play.snap.players[f"p{n}"].team for n in range(30, 33)} == {1}
+    play.command("choose_team", player_id="p1", team=3)  # 2 now has 9
+    play.join("p33")
+    assert play.snap.players["p33"].team == 2
+    # A new owner counts from the players it loads.
+    again = Snapshot.from_json(play.snap.to_json())
+    again.players = play.snap.players
+    again.questions, again.rules = play.snap.questions, play.snap.rules
+    play = Play(again)
+    play.join("p34")
+    assert play.snap.players["p34"].team == 1 and sizes(play.snap) == {1: 11, 2: 10, 3: 11}

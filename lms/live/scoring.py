@@ -211,10 +211,13 @@ def teams_of(team_count: int | None) -> list[dict[str, Any]]:
     return [{"team": t, "name": team_name(t)} for t in range(1, (team_count or 0) + 1)]
 
 
-def smallest_team(team_count: int, members: Iterable[int | None]) -> int:
-    """The team a player who did not pick one joins: the one with fewest members (the lowest number on ties)."""
-    sizes = Counter(t for t in members if t is not None)
-    return min(range(1, team_count + 1), key=lambda t: (sizes[t], t))
+def smallest_team(team_count: int, members: Iterable[int | None] | Mapping[int, int]) -> int:
+    """The team a player who did not pick one joins: the one with fewest members (the lowest number on ties).
+
+    ``members``: each member's team, or the members per team.
+    """
+    sizes = members if isinstance(members, Mapping) else Counter(t for t in members if t is not None)
+    return min(range(1, team_count + 1), key=lambda t: (sizes.get(t, 0), t))
 
 
 def team_standings(team_count: int | None, members: Iterable[tuple[int | None, int]]) -> list[dict[str, Any]]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections import Counter
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -203,6 +204,10 @@ class Snapshot:
     players: dict[str, Player] = field(default_factory=dict)
     connected: set[str] = field(default_factory=set)
     counts: Counts = field(default_factory=Counts)
+    # Team mode: the team each player is counted in, and the counts (rebuilt from the players when None):
+    # placing thousands of joining players stays linear.
+    team_sizes: Counter[int] | None = None
+    counted_team: dict[str, int] = field(default_factory=dict)
     # Set while a question's gate is closing: what to do once its answers are in.
     closing: list[Effect | str] | None = None
     changed: bool = False
@@ -531,12 +536,29 @@ def _place_in_team(snap: Snapshot, player: Player, out: list[Effect]) -> None:
     assert snap.team_count
     team = player.team
     if team is None or not 1 <= team <= snap.team_count:
-        others = (p.team for p in snap.players.values() if p.active and p is not player)
-        team = scoring.smallest_team(snap.team_count, others)
+        team = scoring.smallest_team(snap.team_count, _team_sizes(snap))
     _set_team(snap, player, team, out)
 
 
+def _team_sizes(snap: Snapshot) -> Counter[int]:
+    """Members per team (active players), kept current by :func:`_set_team` and :func:`_kick`."""
+    if snap.team_sizes is None:
+        snap.counted_team = {p.id: p.team for p in snap.players.values() if p.active and p.team is not None}
+        snap.team_sizes = Counter(snap.counted_team.values())
+    return snap.team_sizes
+
+
+def _uncount_team(snap: Snapshot, player_id: str) -> None:
+    previous = snap.counted_team.pop(player_id, None)
+    if snap.team_sizes is not None and previous is not None:
+        snap.team_sizes[previous] -= 1
+
+
 def _set_team(snap: Snapshot, player: Player, team: int, out: list[Effect]) -> None:
+    sizes = _team_sizes(snap)
+    _uncount_team(snap, player.id)
+    sizes[team] += 1
+    snap.counted_team[player.id] = team
     player.team = team
     snap.changed = True
     data = {"player_id": player.id, "team": team, "name": scoring.team_name(team)}
@@ -833,6 +855,7 @@ def _set_teams(snap: Snapshot, team_count: Any, out: list[Effect]) -> None:
     if team_count is not None and not (valid and scoring.MIN_TEAMS <= team_count <= scoring.MAX_TEAMS):
         raise LiveError("invalid_payload", f"A team count is {scoring.MIN_TEAMS} to {scoring.MAX_TEAMS}, or null.")
     snap.team_count, snap.changed = team_count, True
+    snap.team_sizes, snap.counted_team = Counter(), {}
     out.append(TeamsChanged(team_count))
     out.append(Emit("all", "teams_changed", {"team_count": team_count, "teams": scoring.teams_of(team_count)}))
     players = sorted((p for p in snap.players.values() if p.active), key=lambda p: (p.joined_at, p.id))
@@ -860,6 +883,7 @@ def _kick(snap: Snapshot, player_id: str, now: Now, out: list[Effect]) -> None:
         raise LiveError("not_found", "No such player in this session.")
     player.kicked_at = now.ms
     player.rank = None
+    _uncount_team(snap, player_id)
     snap.changed = True
     out.append(Kicked(player_id))
     out.append(Emit(f"player:{player_id}", "kicked", {"reason": KICK_REASON}))
