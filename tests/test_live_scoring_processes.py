@@ -22,7 +22,8 @@ from openpyxl import load_workbook
 from lms.db import Database
 from tests.builders import bearer, make_question, make_quiz, make_quiz_course, make_user
 from tests.conftest import LiveClient
-from tests.test_live_processes import Server, call, connect, token, two_servers, until_up
+from tests.node import NodeScript
+from tests.test_live_processes import Server, call, connect, token, two_servers, until_up, while_running
 
 pytestmark = pytest.mark.slow
 
@@ -286,3 +287,44 @@ async def next_question(client: LiveClient) -> None:
     """The second question's start (a takeover may have sent the first one's again: skip it)."""
     while (await client.next("question_started", NS, timeout=30))["index"] != 1:
         pass
+
+
+async def test_javascript_players_play_in_teams_across_two_processes(two_servers: list[Server], db: Database) -> None:
+    a, b = two_servers
+    await until_up(a.url)
+    await until_up(b.url)
+    game = await quiz_of(db, points=[1], double=[False])
+    access = await token(a.url, game["teacher"]["email"])
+    session = await open_session(a, access, game["quiz"]["id"], scoring="accuracy", team_count=2)
+    host = await connect(a.url, access)
+    assert (await call(host, "host_session", {"session_id": session["id"]}))["ok"]
+    # One picks team 2 (on a) and answers right; two are balanced (on b): 1, then 1 again (team 2 has one).
+    specs = [(a, "JS picked", "2", "b"), (b, "JS first", "-", "b"), (b, "JS second", "-", "a")]
+    players: list[NodeScript] = []
+    try:
+        for server, nickname, team, answer in specs:
+            players.append(
+                await NodeScript.start("live_team_player.js", server.url, session["pin"], nickname, team, answer)
+            )
+            await while_running(host.next("player_joined", NS, timeout=30), players)
+        assert (await call(host, "start_session"))["ok"]
+        await while_running(host.next("question_ended", NS, timeout=30), players)  # all three answered
+        assert (await call(host, "next"))["state"] == "leaderboard"
+        assert (await call(host, "next"))["state"] == "ended"
+        for player in players:
+            assert await player.finish(60) == 0, player.report()
+    except BaseException as err:
+        raise AssertionError(f"{err}\n" + "\n".join(p.report() for p in players)) from err
+    finally:
+        await host.close()
+        for player in players:
+            await player.close()
+    transcripts = [[json.loads(line) for line in p.lines] for p in players]
+    joined = [next(x["data"] for x in t if x.get("ack") == "join_session") for t in transcripts]
+    assert [j["session"]["me"]["team"] for j in joined] == [2, 1, 1]
+    results = [next(x["data"] for x in t if x.get("event") == "answer_result") for t in transcripts]
+    assert [(r["points"], r["team"]) for r in results] == [(1000, 2), (1000, 1), (0, 1)]
+    board = next(x["data"] for x in transcripts[0] if x.get("event") == "leaderboard")
+    assert [(t["team"], t["score"], t["members"]) for t in board["teams"]] == [(2, 1000, 1), (1, 500, 2)]
+    ended = next(x["data"] for x in transcripts[2] if x.get("event") == "session_ended")
+    assert [t["score"] for t in ended["teams"]] == [1000, 500]
