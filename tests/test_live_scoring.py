@@ -9,11 +9,13 @@ is refused by validation, never accepted half-way.
 from __future__ import annotations
 
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import invariant, precondition, rule
 from pydantic import ValidationError
 
 from lms.live import scoring
@@ -37,6 +39,7 @@ from realtime.live.machine import (
     transition,
 )
 from realtime.live.namespace import ChooseTeam, JoinSession
+from tests.test_live_machine import Game
 
 pytestmark = pytest.mark.no_services
 
@@ -493,3 +496,45 @@ def test_balancing_follows_kicks_picks_and_a_new_owner() -> None:
     play = Play(again)
     play.join("p34")
     assert play.snap.players["p34"].team == 1 and sizes(play.snap) == {1: 11, 2: 10, 3: 11}
+
+
+class TeamGame(Game):
+    """The machine's random games (tests/test_live_machine.py) in team mode, with team picks and changes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.snap.team_count = 3
+
+    @precondition(lambda self: self.players)
+    @rule(data=st.data(), team=st.one_of(st.integers(min_value=-1, max_value=4), st.just("2"), st.none()))
+    def choose_team(self, data: st.DataObject, team: Any) -> None:
+        pid = data.draw(st.sampled_from([*self.players, "nobody"]))
+        self.apply(Command(self.mail_id(), "choose_team", {"player_id": pid, "team": team}, "i", f"r{self.mail}"))
+
+    @rule(count=st.one_of(st.none(), st.integers(min_value=0, max_value=11)))
+    def set_teams(self, count: int | None) -> None:
+        self.apply(Command(self.mail_id(), "set_teams", {"team_count": count}, "i", f"r{self.mail}"))
+
+    @invariant()
+    def every_player_is_in_one_team_of_the_session(self) -> None:
+        active = [p for p in self.snap.players.values() if p.active]
+        if self.snap.team_count:
+            assert all(p.team is not None and 1 <= p.team <= self.snap.team_count for p in active)
+        else:
+            assert all(p.team is None for p in self.snap.players.values())
+
+    @invariant()
+    def the_team_board_averages_the_active_members(self) -> None:
+        board = self.snap.team_board()
+        active = [p for p in self.snap.players.values() if p.active]
+        assert sum(t["members"] for t in board) == (len(active) if self.snap.team_count else 0)
+        for entry in board:
+            scores = [p.score for p in active if p.team == entry["team"]]
+            assert entry["score"] == (int(Fraction(sum(scores), len(scores)) + Fraction(1, 2)) if scores else 0)
+        if self.snap.team_sizes is not None and self.snap.team_count:
+            for team in range(1, self.snap.team_count + 1):
+                assert self.snap.team_sizes[team] == sum(1 for p in active if p.team == team)
+
+
+TeamGame.TestCase.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+test_random_team_games = TeamGame.TestCase
