@@ -51,7 +51,9 @@ ContentType = Literal["video", "text", "document", "quiz"]
 EnrollmentStatus = Literal["active", "completed", "dropped", "expired", "pending_payment"]
 LessonStatus = Literal["not_started", "in_progress", "completed"]
 QuizType = Literal["practice", "graded"]
-QuestionType = Literal["single_choice", "multiple_choice", "true_false", "short_answer"]
+QuestionType = Literal[
+    "single_choice", "multiple_choice", "true_false", "short_answer", "slider", "ordering", "poll", "word_cloud"
+]
 AttemptStatus = Literal["in_progress", "submitted", "graded"]
 LiveSessionStatus = Literal["lobby", "running", "ended"]
 ScoringMode = Literal["speed", "kahoot_like", "accuracy"]
@@ -320,16 +322,22 @@ quiz_questions = Table(
     Column("question_text", Text, nullable=False),
     Column("question_type", String(20), nullable=False),
     Column("options", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
-    Column("correct_answer", JSONB, nullable=False),
+    Column("correct_answer", JSONB),  # NULL: a poll or word cloud, nothing to get right
     Column("points", Numeric(8, 2), nullable=False, server_default="1"),
     Column("explanation", Text),
     Column("position", Integer, nullable=False, server_default="0"),
+    # Per type (lms.quizzes.question_types): a slider's range and tolerance, ordering's partial credit.
+    Column("settings", JSONB),
+    fk("image_file_id", "uploaded_files.id", ondelete="SET NULL", nullable=True),
+    Column("video", JSONB),  # {url, start_seconds, end_seconds}
+    Column("time_limit_seconds", Integer),  # live sessions: instead of the session's own
     # Live sessions award this question twice its points (lms.live.scoring).
     Column("double_points", Boolean, nullable=False, server_default=text("false")),
     created_at(),
     updated_at(),
     one_of("question_type", QUESTION_TYPES),
     CheckConstraint("points > 0", name="points_positive"),
+    CheckConstraint("time_limit_seconds BETWEEN 5 AND 600", name="time_limit_seconds_range"),
     Index(None, "quiz_id", "position"),
 )
 

@@ -144,7 +144,7 @@ async def make_question(
             "question_type": question_type,
             "position": position,
             "points": 1,
-            **QUESTION_DEFAULTS[question_type],
+            **QUESTION_DEFAULTS.get(question_type, {}),
         } | overrides
         row = await conn.fetch_one(insert(quiz_questions).values(**values).returning(quiz_questions))
     assert row is not None

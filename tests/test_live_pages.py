@@ -16,6 +16,7 @@ from tests.builders import PASSWORD
 from tests.node import NodeScript, needs_chromium
 from tests.test_live_actor import live_game
 from tests.test_live_processes import Server, two_servers, until_up
+from tests.test_live_question_types import question_types_game
 
 __all__ = ["two_servers"]  # the fixture, used by name
 
@@ -51,3 +52,40 @@ async def test_host_and_two_players_play_to_the_end_in_a_browser(two_servers: li
     assert report["final"]["ann"]["rank"] == "1" and report["final"]["ann"]["score"] == second["ann"]["total"]
     assert report["final"]["ben"]["rank"] == "2"
     assert report["final"]["host"][0].startswith("1. Ann")
+
+
+async def test_players_answer_a_slider_and_an_ordering_question_in_a_browser(
+    two_servers: list[Server], db: Database
+) -> None:
+    a, b = two_servers
+    await until_up(a.url)
+    await until_up(b.url)
+    game = await question_types_game(db, count=2)
+    order = game["questions"][1]["correct_answer"]
+    driver = await NodeScript.start(
+        "live_question_types.js", a.url, b.url, game["id"], game["pin"], game["teacher"]["email"], PASSWORD,
+        ",".join(order), packages=("playwright-core",),
+    )  # fmt: skip
+    try:
+        assert await driver.finish(180) == 0, driver.report() + a.process.output[-4000:] + b.process.output[-4000:]
+    finally:
+        await driver.close()
+    report = json.loads(driver.lines[-1])
+    assert report["errors"] == []
+    assert report["sliderShown"] == {"hidden": False, "min": "0", "max": "100", "options": 0}
+    assert report["sliderValue"] == "88"
+    slider = report["slider"]
+    assert slider["correct"] == "88"
+    assert any(line.startswith("80..90") and line.endswith("1") for line in slider["distribution"])
+    assert any(line.startswith("90..100") and line.endswith("1") for line in slider["distribution"])
+    assert slider["ann"]["result"] == "Correct!" and 1000 <= slider["ann"]["points"] <= 2000
+    # 70 % of the points for 5 off, halved at most by time.
+    assert slider["ben"]["result"] == "Close!" and 700 <= slider["ben"]["points"] <= 1400
+    shown = report["orderingShown"]
+    assert shown["ann"] == shown["ben"] != order and sorted(shown["ann"]) == sorted(order)
+    assert report["annArranged"] == order
+    ordering = report["ordering"]
+    assert ordering["correct"] == "Rome, Byzantium, Ottomans, Turkey"
+    assert ordering["distribution"] == [2, 2, 1, 1]
+    assert ordering["ann"]["result"] == "Correct!" and 2000 <= ordering["ann"]["points"] <= 4000
+    assert ordering["ben"]["result"] == "Close!" and 1000 <= ordering["ben"]["points"] <= 2000

@@ -264,7 +264,9 @@ async def test_answer_errors_and_the_deadline_boundary(instances: list[Instance]
     assert code(await call(alice, "submit_answer", {"question_index": 1, "answer": "b"})) == "wrong_question"
     assert code(await call(alice, "submit_answer", {"question_index": 0, "answer": "zz"})) == "invalid_answer"
     assert code(await call(alice, "submit_answer", {"question_index": 0, "answer": ["b"]})) == "invalid_answer"
-    for bad in ({"question_index": "0", "answer": "b"}, {"question_index": 0}, {"question_index": 0, "answer": 3}):
+    # A number is an answer's shape since sliders: to a choice question it is a wrong kind of answer.
+    assert code(await call(alice, "submit_answer", {"question_index": 0, "answer": 3})) == "invalid_answer"
+    for bad in ({"question_index": "0", "answer": "b"}, {"question_index": 0}, {"question_index": 0, "answer": True}):
         assert code(await call(alice, "submit_answer", bad)) == "invalid_payload"
     assert code(await alice.call("submit_answer", "garbage", namespace=NS)) == "invalid_payload"
     await freeze(a, game["id"], T0 + 20_000 + 250)  # deadline + grace: the last accepted millisecond

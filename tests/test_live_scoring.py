@@ -538,3 +538,17 @@ class TeamGame(Game):
 
 TeamGame.TestCase.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
 test_random_team_games = TeamGame.TestCase
+
+
+def test_partial_credit_is_the_graders_share_of_what_the_mode_gives() -> None:
+    share = Decimal("0.7")
+    assert points_for(2, correct=True, elapsed_ms=0, time_limit_ms=T, share=share) == 1400
+    assert points_for(2, correct=True, elapsed_ms=T, time_limit_ms=T, share=share) == 700
+    assert points_for(2, correct=True, elapsed_ms=0, time_limit_ms=T, mode=KAHOOT_LIKE, share=share) == 700
+    assert points_for(2, correct=True, elapsed_ms=T, time_limit_ms=T, mode=ACCURACY, share=share, double=True) == 2800
+    # Not fully correct: no streak, so no bonus.
+    rules = ScoringRules(ACCURACY, 100)
+    assert award(1, share=Decimal("0.5"), correct=True, elapsed_ms=0, time_limit_ms=T, rules=rules, streak=0) == (
+        500,
+        0,
+    )

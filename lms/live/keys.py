@@ -64,6 +64,10 @@ class SessionKeys:
         """HASH player id -> JSON {answer, accepted_at} for one question."""
         return f"{self.base}answers:{index}"
 
+    def tallies(self, index: int) -> str:
+        """HASH option id -> players who chose it: a poll's answers counted as they come (hosts see them live)."""
+        return f"{self.base}tallies:{index}"
+
     def scored(self, index: int) -> str:
         """HASH player id -> "<1|0>:<points>": question ``index`` as the owner scored it (what PostgreSQL gets)."""
         return f"{self.base}scored:{index}"

@@ -127,6 +127,8 @@ async def list_questions(conn: Connection, quiz_id: uuid.UUID) -> list[Row]:
         select(
             quiz_questions.c.id, quiz_questions.c.question_text, quiz_questions.c.question_type,
             quiz_questions.c.options, quiz_questions.c.correct_answer, quiz_questions.c.points,
+            quiz_questions.c.settings, quiz_questions.c.time_limit_seconds, quiz_questions.c.image_file_id,
+            quiz_questions.c.video,
             quiz_questions.c.double_points,
         )
         .where(quiz_questions.c.quiz_id == quiz_id)

@@ -123,11 +123,15 @@ def points_for(
     time_limit_ms: int,
     mode: str = SPEED,
     double: bool = False,
+    share: Decimal | int = 1,
 ) -> int:
-    """A question's points for one answer (no streak bonus): the module's rules for ``mode``."""
+    """A question's points for one answer (no streak bonus): the module's rules for ``mode``.
+
+    ``share``: the grader's partial credit (0 to 1) of what a correct answer earns.
+    """
     if not correct:
         return 0
-    base = _mode_points(points, elapsed_ms=elapsed_ms, time_limit_ms=time_limit_ms, mode=mode)
+    base = _mode_points(points, elapsed_ms=elapsed_ms, time_limit_ms=time_limit_ms, mode=mode, share=share)
     return 2 * base if double else base
 
 
@@ -145,22 +149,32 @@ def award(
     rules: ScoringRules,
     double: bool = False,
     streak: int = 0,
+    share: Decimal | int = 1,
 ) -> tuple[int, int]:
     """``(total, bonus)`` for one answer: the question's points by ``rules`` plus the streak bonus."""
     if not correct:
         return 0, 0
     base = points_for(
-        points, correct=True, elapsed_ms=elapsed_ms, time_limit_ms=time_limit_ms, mode=rules.mode, double=double
+        points,
+        correct=True,
+        elapsed_ms=elapsed_ms,
+        time_limit_ms=time_limit_ms,
+        mode=rules.mode,
+        double=double,
+        share=share,
     )
     bonus = streak_bonus(streak, rules.streak_bonus_points)
     return base + bonus, bonus
 
 
-def _mode_points(points: Decimal | int | float, *, elapsed_ms: int, time_limit_ms: int, mode: str) -> int:
-    milli = KAHOOT_STANDARD_POINTS if mode == KAHOOT_LIKE else Decimal(str(points)) * 1000
+def _mode_points(
+    points: Decimal | int | float, *, elapsed_ms: int, time_limit_ms: int, mode: str, share: Decimal | int
+) -> int:
+    full = Decimal(KAHOOT_STANDARD_POINTS) if mode == KAHOOT_LIKE else Decimal(str(points)) * 1000
+    milli = full * Decimal(str(share)) if share != 1 else full
     if mode == ACCURACY:
-        return int(Decimal(milli).quantize(Decimal(1), rounding=ROUND_HALF_UP))
-    return _by_time(Decimal(milli), elapsed_ms, time_limit_ms)
+        return int(milli.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    return _by_time(milli, elapsed_ms, time_limit_ms)
 
 
 def _by_time(milli: Decimal, elapsed_ms: int, time_limit_ms: int) -> int:

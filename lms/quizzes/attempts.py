@@ -20,7 +20,8 @@ from lms.db import Connection, Database, IntegrityViolation, Row, is_unique_viol
 from lms.quizzes import queries
 from lms.quizzes.access import QuizAccess, attempt_access, quiz_access
 from lms.quizzes.grading import answer_shape_error
-from lms.quizzes.presentation import draw
+from lms.quizzes.presentation import draw, shown
+from lms.quizzes.question_types import ORDERING
 from lms.quizzes.schemas import AttemptAnswerIn
 from lms.quizzes.service import GradedAttempt, attempt_questions, grade_attempt, past_deadline
 
@@ -143,20 +144,24 @@ async def start_attempt(db: Database, principal: Principal, access: QuizAccess, 
 
 def checked_answers(answers: Sequence[AttemptAnswerIn], questions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """``{question id: answer}``, or 422 naming each answer that cannot be one."""
-    types = {str(q["id"]): q["question_type"] for q in questions}
+    by_id = {str(q["id"]): q for q in questions}
     errors: list[FieldError] = []
     seen: set[str] = set()
     result: dict[str, Any] = {}
     for i, item in enumerate(answers):
         question_id = str(item.question_id)
-        if question_id not in types:
+        if question_id not in by_id:
             errors.append({"field": f"answers.{i}.question_id", "message": "not a question of this attempt"})
             continue
         if question_id in seen:
             errors.append({"field": f"answers.{i}.question_id", "message": "answered twice"})
             continue
         seen.add(question_id)
-        problem = answer_shape_error(types[question_id], item.answer)
+        question = by_id[question_id]
+        items = [str(o["id"]) for o in question["options"]] if question["question_type"] == ORDERING else []
+        problem = answer_shape_error(
+            question["question_type"], item.answer, settings=question.get("settings"), options=items
+        )
         if problem:
             errors.append({"field": f"answers.{i}.answer", "message": problem})
         result[question_id] = item.answer
@@ -218,7 +223,7 @@ async def attempt_view(conn: Connection, attempt: Row, *, reveal: bool, now: dat
     return {
         **attempt,
         "server_now": now,
-        "questions": questions,
+        "questions": [shown(q) for q in questions],
         "answers": [
             {"question_id": q["id"], "answer": saved[str(q["id"])]} for q in questions if str(q["id"]) in saved
         ],

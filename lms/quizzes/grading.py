@@ -10,6 +10,7 @@ multiple_choice   option ids: ``["a", "c"]``       option ids (order irrelevant)
 true_false        ``true`` or ``false``            ``true``/``false`` (or the
                                                    option ids ``"true"``/``"false"``)
 short_answer      accepted answers: ``["Paris"]``  free text
+slider, ordering, poll, word_cloud: see :mod:`lms.quizzes.question_types`
 ================  ===============================  ==============================
 
 A multiple-choice question scores only when the chosen set equals the correct
@@ -17,19 +18,40 @@ set: there is no partial credit (choosing every option must not pay). Unknown
 option ids and empty answers are simply wrong. Short answers are compared
 case-insensitively after Unicode normalisation and whitespace folding.
 
+Partial credit: :func:`fraction` is the share of a question's points an
+answer earns, from 0 to 1. Only sliders (within the tolerance: 1, then
+linearly down to 0 at ``zero_at``) and ordering questions with
+``partial_credit`` (the share of items in their correct position) give
+anything between; an answer is *correct* when it earns all of them. Polls
+and word clouds have nothing to get right: no verdict (``is_correct`` is
+``None`` in results) and no points at stake.
+
 This is the one grader: self-paced attempts (``grade``) and live questions
-(``realtime.live.machine`` through :func:`is_correct`) give the same verdict
+(``realtime.live.machine`` through :func:`fraction`) give the same verdict
 on the same answer. Live play adds only its scoring by time
-(``lms.live.scoring``).
+(``lms.live.scoring``), applied to the fraction of the points.
 """
 
 from __future__ import annotations
 
+import math
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
+
+from lms.quizzes.question_types import (
+    MAX_ITEMS,
+    ORDERING,
+    POLL,
+    SLIDER,
+    UNGRADED,
+    WORD_CLOUD,
+    WORD_CLOUD_MAX_LENGTH,
+    partial_credit,
+    slider,
+)
 
 SINGLE_CHOICE = "single_choice"
 MULTIPLE_CHOICE = "multiple_choice"
@@ -39,6 +61,8 @@ SHORT_ANSWER = "short_answer"
 MAX_SHORT_ANSWER_LENGTH = 2000
 MAX_CHOICES = 100
 CENT = Decimal("0.01")
+FRACTION_PLACES = Decimal("0.0001")
+NOTHING, ALL = Decimal(0), Decimal(1)
 
 
 @dataclass(frozen=True)
@@ -48,6 +72,7 @@ class GradableQuestion:
     correct_answer: Any
     points: Decimal
     explanation: str | None = None
+    settings: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +89,13 @@ class Grade:
 def normalize_text(text: str) -> str:
     """Casefolded, NFKC-normalised, with runs of whitespace folded to one space."""
     return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def fold_text(text: str) -> str:
+    """:func:`normalize_text` without accents: how word-cloud answers are counted ("Café" and "cafe" are one)."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return unicodedata.normalize("NFC", normalize_text(bare))
 
 
 def as_bool(answer: Any) -> bool | None:
@@ -92,15 +124,19 @@ def correct_options(correct_answer: Any) -> set[str]:
     return {str(a) for a in correct_answer or []}
 
 
-def answer_shape_error(question_type: str, answer: Any) -> str | None:
+def answer_shape_error(
+    question_type: str, answer: Any, *, settings: Mapping[str, Any] | None = None, options: Sequence[str] = ()
+) -> str | None:
     """Why an answer cannot be an answer to this type of question (``None``: it can).
 
     Only the JSON shape is checked: an unknown option id is a wrong answer,
     not a malformed one. ``null`` means unanswered and is always allowed.
+    With the question's ``settings`` a slider answer must lie on the slider,
+    and with its option ids an ordering answer must list each item once.
     """
     if answer is None:
         return None
-    if question_type == SINGLE_CHOICE:
+    if question_type in (SINGLE_CHOICE, POLL):
         return None if isinstance(answer, str) else "expected an option id (a string)"
     if question_type == MULTIPLE_CHOICE:
         if not isinstance(answer, list) or not all(isinstance(a, str) for a in answer):
@@ -112,13 +148,87 @@ def answer_shape_error(question_type: str, answer: Any) -> str | None:
         if not isinstance(answer, str):
             return "expected text"
         return None if len(answer) <= MAX_SHORT_ANSWER_LENGTH else f"at most {MAX_SHORT_ANSWER_LENGTH} characters"
+    if question_type == WORD_CLOUD:
+        if not isinstance(answer, str) or not normalize_text(answer):
+            return "expected text"
+        return None if len(answer) <= WORD_CLOUD_MAX_LENGTH else f"at most {WORD_CLOUD_MAX_LENGTH} characters"
+    if question_type == SLIDER:
+        model = slider(settings)
+        if model is None:
+            return _number_error(answer)
+        return model.answer_error(answer)
+    if question_type == ORDERING:
+        if not isinstance(answer, list) or not all(isinstance(a, str) for a in answer) or len(answer) > MAX_ITEMS:
+            return f"expected a list of at most {MAX_ITEMS} item ids"
+        if len(set(answer)) != len(answer):
+            return "an item is listed twice"
+        if options and sorted(answer) != sorted(options):
+            return "expected every item exactly once"
+        return None
     return "unknown question type"
 
 
-def is_correct(question_type: str, correct_answer: Any, answer: Any) -> bool:
-    """The verdict on one answer; anything malformed or unanswered is simply wrong."""
+def _number_error(answer: Any) -> str | None:
+    ok = isinstance(answer, int | float) and not isinstance(answer, bool) and math.isfinite(answer)
+    return None if ok else "expected a number"
+
+
+def fraction(
+    question_type: str, correct_answer: Any, answer: Any, settings: Mapping[str, Any] | None = None
+) -> Decimal:
+    """The share of the question's points this answer earns (0 to 1, four decimals); malformed or none: 0."""
+    if answer is None or question_type in UNGRADED:
+        return NOTHING
+    if question_type == SLIDER:
+        return _slider_fraction(correct_answer, answer, settings)
+    if question_type == ORDERING:
+        return _ordering_fraction(correct_answer, answer, settings)
+    return ALL if is_correct(question_type, correct_answer, answer) else NOTHING
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if _number_error(value) is not None:
+        return None
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        return None
+
+
+def _slider_fraction(correct_answer: Any, answer: Any, settings: Mapping[str, Any] | None) -> Decimal:
+    model = slider(settings)
+    chosen, expected = _decimal(answer), _decimal(correct_answer)
+    if model is None or chosen is None or expected is None or model.answer_error(answer) is not None:
+        return NOTHING
+    distance = abs(chosen - expected)
+    tolerance = Decimal(str(model.tolerance))
+    zero_at = Decimal(str(model.zero_at)) if model.zero_at is not None else tolerance
+    if distance <= tolerance:
+        return ALL
+    if distance >= zero_at:
+        return NOTHING
+    share = (zero_at - distance) / (zero_at - tolerance)
+    return share.quantize(FRACTION_PLACES, rounding=ROUND_HALF_UP)
+
+
+def _ordering_fraction(correct_answer: Any, answer: Any, settings: Mapping[str, Any] | None) -> Decimal:
+    expected = [str(i) for i in correct_answer or []]
+    if not isinstance(answer, list) or sorted(map(str, answer)) != sorted(expected) or not expected:
+        return NOTHING
+    in_place = sum(1 for chosen, right in zip(answer, expected, strict=True) if chosen == right)
+    if in_place == len(expected):
+        return ALL
+    if not partial_credit(settings):
+        return NOTHING
+    return (Decimal(in_place) / len(expected)).quantize(FRACTION_PLACES, rounding=ROUND_HALF_UP)
+
+
+def is_correct(question_type: str, correct_answer: Any, answer: Any, settings: Mapping[str, Any] | None = None) -> bool:
+    """The verdict on one answer (all of its points); anything malformed or unanswered is simply wrong."""
     if answer is None:
         return False
+    if question_type in (SLIDER, ORDERING):
+        return fraction(question_type, correct_answer, answer, settings) == ALL
     if question_type == SINGLE_CHOICE:
         return isinstance(answer, str) and answer == str(correct_answer)
     if question_type == MULTIPLE_CHOICE:
@@ -141,24 +251,37 @@ def percentage_of(score: Decimal, max_score: Decimal) -> Decimal:
     return (score * 100 / max_score).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
+def _share_of(points: Decimal, share: Decimal) -> Decimal:
+    if share == ALL:
+        return points
+    if share == NOTHING:
+        return Decimal(0)
+    return (points * share).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
 def grade(questions: Sequence[GradableQuestion], answers: Mapping[str, Any], passing_score: Decimal) -> Grade:
-    """Points per question (all or nothing), the total, and pass/fail against ``passing_score``."""
+    """Points per question (its :func:`fraction`), the total, and pass/fail against ``passing_score``.
+
+    Polls and word clouds put no points at stake: ``points`` 0, ``is_correct`` ``None``.
+    """
     score = Decimal(0)
     max_score = Decimal(0)
     results: list[dict[str, Any]] = []
     for question in questions:
         answer = answers.get(question.id)
-        correct = is_correct(question.question_type, question.correct_answer, answer)
-        awarded = question.points if correct else Decimal(0)
+        graded = question.question_type not in UNGRADED
+        share = fraction(question.question_type, question.correct_answer, answer, question.settings)
+        at_stake = question.points if graded else Decimal(0)
+        awarded = _share_of(at_stake, share)
         score += awarded
-        max_score += question.points
+        max_score += at_stake
         results.append(
             {
                 "question_id": question.id,
                 "answer": answer,
-                "is_correct": correct,
+                "is_correct": share == ALL if graded else None,
                 "points_awarded": str(awarded),
-                "points": str(question.points),
+                "points": str(at_stake),
                 "correct_answer": question.correct_answer,
                 "explanation": question.explanation,
             }

@@ -13,8 +13,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lms.quizzes.grading import MULTIPLE_CHOICE, SINGLE_CHOICE
+from lms.quizzes.question_types import ORDERING, POLL, public_settings, shuffled_items
 
-SHUFFLED_TYPES = (SINGLE_CHOICE, MULTIPLE_CHOICE)  # true/false stays "True, False"
+SHUFFLED_TYPES = (SINGLE_CHOICE, MULTIPLE_CHOICE, POLL)  # true/false stays "True, False"
 
 
 def draw(
@@ -35,7 +36,10 @@ def draw(
     options: dict[str, list[str]] = {}
     for question in questions:
         ids = [str(o["id"]) for o in question["options"]]
-        if shuffle_options and question["question_type"] in SHUFFLED_TYPES:
+        if question["question_type"] == ORDERING:  # always: the author's order is the answer
+            items = shuffled_items(str(question["id"]), question["options"], question["correct_answer"])
+            ids = [o["id"] for o in items]
+        elif shuffle_options and question["question_type"] in SHUFFLED_TYPES:
             rng.shuffle(ids)
         options[str(question["id"])] = ids
     return {"questions": order, "options": options}
@@ -56,3 +60,16 @@ def arrange(questions: Sequence[Mapping[str, Any]], presentation: Mapping[str, A
         )
         arranged.append({**question, "options": [option for _, option in indexed]})
     return arranged
+
+
+def image_url(file_id: Any) -> str | None:
+    return None if file_id is None else f"/api/v1/files/{file_id}/download"
+
+
+def shown(question: Mapping[str, Any]) -> dict[str, Any]:
+    """A question as a student sees it: a slider's public settings only, the image as a URL."""
+    return {
+        **question,
+        "settings": public_settings(question["question_type"], question.get("settings")),
+        "image_url": image_url(question.get("image_file_id")),
+    }

@@ -16,11 +16,12 @@ from lms.api.endpoint import endpoint, path_uuid
 from lms.api.pagination import Page, PageQuery, page
 from lms.api.problems import Conflict, Forbidden, ValidationFailed
 from lms.appkeys import CONFIG, DB
-from lms.auth.guards import authenticated, current_user, require
-from lms.auth.permissions import Permission
+from lms.auth.guards import Principal, authenticated, current_user, require
+from lms.auth.permissions import Permission, owner_or_admin
 from lms.courses.queries import get_lesson
 from lms.db import Connection, Row
 from lms.effects import EFFECTS
+from lms.files.queries import get_file
 from lms.quizzes import queries
 from lms.quizzes.access import attempt_access, course_access, question_access, quiz_access
 from lms.quizzes.attempts import (
@@ -34,6 +35,7 @@ from lms.quizzes.attempts import (
 )
 from lms.quizzes.authoring import QuestionInvalid, prepare
 from lms.quizzes.clock import now
+from lms.quizzes.question_types import ORDERING, UNGRADED
 from lms.quizzes.schemas import (
     AttemptAnswersIn,
     AttemptOut,
@@ -195,16 +197,41 @@ async def publish_quiz(request: web.Request) -> Row:
 
 
 def prepared_question(
-    question_type: str, options: Any, correct_answer: Any, existing: Any = ()
+    question_type: str, options: Any, correct_answer: Any, existing: Any = (), settings: Any = None
 ) -> dict[str, Any]:
-    """A question's options and answer as stored, or the 422 naming what is wrong (authoring and imports)."""
+    """A question's options, answer and settings as stored, or the 422 naming what is wrong (authoring, imports)."""
     try:
-        authored = prepare(question_type, options, correct_answer, existing)
+        authored = prepare(question_type, options, correct_answer, existing, settings)
     except QuestionInvalid as err:
         raise ValidationFailed("The question cannot be graded as written.", errors=[
             {"field": err.field, "message": err.message}
         ]) from err  # fmt: skip
-    return {"options": authored.options, "correct_answer": authored.correct_answer}
+    return {"options": authored.options, "correct_answer": authored.correct_answer, "settings": authored.settings}
+
+
+async def check_image(conn: Connection, principal: Principal, file_id: uuid.UUID | None) -> None:
+    """A question's image: an image file the author uploaded (admins: any), public so that guests can see it."""
+    if file_id is None:
+        return
+    row = await get_file(conn, file_id)
+    problem = None
+    if row is None or not owner_or_admin(principal, row["uploader_id"]):
+        problem = "no such file of yours"
+    elif not str(row["mime_type"] or "").startswith("image/"):
+        problem = "not an image"
+    elif not row["is_public"]:
+        problem = "the file is private: players (often guests) could not see it; upload it with is_public=true"
+    if problem:
+        raise ValidationFailed("The question's image cannot be used.", errors=[
+            {"field": "image_file_id", "message": problem}
+        ])  # fmt: skip
+
+
+def _kept_answer(question: Row, question_type: str, options_sent: bool) -> Any:
+    """The stored correct answer an edit keeps when it does not send one."""
+    if question_type in UNGRADED or (question_type == ORDERING and options_sent):
+        return None  # nothing to get right; re-sent items are in the correct order
+    return question["correct_answer"]
 
 
 @routes.get("/api/v1/quizzes/{id}/questions")
@@ -237,9 +264,13 @@ async def list_questions(request: web.Request, query: PageQuery) -> dict[str, An
 )
 async def create_question(request: web.Request, body: QuizQuestionCreate) -> Row:
     quiz_id = path_uuid(request)
-    prepared = prepared_question(body.question_type, [o.model_dump() for o in body.options], body.correct_answer)
+    prepared = prepared_question(
+        body.question_type, [o.model_dump() for o in body.options], body.correct_answer, settings=body.settings
+    )
+    me = current_user(request)
     async with request.app[DB].transaction() as conn:
-        await quiz_access(conn, current_user(request), quiz_id, manage=True)
+        await quiz_access(conn, me, quiz_id, manage=True)
+        await check_image(conn, me, body.image_file_id)
         position = body.order if body.order is not None else await queries.next_position(conn, quiz_id)
         return await queries.create_question(
             conn,
@@ -250,6 +281,9 @@ async def create_question(request: web.Request, body: QuizQuestionCreate) -> Row
             double_points=body.double_points,
             explanation=body.explanation,
             position=position,
+            image_file_id=body.image_file_id,
+            video=body.video.model_dump() if body.video else None,
+            time_limit_seconds=body.time_limit_seconds,
             **prepared,
         )
 
@@ -267,18 +301,25 @@ async def create_question(request: web.Request, body: QuizQuestionCreate) -> Row
 async def update_question(request: web.Request, body: QuizQuestionUpdate) -> Row | None:
     question_id = path_uuid(request)
     sent = body.model_dump(exclude_unset=True)
+    me = current_user(request)
     async with request.app[DB].transaction() as conn:
-        question, _ = await question_access(conn, current_user(request), question_id)
+        question, _ = await question_access(conn, me, question_id)
         values: dict[str, Any] = {}
-        if {"question_type", "options", "correct_answer"} & sent.keys():
+        if {"question_type", "options", "correct_answer", "settings"} & sent.keys():
+            question_type = str(sent.get("question_type", question["question_type"]))
+            same_type = question_type == question["question_type"]
+            # A question that changes type does not keep what only the old type had.
             values |= prepared_question(
-                str(sent.get("question_type", question["question_type"])),
+                question_type,
                 sent.get("options", question["options"]),
-                sent.get("correct_answer", question["correct_answer"]),
+                sent.get("correct_answer", _kept_answer(question, question_type, "options" in sent)),
                 existing=question["options"],
+                settings=sent.get("settings", question["settings"] if same_type else None),
             )
+        if "image_file_id" in sent:
+            await check_image(conn, me, body.image_file_id)
         renamed = {"text": "question_text", "order": "position"}
-        values |= {renamed.get(k, k): v for k, v in sent.items() if k not in ("options", "correct_answer")}
+        values |= {renamed.get(k, k): v for k, v in sent.items() if k not in ("options", "correct_answer", "settings")}
         return await queries.update_question(conn, question_id, **values)
 
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from pydantic import (
     AliasChoices,
+    AnyUrl,
     BaseModel,
     ConfigDict,
     Field,
@@ -22,6 +23,7 @@ from pydantic import (
     PlainSerializer,
     StrictBool,
     field_validator,
+    model_validator,
 )
 
 from lms.api.pagination import PageQuery
@@ -148,21 +150,71 @@ class QuizOption(BaseModel):
     text: str
 
 
+class QuestionVideo(BaseModel):
+    """A video shown with the question: an https link and the part to play."""
+
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(max_length=2000, description="An https URL.")
+    start_seconds: int = Field(default=0, ge=0, le=24 * 3600)
+    end_seconds: int | None = Field(default=None, ge=1, le=24 * 3600, description="Default: the end of the video.")
+
+    @field_validator("url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError("must not contain control characters")
+        parsed = AnyUrl(value)
+        if parsed.scheme != "https" or not parsed.host:
+            raise ValueError("must be an https URL")
+        return str(parsed)
+
+    @model_validator(mode="after")
+    def _in_order(self) -> QuestionVideo:
+        if self.end_seconds is not None and self.end_seconds <= self.start_seconds:
+            raise ValueError("end_seconds must be after start_seconds")
+        return self
+
+
+CORRECT_ANSWER = (
+    "single_choice: an option id or 0-based index; multiple_choice: a list of them; "
+    "true_false: true or false; short_answer: an accepted answer or a list of them; "
+    "slider: a number from settings.min to settings.max; ordering: every item (option) id or index in the "
+    "correct order (omitted: the options are in the correct order); poll, word_cloud: null (nothing to get right)."
+)
+SETTINGS = (
+    "Per question type; other types take none. slider (required): "
+    "`{min, max, step (default 1), tolerance (default 0), zero_at}`: full points within `tolerance` of the "
+    "correct value, scaled down linearly to none at distance `zero_at` (default: `tolerance`). "
+    "ordering: `{partial_credit: false}`: with `true`, each item in its correct position earns its share."
+)
+QUESTION_TYPES = (
+    "Besides the choice types and short_answer: `slider` (a number on a range), `ordering` (3 to 6 items, the "
+    "options, put in order), `poll` (2 to 50 options, no correct answer, no points) and `word_cloud` "
+    "(free text up to 40 characters, no points; answers are counted by their text, case and accents ignored)."
+)
+IMAGE_FILE = (
+    "An uploaded image (`POST /api/v1/files/upload` with `is_public=true`: live players are often guests) that "
+    "you uploaded yourself."
+)
+TIME_LIMIT = "Live sessions give this question so long instead of the session's own time limit."
+
+
 class QuizQuestionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str = Field(min_length=1, max_length=10_000)
-    question_type: QuestionType
+    question_type: QuestionType = Field(description=QUESTION_TYPES)
     options: list[QuizOptionIn] = Field(default_factory=list, max_length=50)
-    correct_answer: JsonValue = Field(
-        description="single_choice: an option id or 0-based index; multiple_choice: a list of them; "
-        "true_false: true or false; short_answer: an accepted answer or a list of them."
-    )
+    correct_answer: JsonValue = Field(default=None, description=CORRECT_ANSWER)
+    settings: dict[str, JsonValue] | None = Field(default=None, description=SETTINGS)
     points: Points = Decimal(1)
     double_points: StrictBool = Field(
         default=False, description="Live sessions award this question twice its points (every scoring mode)."
     )
     explanation: str | None = Field(default=None, max_length=10_000)
     order: int | None = Field(default=None, ge=0, le=100_000, description="Position in the quiz; default: last.")
+    image_file_id: uuid.UUID | None = Field(default=None, description=IMAGE_FILE)
+    video: QuestionVideo | None = None
+    time_limit_seconds: int | None = Field(default=None, ge=5, le=600, description=TIME_LIMIT)
 
     _text = field_validator("text")(_not_blank)
 
@@ -172,11 +224,15 @@ class QuizQuestionUpdate(BaseModel):
     text: str | None = Field(default=None, min_length=1, max_length=10_000)
     question_type: QuestionType | None = None
     options: list[QuizOptionIn] | None = Field(default=None, max_length=50)
-    correct_answer: JsonValue = None
+    correct_answer: JsonValue = Field(default=None, description=CORRECT_ANSWER)
+    settings: dict[str, JsonValue] | None = Field(default=None, description=SETTINGS)
     points: Points | None = None
     double_points: StrictBool | None = Field(default=None, description="Live sessions award it twice its points.")
     explanation: str | None = Field(default=None, max_length=10_000)
     order: int | None = Field(default=None, ge=0, le=100_000)
+    image_file_id: uuid.UUID | None = Field(default=None, description=IMAGE_FILE)
+    video: QuestionVideo | None = None
+    time_limit_seconds: int | None = Field(default=None, ge=5, le=600, description=TIME_LIMIT)
 
     _text = field_validator("text")(_not_blank)
     _required = field_validator(
@@ -194,10 +250,14 @@ class QuizQuestionOut(BaseModel):
     question_type: QuestionType
     options: list[QuizOption]
     correct_answer: JsonValue
+    settings: dict[str, JsonValue] | None
     points: Number
     double_points: bool = Field(description="Live sessions award it twice its points.")
     explanation: str | None
     order: int = Field(validation_alias=AliasChoices("order", "position"))
+    image_file_id: uuid.UUID | None
+    video: QuestionVideo | None
+    time_limit_seconds: int | None
     created_at: datetime
     updated_at: datetime
 
@@ -205,14 +265,31 @@ class QuizQuestionOut(BaseModel):
 # -- attempts ----------------------------------------------------------------
 
 
+class PublicSettings(BaseModel):
+    """What a student sees of a slider: its range and step (never the tolerance)."""
+
+    min: float
+    max: float
+    step: float
+
+
 class AttemptQuestion(BaseModel):
-    """A question as a student taking the quiz sees it: no correct answer, no explanation."""
+    """A question as a student taking the quiz sees it: no correct answer, no explanation.
+
+    Ordering questions list their items (``options``) shuffled; the answer lists every item id in order.
+    """
 
     id: uuid.UUID
     text: str = Field(validation_alias=AliasChoices("text", "question_text"))
     question_type: QuestionType
     options: list[QuizOption]
     points: Number
+    # Present only when the question has them.
+    settings: PublicSettings | None = Field(default=None, exclude_if=_is_none, description="Sliders only.")
+    image_url: str | None = Field(
+        default=None, exclude_if=_is_none, description="The question's image (a public file's download)."
+    )
+    video: QuestionVideo | None = Field(default=None, exclude_if=_is_none)
 
 
 class AttemptAnswerIn(BaseModel):
@@ -234,7 +311,7 @@ class AttemptAnswerOut(BaseModel):
 class AttemptQuestionResult(BaseModel):
     question_id: uuid.UUID
     answer: JsonValue
-    is_correct: bool
+    is_correct: bool | None = Field(description="`null` for polls and word clouds: nothing to get right.")
     points_awarded: Number
     points: Number
     correct_answer: JsonValue = Field(default=None, exclude_if=_is_none, description="Only if the quiz shows them.")

@@ -79,6 +79,7 @@ async def grade_attempt(
                 correct_answer=q["correct_answer"],
                 points=Decimal(q["points"]),
                 explanation=q["explanation"],
+                settings=q.get("settings"),
             )
             for q in questions
         ],

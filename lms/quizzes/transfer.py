@@ -25,6 +25,7 @@ import csv
 import io
 import math
 import re
+import uuid
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lms.quizzes.authoring import QuestionInvalid, prepare
 from lms.quizzes.grading import MULTIPLE_CHOICE, SHORT_ANSWER, SINGLE_CHOICE, TRUE_FALSE
-from lms.quizzes.schemas import Number, Percent, QuizOption, QuizQuestionCreate
+from lms.quizzes.schemas import Number, Percent, QuestionVideo, QuizOption, QuizQuestionCreate
 from lms.tables import QuestionType, QuizType
 from lms.text import unstorable
 
@@ -314,17 +315,21 @@ def _question(number: int, cells: Sequence[Any], columns: Columns) -> ParsedQues
             correct = indexes[0]
         else:
             correct = indexes
+    time_limit = _time_limit(time_text, columns)
     try:
         question = QuizQuestionCreate.model_validate(
-            {"text": text, "question_type": question_type, "options": options, "correct_answer": correct}
-        )
+            {
+                "text": text, "question_type": question_type, "options": options, "correct_answer": correct,
+                "time_limit_seconds": time_limit,
+            }
+        )  # fmt: skip
         prepare(question.question_type, [o.model_dump() for o in question.options], question.correct_answer)
     except ValidationError as err:
         first = err.errors()[0]
         raise _RowProblem(_column_of(first["loc"], columns), str(first["msg"])) from None
     except QuestionInvalid as err:
         raise _RowProblem(_column_of((err.field,), columns), err.message) from None
-    return ParsedQuestion(number, question, _time_limit(time_text, columns))
+    return ParsedQuestion(number, question, time_limit)
 
 
 def _question_type(
@@ -404,13 +409,24 @@ class ExportedQuizSettings(BaseModel):
 
 
 class ExportedQuestion(BaseModel):
+    """A question as ``POST /api/v1/quizzes/{id}/questions`` takes it (options keep their ids)."""
+
     text: str
     question_type: QuestionType
     options: list[QuizOption]
-    correct_answer: Any = Field(description="In stored form: option ids, true/false, or accepted answers.")
+    correct_answer: Any = Field(
+        description="In stored form: option ids (in order, for ordering), true/false, accepted answers, a number "
+        "(slider) or null (poll, word cloud)."
+    )
+    settings: dict[str, Any] | None = None
     points: Number
     double_points: bool = Field(default=False, description="Live sessions award it twice its points.")
     explanation: str | None
+    image_file_id: uuid.UUID | None = Field(
+        default=None, description="An uploaded file of this platform: importing it needs the file to be yours."
+    )
+    video: QuestionVideo | None = None
+    time_limit_seconds: int | None = None
 
 
 class QuizExport(BaseModel):
@@ -436,7 +452,9 @@ def export_quiz(quiz: Any, questions: Iterable[Any]) -> QuizExport:
             ExportedQuestion(
                 text=q["question_text"], question_type=q["question_type"],
                 options=[QuizOption.model_validate(o) for o in q["options"]], correct_answer=q["correct_answer"],
-                points=Decimal(q["points"]), double_points=bool(q.get("double_points")), explanation=q["explanation"],
+                settings=q["settings"], points=Decimal(q["points"]), double_points=bool(q.get("double_points")),
+                explanation=q["explanation"],
+                image_file_id=q["image_file_id"], video=q["video"], time_limit_seconds=q["time_limit_seconds"],
             )
             for q in questions
         ],

@@ -23,7 +23,7 @@ from lms.files.upload import receive_small_file
 from lms.quizzes import queries
 from lms.quizzes.access import quiz_access
 from lms.quizzes.authoring import QuestionInvalid, prepare
-from lms.quizzes.routes import TAGS, manage_quizzes, prepared_question
+from lms.quizzes.routes import TAGS, check_image, manage_quizzes, prepared_question
 from lms.quizzes.schemas import QuizOption, QuizQuestionCreate, QuizQuestionOut
 from lms.quizzes.transfer import (
     MAX_IMPORT_BYTES,
@@ -67,11 +67,11 @@ class PreviewQuestion(BaseModel):
     question_type: str
     options: list[QuizOption]
     correct_answer: JsonValue = Field(description="In stored form (option ids, true/false, accepted answers).")
+    settings: dict[str, JsonValue] | None = Field(default=None, description="Per type (slider, ordering).")
     points: float
     explanation: str | None
     time_limit_seconds: int | None = Field(
-        description="The sheet's time limit, checked (5-600) and shown; not stored: questions have no time limit "
-        "of their own yet (a live session sets one for all)."
+        description="The question's own time limit in live sessions (the sheet's, checked: 5-600)."
     )
 
 
@@ -107,11 +107,14 @@ def _from_json(data: bytes) -> Parsed:
         if bad is not None:
             raise ValidationFailed(errors=[{"field": f"questions.{number - 1}.{bad[0]}", "message": bad[1]}])
         try:
-            prepare(question.question_type, [o.model_dump() for o in question.options], question.correct_answer)
+            prepare(
+                question.question_type, [o.model_dump() for o in question.options], question.correct_answer,
+                settings=question.settings,
+            )  # fmt: skip
         except QuestionInvalid as err:
             parsed.errors.append(RowError(number, err.field, err.message))
             continue
-        parsed.questions.append(ParsedQuestion(number, question, None))
+        parsed.questions.append(ParsedQuestion(number, question, question.time_limit_seconds))
     return parsed
 
 
@@ -124,7 +127,7 @@ def _parse(extension: str, data: bytes) -> Parsed:
 
 def _stored(question: QuizQuestionCreate) -> dict[str, Any]:
     options = [o.model_dump() for o in question.options]
-    return prepared_question(question.question_type, options, question.correct_answer)
+    return prepared_question(question.question_type, options, question.correct_answer, settings=question.settings)
 
 
 @routes.post("/api/v1/quizzes/{id}/import")
@@ -175,12 +178,16 @@ async def import_questions(request: web.Request, query: ImportQuery) -> web.Resp
     async with request.app[DB].transaction() as conn:
         # FOR UPDATE: concurrent imports into one quiz take turns, so each gets its own run of positions.
         await quiz_access(conn, me, quiz_id, manage=True, lock="update")
+        for question, _ in prepared:
+            await check_image(conn, me, question.image_file_id)
         start = await queries.next_position(conn, quiz_id)
         rows = [
             await queries.create_question(
                 conn, quiz_id=quiz_id, question_text=question.text, question_type=question.question_type,
                 points=question.points, double_points=question.double_points, explanation=question.explanation,
-                position=start + offset, **stored,
+                position=start + offset,
+                image_file_id=question.image_file_id, video=question.video.model_dump() if question.video else None,
+                time_limit_seconds=question.time_limit_seconds, **stored,
             )
             for offset, (question, stored) in enumerate(prepared)
         ]  # fmt: skip
@@ -195,7 +202,8 @@ def _preview(parsed: Parsed) -> ImportPreview:
             PreviewQuestion(
                 row=item.row, text=item.question.text, question_type=item.question.question_type,
                 options=[QuizOption.model_validate(o) for o in stored["options"]],
-                correct_answer=stored["correct_answer"], points=float(item.question.points),
+                correct_answer=stored["correct_answer"], settings=stored["settings"],
+                points=float(item.question.points),
                 explanation=item.question.explanation, time_limit_seconds=item.time_limit_seconds,
             )
         )  # fmt: skip

@@ -27,7 +27,8 @@ from redis.exceptions import RedisError
 
 from lms.aio import raise_if_cancelling
 from lms.db import DatabaseError
-from lms.live import queries, scoring
+from lms.live import queries
+from lms.live import questions as live_questions
 from realtime.live import machine
 from realtime.live.machine import (
     Closed,
@@ -156,7 +157,7 @@ class SessionActor:
         index = s.question_index if s.state == State.QUESTION else -1
         tick = await self.store.tick(self.keys, index)
         self.now, self.real_now = self._clock(tick.now), tick.real_now
-        await self._apply(machine.Tick(tick.answered, tick.connected, tick.everyone_answered))
+        await self._apply(machine.Tick(tick.answered, tick.connected, tick.everyone_answered, tick.tallies))
         for message in await self._mail(messages):
             await self._apply(message)
         since = self.now.ms - self.presence_checked_at
@@ -206,8 +207,12 @@ class SessionActor:
         questions = [
             Question(
                 id=str(r["id"]), text=r["question_text"], question_type=r["question_type"],
-                options=scoring.public_options(r["question_type"], r["options"]), correct_answer=r["correct_answer"],
-                points=Decimal(r["points"]), double_points=bool(r["double_points"]),
+                options=live_questions.public_options(
+                    str(r["id"]), r["question_type"], r["options"], r["correct_answer"]
+                ),
+                correct_answer=r["correct_answer"], points=Decimal(r["points"]), settings=r["settings"],
+                time_limit_ms=r["time_limit_seconds"] * 1000 if r["time_limit_seconds"] else None,
+                media=live_questions.media(r["image_file_id"], r["video"]), double_points=bool(r["double_points"]),
             )
             for r in rows
         ]  # fmt: skip

@@ -6,6 +6,7 @@ the same code serves Socket.IO and the tests of the actor.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import secrets
@@ -21,6 +22,7 @@ from lms.config import LiveSettings
 from lms.courses.access import manages
 from lms.live import queries
 from lms.quizzes.grading import MAX_SHORT_ANSWER_LENGTH
+from lms.quizzes.question_types import WORD_CLOUD_MAX_LENGTH
 from lms.text import display_text
 from realtime.live.errors import LiveError
 from realtime.live.runtime import LiveRuntime
@@ -183,11 +185,30 @@ async def snapshot(
     return player_snapshot(common, me_entry(player_id, nickname, view.mine, answered_current=view.answered_current))
 
 
+def text_check(answer: Any, config: LiveSettings) -> str:
+    """A text that could be a word-cloud answer, through the nickname check (hosts see these words):
+    ``0`` fine, ``1`` on the deny-list, ``2`` not showable. The answer script applies it to word clouds only."""
+    if not isinstance(answer, str) or len(answer) > WORD_CLOUD_MAX_LENGTH:
+        return "0"
+    try:
+        clean_nickname(answer, _word_cloud_rules(config))  # the one deny-list check
+    except LiveError as err:
+        return "1" if err.code == "nickname_not_allowed" else "2"
+    return "0"
+
+
+@functools.lru_cache(maxsize=8)
+def _word_cloud_rules(config: LiveSettings) -> LiveSettings:
+    """The nickname rules with room for a word-cloud answer (longer than a nickname may be)."""
+    return config.model_copy(update={"nickname_max_length": WORD_CLOUD_MAX_LENGTH})
+
+
 async def submit_answer(rt: LiveRuntime, session_id: str, player_id: str, question_index: int, answer: Any) -> int:
     """Accepted (epoch ms, Redis time) or :class:`LiveError`; only returns after Redis recorded it."""
     if isinstance(answer, str) and len(answer) > MAX_SHORT_ANSWER_LENGTH:
         raise LiveError("invalid_answer", f"An answer has at most {MAX_SHORT_ANSWER_LENGTH} characters.")
-    return await rt.store.submit_answer(rt.store.keys(session_id), player_id, question_index, answer)
+    check = text_check(answer, rt.config.live)
+    return await rt.store.submit_answer(rt.store.keys(session_id), player_id, question_index, answer, check)
 
 
 async def leave(rt: LiveRuntime, session_id: str, player_id: str) -> None:

@@ -25,6 +25,7 @@ MESSAGES = {
     "too_late": "Time is up for this question.",
     "already_answered": "You have already answered this question.",
     "invalid_answer": "That is not an answer to this question.",
+    "answer_not_allowed": "Choose other words.",
     "not_joined": "Join the session first.",
     "already_joined": "This connection already plays in a session; connect again to join as someone else.",
 }

@@ -28,12 +28,15 @@ end
 # Accept one answer at the edge.
 # KEYS: gate, kicked, clock
 # ARGV: key base, player id, question index asked, answer (JSON), grace ms, use test clock, answers ttl ms,
-#       short answer limit (characters; the edge checks characters, this the UTF-8 bytes they can take)
+#       short answer limit (characters; the edge checks characters, this the UTF-8 bytes they can take),
+#       word cloud limit (characters), the edge's check of the text as hosts would see it ('0' fine, '1' on
+#       the deny-list, '2' not showable): word clouds, whose answers hosts see, refuse all but '0'
+
 # -> {'ok', accepted_at} or {'err', code}
 ANSWER = (
     PRELUDE
     + """
-local st = redis.call('HMGET', KEYS[1], 'status', 'qi', 'deadline', 'qtype', 'opts')
+local st = redis.call('HMGET', KEYS[1], 'status', 'qi', 'deadline', 'qtype', 'opts', 'range')
 local status = st[1]
 if not status then return {'err', 'not_in_question'} end
 local pid = ARGV[2]
@@ -54,8 +57,33 @@ local qtype = st[4]
 local options = {}
 local option_count = 0
 for _, id in ipairs(cjson.decode(st[5])) do options[id] = true; option_count = option_count + 1 end
-if qtype == 'single_choice' or qtype == 'true_false' then
+if qtype == 'single_choice' or qtype == 'true_false' or qtype == 'poll' then
   if type(answer) ~= 'string' or not options[answer] then return {'err', 'invalid_answer'} end
+elseif qtype == 'ordering' then
+  if type(answer) ~= 'table' or #answer ~= option_count then return {'err', 'invalid_answer'} end
+  local seen = {}
+  for _, id in ipairs(answer) do
+    if type(id) ~= 'string' or not options[id] or seen[id] then return {'err', 'invalid_answer'} end
+    seen[id] = true
+  end
+  for k, _ in pairs(answer) do
+    if type(k) ~= 'number' then return {'err', 'invalid_answer'} end
+  end
+elseif qtype == 'slider' then
+  local range = cjson.decode(st[6] or '[]')
+  if type(answer) ~= 'number' or #range ~= 3 then return {'err', 'invalid_answer'} end
+  if answer ~= answer or answer < range[1] or answer > range[2] then return {'err', 'invalid_answer'} end
+  local steps = (answer - range[1]) / range[3]
+  if math.abs(steps - math.floor(steps + 0.5)) > 1e-9 * math.max(1, math.abs(steps)) then
+    return {'err', 'invalid_answer'}
+  end
+elseif qtype == 'word_cloud' then
+  if type(answer) ~= 'string' or not string.find(answer, '%S') then return {'err', 'invalid_answer'} end
+  -- characters: every byte that does not continue a UTF-8 sequence starts one
+  local _, chars = string.gsub(answer, '[^\\128-\\191]', '')
+  if chars > tonumber(ARGV[9]) then return {'err', 'invalid_answer'} end
+  if ARGV[10] == '1' then return {'err', 'answer_not_allowed'} end
+  if ARGV[10] ~= '0' then return {'err', 'invalid_answer'} end
 elseif qtype == 'multiple_choice' then
   if type(answer) ~= 'table' or #answer == 0 or #answer > option_count then return {'err', 'invalid_answer'} end
   local seen = {}
@@ -75,6 +103,10 @@ end
 local key = ARGV[1] .. 'answers:' .. current
 if redis.call('HSETNX', key, pid, now .. ':' .. ARGV[4]) == 0 then return {'err', 'already_answered'} end
 if redis.call('HLEN', key) == 1 then redis.call('PEXPIRE', key, ARGV[7]) end
+if qtype == 'poll' then
+  local tallies = ARGV[1] .. 'tallies:' .. current
+  if redis.call('HINCRBY', tallies, answer, 1) == 1 then redis.call('PEXPIRE', tallies, ARGV[7]) end
+end
 return {'ok', now}
 """
 )
@@ -158,9 +190,9 @@ return {
 )
 
 # The owner's periodic look at a running question (and at presence).
-# KEYS: answers of the current question, online, clock
+# KEYS: answers of the current question, online, clock, its tallies (a poll's counts so far)
 # ARGV: use test clock
-# -> {now, answered, connected, every connected player answered (0/1), real now}
+# -> {now, answered, connected, every connected player answered (0/1), real now, tallies (HGETALL)}
 TICK = (
     PRELUDE
     + """
@@ -175,7 +207,7 @@ if connected > 0 and answered >= connected then
     if redis.call('HEXISTS', KEYS[1], pid) == 0 then everyone = 0; break end
   end
 end
-return {now, answered, connected, everyone, present}
+return {now, answered, connected, everyone, present, redis.call('HGETALL', KEYS[4])}
 """
 )
 

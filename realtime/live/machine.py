@@ -15,7 +15,8 @@ is that table, and :func:`transition` never leaves it.
 
 A question is scored once, when its gate closes (:class:`CloseGate` →
 :class:`Closed`): each player's points come from the one grader
-(:func:`lms.quizzes.grading.is_correct`) and the live scoring by time
+(:func:`lms.quizzes.grading.fraction`: partial credit is a share of the
+points) and the live scoring by time
 (:func:`lms.live.scoring.points_for`), and what was computed is what is
 stored (:class:`Scored`) and later written to PostgreSQL.
 
@@ -34,9 +35,10 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from lms.live import scoring
+from lms.live import questions, scoring
 from lms.live.scoring import ScoringRules
-from lms.quizzes.grading import is_correct
+from lms.quizzes.grading import fraction
+from lms.quizzes.question_types import POLL, SLIDER, UNGRADED, public_settings
 from realtime.live.errors import LiveError
 
 SNAPSHOT_VERSION = 1
@@ -87,12 +89,16 @@ class Question:
     options: list[dict[str, str]]
     correct_answer: Any
     points: Decimal
+    settings: dict[str, Any] | None = None
+    time_limit_ms: int | None = None  # the question's own, instead of the session's
+    media: dict[str, Any] | None = None
     double_points: bool = False
 
     def public(self, index: int, total: int, time_limit_ms: int) -> dict[str, Any]:
         return {
             "index": index, "total": total, "text": self.text, "question_type": self.question_type,
             "options": self.options, "time_limit_ms": time_limit_ms,
+            "settings": public_settings(self.question_type, self.settings), "media": self.media,
         }  # fmt: skip
 
 
@@ -155,6 +161,7 @@ class Counts:
     count_sent_at: float = float("-inf")
     answers_sent: tuple[int, int] | None = None
     answers_sent_at: float = float("-inf")
+    tallies: dict[str, int] = field(default_factory=dict)
 
 
 # Snapshot fields kept in Redis (the ``snap`` key, JSON): the same document as before the machine.
@@ -257,11 +264,22 @@ class Snapshot:
             "qtype": question.get("question_type", ""),
             "opts": json.dumps([o["id"] for o in question.get("options", [])]),
             "locked": "1" if self.locked else "0",
+            # A slider's [min, max, step]: the answer script refuses values off the slider.
+            "range": json.dumps(_range(question)),
         }
 
 
+def _range(question: dict[str, Any]) -> list[float]:
+    bounds = question.get("settings") or {}
+    if question.get("question_type") != SLIDER or not bounds:
+        return []
+    return [bounds["min"], bounds["max"], bounds["step"]]
+
+
 def initial_gate() -> dict[str, Any]:
-    return {"status": State.LOBBY.value, "qi": -1, "deadline": 0, "qtype": "", "opts": "[]", "locked": "0"}
+    return {
+        "status": State.LOBBY.value, "qi": -1, "deadline": 0, "qtype": "", "opts": "[]", "locked": "0", "range": "[]"
+    }  # fmt: skip
 
 
 # -- messages --------------------------------------------------------------------
@@ -319,6 +337,7 @@ class Tick:
     answered: int
     connected: int
     everyone_answered: bool
+    tallies: dict[str, int] = field(default_factory=dict)  # a poll's answers so far
 
 
 @dataclass(frozen=True)
@@ -624,6 +643,7 @@ def _tick(snap: Snapshot, tick: Tick, now: Now) -> None:
     if snap.state == State.QUESTION:
         counts.answered = tick.answered
         counts.everyone_answered = tick.everyone_answered
+        counts.tallies = tick.tallies
     if tick.connected != counts.connected:
         counts.connected = tick.connected
         counts.count_due = True
@@ -654,7 +674,13 @@ def _answer_count(snap: Snapshot, now: Now, out: list[Effect]) -> None:
     if sent == counts.answers_sent or now.monotonic - counts.answers_sent_at < interval:
         return
     counts.answers_sent, counts.answers_sent_at = sent, now.monotonic
-    out.append(Emit("hosts", "answer_count", {"index": snap.question_index, "answered": sent[0], "players": sent[1]}))
+    data: dict[str, Any] = {"index": snap.question_index, "answered": sent[0], "players": sent[1]}
+    question = snap.questions[snap.question_index]
+    if question.question_type == POLL:  # shown live: every option, zeros included
+        data["distribution"] = questions.distribution(POLL, question.options, ()) | {
+            k: v for k, v in counts.tallies.items() if any(o["id"] == k for o in question.options)
+        }
+    out.append(Emit("hosts", "answer_count", data))
 
 
 def _counts(snap: Snapshot, now: Now, out: list[Effect]) -> None:
@@ -696,7 +722,7 @@ def _next(snap: Snapshot, now: Now, out: list[Effect]) -> None:
 
 def _begin(snap: Snapshot, index: int, now: Now, out: list[Effect]) -> None:
     question = snap.questions[index]
-    limit = snap.time_limit_ms
+    limit = question.time_limit_ms or snap.time_limit_ms
     public = question.public(index, len(snap.questions), limit)
     if question.double_points:  # added only when true: other questions' payload is as before
         public["double_points"] = True
@@ -731,7 +757,8 @@ def _closed(snap: Snapshot, message: Closed, now: Now, out: list[Effect]) -> Non
     index = message.index
     question = snap.questions[index]
     rules = snap.scoring_rules()
-    assert snap.started_at is not None
+    assert snap.started_at is not None and snap.deadline is not None
+    limit = snap.deadline - snap.started_at  # the question's own time limit, or the session's
     results: dict[str, dict[str, Any]] = {}
     scored: dict[str, ScoredAnswer] = {}
     correct_count = 0
@@ -740,14 +767,19 @@ def _closed(snap: Snapshot, message: Closed, now: Now, out: list[Effect]) -> Non
         if not player.active:
             continue
         recorded = message.answers.get(pid)
-        correct = recorded is not None and is_correct(question.question_type, question.correct_answer, recorded.answer)
+        answer = recorded.answer if recorded is not None else None
+        share = fraction(question.question_type, question.correct_answer, answer, question.settings)
+        correct = share == 1
         points = bonus = 0
-        streak = player.streak + 1 if correct else 0
+        streak = player.streak
+        if question.question_type not in UNGRADED:  # a poll neither makes nor breaks a streak
+            streak = player.streak + 1 if correct else 0
         if recorded is not None:
             answered.append(recorded.answer)
             elapsed = recorded.accepted_at - snap.started_at
+            # Partial credit: the grader's share of the points, scored by the session's mode like a correct answer.
             points, bonus = scoring.award(
-                question.points, correct=correct, elapsed_ms=elapsed, time_limit_ms=snap.time_limit_ms,
+                question.points, share=share, correct=share > 0, elapsed_ms=elapsed, time_limit_ms=limit,
                 rules=rules, double=question.double_points, streak=streak,
             )  # fmt: skip
             scored[pid] = ScoredAnswer(correct, points)
@@ -766,8 +798,14 @@ def _closed(snap: Snapshot, message: Closed, now: Now, out: list[Effect]) -> Non
             result["team"] = player.team
     reveal = {
         "index": index,
-        "correct_answer": scoring.revealed_answer(question.question_type, question.correct_answer),
-        "distribution": scoring.distribution(question.question_type, question.options, answered),
+        "correct_answer": questions.revealed_answer(question.question_type, question.correct_answer),
+        "distribution": questions.distribution(
+            question.question_type,
+            question.options,
+            answered,
+            correct_answer=question.correct_answer,
+            settings=question.settings,
+        ),
     }
     snap.results.append(
         {

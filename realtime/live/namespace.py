@@ -85,7 +85,9 @@ class SubmitAnswer(Payload):
     question_index: StrictInt = Field(ge=0, le=10_000)
     # The one grader's limits (lms.quizzes.grading), as for self-paced attempts.
     answer: (
-        Annotated[str, Field(max_length=MAX_SHORT_ANSWER_LENGTH)] | Annotated[list[str], Field(max_length=MAX_CHOICES)]
+        Annotated[str, Field(max_length=MAX_SHORT_ANSWER_LENGTH)]
+        | Annotated[list[str], Field(max_length=MAX_CHOICES)]
+        | Annotated[float, Field(strict=True, allow_inf_nan=False)]  # sliders
     )
 
 

@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import orjson
@@ -24,6 +24,7 @@ from redis.exceptions import NoScriptError
 from lms.config import LiveSettings
 from lms.live.keys import SessionKeys, active_sessions_key, session_keys
 from lms.quizzes.grading import MAX_SHORT_ANSWER_LENGTH
+from lms.quizzes.question_types import WORD_CLOUD_MAX_LENGTH
 from realtime.live import lua
 from realtime.live.errors import LiveError
 from realtime.live.machine import ScoredAnswer
@@ -68,6 +69,8 @@ class Tick:
     everyone_answered: bool
     # Redis TIME even when a test froze ``now``: presence expiries are real time.
     real_now: int
+    # A poll's answers counted so far (empty for other questions).
+    tallies: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -190,18 +193,23 @@ class LiveStore:
     async def now_ms(self, keys: SessionKeys) -> int:
         return int(await self._now(keys=[keys.clock], args=[self.test_clock]))
 
-    async def submit_answer(self, keys: SessionKeys, player_id: str, question_index: int, answer: Any) -> int:
+    async def submit_answer(
+        self, keys: SessionKeys, player_id: str, question_index: int, answer: Any, text_check: str = "0"
+    ) -> int:
         """Record the answer once; returns when Redis accepted it (epoch ms) or raises :class:`LiveError`.
 
         Answers of one event-loop turn share one pipeline (:class:`TurnBatch`). With
         ``live.answer_wait_replicas`` each answer's script and a WAIT travel in a
         pipeline of their own (one connection: WAIT counts that connection's writes),
         and the answer is acknowledged only once that many replicas hold it.
+        ``text_check`` is the edge's verdict on a text answer as hosts would see it
+        (``0`` fine, ``1`` denied, ``2`` not showable): word clouds refuse all but ``0``.
         """
         keys_ = [keys.gate, keys.kicked, keys.clock]
         args: list[Any] = [
             keys.base, player_id, question_index, _answer_json(answer),
             self.config.answer_grace_ms, self.test_clock, self.ttl_ms, MAX_SHORT_ANSWER_LENGTH,
+            WORD_CLOUD_MAX_LENGTH, text_check,
         ]  # fmt: skip
         wanted = self.config.answer_wait_replicas
         if not wanted:
@@ -399,10 +407,12 @@ class LiveStore:
         return [(_text(mid), {_text(k): _text(v) for k, v in fields.items()}) for mid, fields in entries]
 
     async def tick(self, keys: SessionKeys, question_index: int) -> Tick:
-        now, answered, connected, everyone, real_now = await self._tick(
-            keys=[keys.answers(question_index), keys.online, keys.clock], args=[self.test_clock]
+        now, answered, connected, everyone, real_now, flat = await self._tick(
+            keys=[keys.answers(question_index), keys.online, keys.clock, keys.tallies(question_index)],
+            args=[self.test_clock],
         )
-        return Tick(int(now), int(answered), int(connected), bool(int(everyone)), int(real_now))
+        tallies = {_text(flat[i]): int(flat[i + 1]) for i in range(0, len(flat), 2)}
+        return Tick(int(now), int(answered), int(connected), bool(int(everyone)), int(real_now), tallies)
 
     async def answers(self, keys: SessionKeys, question_index: int) -> dict[str, RecordedAnswer]:
         raw = await self.redis.hgetall(keys.answers(question_index))
@@ -430,7 +440,7 @@ def chunked_hset(key: str, mapping: dict[str, str]) -> list[list[Any]]:
     commands: list[list[Any]] = []
     for start in range(0, len(items), MAX_PAIRS_PER_COMMAND):
         command: list[Any] = ["HSET", key]
-        for field, value in items[start : start + MAX_PAIRS_PER_COMMAND]:
-            command += [field, value]
+        for name, value in items[start : start + MAX_PAIRS_PER_COMMAND]:
+            command += [name, value]
         commands.append(command)
     return commands

@@ -77,6 +77,9 @@
     options = q.options || [];
     $("q-number").textContent = "Question " + (q.index + 1) + " of " + q.total;
     $("q-text").textContent = q.text;
+    var image = q.media && q.media.image_url;
+    $("q-image").hidden = !image;
+    if (image) $("q-image").src = image; else $("q-image").removeAttribute("src");
     var box = $("q-options");
     box.textContent = "";
     options.forEach(function (o) {
@@ -86,20 +89,26 @@
     });
     $("answer-count").textContent = "0";
     $("answer-total").textContent = $("player-count").textContent;
+    $("live-distribution").hidden = true;
     if (q.deadline) countdown.start(q.deadline);
     L.show("question");
   }
 
   function showReveal(reveal) {
     countdown.stop();
-    $("correct").textContent = L.answerText(reveal.correct_answer, options);
+    $("correct").textContent = reveal.correct_answer == null ? "none (nothing to get right)" : L.answerText(reveal.correct_answer, options);
     var correct = Array.isArray(reveal.correct_answer) ? reveal.correct_answer : [reveal.correct_answer];
+    drawDistribution($("distribution"), reveal.distribution, correct);
+    L.show("reveal");
+  }
+
+  // Bars per option (or bin, item, word): {key: count}; keys in `correct` are marked.
+  function drawDistribution(box, distribution, correct) {
     var names = {};
     options.forEach(function (o) { names[o.id] = o.text; });
-    var total = Object.values(reveal.distribution).reduce(function (a, b) { return a + b; }, 0) || 1;
-    var box = $("distribution");
+    var total = Object.values(distribution).reduce(function (a, b) { return a + b; }, 0) || 1;
     box.textContent = "";
-    Object.keys(reveal.distribution).forEach(function (key) {
+    Object.keys(distribution).forEach(function (key) {
       var line = document.createElement("div");
       line.className = "line" + (correct.indexOf(key) >= 0 ? " correct" : "");
       var label = document.createElement("span");
@@ -107,15 +116,14 @@
       var bar = document.createElement("div");
       var fill = document.createElement("div");
       fill.className = "fill";
-      fill.style.width = Math.round((100 * reveal.distribution[key]) / total) + "%";
+      fill.style.width = Math.round((100 * distribution[key]) / total) + "%";
       bar.appendChild(fill);
       var count = document.createElement("span");
       count.className = "count";
-      count.textContent = reveal.distribution[key];
+      count.textContent = distribution[key];
       line.appendChild(label); line.appendChild(bar); line.appendChild(count);
       box.appendChild(line);
     });
-    L.show("reveal");
   }
 
   function showBoard(board) {
@@ -170,6 +178,10 @@
     socket.on("answer_count", function (d) {
       $("answer-count").textContent = d.answered;
       $("answer-total").textContent = d.players;
+      if (d.distribution) { // polls: shown while players answer
+        $("live-distribution").hidden = false;
+        drawDistribution($("live-distribution"), d.distribution, []);
+      }
     });
     socket.on("question_ended", function (reveal) { state = "reveal"; showReveal(reveal); nextLabel(); });
     socket.on("leaderboard", function (board) { state = "leaderboard"; showBoard(board); nextLabel(); });

@@ -11,6 +11,8 @@
   var question = null; // the open question
   var chosen = [];
   var lastOptions = [];
+  var order = []; // an ordering question's item ids as the player arranged them
+  var UNGRADED = ["poll", "word_cloud"];
 
   function storageKey(pin) { return "lms.live.player." + pin; }
   function saved(pin) {
@@ -36,8 +38,9 @@
       $("correct-answer").textContent = L.answerText(d.correct_answer, lastOptions);
     });
     socket.on("answer_result", function (r) {
-      $("result-text").textContent = r.correct ? "Correct!" : "Not this time";
-      $("result-text").className = "big " + (r.correct ? "good" : "bad");
+      var counted = question && UNGRADED.indexOf(question.question_type) >= 0;
+      $("result-text").textContent = counted ? "Thanks!" : r.correct ? "Correct!" : r.points > 0 ? "Close!" : "Not this time";
+      $("result-text").className = "big " + (r.correct || counted ? "good" : "bad");
       $("points").textContent = r.points;
       $("total").textContent = r.total_score;
       $("rank").textContent = r.rank == null ? "–" : r.rank;
@@ -114,7 +117,9 @@
     var box = $("options");
     box.textContent = "";
     var multi = q.question_type === "multiple_choice";
-    (q.options || []).forEach(function (option) {
+    var type = q.question_type;
+    showMedia(q.media);
+    (type === "ordering" ? [] : q.options || []).forEach(function (option) {
       var b = document.createElement("button");
       b.type = "button";
       b.className = "option";
@@ -128,11 +133,70 @@
       });
       box.appendChild(b);
     });
-    $("short").hidden = q.question_type !== "short_answer";
+    var texts = type === "short_answer" || type === "word_cloud";
+    $("short").hidden = !texts;
     $("short-input").value = "";
-    $("submit").hidden = !(multi || q.question_type === "short_answer");
+    $("short-input").maxLength = type === "word_cloud" ? 40 : 200;
+    $("slider").hidden = type !== "slider";
+    if (type === "slider") openSlider(q.settings);
+    $("ordering").hidden = type !== "ordering";
+    if (type === "ordering") { order = (q.options || []).map(function (o) { return o.id; }); drawOrdering(); }
+    $("submit").hidden = !(multi || texts || type === "slider" || type === "ordering");
     if (q.deadline) countdown.start(q.deadline);
     L.show(answered ? "answered" : "question");
+  }
+
+  function showMedia(media) {
+    var image = media && media.image_url, video = media && media.video;
+    $("q-media").hidden = !image && !video;
+    $("q-image").hidden = !image;
+    if (image) $("q-image").src = image; else $("q-image").removeAttribute("src");
+    $("q-video").hidden = !video;
+    if (video) {
+      var url = new URL(video.url);
+      if (video.start_seconds) url.hash = "t=" + video.start_seconds;
+      $("q-video").href = url.href;
+    }
+  }
+
+  function openSlider(settings) {
+    var input = $("slider-input");
+    input.min = settings.min; input.max = settings.max; input.step = settings.step;
+    // The middle of the range, on the step grid.
+    var steps = Math.round((settings.max - settings.min) / settings.step);
+    input.value = settings.min + Math.floor(steps / 2) * settings.step;
+    $("slider-value").textContent = input.value;
+  }
+  $("slider-input").addEventListener("input", function () { $("slider-value").textContent = $("slider-input").value; });
+
+  function drawOrdering() {
+    var names = {};
+    lastOptions.forEach(function (o) { names[o.id] = o.text; });
+    var list = $("ordering");
+    list.textContent = "";
+    order.forEach(function (id, at) {
+      var li = document.createElement("li");
+      li.dataset.id = id;
+      var text = document.createElement("span");
+      text.textContent = names[id];
+      li.appendChild(text);
+      [["↑", -1], ["↓", 1]].forEach(function (move) {
+        var b = document.createElement("button");
+        b.type = "button";
+        b.textContent = move[0];
+        b.className = move[1] < 0 ? "up" : "down";
+        b.title = (move[1] < 0 ? "Move up: " : "Move down: ") + names[id];
+        var to = at + move[1];
+        b.disabled = to < 0 || to >= order.length;
+        b.addEventListener("click", function () {
+          order.splice(at, 1);
+          order.splice(to, 0, id);
+          drawOrdering();
+        });
+        li.appendChild(b);
+      });
+      list.appendChild(li);
+    });
   }
 
   async function submit(answer) {
@@ -145,6 +209,8 @@
   $("submit").addEventListener("click", function () {
     if (!question) return;
     if (question.question_type === "multiple_choice") submit(chosen.slice());
+    else if (question.question_type === "slider") submit(Number($("slider-input").value));
+    else if (question.question_type === "ordering") submit(order.slice());
     else submit($("short-input").value);
   });
 
