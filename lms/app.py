@@ -24,6 +24,7 @@ from lms.enrollments import routes as enrollments
 from lms.events import EVENTS, EventBus
 from lms.files import routes as files
 from lms.jobqueue import JOBS
+from lms.live import challenges
 from lms.live import routes as live
 from lms.metrics import Metrics
 from lms.pages import setup_pages
@@ -94,6 +95,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_routes(auth.routes)
     app.router.add_routes(users.routes)
     app.router.add_routes(live.routes)
+    app.router.add_routes(challenges.routes)
     app.router.add_routes(courses.routes)
     app.router.add_routes(enrollments.routes)
     app.router.add_routes(quizzes.routes)

@@ -434,9 +434,13 @@ class LiveSettings(Section):
     pin_failures_per_address: int = Field(default=30, ge=0)
     pin_failure_window_seconds: int = Field(default=60, ge=1)
     nickname_max_length: int = Field(default=24, ge=1, le=24)
-    # Nicknames containing any of these (case-insensitively, ignoring
-    # spaces and punctuation) are refused.
+    # Nicknames (and shown free-text answers) containing any of these, or a
+    # word of the deny-words file, however disguised, are refused
+    # (lms/live/moderation.py). Empty file settings: the shipped lists
+    # (lms/live/words/deny.txt, allow.txt); otherwise a path replacing them.
     nickname_deny_list: tuple[str, ...] = ("admin", "moderator", "host")
+    deny_words_file: str = ""
+    allow_words_file: str = ""
     # 0: the host moves on with `next`; otherwise reveal and leaderboard
     # advance on their own after this long.
     reveal_seconds: float = Field(default=0.0, ge=0)

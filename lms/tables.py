@@ -711,3 +711,47 @@ study_activity = Table(
     # The platform's active learners over a window.
     Index(None, "bucket"),
 )
+
+# -- Assigned challenges (issue 18): a live quiz played alone, with the live timers and scoring --
+
+live_challenges = Table(
+    "live_challenges",
+    metadata,
+    pk(),
+    fk("quiz_id", "quizzes.id"),
+    fk("created_by", "users.id"),
+    Column("question_time_limit_seconds", Integer, nullable=False),
+    ts("deadline", nullable=False),
+    created_at(),
+    CheckConstraint("question_time_limit_seconds BETWEEN 5 AND 600", name="challenge_time_limit_range"),
+    Index(None, "quiz_id", "created_at"),
+)
+
+# One student's play of a challenge: the question it is on and when the server started it.
+challenge_plays = Table(
+    "challenge_plays",
+    metadata,
+    pk(),
+    fk("challenge_id", "live_challenges.id"),
+    fk("user_id", "users.id"),
+    Column("current_index", Integer, nullable=False, server_default="0"),
+    ts("question_started_at", nullable=False),
+    Column("score", Integer, nullable=False, server_default="0"),
+    Column("correct_count", Integer, nullable=False, server_default="0"),
+    created_at(),
+    ts("finished_at"),
+    UniqueConstraint("challenge_id", "user_id"),
+)
+
+challenge_answers = Table(
+    "challenge_answers",
+    metadata,
+    Column("play_id", UUID(as_uuid=True), ForeignKey("challenge_plays.id", ondelete="CASCADE"), primary_key=True),
+    Column("question_index", Integer, primary_key=True),
+    fk("question_id", "quiz_questions.id", ondelete="SET NULL", nullable=True),
+    Column("answer", JSONB),
+    Column("correct", Boolean, nullable=False),
+    Column("points", Integer, nullable=False),
+    Column("elapsed_ms", Integer),
+    ts("answered_at", nullable=False),
+)

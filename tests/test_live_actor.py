@@ -375,13 +375,14 @@ async def test_kick_lock_and_resume(live_instances: list[Instance], db: Database
     await command(a, game, "unlock_session")
     await a.join(None, pin=game["pin"], nickname="Carol", player_token=None)
 
-    assert await command(a, game, "kick_player", player_id=mallory.player_id) == {"ok": True, "state": "lobby"}
+    banned = await command(a, game, "kick_player", player_id=mallory.player_id, ban=True)
+    assert banned == {"ok": True, "state": "lobby"}
     kicked = await eventually(lambda: a.named("kicked"))
     assert kicked[0]["to"] == f"player:{mallory.player_id}"
     assert any(e.get("op") == "detach" and e["player_id"] == mallory.player_id for _, e in a.events)
     with pytest.raises(LiveError) as again:
         await a.join(None, pin=game["pin"], nickname=None, player_token=mallory.player_token)
-    assert again.value.code == "kicked"
+    assert again.value.code == "banned"
     missing = await command(a, game, "kick_player", player_id=str(uuid.uuid4()))
     assert missing["ok"] is False and missing["error"]["code"] == "not_found"
     assert (await command(a, game, "start_session"))["ok"] is True

@@ -8,6 +8,7 @@ player on the second.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -89,3 +90,34 @@ async def test_players_answer_a_slider_and_an_ordering_question_in_a_browser(
     assert ordering["distribution"] == [2, 2, 1, 1]
     assert ordering["ann"]["result"] == "Correct!" and 2000 <= ordering["ann"]["points"] <= 4000
     assert ordering["ben"]["result"] == "Close!" and 1000 <= ordering["ben"]["points"] <= 2000
+
+
+async def test_the_host_chooses_buttons_only_and_random_names_in_a_browser(
+    two_servers: list[Server], db: Database
+) -> None:
+    a, b = two_servers
+    await until_up(a.url)
+    await until_up(b.url)
+    game = await live_game(db, questions=1)
+    driver = await NodeScript.start(
+        "live_buttons.js", a.url, b.url, game["id"], game["pin"], game["teacher"]["email"], PASSWORD,
+        packages=("playwright-core",),
+    )
+    try:
+        assert await driver.finish(120) == 0, driver.report()
+    finally:
+        await driver.close()
+    report = json.loads(driver.lines[-1])
+    assert report["errors"] == []
+    # The typed nickname was ignored: a generated one, the same on both screens.
+    assert re.fullmatch(r"[A-Z][a-z]+[A-Z][a-z]+[0-9]*", report["name"]) and report["hostListed"] == report["name"]
+    shown = report["shown"]
+    assert shown["cardHidden"] is True and shown["text"] == ""
+    assert report["hostText"] == "Question 0" and "Question 0" not in shown["visibleText"]
+    assert [(x["id"], x["text"]) for x in shown["buttons"]] == [("a", "▲ A"), ("b", "◆ B"), ("c", "● C")]
+    assert [x["colour"] for x in shown["buttons"]] == ["rgb(226, 27, 60)", "rgb(19, 104, 206)", "rgb(216, 158, 0)"]
+    assert all(x["height"] >= 150 for x in shown["buttons"])
+    # The answers' texts are on the host's screen only.
+    for option_text in report["hostOptions"]:
+        assert option_text.strip() and option_text.strip() not in shown["visibleText"]
+    assert report["result"] == "Correct!"

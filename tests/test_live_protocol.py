@@ -228,10 +228,11 @@ async def test_join_errors(instances: list[Instance], live: Any, db: Database) -
     assert code(await call(guest, "join_session", {"pin": game["pin"], "nickname": "Bob"})) == "session_locked"
     assert (await call(host, "unlock_session"))["ok"]
     bob, bob_ack = await player(live, b, game["pin"], "Bob")
-    assert (await call(host, "kick_player", {"player_id": bob_ack["player_id"]})) == {"ok": True, "state": "lobby"}
+    banned = {"player_id": bob_ack["player_id"], "ban": True}
+    assert (await call(host, "kick_player", banned)) == {"ok": True, "state": "lobby"}
     assert (await bob.next("kicked", NS))["reason"]
     again = {"pin": game["pin"], "nickname": "Bobby", "player_token": bob_ack["player_token"]}
-    assert code(await call(bob, "join_session", again)) == "kicked"
+    assert code(await call(bob, "join_session", again)) == "banned"
     assert code(await call(bob, "submit_answer", {"question_index": 0, "answer": "a"})) == "not_joined"
 
     no_guests, _ = await hosted(live, instances, db, allow_guests=False)
@@ -385,10 +386,10 @@ async def test_one_connection_is_at_most_one_player(instances: list[Instance], l
     assert again["ok"] and (again["player_id"], again["player_token"]) == (first["player_id"], first["player_token"])
     players = (await call(host, "sync"))["session"]["players"]
     assert [p["nickname"] for p in players] == ["Mallory"]
-    # Kicked, the connection cannot come back as someone new.
-    assert (await call(host, "kick_player", {"player_id": first["player_id"]}))["ok"]
+    # Banned, the connection cannot come back as someone new.
+    assert (await call(host, "kick_player", {"player_id": first["player_id"], "ban": True}))["ok"]
     await guest.next("kicked", NS)
-    assert code(await call(guest, "join_session", {"pin": game["pin"], "nickname": "Eve"})) == "kicked"
+    assert code(await call(guest, "join_session", {"pin": game["pin"], "nickname": "Eve"})) == "banned"
 
 
 async def test_capacity_counts_connected_players_and_those_who_may_resume(

@@ -299,7 +299,7 @@ async def test_javascript_players_play_in_teams_across_two_processes(two_servers
     host = await connect(a.url, access)
     assert (await call(host, "host_session", {"session_id": session["id"]}))["ok"]
     # One picks team 2 (on a) and answers right; two are balanced (on b): 1, then 1 again (team 2 has one).
-    specs = [(a, "JS picked", "2", "b"), (b, "JS first", "-", "b"), (b, "JS second", "-", "a")]
+    specs = [(a, "Jay", "2", "b"), (b, "Kim", "-", "b"), (b, "Lee", "-", "a")]
     players: list[NodeScript] = []
     try:
         for server, nickname, team, answer in specs:

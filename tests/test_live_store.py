@@ -156,13 +156,27 @@ async def test_locked_full_ended_and_unknown_sessions_refuse_new_players(store: 
     assert await refused(join(store, store.keys(uuid.uuid4()), "Eve")) == "not_found"
 
 
-async def test_a_kicked_player_cannot_come_back(store: LiveStore) -> None:
+async def test_a_kicked_player_joins_anew_and_a_banned_one_cannot_come_back(store: LiveStore) -> None:
     keys = await open_question(store, status="lobby")
     user = str(uuid.uuid4())
     player = await join(store, keys, "Mallory", new_token="m", user_id=user)
     await store.redis.sadd(keys.kicked, player.player_id)
-    assert await refused(join(store, keys, "x", presented_token="m")) == "kicked"
-    assert await refused(join(store, keys, "Mallory2", user_id=user)) == "kicked"
+    # Kicked: its token and its account no longer resume it; they join as a new player.
+    assert await refused(join(store, keys, "", presented_token="m", resume_only=True)) == "nickname_required"
+    again = await join(store, keys, "Mallory2", presented_token="m", new_token="m2", user_id=user)
+    assert not again.resumed and again.player_id != player.player_id
+    # Banned: refused by token and by account, whatever the nickname.
+    await store.redis.sadd(keys.kicked, again.player_id)
+    await store.redis.sadd(keys.banned, again.player_id)
+    assert await refused(join(store, keys, "x", presented_token="m2")) == "banned"
+    assert await refused(join(store, keys, "Mallory3", user_id=user)) == "banned"
+
+
+async def test_names_assigned_by_the_host_refuse_a_chosen_nickname(store: LiveStore) -> None:
+    keys = await open_question(store, status="lobby")
+    await store.redis.hset(keys.gate, "names", "assigned")
+    assert await refused(join(store, keys, "Chosen")) == "names_assigned"
+    assert not (await join(store, keys, "BraveOtter", generated=True)).resumed
 
 
 async def test_the_tick_sees_when_every_connected_player_answered(store: LiveStore) -> None:

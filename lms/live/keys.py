@@ -51,6 +51,11 @@ class SessionKeys:
         return self.base + "kicked"
 
     @property
+    def banned(self) -> str:
+        """SET of banned player ids (also in ``kicked``): their token and account may not join again."""
+        return self.base + "banned"
+
+    @property
     def online(self) -> str:
         """ZSET player id -> presence expiry (epoch ms)."""
         return self.base + "online"
@@ -89,7 +94,7 @@ class SessionKeys:
     def all_static(self) -> list[str]:
         return [
             self.gate, self.snap, self.players, self.nicks, self.users, self.tokens, self.kicked, self.online,
-            self.scores, self.mailbox, self.lease, self.clock,
+            self.scores, self.mailbox, self.lease, self.clock, self.banned,
         ]  # fmt: skip
 
 

@@ -316,7 +316,7 @@ class SessionActor:
         elif isinstance(effect, EmitEach):
             self.events.append({"to": "each", "event": effect.event, "data": effect.by_player})
         elif isinstance(effect, Detach):
-            self.events.append({"op": "detach", "player_id": effect.player_id})
+            self.events.append({"op": "detach", "player_id": effect.player_id, "banned": effect.banned})
         elif isinstance(effect, Reply):
             self.replies.append({"i": effect.instance, "req": effect.request, "result": effect.result})
         elif isinstance(effect, CloseGate):
@@ -324,6 +324,10 @@ class SessionActor:
         elif isinstance(effect, Kicked):
             pid = effect.player_id
             self.commands += [["SADD", self.keys.kicked, pid], ["ZREM", self.keys.online, pid]]
+            if effect.banned:
+                self.commands.append(["SADD", self.keys.banned, pid])
+            elif effect.nickname:  # may come back: under the same name too (the join script's key)
+                self.commands.append(["HDEL", self.keys.nicks, effect.nickname.lower()])
         elif isinstance(effect, ScoresChanged):
             self.scores_changed |= effect.player_ids
         elif isinstance(effect, Scored):

@@ -11,7 +11,6 @@ import logging
 import re
 import secrets
 import time
-import unicodedata
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +20,8 @@ from lms.auth.permissions import Role
 from lms.config import LiveSettings
 from lms.courses.access import manages
 from lms.live import queries
+from lms.live.moderation import denied
+from lms.live.nicknames import random_nickname
 from lms.quizzes.grading import MAX_SHORT_ANSWER_LENGTH
 from lms.quizzes.question_types import WORD_CLOUD_MAX_LENGTH
 from lms.text import display_text
@@ -31,6 +32,9 @@ from realtime.live.snapshots import common_snapshot, host_snapshot, me_entry, pl
 log = logging.getLogger(__name__)
 
 PIN = re.compile(r"^[0-9]{6}$")
+# Generated names drawn for one join before giving up (nickname_taken): a session of
+# max_players players leaves plenty of numbered names.
+MAX_NAME_DRAWS = 24
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,7 @@ class JoinResult:
 
 
 def clean_nickname(raw: str, config: LiveSettings) -> str:
-    """Trimmed, 1 to 24 characters, and clear of the deny-list (ignoring case, spaces and punctuation)."""
+    """Trimmed, 1 to 24 characters, and clear of the deny-list however disguised (lms.live.moderation)."""
     try:
         # The rule every shown name follows (lms.text): invisible formatting removed, controls refused.
         nickname = display_text(raw)
@@ -53,8 +57,7 @@ def clean_nickname(raw: str, config: LiveSettings) -> str:
         raise LiveError(
             "invalid_payload", f"A nickname has 1 to {config.nickname_max_length} characters (spaces trimmed)."
         )
-    folded = "".join(c for c in unicodedata.normalize("NFKC", nickname).casefold() if c.isalnum())
-    if any(word.casefold() in folded for word in config.nickname_deny_list if word):
+    if denied(nickname, config):
         raise LiveError("nickname_not_allowed", "Choose another nickname.")
     return nickname
 
@@ -129,15 +132,16 @@ async def join_session(
         raise LiveError("invalid_payload", f"A team is a number from 1 to {session['team_count']}.")
     if not nickname and user_id is not None and principal is not None:
         nickname = principal.full_name[: rt.config.live.nickname_max_length]
-    if nickname is None and not player_token:
-        raise LiveError("invalid_payload", "A nickname is required.")
+    # A guest who sends neither a nickname nor a token is given a generated one, as is
+    # every new player when the host assigns names (the join script says so: names_assigned).
+    generated = nickname is None and not player_token
     name = clean_nickname(nickname, rt.config.live) if nickname is not None else ""
     await rt.ensure(session_id)
     keys = rt.store.keys(session_id)
     new_token = secrets.token_urlsafe(24)
     now_ms = int(time.time() * 1000)
 
-    async def attempt(new_name: str, *, resume_only: bool = False) -> Any:
+    async def attempt(new_name: str, *, resume_only: bool = False, generated: bool = False) -> Any:
         return await rt.store.join(
             keys,
             presented_token=player_token,
@@ -148,15 +152,27 @@ async def join_session(
             player={"nickname": new_name, "user_id": user_id, "joined_at": now_ms, "team": team},
             presence_expiry_ms=now_ms + int(rt.config.live.presence_ttl_seconds * 1000),
             resume_only=resume_only,
+            generated=generated,
         )
 
-    try:
-        # Only a returning player may leave the nickname out.
-        joined = await attempt(name, resume_only=not name)
-    except LiveError as err:
-        if err.code == "nickname_required":
-            raise LiveError("invalid_payload", "A nickname is required.") from None
-        raise
+    draws = 0
+    while True:
+        if generated:
+            name = random_nickname(draws, rt.config.live.nickname_max_length)
+            draws += 1
+        try:
+            # Only a returning player may leave the nickname out.
+            joined = await attempt(name, resume_only=not name, generated=generated)
+            break
+        except LiveError as err:
+            if err.code == "names_assigned" and not generated:
+                generated = True  # the chosen nickname is ignored, not refused
+            elif err.code == "nickname_taken" and generated and draws < MAX_NAME_DRAWS:
+                pass
+            elif err.code == "nickname_required":
+                raise LiveError("invalid_payload", "A nickname is required.") from None
+            else:
+                raise
     token = player_token if joined.resumed and joined.how == "token" and player_token else new_token
     final_name = (joined.player or {}).get("nickname", name) if joined.resumed else name
     view = await snapshot(rt, session_id, player_id=joined.player_id, nickname=final_name)

@@ -116,10 +116,12 @@ return {'ok', now}
 # expiry in the future) and those who left or lost their instance less than
 # the resume grace ago (they may come back with their token); kicked players
 # are not in `online`. A returning player is never refused for capacity.
-# KEYS: gate, players, nicks, users, tokens, kicked, online, mailbox
+# A banned player's token or account is refused; a kicked (not banned) one joins anew.
+# With names assigned by the host (gate `names`), only a generated nickname joins anew.
+# KEYS: gate, players, nicks, users, tokens, kicked, online, mailbox, banned
 # ARGV: presented token hash ('' if none), new token hash, user id ('' for guests), new player id,
 #       nickname key (lower-cased), player JSON, max players, presence expiry ms, mailbox max length,
-#       '1' to only resume (no nickname given), resume grace ms
+#       '1' to only resume (no nickname given), resume grace ms, '1' if the nickname was generated
 # -> {'joined', pid} | {'resumed', pid, player JSON, how} | {'err', code}
 JOIN = (
     PRELUDE
@@ -134,8 +136,9 @@ if not pid and ARGV[3] ~= '' then
   pid = redis.call('HGET', KEYS[4], ARGV[3])
   how = 'user'
 end
+if pid and redis.call('SISMEMBER', KEYS[9], pid) == 1 then return {'err', 'banned'} end
+if pid and redis.call('SISMEMBER', KEYS[6], pid) == 1 then pid = false end
 if pid then
-  if redis.call('SISMEMBER', KEYS[6], pid) == 1 then return {'err', 'kicked'} end
   if how == 'user' then redis.call('HSET', KEYS[5], ARGV[2], pid) end
   redis.call('ZADD', KEYS[7], ARGV[8], pid)
   redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[9], '*', 't', 'rejoined', 'p', pid)
@@ -143,6 +146,7 @@ if pid then
 end
 if ARGV[10] == '1' then return {'err', 'nickname_required'} end
 if redis.call('HGET', KEYS[1], 'locked') == '1' then return {'err', 'session_locked'} end
+if ARGV[12] ~= '1' and redis.call('HGET', KEYS[1], 'names') == 'assigned' then return {'err', 'names_assigned'} end
 local seats_from = real_ms() - tonumber(ARGV[11])
 redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', '(' .. seats_from)
 if redis.call('ZCARD', KEYS[7]) >= tonumber(ARGV[7]) then

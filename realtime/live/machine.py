@@ -40,10 +40,12 @@ from lms.live.scoring import ScoringRules
 from lms.quizzes.grading import fraction
 from lms.quizzes.question_types import POLL, SLIDER, UNGRADED, public_settings
 from realtime.live.errors import LiveError
+from realtime.live.snapshots import buttons_question
 
 SNAPSHOT_VERSION = 1
 IDLE_WAKE_MS = 1000
 KICK_REASON = "The host removed you from this session."
+BAN_REASON = "The host removed you from this session for good."
 
 
 class State(StrEnum):
@@ -169,7 +171,7 @@ PERSISTED = (
     "v", "id", "pin", "quiz_id", "quiz_title", "allow_guests", "time_limit_ms", "total_questions", "state",
     "question_index", "question", "started_at", "deadline", "locked", "advance_at", "reveal", "leaderboard",
     "ended", "mailbox_id", "scored_upto", "persisted_upto", "results", "last_activity", "ended_reason",
-    "persisted_end", "scoring", "team_count",
+    "persisted_end", "scoring", "team_count", "free_nicknames", "player_view",
 )  # fmt: skip
 
 
@@ -205,6 +207,10 @@ class Snapshot:
     # How points are awarded (lms.live.scoring.ScoringRules.public()) and the team count (None: no teams).
     scoring: dict[str, Any] = field(default_factory=lambda: ScoringRules().public())
     team_count: int | None = None
+    # The host's options (set_session_options): False gives every new player a generated name;
+    # "buttons" sends players only what the answer buttons need (realtime/live/snapshots.py).
+    free_nicknames: bool = True
+    player_view: str = "full"
     # Not persisted as such: the quiz (from PostgreSQL), players (their own hashes), counts.
     rules: Rules = field(default_factory=Rules)
     questions: list[Question] = field(default_factory=list)
@@ -264,6 +270,7 @@ class Snapshot:
             "qtype": question.get("question_type", ""),
             "opts": json.dumps([o["id"] for o in question.get("options", [])]),
             "locked": "1" if self.locked else "0",
+            "names": "free" if self.free_nicknames else "assigned",
             # A slider's [min, max, step]: the answer script refuses values off the slider.
             "range": json.dumps(_range(question)),
         }
@@ -395,9 +402,10 @@ class EmitEach:
 
 @dataclass(frozen=True)
 class Detach:
-    """A kicked player's connections leave the session."""
+    """A kicked player's connections leave the session (and, if banned, may not join again)."""
 
     player_id: str
+    banned: bool = False
 
 
 @dataclass(frozen=True)
@@ -416,9 +424,12 @@ class CloseGate:
 
 @dataclass(frozen=True)
 class Kicked:
-    """Mark the player kicked in Redis (the join and answer scripts refuse it from now on)."""
+    """Mark the player kicked in Redis (the answer script refuses it; the join script a banned one)."""
 
     player_id: str
+    # Banned: its token and account may not join again. Not banned: its nickname is free again.
+    banned: bool = False
+    nickname: str = ""
 
 
 @dataclass(frozen=True)
@@ -626,7 +637,9 @@ def _run_command(snap: Snapshot, message: Command, now: Now, out: list[Effect]) 
     elif name in ("lock_session", "unlock_session"):
         snap.locked = name == "lock_session"
     elif name == "kick_player":
-        _kick(snap, str(message.args.get("player_id", "")), now, out)
+        _kick(snap, str(message.args.get("player_id", "")), now, out, ban=message.args.get("ban") is True)
+    elif name == "set_session_options":
+        _options(snap, message.args)
     elif name == "choose_team":
         _choose_team(snap, str(message.args.get("player_id", "")), message.args.get("team"), out)
     elif name == "set_teams":
@@ -735,7 +748,11 @@ def _begin(snap: Snapshot, index: int, now: Now, out: list[Effect]) -> None:
     counts.answered, counts.everyone_answered = 0, False
     counts.answers_sent, counts.answers_sent_at = None, float("-inf")
     started = {"started_at": snap.started_at, "deadline": snap.deadline, "server_now": now.ms}
-    out.append(Emit("all", "question_started", public | started))
+    if snap.player_view == "buttons":  # the question's text on the hosts' screens only
+        out.append(Emit("hosts", "question_started", public | started))
+        out.append(Emit("players", "question_started", buttons_question(public) | started))
+    else:
+        out.append(Emit("all", "question_started", public | started))
 
 
 def _close(snap: Snapshot, out: list[Effect], then: str | None = None) -> None:
@@ -915,17 +932,34 @@ def _team_of(snap: Snapshot, player_id: str, out: list[Effect]) -> int | None:
     return player.team
 
 
-def _kick(snap: Snapshot, player_id: str, now: Now, out: list[Effect]) -> None:
+PLAYER_VIEWS = ("full", "buttons")
+
+
+def _options(snap: Snapshot, args: dict[str, Any]) -> None:
+    free, view = args.get("free_nicknames"), args.get("player_view")
+    if (free is not None and not isinstance(free, bool)) or (view is not None and view not in PLAYER_VIEWS):
+        raise LiveError("invalid_payload", "free_nicknames is a boolean; player_view is 'full' or 'buttons'.")
+    if free is not None:
+        snap.free_nicknames = free
+    if view is not None:
+        snap.player_view = view
+
+
+def _kick(snap: Snapshot, player_id: str, now: Now, out: list[Effect], *, ban: bool = False) -> None:
     player = snap.players.get(player_id)
+    if player is not None and not player.active and ban:
+        # Kicked before, banned now: its token and account may not come back.
+        out.append(Kicked(player_id, banned=True, nickname=player.nickname))
+        return
     if player is None or not player.active:
         raise LiveError("not_found", "No such player in this session.")
     player.kicked_at = now.ms
     player.rank = None
     _uncount_team(snap, player_id)
     snap.changed = True
-    out.append(Kicked(player_id))
-    out.append(Emit(f"player:{player_id}", "kicked", {"reason": KICK_REASON}))
-    out.append(Detach(player_id))
+    out.append(Kicked(player_id, banned=ban, nickname=player.nickname))
+    out.append(Emit(f"player:{player_id}", "kicked", {"reason": BAN_REASON if ban else KICK_REASON, "banned": ban}))
+    out.append(Detach(player_id, banned=ban))
     if player_id in snap.connected:
         snap.connected.discard(player_id)
         snap.counts.connected = max(0, snap.counts.connected - 1)

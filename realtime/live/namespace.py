@@ -24,9 +24,9 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, StrictInt
+from pydantic import Field, StrictBool, StrictInt
 
 from lms.appkeys import CLIENT_IP
 from lms.auth.guards import Principal
@@ -93,6 +93,18 @@ class SubmitAnswer(Payload):
 
 class KickPlayer(Payload):
     player_id: uuid.UUID
+    # False (the default): the player may join again (as a new player). True: a ban; its token,
+    # its account and this connection may not join the session again.
+    ban: StrictBool = False
+
+
+class SetSessionOptions(Payload):
+    """Host options; an omitted field stays as it is."""
+
+    # False: every new player gets a generated name (a chosen nickname is ignored).
+    free_nicknames: StrictBool | None = None
+    # "buttons": players get only what the answer buttons need (the question is on the host's screen).
+    player_view: Literal["full", "buttons"] | None = None
 
 
 def client_address(environ: dict[str, Any]) -> str:
@@ -114,10 +126,11 @@ class Peer(Connection):
     # The client's address (behind trusted proxies), for the pin guessing limit.
     address: str = ""
     # A connection is at most one player, for its whole life: the pin and
-    # token of that player once it joined, and whether the host kicked it.
+    # token of that player once it joined, and whether the host banned it (a plain kick
+    # frees the connection to join again).
     player_pin: str | None = None
     player_token: str = ""
-    kicked: bool = False
+    banned: bool = False
     # The session whose channel this connection counts for (LiveRuntime.watch).
     watching: str | None = None
 
@@ -142,6 +155,7 @@ class LiveNamespace(EventNamespace):
                 "kick_player": EventSpec(KickPlayer, self._on_kick_player),
                 "choose_team": EventSpec(ChooseTeam, self._on_choose_team),
                 "set_teams": EventSpec(SetTeams, self._on_set_teams),
+                "set_session_options": EventSpec(SetSessionOptions, self._on_set_session_options),
                 "start_session": EventSpec(Empty, self._on_start_session),
                 "next": EventSpec(Empty, self._on_next),
                 "lock_session": EventSpec(Empty, self._on_lock_session),
@@ -239,6 +253,8 @@ class LiveNamespace(EventNamespace):
         return ok(session=snapshot)
 
     async def _on_join_session(self, sid: str, peer: Peer, payload: JoinSession) -> dict[str, Any]:
+        if peer.banned:
+            raise LiveError("banned")
         if peer.player_pin is not None:
             return await self._join_again(sid, peer, payload)
         await self.guesses.check(peer.address)
@@ -256,7 +272,10 @@ class LiveNamespace(EventNamespace):
         peer.player_pin, peer.player_token = payload.pin, joined.player_token
         await self._with_team(joined.session, joined.player_id)
         await self._state_to(sid, joined.session)
-        return ok(player_id=joined.player_id, player_token=joined.player_token, session=joined.session)
+        return ok(
+            player_id=joined.player_id, player_token=joined.player_token, nickname=joined.nickname,
+            session=joined.session,
+        )  # fmt: skip
 
     async def _with_team(self, session: dict[str, Any], player_id: str) -> None:
         """Team mode: the join's ack names the player's team, which the session's owner decides (balancing
@@ -271,8 +290,6 @@ class LiveNamespace(EventNamespace):
 
     async def _join_again(self, sid: str, peer: Peer, payload: JoinSession) -> dict[str, Any]:
         """One connection, one player: the same join again (a retry) gets the same player; any other is refused."""
-        if peer.kicked:
-            raise LiveError("kicked")
         same = (
             payload.pin == peer.player_pin
             and payload.player_token in (None, peer.player_token)
@@ -285,7 +302,7 @@ class LiveNamespace(EventNamespace):
             )
         snapshot = await edge.snapshot(self.live, peer.session_id, player_id=peer.player_id, nickname=peer.nickname)
         await self._state_to(sid, snapshot)
-        return ok(player_id=peer.player_id, player_token=peer.player_token, session=snapshot)
+        return ok(player_id=peer.player_id, player_token=peer.player_token, nickname=peer.nickname, session=snapshot)
 
     async def _on_submit_answer(self, sid: str, peer: Peer, payload: SubmitAnswer) -> dict[str, Any]:
         if peer.role != "player" or peer.session_id is None or peer.player_id is None:
@@ -318,7 +335,10 @@ class LiveNamespace(EventNamespace):
         return await self._host_command(peer, "next", {})
 
     async def _on_kick_player(self, sid: str, peer: Peer, payload: KickPlayer) -> dict[str, Any]:
-        return await self._host_command(peer, "kick_player", {"player_id": str(payload.player_id)})
+        return await self._host_command(peer, "kick_player", {"player_id": str(payload.player_id), "ban": payload.ban})
+
+    async def _on_set_session_options(self, sid: str, peer: Peer, payload: SetSessionOptions) -> dict[str, Any]:
+        return await self._host_command(peer, "set_session_options", payload.model_dump(exclude_none=True))
 
     async def _on_set_teams(self, sid: str, peer: Peer, payload: SetTeams) -> dict[str, Any]:
         return await self._host_command(peer, "set_teams", {"team_count": payload.team_count})
@@ -425,7 +445,7 @@ class LiveNamespace(EventNamespace):
         elif event.get("op") == "state":
             await self._deliver_state(session_id, event, rooms, players)
         elif event.get("op") == "detach":
-            await self._detach(session_id, str(event["player_id"]), players)
+            await self._detach(session_id, str(event["player_id"]), players, banned=bool(event.get("banned")))
 
     async def _deliver_state(
         self, session_id: str, event: dict[str, Any], rooms: dict[Any, Any], players: dict[str, list[str]]
@@ -440,8 +460,11 @@ class LiveNamespace(EventNamespace):
                 for sid in list(sids):
                     await self._send("session_state", snapshot, sid)
 
-    async def _detach(self, session_id: str, player_id: str, players: dict[str, list[str]]) -> None:
-        """A kicked player's connections here leave the session (they stay connected to /live)."""
+    async def _detach(self, session_id: str, player_id: str, players: dict[str, list[str]], *, banned: bool) -> None:
+        """A kicked player's connections here leave the session (they stay connected to /live).
+
+        A banned one's connection may not join again; a kicked one's may, as a new player.
+        """
         for sid in list(players.get(player_id, [])):
             self._index(session_id, player_id, sid, add=False)
             peer = await self.peer(sid)
@@ -449,5 +472,6 @@ class LiveNamespace(EventNamespace):
                 await self.leave_room(sid, name)
             if peer is not None and peer.session_id == session_id:
                 peer.session_id = peer.role = peer.player_id = None
-                peer.kicked = True
+                peer.player_pin, peer.player_token = None, ""
+                peer.banned = peer.banned or banned
                 await self._unwatch(peer)

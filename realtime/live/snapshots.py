@@ -17,8 +17,36 @@ from lms.live import scoring
 COMMON = ("id", "pin", "quiz_title", "state", "question_index", "total_questions", "locked", "time_limit_ms")
 
 
+# The answer buttons of the "buttons" player view, by option position (Kahoot's four, then two more).
+BUTTONS = (
+    ("A", "#e21b3c", "triangle"), ("B", "#1368ce", "diamond"), ("C", "#d89e00", "circle"),
+    ("D", "#26890c", "square"), ("E", "#864cbf", "star"), ("F", "#0aa3a3", "hexagon"),
+)  # fmt: skip
+
+
+def buttons_question(question: dict[str, Any]) -> dict[str, Any]:
+    """A question as the "buttons" player view sends it: no question or option text, a label, colour and shape each.
+
+    The host's screen shows the question and the answers; the player's device
+    only the buttons to press (realtime/README.md, "Player view").
+    """
+    out = {k: v for k, v in question.items() if k != "text"}
+    # An ordering question's items are what the player arranges: they keep their texts.
+    keep_text = question.get("question_type") == "ordering"
+    buttons = []
+    for position, option in enumerate(question.get("options") or []):
+        label, colour, shape = BUTTONS[position % len(BUTTONS)]
+        entry = {k: v for k, v in option.items() if k != "text" or keep_text}
+        buttons.append(entry | {"label": label, "colour": colour, "shape": shape})
+    out["options"] = buttons
+    out["player_view"] = "buttons"
+    return out
+
+
 def common_snapshot(snap: dict[str, Any], *, now: int, player_count: int) -> dict[str, Any]:
     session: dict[str, Any] = {k: snap.get(k) for k in COMMON}
+    session["player_view"] = snap.get("player_view") or "full"
+    session["free_nicknames"] = snap.get("free_nicknames", True)
     session["player_count"] = player_count
     session["server_now"] = now
     session["scoring"] = scoring.ScoringRules.of(snap.get("scoring")).public()
@@ -52,6 +80,8 @@ def me_entry(player_id: str, nickname: str, scores: dict[str, Any] | None, *, an
 
 
 def player_snapshot(common: dict[str, Any], me: dict[str, Any]) -> dict[str, Any]:
+    if common.get("player_view") == "buttons" and common.get("question"):
+        return common | {"question": buttons_question(common["question"]), "me": me}
     return common | {"me": me}
 
 

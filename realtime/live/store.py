@@ -239,13 +239,16 @@ class LiveStore:
         player: dict[str, Any],
         presence_expiry_ms: int,
         resume_only: bool = False,
+        generated: bool = False,
     ) -> Joined:
         result = await self._join(
-            keys=[keys.gate, keys.players, keys.nicks, keys.users, keys.tokens, keys.kicked, keys.online, keys.mailbox],
+            keys=[keys.gate, keys.players, keys.nicks, keys.users, keys.tokens, keys.kicked, keys.online, keys.mailbox,
+                  keys.banned],
             args=[
                 token_hash(presented_token) if presented_token else "", token_hash(new_token), user_id or "",
                 new_player_id, nickname.lower(), json.dumps(player), self.config.max_players, presence_expiry_ms,
                 MAILBOX_MAX_LENGTH, "1" if resume_only else "0", int(self.config.resume_grace_seconds * 1000),
+                "1" if generated else "0",
             ],
         )  # fmt: skip
         kind = _text(result[0])

@@ -65,7 +65,7 @@
 
   function answerText(answer, options) {
     var byId = {};
-    (options || []).forEach(function (o) { byId[o.id] = o.text; });
+    (options || []).forEach(function (o) { byId[o.id] = o.text || o.label; });
     var list = Array.isArray(answer) ? answer : [answer];
     return list.map(function (id) { return byId[id] || id; }).join(", ");
   }

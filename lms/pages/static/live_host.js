@@ -34,6 +34,16 @@
         if (!ack.ok) error(ack.error.message);
       });
       li.appendChild(kick);
+      var ban = document.createElement("button");
+      ban.type = "button";
+      ban.className = "ban";
+      ban.title = "Ban " + p.nickname + " (may not rejoin)";
+      ban.textContent = "⛔";
+      ban.addEventListener("click", async function () {
+        var ack = await L.call(socket, "kick_player", { player_id: id, ban: true });
+        if (!ack.ok) error(ack.error.message);
+      });
+      li.appendChild(ban);
       list.appendChild(li);
     });
   }
@@ -52,6 +62,8 @@
     state = session.state;
     locked = !!session.locked;
     $("lock").textContent = locked ? "Unlock" : "Lock";
+    $("opt-buttons").checked = session.player_view === "buttons";
+    $("opt-names").checked = session.free_nicknames === false;
     $("quiz-title").textContent = session.quiz_title;
     $("pin").textContent = session.pin;
     $("join-url").textContent = location.origin + "/play";
@@ -220,6 +232,13 @@
   $("lock").addEventListener("click", async function () {
     var ack = await command(locked ? "unlock_session" : "lock_session");
     if (ack.ok) { locked = !locked; $("lock").textContent = locked ? "Unlock" : "Lock"; }
+  });
+
+  $("opt-buttons").addEventListener("change", function (e) {
+    command("set_session_options", { player_view: e.target.checked ? "buttons" : "full" });
+  });
+  $("opt-names").addEventListener("change", function (e) {
+    command("set_session_options", { free_nicknames: !e.target.checked });
   });
 
   var token = sessionStorage.getItem(TOKEN_KEY);

@@ -11,6 +11,7 @@
   var question = null; // the open question
   var chosen = [];
   var lastOptions = [];
+  var SHAPES = { triangle: "▲", diamond: "◆", circle: "●", square: "■", star: "★", hexagon: "⬢" };
   var order = []; // an ordering question's item ids as the player arranged them
   var UNGRADED = ["poll", "word_cloud"];
 
@@ -63,6 +64,7 @@
     socket.on("kicked", function (d) {
       if (joined) sessionStorage.removeItem(storageKey(joined.pin));
       joined = null;
+      if (!d.banned) { $("join-error").textContent = d.reason; L.show("join"); return; } // may join again
       $("kicked-reason").textContent = d.reason;
       L.show("kicked");
     });
@@ -74,13 +76,14 @@
     if (playerToken) payload.player_token = playerToken;
     var ack = await L.call(socket, "join_session", payload);
     if (!ack.ok) {
-      if (playerToken && ack.error.code === "kicked") sessionStorage.removeItem(storageKey(pin));
+      if (playerToken && (ack.error.code === "kicked" || ack.error.code === "banned")) sessionStorage.removeItem(storageKey(pin));
       joined = null;
       $("join-error").textContent = ack.error.message;
       L.show("join");
       return;
     }
     joined = { pin: pin, player_id: ack.player_id, player_token: ack.player_token, nickname: ack.session.me.nickname };
+    $("nickname").value = joined.nickname; // an assigned name replaces the typed one
     sessionStorage.setItem(storageKey(pin), JSON.stringify(joined));
     $("me-name").textContent = joined.nickname;
     render(ack.session);
@@ -112,10 +115,14 @@
     chosen = [];
     lastOptions = q.options || [];
     $("q-number").textContent = "Question " + (q.index + 1) + " of " + q.total;
-    $("q-text").textContent = q.text;
+    // The "buttons" player view: no question or answer texts (they are on the host's screen).
+    var buttonsOnly = q.player_view === "buttons";
+    $("q-text").textContent = buttonsOnly ? "" : q.text;
+    $("q-card").hidden = buttonsOnly;
     $("answer-error").textContent = "";
     var box = $("options");
     box.textContent = "";
+    box.classList.toggle("buttons-only", buttonsOnly);
     var multi = q.question_type === "multiple_choice";
     var type = q.question_type;
     showMedia(q.media);
@@ -124,7 +131,8 @@
       b.type = "button";
       b.className = "option";
       b.dataset.id = option.id;
-      b.textContent = option.text;
+      b.textContent = buttonsOnly ? (SHAPES[option.shape] || "") + " " + option.label : option.text;
+      if (buttonsOnly) { b.style.background = option.colour; b.setAttribute("aria-label", "Answer " + option.label); }
       b.addEventListener("click", function () {
         if (!multi) return submit(option.id);
         var at = chosen.indexOf(option.id);
