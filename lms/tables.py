@@ -56,6 +56,7 @@ QuestionType = Literal[
 ]
 AttemptStatus = Literal["in_progress", "submitted", "graded"]
 LiveSessionStatus = Literal["lobby", "running", "ended"]
+ScoringMode = Literal["speed", "kahoot_like", "accuracy"]
 GatewayName = Literal["stripe", "paymob", "myfatoorah"]
 PaymentStatus = Literal["pending", "completed", "failed", "refunded", "expired"]
 SubscriptionStatus = Literal["pending", "active", "cancelled", "expired"]
@@ -72,6 +73,7 @@ QUIZ_TYPES: tuple[str, ...] = get_args(QuizType)
 QUESTION_TYPES: tuple[str, ...] = get_args(QuestionType)
 ATTEMPT_STATUSES: tuple[str, ...] = get_args(AttemptStatus)
 LIVE_SESSION_STATUSES: tuple[str, ...] = get_args(LiveSessionStatus)
+SCORING_MODES: tuple[str, ...] = get_args(ScoringMode)
 GATEWAYS: tuple[str, ...] = get_args(GatewayName)
 PAYMENT_STATUSES: tuple[str, ...] = get_args(PaymentStatus)
 SUBSCRIPTION_STATUSES: tuple[str, ...] = get_args(SubscriptionStatus)
@@ -329,6 +331,8 @@ quiz_questions = Table(
     fk("image_file_id", "uploaded_files.id", ondelete="SET NULL", nullable=True),
     Column("video", JSONB),  # {url, start_seconds, end_seconds}
     Column("time_limit_seconds", Integer),  # live sessions: instead of the session's own
+    # Live sessions award this question twice its points (lms.live.scoring).
+    Column("double_points", Boolean, nullable=False, server_default=text("false")),
     created_at(),
     updated_at(),
     one_of("question_type", QUESTION_TYPES),
@@ -381,12 +385,20 @@ live_sessions = Table(
     Column("question_time_limit_seconds", Integer, nullable=False, server_default="20"),
     Column("total_questions", Integer, nullable=False, server_default="0"),
     Column("results", JSONB),
+    # How points are awarded (lms.live.scoring); streak_bonus_points 0: no streak bonus.
+    Column("scoring", String(20), nullable=False, server_default="speed"),
+    Column("streak_bonus_points", Integer, nullable=False, server_default="0"),
+    # Team mode: the number of teams (NULL: no teams).
+    Column("team_count", Integer),
     created_at(),
     ts("started_at"),
     ts("ended_at"),
     one_of("status", LIVE_SESSION_STATUSES),
+    one_of("scoring", SCORING_MODES),
     CheckConstraint("pin ~ '^[0-9]{6}$'", name="pin_six_digits"),
     CheckConstraint("question_time_limit_seconds BETWEEN 5 AND 600", name="time_limit_range"),
+    CheckConstraint("streak_bonus_points BETWEEN 0 AND 1000", name="streak_bonus_range"),
+    CheckConstraint("team_count IS NULL OR team_count BETWEEN 2 AND 10", name="team_count_range"),
     # A pin is unique among sessions that are still open.
     Index("uq_live_sessions_open_pin", "pin", unique=True, postgresql_where=text("status <> 'ended'")),
     Index(None, "quiz_id", "created_at"),
@@ -404,6 +416,8 @@ live_players = Table(
     Column("correct_count", Integer, nullable=False, server_default="0"),
     Column("joined_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     ts("kicked_at"),
+    # 1..team_count in team mode, else NULL.
+    Column("team", Integer),
     Index("uq_live_players_session_nickname", "session_id", func.lower(text("nickname")), unique=True),
     Index(None, "user_id"),
 )

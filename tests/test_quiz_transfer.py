@@ -270,13 +270,14 @@ async def test_json_export_round_trips(client: Client, db: Database) -> None:
     headers, course, quiz = await owned_quiz(client, db)
     await make_question(db, quiz_id=quiz["id"], points=2, explanation="Paris is the capital.")
     await make_question(db, quiz_id=quiz["id"], question_type="multiple_choice")
-    await make_question(db, quiz_id=quiz["id"], question_type="true_false")
+    await make_question(db, quiz_id=quiz["id"], question_type="true_false", double_points=True)
     await make_question(db, quiz_id=quiz["id"], question_type="short_answer")
     first = await client.get(f"/api/v1/quizzes/{quiz['id']}/export", headers=headers)
     assert first.status == 200
     exported = await first.json()
     assert exported["format"] == "lms-quiz" and len(exported["questions"]) == 4
     assert exported["questions"][0]["points"] == 2.0
+    assert [q["double_points"] for q in exported["questions"]] == [False, False, True, False]
     created = await client.post(f"/api/v1/courses/{course['id']}/quizzes", json=exported["quiz"], headers=headers)
     assert created.status == 201, await created.text()
     copy = await created.json()

@@ -51,12 +51,16 @@ async def insert_session(
     allow_guests: bool,
     question_time_limit_seconds: int,
     total_questions: int,
+    scoring: str = "speed",
+    streak_bonus_points: int = 0,
+    team_count: int | None = None,
 ) -> Row:
     row = await conn.fetch_one(
         insert(live_sessions)
         .values(
             quiz_id=quiz_id, host_id=host_id, pin=pin, allow_guests=allow_guests,
             question_time_limit_seconds=question_time_limit_seconds, total_questions=total_questions,
+            scoring=scoring, streak_bonus_points=streak_bonus_points, team_count=team_count,
         )
         .returning(live_sessions)
     )  # fmt: skip
@@ -125,6 +129,7 @@ async def list_questions(conn: Connection, quiz_id: uuid.UUID) -> list[Row]:
             quiz_questions.c.options, quiz_questions.c.correct_answer, quiz_questions.c.points,
             quiz_questions.c.settings, quiz_questions.c.time_limit_seconds, quiz_questions.c.image_file_id,
             quiz_questions.c.video,
+            quiz_questions.c.double_points,
         )
         .where(quiz_questions.c.quiz_id == quiz_id)
         .order_by(quiz_questions.c.position, quiz_questions.c.created_at, quiz_questions.c.id)
@@ -161,6 +166,10 @@ async def mark_running(conn: Connection, session_id: uuid.UUID) -> None:
     )
 
 
+async def set_team_count(conn: Connection, session_id: uuid.UUID, team_count: int | None) -> None:
+    await conn.execute(update(live_sessions).where(live_sessions.c.id == session_id).values(team_count=team_count))
+
+
 def _recordset(name: str, *columns: Any) -> Any:
     return (
         func.jsonb_to_recordset(cast(bindparam(name, type_=Text), JSONB))
@@ -172,8 +181,8 @@ def _recordset(name: str, *columns: Any) -> Any:
 async def save_players(conn: Connection, session_id: uuid.UUID, players: Sequence[dict[str, Any]]) -> None:
     """Insert new players and set everyone's score, rank, correct count and kick time.
 
-    Each player: ``id, user_id, nickname, joined_at, score, rank, correct_count, kicked_at``
-    (ids as strings, times as ISO 8601 or None).
+    Each player: ``id, user_id, nickname, joined_at, score, rank, correct_count, kicked_at`` and
+    optionally ``team`` (ids as strings, times as ISO 8601 or None).
     """
     if not players:
         return
@@ -181,7 +190,7 @@ async def save_players(conn: Connection, session_id: uuid.UUID, players: Sequenc
         "players",
         column("id", UUID), column("user_id", UUID), column("nickname", Text), column("joined_at", DateTime(True)),
         column("score", Integer), column("rank", Integer), column("correct_count", Integer),
-        column("kicked_at", DateTime(True)),
+        column("kicked_at", DateTime(True)), column("team", Integer),
     )  # fmt: skip
     payload = {"players": json.dumps(list(players), default=str)}
     await conn.execute(
@@ -196,7 +205,13 @@ async def save_players(conn: Connection, session_id: uuid.UUID, players: Sequenc
     await conn.execute(
         update(live_players)
         .where(and_(live_players.c.id == rows.c.id, live_players.c.session_id == session_id))
-        .values(score=rows.c.score, rank=rows.c.rank, correct_count=rows.c.correct_count, kicked_at=rows.c.kicked_at),
+        .values(
+            score=rows.c.score,
+            rank=rows.c.rank,
+            correct_count=rows.c.correct_count,
+            kicked_at=rows.c.kicked_at,
+            team=rows.c.team,
+        ),
         payload,
     )
 

@@ -22,7 +22,7 @@ from lms.auth.guards import Principal, current_user, require
 from lms.auth.permissions import Permission
 from lms.courses.access import manages
 from lms.db import Connection, IntegrityViolation, Row
-from lms.live import queries
+from lms.live import queries, scoring
 from lms.live.keys import session_keys
 from lms.live.schemas import (
     LiveResults,
@@ -63,9 +63,18 @@ async def hosted_session(conn: Connection, principal: Principal, session_id: uui
     return session
 
 
+def settings_of(session: Row) -> dict[str, Any]:
+    """How the session scores and its teams, as REST shows them (``scoring``, ``teams``)."""
+    return {
+        "scoring": scoring.ScoringRules.of(session).public(),
+        "teams": scoring.teams_of(session["team_count"]),
+    }
+
+
 def present(request: web.Request, session: Row) -> dict[str, Any]:
     base = request.app[CONFIG].http.public_base_url.rstrip("/")
-    return session | {"host_url": f"{base}/host/{session['id']}", "join_url": f"{base}/play?pin={session['pin']}"}
+    links = {"host_url": f"{base}/host/{session['id']}", "join_url": f"{base}/play?pin={session['pin']}"}
+    return session | settings_of(session) | links
 
 
 @routes.post("/api/v1/quizzes/{id}/live-sessions")
@@ -102,6 +111,9 @@ async def create_live_session(request: web.Request, body: LiveSessionCreate) -> 
                         question_time_limit_seconds=body.question_time_limit_seconds
                         or config.default_question_time_limit_seconds,
                         total_questions=quiz["question_count"],
+                        scoring=body.scoring,
+                        streak_bonus_points=body.stored_streak_bonus(),
+                        team_count=body.team_count,
                     )
                 break
             except IntegrityViolation as err:
@@ -129,7 +141,7 @@ async def list_live_sessions(request: web.Request, query: LiveSessionListQuery) 
         rows, total = await queries.list_sessions(
             conn, quiz_id=quiz["id"], status=query.status, limit=query.limit, offset=query.offset
         )
-    return page(rows, total, query)
+    return page([row | settings_of(row) for row in rows], total, query)
 
 
 @routes.get("/api/v1/live-sessions/{pin}")
@@ -157,21 +169,30 @@ async def lookup_live_session(request: web.Request) -> dict[str, Any]:
     }
 
 
+def team_standings(session: Row, players: list[Row]) -> list[dict[str, Any]]:
+    """The team leaderboard from the stored players (kicked ones are no team's members)."""
+    members = [(p["team"], p["score"]) for p in players if p["kicked_at"] is None]
+    return scoring.team_standings(session["team_count"], members)
+
+
 async def load_results(conn: Connection, session: Row) -> dict[str, Any]:
     players = await queries.list_players(conn, session["id"])
     stored = session["results"] or {}
     questions = stored.get("questions", [])
     return {
         **{k: session[k] for k in ("id", "quiz_id", "quiz_title", "pin", "status", "total_questions")},
-        **{k: session[k] for k in ("created_at", "started_at", "ended_at")},
+        **{k: session[k] for k in ("created_at", "started_at", "ended_at", "team_count")},
+        "scoring": scoring.ScoringRules.of(session).public(),
         "questions_asked": len(questions),
         "leaderboard": [
             {
                 "player_id": p["id"], "nickname": p["nickname"], "user_id": p["user_id"], "score": p["score"],
                 "rank": p["rank"], "correct_count": p["correct_count"], "kicked": p["kicked_at"] is not None,
+                "team": p["team"],
             }
             for p in players
         ],
+        "teams": team_standings(session, players),
         "questions": questions,
     }  # fmt: skip
 
@@ -194,13 +215,21 @@ async def live_results(request: web.Request) -> dict[str, Any]:
 CSV_COLUMNS = [
     "nickname", "user_id", "player_id", "question_index", "question_id", "answer", "correct", "points",
     "response_time_ms",
+    # Added with scoring modes and teams (after the original columns, so readers by position keep working).
+    "double_points", "scoring", "streak_bonus_points", "team", "team_name", "team_score", "team_rank",
 ]  # fmt: skip
+CSV_DESCRIPTION = (
+    "Columns: " + ", ".join(CSV_COLUMNS) + ". A question a player did not answer has an empty answer. "
+    "`points` include the streak bonus and double points; `scoring` and `streak_bonus_points` (0: no bonus) "
+    "repeat the session's scoring on every row; the team columns are empty without team mode (`team_score`: "
+    "the team's average, `team_rank`: its place on the team leaderboard)."
+)
 
 
 @routes.get("/api/v1/live-sessions/{id}/results.csv")
 @endpoint(
     summary="Results of a live session as CSV: one row per player and question",
-    description="Columns: " + ", ".join(CSV_COLUMNS) + ". A question a player did not answer has an empty answer.",
+    description=CSV_DESCRIPTION,
     errors=[404],
     guards=[host_live],
     tags=TAGS,
@@ -213,6 +242,8 @@ async def live_results_csv(request: web.Request) -> web.Response:
         answers = await queries.list_answers(conn, session["id"])
     asked = (session["results"] or {}).get("questions", [])
     by_key = {(a["player_id"], a["question_index"]): a for a in answers}
+    rules = scoring.ScoringRules.of(session)
+    standings = {t["team"]: t for t in team_standings(session, players)}
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
@@ -227,6 +258,8 @@ async def live_results_csv(request: web.Request) -> web.Response:
                     cell(answer["is_correct"] if answer else False),
                     answer["points"] if answer else 0,
                     cell(answer["response_time_ms"] if answer else None),
+                    cell(bool(question.get("double_points"))), rules.mode, rules.streak_bonus_points,
+                    *_team_cells(player, standings),
                 ]
             )  # fmt: skip
     filename = f"live-session-{session['pin']}-{session['id']}.csv"
@@ -238,8 +271,17 @@ async def live_results_csv(request: web.Request) -> web.Response:
     )
 
 
+def _team_cells(player: Row, standings: dict[int, dict[str, Any]]) -> list[Any]:
+    """``team, team_name, team_score, team_rank`` of a player (empty without a team)."""
+    standing = standings.get(player["team"]) if player["team"] is not None else None
+    if standing is None:
+        return ["", "", "", ""]
+    return [standing["team"], cell(standing["name"]), standing["score"], standing["rank"]]
+
+
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 SUMMARY_COLUMNS = ["rank", "nickname", "user_id", "player_id", "score", "correct_count", "kicked"]
+TEAM_COLUMNS = ["rank", "team", "name", "score", "members"]
 QUESTION_COLUMNS = ["nickname", "user_id", "player_id", "answer", "correct", "points", "response_time_ms"]
 
 
@@ -247,16 +289,35 @@ def results_sheets(session: Row, players: list[Row], answers: list[Row]) -> list
     """The workbook's sheets: ``Summary`` (the session, then the leaderboard) and ``Q1``.. (one per question asked)."""
     asked = (session["results"] or {}).get("questions", [])
     by_key = {(a["player_id"], a["question_index"]): a for a in answers}
+    rules = scoring.ScoringRules.of(session)
     summary: list[list[Any]] = [
         ["quiz", session["quiz_title"]], ["pin", session["pin"]], ["status", session["status"]],
         ["started_at", session["started_at"]], ["ended_at", session["ended_at"]],
-        ["questions_asked", len(asked)], ["players", len(players)], [], SUMMARY_COLUMNS,
+        ["questions_asked", len(asked)], ["players", len(players)], [],
+        SUMMARY_COLUMNS + (["team"] if session["team_count"] else []),
     ]  # fmt: skip
+    for p in players:
+        row = [
+            p["rank"],
+            p["nickname"],
+            p["user_id"],
+            p["id"],
+            p["score"],
+            p["correct_count"],
+            p["kicked_at"] is not None,
+        ]
+        summary.append(row + ([p["team"]] if session["team_count"] else []))
+    # How the session scored: after the leaderboard, so that the rows above keep their places.
     summary += [
-        [p["rank"], p["nickname"], p["user_id"], p["id"], p["score"], p["correct_count"], p["kicked_at"] is not None]
-        for p in players
-    ]
+        [], ["scoring", rules.mode], ["streak_bonus", rules.streak_bonus_points > 0],
+        ["streak_bonus_points", rules.streak_bonus_points], ["team_count", session["team_count"]],
+    ]  # fmt: skip
     sheets = [("Summary", summary)]
+    standings = team_standings(session, players)
+    if standings:
+        teams: list[list[Any]] = [TEAM_COLUMNS]
+        teams += [[t["rank"], t["team"], t["name"], t["score"], t["members"]] for t in standings]
+        sheets.append(("Teams", teams))
     for question in asked:
         rows: list[list[Any]] = [
             ["question", question.get("text")], ["question_type", question.get("question_type")],
@@ -270,6 +331,8 @@ def results_sheets(session: Row, players: list[Row], answers: list[Row]) -> list
                 bool(answer and answer["is_correct"]), answer["points"] if answer else 0,
                 answer["response_time_ms"] if answer else None,
             ])  # fmt: skip
+        # Added after the rows, so that those above keep their places.
+        rows += [[], ["double_points", bool(question.get("double_points"))]]
         sheets.append((f"Q{question['index'] + 1}", rows))
     return sheets
 
@@ -279,9 +342,13 @@ def results_sheets(session: Row, players: list[Row], answers: list[Row]) -> list
     summary="Results of a live session as an xlsx workbook: a summary sheet and one sheet per question",
     description="Sheet `Summary`: the session (quiz, pin, status, times, counts), then the leaderboard ("
     + ", ".join(SUMMARY_COLUMNS)
+    + ", and `team` in team mode), then how it scored (rows `scoring`, `streak_bonus`, `streak_bonus_points`, "
+    "`team_count`). "
+    "Sheet `Teams` (team mode only): the team leaderboard ("
+    + ", ".join(TEAM_COLUMNS)
     + "). Sheets `Q1`, `Q2` ..: the question, then one row per player ("
     + ", ".join(QUESTION_COLUMNS)
-    + "). The same data and access as `results.csv`; text that a spreadsheet would "
+    + "), then a `double_points` row. The same data and access as `results.csv`; text that a spreadsheet would "
     "run as a formula is prefixed with `'`.",
     errors=[404],
     guards=[host_live],

@@ -278,6 +278,7 @@ async def create_question(request: web.Request, body: QuizQuestionCreate) -> Row
             question_text=body.text,
             question_type=body.question_type,
             points=body.points,
+            double_points=body.double_points,
             explanation=body.explanation,
             position=position,
             image_file_id=body.image_file_id,

@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     JsonValue,
     PlainSerializer,
+    StrictBool,
     field_validator,
     model_validator,
 )
@@ -206,6 +207,9 @@ class QuizQuestionCreate(BaseModel):
     correct_answer: JsonValue = Field(default=None, description=CORRECT_ANSWER)
     settings: dict[str, JsonValue] | None = Field(default=None, description=SETTINGS)
     points: Points = Decimal(1)
+    double_points: StrictBool = Field(
+        default=False, description="Live sessions award this question twice its points (every scoring mode)."
+    )
     explanation: str | None = Field(default=None, max_length=10_000)
     order: int | None = Field(default=None, ge=0, le=100_000, description="Position in the quiz; default: last.")
     image_file_id: uuid.UUID | None = Field(default=None, description=IMAGE_FILE)
@@ -223,6 +227,7 @@ class QuizQuestionUpdate(BaseModel):
     correct_answer: JsonValue = Field(default=None, description=CORRECT_ANSWER)
     settings: dict[str, JsonValue] | None = Field(default=None, description=SETTINGS)
     points: Points | None = None
+    double_points: StrictBool | None = Field(default=None, description="Live sessions award it twice its points.")
     explanation: str | None = Field(default=None, max_length=10_000)
     order: int | None = Field(default=None, ge=0, le=100_000)
     image_file_id: uuid.UUID | None = Field(default=None, description=IMAGE_FILE)
@@ -230,7 +235,9 @@ class QuizQuestionUpdate(BaseModel):
     time_limit_seconds: int | None = Field(default=None, ge=5, le=600, description=TIME_LIMIT)
 
     _text = field_validator("text")(_not_blank)
-    _required = field_validator("text", "question_type", "options", "correct_answer", "points", "order")(_not_null)
+    _required = field_validator(
+        "text", "question_type", "options", "correct_answer", "points", "double_points", "order"
+    )(_not_null)
 
 
 class QuizQuestionOut(BaseModel):
@@ -245,6 +252,7 @@ class QuizQuestionOut(BaseModel):
     correct_answer: JsonValue
     settings: dict[str, JsonValue] | None
     points: Number
+    double_points: bool = Field(description="Live sessions award it twice its points.")
     explanation: str | None
     order: int = Field(validation_alias=AliasChoices("order", "position"))
     image_file_id: uuid.UUID | None

@@ -420,6 +420,7 @@ class ExportedQuestion(BaseModel):
     )
     settings: dict[str, Any] | None = None
     points: Number
+    double_points: bool = Field(default=False, description="Live sessions award it twice its points.")
     explanation: str | None
     image_file_id: uuid.UUID | None = Field(
         default=None, description="An uploaded file of this platform: importing it needs the file to be yours."
@@ -451,7 +452,8 @@ def export_quiz(quiz: Any, questions: Iterable[Any]) -> QuizExport:
             ExportedQuestion(
                 text=q["question_text"], question_type=q["question_type"],
                 options=[QuizOption.model_validate(o) for o in q["options"]], correct_answer=q["correct_answer"],
-                settings=q["settings"], points=Decimal(q["points"]), explanation=q["explanation"],
+                settings=q["settings"], points=Decimal(q["points"]), double_points=bool(q.get("double_points")),
+                explanation=q["explanation"],
                 image_file_id=q["image_file_id"], video=q["video"], time_limit_seconds=q["time_limit_seconds"],
             )
             for q in questions

@@ -184,7 +184,8 @@ async def import_questions(request: web.Request, query: ImportQuery) -> web.Resp
         rows = [
             await queries.create_question(
                 conn, quiz_id=quiz_id, question_text=question.text, question_type=question.question_type,
-                points=question.points, explanation=question.explanation, position=start + offset,
+                points=question.points, double_points=question.double_points, explanation=question.explanation,
+                position=start + offset,
                 image_file_id=question.image_file_id, video=question.video.model_dump() if question.video else None,
                 time_limit_seconds=question.time_limit_seconds, **stored,
             )

@@ -53,6 +53,7 @@ from realtime.live.machine import (
     ScoresChanged,
     Snapshot,
     State,
+    TeamsChanged,
     iso,
 )
 from realtime.live.snapshots import common_snapshot, host_snapshot, me_entry
@@ -77,7 +78,10 @@ class LeaseLost(Exception):
 
 def player_from(pid: str, info: dict[str, Any]) -> Player:
     user = info.get("user_id")
-    return Player(pid, str(info.get("nickname", "")), str(user) if user else None, int(info.get("joined_at", 0)))
+    team = info.get("team")  # the team picked when joining (team mode)
+    player = Player(pid, str(info.get("nickname", "")), str(user) if user else None, int(info.get("joined_at", 0)))
+    player.team = team if isinstance(team, int) and not isinstance(team, bool) else None
+    return player
 
 
 class SessionActor:
@@ -208,7 +212,7 @@ class SessionActor:
                 ),
                 correct_answer=r["correct_answer"], points=Decimal(r["points"]), settings=r["settings"],
                 time_limit_ms=r["time_limit_seconds"] * 1000 if r["time_limit_seconds"] else None,
-                media=live_questions.media(r["image_file_id"], r["video"]),
+                media=live_questions.media(r["image_file_id"], r["video"]), double_points=bool(r["double_points"]),
             )
             for r in rows
         ]  # fmt: skip
@@ -240,6 +244,10 @@ class SessionActor:
             if pid in snap.players:
                 p = snap.players[pid]
                 p.score, p.streak, p.correct, p.rank = entry["score"], entry["streak"], entry["correct"], entry["rank"]
+                p.team = entry.get("team") or p.team
+        if not snap.team_count:  # no teams (any more: the host may have ended team mode in the lobby)
+            for p in snap.players.values():
+                p.team = None
         for pid in state.kicked:
             if pid in snap.players and snap.players[pid].kicked_at is None:
                 snap.players[pid].kicked_at = now_ms
@@ -330,6 +338,8 @@ class SessionActor:
             self.commands.append(["PEXPIRE", self.keys.scored(effect.index), self.store.ttl_ms])
         elif isinstance(effect, MarkRunning):
             await self._mark_running()
+        elif isinstance(effect, TeamsChanged):
+            await self._save_team_count(effect.team_count)
         elif isinstance(effect, Persist):
             self.persist_due = effect.final or bool(self.persist_due)
         elif isinstance(effect, Finished):
@@ -354,6 +364,14 @@ class SessionActor:
                 await queries.mark_running(conn, uuid.UUID(self.session_id))
         except DatabaseError:
             log.warning("live session %s: could not mark it running (it will be at the end)", self.session_id)
+
+    async def _save_team_count(self, team_count: int | None) -> None:
+        """Kept in PostgreSQL at once: joins check a picked team against it, the results read it."""
+        try:
+            async with self.rt.db.transaction() as conn:
+                await queries.set_team_count(conn, uuid.UUID(self.session_id), team_count)
+        except DatabaseError:
+            log.warning("live session %s: could not store the team count (it will be at the end)", self.session_id)
 
     # -- committing and publishing ------------------------------------------
 
@@ -396,7 +414,7 @@ class SessionActor:
         host = host_snapshot(
             common,
             players={pid: {"nickname": p.nickname} for pid, p in s.players.items()},
-            scores={pid: {"score": p.score} for pid, p in s.players.items()},
+            scores={pid: {"score": p.score, "team": p.team} for pid, p in s.players.items()},
             connected=s.connected,
             kicked={pid for pid, p in s.players.items() if not p.active},
             answer_count=s.counts.answered,
@@ -443,6 +461,7 @@ class SessionActor:
             {
                 "id": p.id, "user_id": p.user_id, "nickname": p.nickname, "joined_at": iso(p.joined_at),
                 "score": p.score, "rank": p.rank, "correct_count": p.correct, "kicked_at": iso(p.kicked_at),
+                "team": p.team,
             }
             for p in s.players.values()
         ]  # fmt: skip
@@ -463,6 +482,7 @@ class SessionActor:
         document = {
             "questions": [{k: v for k, v in r.items() if k not in ("started_at", "deadline")} for r in s.results],
             "leaderboard": machine.top(s) if final else None,
+            "teams": s.team_board() if final and s.team_count else None,
             "ended_reason": s.ended_reason,
         }
         session_id = uuid.UUID(self.session_id)
@@ -473,6 +493,8 @@ class SessionActor:
             if final:
                 await queries.mark_running(conn, session_id)
             await queries.save_results(conn, session_id, document, ended=final)
+            if final:
+                await queries.set_team_count(conn, session_id, s.team_count)
         log.debug(
             "live session %s: saved %d players, %d answers in %.1f ms",
             self.session_id, len(rows), len(answers), (time.perf_counter() - started) * 1000,

@@ -106,7 +106,13 @@ async def session_by_pin(rt: LiveRuntime, pin: str) -> Any:
 
 
 async def join_session(
-    rt: LiveRuntime, principal: Principal | None, *, pin: str, nickname: str | None, player_token: str | None
+    rt: LiveRuntime,
+    principal: Principal | None,
+    *,
+    pin: str,
+    nickname: str | None,
+    player_token: str | None,
+    team: int | None = None,
 ) -> JoinResult:
     if not PIN.match(pin):
         raise LiveError("not_found")
@@ -120,6 +126,10 @@ async def join_session(
     user_id = str(principal.id) if student and principal is not None else None
     if user_id is None and not session["allow_guests"]:
         raise LiveError("guests_not_allowed")
+    if team is not None and not session["team_count"]:
+        raise LiveError("no_teams", "This session is not played in teams.")
+    if team is not None and not 1 <= team <= session["team_count"]:
+        raise LiveError("invalid_payload", f"A team is a number from 1 to {session['team_count']}.")
     if not nickname and user_id is not None and principal is not None:
         nickname = principal.full_name[: rt.config.live.nickname_max_length]
     # A guest who sends neither a nickname nor a token is given a generated one, as is
@@ -139,7 +149,7 @@ async def join_session(
             user_id=user_id,
             new_player_id=str(uuid.uuid4()),
             nickname=new_name,
-            player={"nickname": new_name, "user_id": user_id, "joined_at": now_ms},
+            player={"nickname": new_name, "user_id": user_id, "joined_at": now_ms, "team": team},
             presence_expiry_ms=now_ms + int(rt.config.live.presence_ttl_seconds * 1000),
             resume_only=resume_only,
             generated=generated,

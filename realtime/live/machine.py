@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections import Counter
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -35,6 +36,7 @@ from enum import StrEnum
 from typing import Any
 
 from lms.live import questions, scoring
+from lms.live.scoring import ScoringRules
 from lms.quizzes.grading import fraction
 from lms.quizzes.question_types import POLL, SLIDER, UNGRADED, public_settings
 from realtime.live.errors import LiveError
@@ -92,6 +94,7 @@ class Question:
     settings: dict[str, Any] | None = None
     time_limit_ms: int | None = None  # the question's own, instead of the session's
     media: dict[str, Any] | None = None
+    double_points: bool = False
 
     def public(self, index: int, total: int, time_limit_ms: int) -> dict[str, Any]:
         return {
@@ -112,13 +115,16 @@ class Player:
     correct: int = 0
     rank: int | None = None
     kicked_at: int | None = None
+    team: int | None = None  # team mode: 1..team_count
 
     @property
     def active(self) -> bool:
         return self.kicked_at is None
 
     def scores(self) -> dict[str, Any]:
-        return {"score": self.score, "streak": self.streak, "correct": self.correct, "rank": self.rank}
+        return {
+            "score": self.score, "streak": self.streak, "correct": self.correct, "rank": self.rank, "team": self.team,
+        }  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -165,7 +171,7 @@ PERSISTED = (
     "v", "id", "pin", "quiz_id", "quiz_title", "allow_guests", "time_limit_ms", "total_questions", "state",
     "question_index", "question", "started_at", "deadline", "locked", "advance_at", "reveal", "leaderboard",
     "ended", "mailbox_id", "scored_upto", "persisted_upto", "results", "last_activity", "ended_reason",
-    "persisted_end", "free_nicknames", "player_view",
+    "persisted_end", "scoring", "team_count", "free_nicknames", "player_view",
 )  # fmt: skip
 
 
@@ -198,6 +204,9 @@ class Snapshot:
     last_activity: int = 0
     ended_reason: str | None = None
     persisted_end: bool = False
+    # How points are awarded (lms.live.scoring.ScoringRules.public()) and the team count (None: no teams).
+    scoring: dict[str, Any] = field(default_factory=lambda: ScoringRules().public())
+    team_count: int | None = None
     # The host's options (set_session_options): False gives every new player a generated name;
     # "buttons" sends players only what the answer buttons need (realtime/live/snapshots.py).
     free_nicknames: bool = True
@@ -208,6 +217,10 @@ class Snapshot:
     players: dict[str, Player] = field(default_factory=dict)
     connected: set[str] = field(default_factory=set)
     counts: Counts = field(default_factory=Counts)
+    # Team mode: the team each player is counted in, and the counts (rebuilt from the players when None):
+    # placing thousands of joining players stays linear.
+    team_sizes: Counter[int] | None = None
+    counted_team: dict[str, int] = field(default_factory=dict)
     # Set while a question's gate is closing: what to do once its answers are in.
     closing: list[Effect | str] | None = None
     changed: bool = False
@@ -233,11 +246,19 @@ class Snapshot:
             id=str(session["id"]), pin=session["pin"], quiz_id=str(session["quiz_id"]),
             quiz_title=session["quiz_title"], allow_guests=session["allow_guests"],
             time_limit_ms=session["question_time_limit_seconds"] * 1000, total_questions=total_questions,
-            last_activity=now,
+            last_activity=now, scoring=scoring.ScoringRules.of(session).public(), team_count=session.get("team_count"),
         )  # fmt: skip
 
     def active(self) -> dict[str, Player]:
         return {pid: p for pid, p in self.players.items() if p.active}
+
+    def scoring_rules(self) -> ScoringRules:
+        return ScoringRules.of(self.scoring)
+
+    def team_board(self) -> list[dict[str, Any]]:
+        """The team leaderboard (empty without team mode): the average score of each team's active players."""
+        members = ((p.team, p.score) for p in self.players.values() if p.active)
+        return scoring.team_standings(self.team_count, members)
 
     def gate(self) -> dict[str, Any]:
         """What the answer and join scripts read (the ``gate`` hash)."""
@@ -430,6 +451,13 @@ class MarkRunning:
 
 
 @dataclass(frozen=True)
+class TeamsChanged:
+    """The host changed the team count in the lobby: store it in PostgreSQL (the results read it there)."""
+
+    team_count: int | None
+
+
+@dataclass(frozen=True)
 class Persist:
     """Store the results of ended questions (and, if ``final``, the session) in PostgreSQL; then :class:`Persisted`."""
 
@@ -442,7 +470,18 @@ class Finished:
 
 
 Effect = (
-    Emit | EmitEach | Detach | Reply | CloseGate | Kicked | ScoresChanged | Scored | MarkRunning | Persist | Finished
+    Emit
+    | EmitEach
+    | Detach
+    | Reply
+    | CloseGate
+    | Kicked
+    | ScoresChanged
+    | Scored
+    | MarkRunning
+    | TeamsChanged
+    | Persist
+    | Finished
 )
 
 
@@ -514,7 +553,48 @@ def _arrived(snap: Snapshot, pid: str, out: list[Effect]) -> None:
         return
     snap.connected.add(pid)
     snap.counts.count_due = True
-    out.append(Emit("hosts", "player_joined", {"player_id": pid, "nickname": player.nickname}))
+    joined: dict[str, Any] = {"player_id": pid, "nickname": player.nickname}
+    if snap.team_count:
+        _place_in_team(snap, player, out)
+        joined["team"] = player.team
+    out.append(Emit("hosts", "player_joined", joined))
+
+
+def _place_in_team(snap: Snapshot, player: Player, out: list[Effect]) -> None:
+    """Team mode, on arrival: a player keeps the team it has (picked when joining, or earlier), else joins
+    the smallest one; either way the player and the hosts are told (``team_assigned``)."""
+    assert snap.team_count
+    team = player.team
+    if team is None or not 1 <= team <= snap.team_count:
+        team = scoring.smallest_team(snap.team_count, _team_sizes(snap))
+    _set_team(snap, player, team, out)
+
+
+def _team_sizes(snap: Snapshot) -> Counter[int]:
+    """Members per team (active players), kept current by :func:`_set_team` and :func:`_kick`."""
+    if snap.team_sizes is None:
+        snap.counted_team = {p.id: p.team for p in snap.players.values() if p.active and p.team is not None}
+        snap.team_sizes = Counter(snap.counted_team.values())
+    return snap.team_sizes
+
+
+def _uncount_team(snap: Snapshot, player_id: str) -> None:
+    previous = snap.counted_team.pop(player_id, None)
+    if snap.team_sizes is not None and previous is not None:
+        snap.team_sizes[previous] -= 1
+
+
+def _set_team(snap: Snapshot, player: Player, team: int, out: list[Effect]) -> None:
+    sizes = _team_sizes(snap)
+    _uncount_team(snap, player.id)
+    sizes[team] += 1
+    snap.counted_team[player.id] = team
+    player.team = team
+    snap.changed = True
+    data = {"player_id": player.id, "team": team, "name": scoring.team_name(team)}
+    out.append(ScoresChanged(frozenset({player.id})))
+    out.append(Emit(f"player:{player.id}", "team_assigned", data))
+    out.append(Emit("hosts", "team_assigned", data | {"nickname": player.nickname}))
 
 
 def _left(snap: Snapshot, pid: str, out: list[Effect]) -> None:
@@ -528,11 +608,11 @@ def _left(snap: Snapshot, pid: str, out: list[Effect]) -> None:
 
 def _command(snap: Snapshot, message: Command, now: Now, out: list[Effect]) -> None:
     try:
-        _run_command(snap, message, now, out)
+        extra = _run_command(snap, message, now, out)
     except LiveError as err:
         result: dict[str, Any] = {"ok": False, "error": {"code": err.code, "message": err.message}}
     else:
-        result = {"ok": True, "state": snap.state.value}
+        result = {"ok": True, "state": snap.state.value} | (extra or {})
     if message.request:
         reply = Reply(message.instance, message.request, result)
         if snap.closing is not None:  # answered once the question is scored, with the state it led to
@@ -541,7 +621,8 @@ def _command(snap: Snapshot, message: Command, now: Now, out: list[Effect]) -> N
             out.append(reply)
 
 
-def _run_command(snap: Snapshot, message: Command, now: Now, out: list[Effect]) -> None:
+def _run_command(snap: Snapshot, message: Command, now: Now, out: list[Effect]) -> dict[str, Any] | None:
+    """Carry out a command; what it returns is added to the reply."""
     name = message.name
     if snap.state == State.ENDED:
         raise LiveError("session_ended", "This session has ended.")
@@ -559,8 +640,15 @@ def _run_command(snap: Snapshot, message: Command, now: Now, out: list[Effect]) 
         _kick(snap, str(message.args.get("player_id", "")), now, out, ban=message.args.get("ban") is True)
     elif name == "set_session_options":
         _options(snap, message.args)
+    elif name == "choose_team":
+        _choose_team(snap, str(message.args.get("player_id", "")), message.args.get("team"), out)
+    elif name == "set_teams":
+        _set_teams(snap, message.args.get("team_count"), out)
+    elif name == "team_of":
+        return {"team": _team_of(snap, str(message.args.get("player_id", "")), out)}
     else:
         raise LiveError("invalid_payload", f"Unknown command {name!r}.")
+    return None
 
 
 def _tick(snap: Snapshot, tick: Tick, now: Now) -> None:
@@ -649,6 +737,8 @@ def _begin(snap: Snapshot, index: int, now: Now, out: list[Effect]) -> None:
     question = snap.questions[index]
     limit = question.time_limit_ms or snap.time_limit_ms
     public = question.public(index, len(snap.questions), limit)
+    if question.double_points:  # added only when true: other questions' payload is as before
+        public["double_points"] = True
     _move(snap, State.QUESTION)
     snap.question_index, snap.question = index, public
     snap.started_at, snap.deadline = now.ms, now.ms + limit
@@ -677,9 +767,13 @@ def _closed(snap: Snapshot, message: Closed, now: Now, out: list[Effect]) -> Non
     if snap.state != State.QUESTION or message.index != snap.question_index:
         raise RuntimeError("Closed for a question that is not open")
     for pid, player in message.players.items():
-        snap.players.setdefault(pid, player)
+        if pid not in snap.players:
+            snap.players[pid] = player
+            if snap.team_count and player.active:
+                _place_in_team(snap, player, out)
     index = message.index
     question = snap.questions[index]
+    rules = snap.scoring_rules()
     assert snap.started_at is not None and snap.deadline is not None
     limit = snap.deadline - snap.started_at  # the question's own time limit, or the session's
     results: dict[str, dict[str, Any]] = {}
@@ -693,25 +787,32 @@ def _closed(snap: Snapshot, message: Closed, now: Now, out: list[Effect]) -> Non
         answer = recorded.answer if recorded is not None else None
         share = fraction(question.question_type, question.correct_answer, answer, question.settings)
         correct = share == 1
-        points = 0
+        points = bonus = 0
+        streak = player.streak
+        if question.question_type not in UNGRADED:  # a poll neither makes nor breaks a streak
+            streak = player.streak + 1 if correct else 0
         if recorded is not None:
             answered.append(recorded.answer)
             elapsed = recorded.accepted_at - snap.started_at
-            # Partial credit: the grader's share of the points, scored by time like a correct answer.
-            points = scoring.points_for(
-                question.points * share, correct=share > 0, elapsed_ms=elapsed, time_limit_ms=limit
-            )
+            # Partial credit: the grader's share of the points, scored by the session's mode like a correct answer.
+            points, bonus = scoring.award(
+                question.points, share=share, correct=share > 0, elapsed_ms=elapsed, time_limit_ms=limit,
+                rules=rules, double=question.double_points, streak=streak,
+            )  # fmt: skip
             scored[pid] = ScoredAnswer(correct, points)
         player.score += points
-        if question.question_type not in UNGRADED:  # a poll neither makes nor breaks a streak
-            player.streak = player.streak + 1 if correct else 0
+        player.streak = streak
         player.correct += int(correct)
         correct_count += int(correct)
         results[pid] = {"index": index, "correct": correct, "points": points}
+        if rules.streak_bonus_points:
+            results[pid]["streak_bonus"] = bonus  # of those points
     changed = set(results) | _rank(snap)
     for pid, result in results.items():
         player = snap.players[pid]
         result |= {"total_score": player.score, "rank": player.rank, "streak": player.streak}
+        if snap.team_count:
+            result["team"] = player.team
     reveal = {
         "index": index,
         "correct_answer": questions.revealed_answer(question.question_type, question.correct_answer),
@@ -728,7 +829,7 @@ def _closed(snap: Snapshot, message: Closed, now: Now, out: list[Effect]) -> Non
             "index": index, "question_id": question.id, "text": question.text,
             "question_type": question.question_type, "correct_answer": reveal["correct_answer"],
             "distribution": reveal["distribution"], "answered": len(answered), "correct": correct_count,
-            "started_at": snap.started_at, "deadline": snap.deadline,
+            "double_points": question.double_points, "started_at": snap.started_at, "deadline": snap.deadline,
         }
     )  # fmt: skip
     _move(snap, State.REVEAL)
@@ -761,14 +862,20 @@ def _rank(snap: Snapshot) -> set[str]:
 def top(snap: Snapshot) -> list[dict[str, Any]]:
     active = [p for p in snap.players.values() if p.active]
     active.sort(key=lambda p: (p.rank or len(active) + 1, -p.score, p.nickname.lower()))
-    return [
+    listed = [
         {"player_id": p.id, "nickname": p.nickname, "score": p.score, "rank": p.rank}
         for p in active[: snap.rules.leaderboard_size]
     ]
+    if snap.team_count:
+        for entry, p in zip(listed, active, strict=False):
+            entry["team"] = p.team
+    return listed
 
 
 def _leaderboard(snap: Snapshot, now: Now, out: list[Effect]) -> None:
-    board = {"index": snap.question_index, "top": top(snap), "total_players": len(snap.active())}
+    board: dict[str, Any] = {"index": snap.question_index, "top": top(snap), "total_players": len(snap.active())}
+    if snap.team_count:
+        board["teams"] = snap.team_board()
     _move(snap, State.LEADERBOARD)
     snap.leaderboard, snap.advance_at = board, _advance_at(snap, State.LEADERBOARD, now)
     out.append(Emit("all", "leaderboard", board))
@@ -777,6 +884,52 @@ def _leaderboard(snap: Snapshot, now: Now, out: list[Effect]) -> None:
 def _advance_at(snap: Snapshot, state: State, now: Now) -> int | None:
     seconds = snap.rules.reveal_seconds if state == State.REVEAL else snap.rules.leaderboard_seconds
     return now.ms + int(seconds * 1000) if seconds > 0 else None
+
+
+def _choose_team(snap: Snapshot, player_id: str, team: Any, out: list[Effect]) -> None:
+    """A player picks a team, in the lobby only (teams stay fixed once the game has begun)."""
+    player = snap.players.get(player_id)
+    if player is None or not player.active:
+        raise LiveError("not_joined", "Join the session first.")
+    if not snap.team_count:
+        raise LiveError("no_teams", "This session is not played in teams.")
+    if snap.state != State.LOBBY:
+        raise LiveError("already_started", "Teams are chosen in the lobby, before the first question.")
+    if not isinstance(team, int) or isinstance(team, bool) or not 1 <= team <= snap.team_count:
+        raise LiveError("invalid_payload", f"A team is a number from 1 to {snap.team_count}.")
+    if player.team != team:
+        _set_team(snap, player, team, out)
+
+
+def _set_teams(snap: Snapshot, team_count: Any, out: list[Effect]) -> None:
+    """The host sets (or, with None, ends) team mode in the lobby; every player is placed again, balanced
+    in the order they joined."""
+    if snap.state != State.LOBBY:
+        raise LiveError("already_started", "Teams are set in the lobby, before the first question.")
+    valid = isinstance(team_count, int) and not isinstance(team_count, bool)
+    if team_count is not None and not (valid and scoring.MIN_TEAMS <= team_count <= scoring.MAX_TEAMS):
+        raise LiveError("invalid_payload", f"A team count is {scoring.MIN_TEAMS} to {scoring.MAX_TEAMS}, or null.")
+    snap.team_count, snap.changed = team_count, True
+    snap.team_sizes, snap.counted_team = Counter(), {}
+    out.append(TeamsChanged(team_count))
+    out.append(Emit("all", "teams_changed", {"team_count": team_count, "teams": scoring.teams_of(team_count)}))
+    players = sorted((p for p in snap.players.values() if p.active), key=lambda p: (p.joined_at, p.id))
+    for player in players:
+        player.team = None
+    out.append(ScoresChanged(frozenset(p.id for p in players)))
+    if team_count:
+        for player in players:
+            _place_in_team(snap, player, out)
+
+
+def _team_of(snap: Snapshot, player_id: str, out: list[Effect]) -> int | None:
+    """The player's team (placed now if it arrived unseen): what the edge adds to a join's ack."""
+    player = snap.players.get(player_id)
+    if player is None or not player.active:
+        raise LiveError("not_joined", "Join the session first.")
+    if snap.team_count and player.team is None:
+        _place_in_team(snap, player, out)
+    return player.team
 
 
 PLAYER_VIEWS = ("full", "buttons")
@@ -802,6 +955,7 @@ def _kick(snap: Snapshot, player_id: str, now: Now, out: list[Effect], *, ban: b
         raise LiveError("not_found", "No such player in this session.")
     player.kicked_at = now.ms
     player.rank = None
+    _uncount_team(snap, player_id)
     snap.changed = True
     out.append(Kicked(player_id, banned=ban, nickname=player.nickname))
     out.append(Emit(f"player:{player_id}", "kicked", {"reason": BAN_REASON if ban else KICK_REASON, "banned": ban}))
@@ -822,6 +976,8 @@ def _end(snap: Snapshot, reason: str, now: Now, out: list[Effect]) -> None:
     if changed:
         out.append(ScoresChanged(frozenset(changed)))
     snap.ended = {"top": top(snap), "results_url": f"{snap.rules.results_base_url}/{snap.id}/results"}
+    if snap.team_count:
+        snap.ended["teams"] = snap.team_board()
     _move(snap, State.ENDED)
     snap.advance_at, snap.ended_reason = None, reason
     out.append(Persist(final=True))

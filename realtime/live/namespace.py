@@ -31,6 +31,7 @@ from pydantic import Field, StrictBool, StrictInt
 from lms.appkeys import CLIENT_IP
 from lms.auth.guards import Principal
 from lms.config import Settings
+from lms.live.scoring import MAX_TEAMS, MIN_TEAMS
 from lms.logs import bind_log_context
 from lms.quizzes.grading import MAX_CHOICES, MAX_SHORT_ANSWER_LENGTH
 from realtime.context import Realtime
@@ -67,6 +68,17 @@ class JoinSession(Payload):
     pin: str = Field(max_length=16)
     nickname: str | None = Field(default=None, max_length=200)
     player_token: str | None = Field(default=None, max_length=200)
+    # Team mode: the team to play in (1..team_count); omitted: the smallest team.
+    team: StrictInt | None = Field(default=None, ge=1, le=MAX_TEAMS)
+
+
+class SetTeams(Payload):
+    # null ends team mode; required, so that an empty payload is not taken for "no teams".
+    team_count: StrictInt | None = Field(ge=MIN_TEAMS, le=MAX_TEAMS)
+
+
+class ChooseTeam(Payload):
+    team: StrictInt = Field(ge=1, le=MAX_TEAMS)
 
 
 class SubmitAnswer(Payload):
@@ -141,6 +153,8 @@ class LiveNamespace(EventNamespace):
                 "join_session": EventSpec(JoinSession, self._on_join_session),
                 "submit_answer": EventSpec(SubmitAnswer, self._on_submit_answer),
                 "kick_player": EventSpec(KickPlayer, self._on_kick_player),
+                "choose_team": EventSpec(ChooseTeam, self._on_choose_team),
+                "set_teams": EventSpec(SetTeams, self._on_set_teams),
                 "set_session_options": EventSpec(SetSessionOptions, self._on_set_session_options),
                 "start_session": EventSpec(Empty, self._on_start_session),
                 "next": EventSpec(Empty, self._on_next),
@@ -246,8 +260,9 @@ class LiveNamespace(EventNamespace):
         await self.guesses.check(peer.address)
         try:
             joined = await edge.join_session(
-                self.live, peer.principal, pin=payload.pin, nickname=payload.nickname, player_token=payload.player_token
-            )
+                self.live, peer.principal, pin=payload.pin, nickname=payload.nickname,
+                player_token=payload.player_token, team=payload.team,
+            )  # fmt: skip
         except LiveError as err:
             if err.code == "not_found":
                 await self.guesses.failed(peer.address)
@@ -255,11 +270,23 @@ class LiveNamespace(EventNamespace):
         await self._enter(sid, peer, joined.session_id, "player", joined.player_id)
         peer.nickname = joined.nickname
         peer.player_pin, peer.player_token = payload.pin, joined.player_token
+        await self._with_team(joined.session, joined.player_id)
         await self._state_to(sid, joined.session)
         return ok(
             player_id=joined.player_id, player_token=joined.player_token, nickname=joined.nickname,
             session=joined.session,
         )  # fmt: skip
+
+    async def _with_team(self, session: dict[str, Any], player_id: str) -> None:
+        """Team mode: the join's ack names the player's team, which the session's owner decides (balancing
+        needs the one writer). Asked once per join; if the owner does not answer in time (a takeover), the
+        ack says ``team: null`` and ``team_assigned`` follows."""
+        me = session.get("me")
+        if not session.get("teams") or me is None or me.get("team") is not None:
+            return
+        result = await self.live.command(session["id"], "team_of", {"player_id": player_id}, by=player_id)
+        if result.get("ok"):
+            me["team"] = result.get("team")
 
     async def _join_again(self, sid: str, peer: Peer, payload: JoinSession) -> dict[str, Any]:
         """One connection, one player: the same join again (a retry) gets the same player; any other is refused."""
@@ -285,6 +312,15 @@ class LiveNamespace(EventNamespace):
         )
         return ok(accepted_at=accepted)
 
+    async def _on_choose_team(self, sid: str, peer: Peer, payload: ChooseTeam) -> dict[str, Any]:
+        if peer.role != "player" or peer.session_id is None or peer.player_id is None:
+            raise LiveError("not_joined")
+        args = {"player_id": peer.player_id, "team": payload.team}
+        result = await self.live.command(peer.session_id, "choose_team", args, by=peer.player_id)
+        if result.get("ok"):
+            result = ok(team=payload.team)
+        return result
+
     async def _host_command(self, peer: Peer, name: str, args: dict[str, Any]) -> dict[str, Any]:
         if peer.role != "host" or peer.session_id is None or peer.principal is None:
             raise LiveError("forbidden", "Only a host of this session may do this.")
@@ -303,6 +339,9 @@ class LiveNamespace(EventNamespace):
 
     async def _on_set_session_options(self, sid: str, peer: Peer, payload: SetSessionOptions) -> dict[str, Any]:
         return await self._host_command(peer, "set_session_options", payload.model_dump(exclude_none=True))
+
+    async def _on_set_teams(self, sid: str, peer: Peer, payload: SetTeams) -> dict[str, Any]:
+        return await self._host_command(peer, "set_teams", {"team_count": payload.team_count})
 
     async def _on_lock_session(self, sid: str, peer: Peer, payload: Empty) -> dict[str, Any]:
         return await self._host_command(peer, "lock_session", {})

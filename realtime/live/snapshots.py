@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from lms.live import scoring
+
 # Owner snapshot fields copied as they are into the client snapshot.
 COMMON = ("id", "pin", "quiz_title", "state", "question_index", "total_questions", "locked", "time_limit_ms")
 
@@ -47,6 +49,8 @@ def common_snapshot(snap: dict[str, Any], *, now: int, player_count: int) -> dic
     session["free_nicknames"] = snap.get("free_nicknames", True)
     session["player_count"] = player_count
     session["server_now"] = now
+    session["scoring"] = scoring.ScoringRules.of(snap.get("scoring")).public()
+    session["teams"] = scoring.teams_of(snap.get("team_count"))
     state = snap.get("state")
     if state in ("question", "reveal", "leaderboard") and snap.get("question"):
         session["question"] = snap["question"]
@@ -71,6 +75,7 @@ def me_entry(player_id: str, nickname: str, scores: dict[str, Any] | None, *, an
         "rank": scores.get("rank"),
         "streak": int(scores.get("streak", 0)),
         "answered_current": answered_current,
+        "team": scores.get("team"),
     }
 
 
@@ -95,6 +100,7 @@ def host_snapshot(
             "nickname": info.get("nickname", ""),
             "score": int(scores.get(pid, {}).get("score", 0)),
             "connected": pid in connected,
+            "team": scores.get(pid, {}).get("team"),
         }
         for pid, info in players.items()
         if pid not in kicked
