@@ -1,7 +1,7 @@
 """scoring and teams: a live session's scoring mode, streak bonus and team count; double-points questions
 
-Revision ID: 0009_scoring_teams
-Revises: 0010
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-02 05:00:00
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0009_scoring_teams"
-down_revision: str | None = "0010"
+revision: str = "0009"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
