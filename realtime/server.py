@@ -273,3 +273,6 @@ async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     await rt.fanout.stop()
+    # Engine.IO's ping-timeout sweeper, started with the first connection: without this it
+    # outlives the app (and keeps the server and everything it references alive).
+    await rt.sio.shutdown()
