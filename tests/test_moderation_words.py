@@ -98,8 +98,8 @@ def test_the_lists_are_data_files_and_replaceable(tmp_path: object) -> None:
 
 @given(st.integers(0, 40))
 def test_generated_nicknames_are_friendly_and_pass_the_check(attempt: int) -> None:
-    name = random_nickname(attempt)
+    name = random_nickname(CONFIG, attempt)
     assert re.fullmatch(r"[A-Z][a-z]+[A-Z][a-z]+[0-9]*", name), name
     assert len(name) <= 24 and not denied(name, CONFIG)
     assert (attempt >= 4) == any(c.isdigit() for c in name)
-    assert len(random_nickname(attempt, max_length=5)) <= 5
+    assert len(random_nickname(CONFIG.model_copy(update={"nickname_max_length": 5}), attempt)) <= 5

@@ -158,7 +158,7 @@ async def join_session(
     draws = 0
     while True:
         if generated:
-            name = random_nickname(draws, rt.config.live.nickname_max_length)
+            name = random_nickname(rt.config.live, draws)
             draws += 1
         try:
             # Only a returning player may leave the nickname out.
