@@ -134,6 +134,11 @@ async def test_a_game_with_each_new_question_type(instances: list[Instance], liv
         assert ("distribution" in count) is (count["index"] == 2)  # polls only
         count = await host.next("answer_count", NS)
     assert count == {"index": 2, "answered": 1, "players": 2, "distribution": {"tea": 1, "coffee": 0}}
+    # A host (re)connecting mid-poll gets the bars so far in its snapshot, on any instance.
+    second_screen = await connect(live, b, await token_for(b, game["teacher"]))
+    hosted = await call(second_screen, "host_session", {"session_id": game["id"]})
+    assert hosted["session"]["distribution"] == {"tea": 1, "coffee": 0}
+    await second_screen.close()
     assert (await call(bob, "submit_answer", {"question_index": 2, "answer": "coffee"}))["ok"]
     ended = await host.next("question_ended", NS)
     assert ended == {"index": 2, "correct_answer": None, "distribution": {"tea": 1, "coffee": 1}}

@@ -85,6 +85,11 @@ def distribution(
     return scoring.distribution(question_type, options, answers)
 
 
+def poll_so_far(options: list[dict[str, str]], tallies: Mapping[str, int]) -> dict[str, int]:
+    """A poll's distribution while it is open: every option (zeros included) from the answer script's tallies."""
+    return {o["id"]: int(tallies.get(o["id"], 0)) for o in options}
+
+
 def _slider_bins(settings: Mapping[str, Any] | None, answers: Iterable[Any]) -> dict[str, int]:
     model = slider(settings)
     if model is None:

@@ -19,11 +19,11 @@ from lms.auth.guards import Principal
 from lms.auth.permissions import Role
 from lms.config import LiveSettings
 from lms.courses.access import manages
-from lms.live import queries
+from lms.live import queries, questions
 from lms.live.moderation import denied
 from lms.live.nicknames import random_nickname
 from lms.quizzes.grading import MAX_SHORT_ANSWER_LENGTH
-from lms.quizzes.question_types import WORD_CLOUD_MAX_LENGTH
+from lms.quizzes.question_types import POLL, WORD_CLOUD_MAX_LENGTH
 from lms.text import display_text
 from realtime.live.errors import LiveError
 from realtime.live.runtime import LiveRuntime
@@ -188,7 +188,7 @@ async def snapshot(
         raise LiveError("session_ended")
     common = common_snapshot(view.snap, now=view.now, player_count=view.player_count)
     if host:
-        return host_snapshot(
+        snapshot = host_snapshot(
             common,
             players=view.players or {},
             scores=view.scores or {},
@@ -196,6 +196,12 @@ async def snapshot(
             kicked=view.kicked or set(),
             answer_count=view.answer_count if view.snap.get("state") == "question" else 0,
         )
+        question = common.get("question")
+        if common["state"] == "question" and question and question.get("question_type") == POLL:
+            # A host who (re)connects mid-poll sees the bars at once, not at the next answer_count.
+            tallies = await rt.store.tallies(keys, int(common["question_index"]))
+            snapshot["distribution"] = questions.poll_so_far(question.get("options") or [], tallies)
+        return snapshot
     if player_id is None:
         return common
     return player_snapshot(common, me_entry(player_id, nickname, view.mine, answered_current=view.answered_current))

@@ -690,9 +690,7 @@ def _answer_count(snap: Snapshot, now: Now, out: list[Effect]) -> None:
     data: dict[str, Any] = {"index": snap.question_index, "answered": sent[0], "players": sent[1]}
     question = snap.questions[snap.question_index]
     if question.question_type == POLL:  # shown live: every option, zeros included
-        data["distribution"] = questions.distribution(POLL, question.options, ()) | {
-            k: v for k, v in counts.tallies.items() if any(o["id"] == k for o in question.options)
-        }
+        data["distribution"] = questions.poll_so_far(question.options, counts.tallies)
     out.append(Emit("hosts", "answer_count", data))
 
 

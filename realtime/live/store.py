@@ -333,6 +333,11 @@ class LiveStore:
             view.kicked = {_text(m) for m in result[9]}
         return view
 
+    async def tallies(self, keys: SessionKeys, question_index: int) -> dict[str, int]:
+        """A poll's answers so far, as the answer script counts them."""
+        flat = await self.redis.hgetall(keys.tallies(question_index))  # type: ignore[misc]
+        return {_text(k): int(v) for k, v in flat.items()}
+
     async def post(self, keys: SessionKeys, message: dict[str, str]) -> str:
         """Append a message to the session's mailbox (host commands, presence notices)."""
         return _text(
