@@ -93,6 +93,8 @@ def conformance_app(redis_url: str) -> web.Application:
             raise RuntimeError(f"cannot subscribe to Redis at {redis_url}")
         yield
         await fanout.stop()
+        await sio.shutdown()  # each server's ping-timeout sweeper (realtime.server does the same)
+        await eio.shutdown()
 
     app.cleanup_ctx.append(fanout_ctx)
     return app
