@@ -11,8 +11,10 @@ import json
 import re
 
 import pytest
+from sqlalchemy import update
 
 from lms.db import Database
+from lms.tables import live_sessions
 from tests.builders import PASSWORD
 from tests.node import NodeScript, needs_chromium
 from tests.test_live_actor import live_game
@@ -121,3 +123,31 @@ async def test_the_host_chooses_buttons_only_and_random_names_in_a_browser(
     for option_text in report["hostOptions"]:
         assert option_text.strip() and option_text.strip() not in shown["visibleText"]
     assert report["result"] == "Correct!"
+
+
+async def test_players_see_their_team_and_both_screens_the_team_leaderboard(
+    two_servers: list[Server], db: Database
+) -> None:
+    a, b = two_servers
+    await until_up(a.url)
+    await until_up(b.url)
+    game = await live_game(db, questions=1)
+    async with db.transaction() as conn:
+        await conn.execute(update(live_sessions).where(live_sessions.c.id == game["id"]).values(team_count=2))
+    driver = await NodeScript.start(
+        "live_teams.js", a.url, b.url, game["id"], game["pin"], game["teacher"]["email"], PASSWORD,
+        packages=("playwright-core",),
+    )
+    try:
+        assert await driver.finish(120) == 0, driver.report()
+    finally:
+        await driver.close()
+    report = json.loads(driver.lines[-1])
+    assert report["errors"] == []
+    # Balanced: one player per team, each told which.
+    assert sorted(report["teams"]) == ["Your team: Blue", "Your team: Red"]
+    # Both answered correctly (a little apart in time): each team's average is its one player's score.
+    assert report["playerBoard"] == report["hostBoard"]
+    board = [re.fullmatch(r"(\d)\. Team (Red|Blue) — (\d+) \(1 player\)", line) for line in report["hostBoard"]]
+    assert all(board) and {m[2] for m in board if m} == {"Red", "Blue"}
+    assert [m[1] for m in board if m] in (["1", "2"], ["1", "1"]) and all(int(m[3]) > 500 for m in board if m)

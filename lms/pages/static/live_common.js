@@ -54,6 +54,14 @@
   };
   Countdown.prototype.stop = function () { if (this.timer) clearInterval(this.timer); this.timer = null; };
 
+  // The team leaderboard ({team, name, score, rank, members}, best first); hidden without team mode.
+  function teamBoard(ol, teams) {
+    ol.hidden = !(teams && teams.length);
+    listItems(ol, teams || [], function (t) {
+      return t.rank + ". Team " + t.name + " — " + t.score + " (" + t.members + (t.members === 1 ? " player)" : " players)");
+    });
+  }
+
   function listItems(ol, entries, render) {
     ol.textContent = "";
     entries.forEach(function (entry) {
@@ -71,5 +79,5 @@
   }
 
   window.LiveCommon = { $: $, show: show, call: call, Clock: Clock, Countdown: Countdown,
-    listItems: listItems, answerText: answerText };
+    listItems: listItems, teamBoard: teamBoard, answerText: answerText };
 })();

@@ -139,12 +139,14 @@
   }
 
   function showBoard(board) {
+    L.teamBoard($("team-board"), board.teams);
     L.listItems($("board"), board.top, function (p) { return p.nickname + " — " + p.score; });
     L.show("leaderboard");
   }
 
   function showEnded(ended) {
     countdown.stop();
+    L.teamBoard($("final-team-board"), ended.teams);
     L.listItems($("final-board"), ended.top || [], function (p) { return p.rank + ". " + p.nickname + " — " + p.score; });
     $("results-csv").href = "/api/v1/live-sessions/" + sessionId + "/results.csv";
     L.show("ended");

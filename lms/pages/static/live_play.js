@@ -48,12 +48,15 @@
       $("streak").textContent = r.streak;
       L.show("result");
     });
+    socket.on("team_assigned", function (t) { showTeam(t.name); });
     socket.on("leaderboard", function (b) {
+      L.teamBoard($("team-board"), b.teams);
       L.listItems($("board"), b.top, function (p) { return p.nickname + " — " + p.score; });
       L.show("leaderboard");
     });
     socket.on("session_ended", function (d) {
       countdown.stop();
+      L.teamBoard($("final-team-board"), d.teams);
       L.listItems($("final-board"), d.top, function (p) { return p.nickname + " — " + p.score; });
       L.show("ended");
     });
@@ -89,8 +92,18 @@
     render(ack.session);
   }
 
+  // Team mode: the player's team under its name (a number in me.team, named in session.teams).
+  function showTeam(name) {
+    $("me-team").textContent = name ? "Your team: " + name : "";
+    $("me-team").hidden = !name;
+  }
+
   function render(session) {
     clock.observe(session.server_now);
+    if (session.me && session.teams) {
+      var mine = session.teams.filter(function (t) { return t.team === session.me.team; })[0];
+      showTeam(mine && mine.name);
+    }
     $("lobby-count").textContent = "(" + session.player_count + " players)";
     if (session.state === "lobby") L.show("lobby");
     else if (session.state === "question" && session.question) {
@@ -101,10 +114,14 @@
       if (session.me) { $("total").textContent = session.me.score; $("rank").textContent = session.me.rank || "–"; }
       L.show("result");
     } else if (session.state === "leaderboard" && session.leaderboard) {
+      L.teamBoard($("team-board"), session.leaderboard.teams);
       L.listItems($("board"), session.leaderboard.top, function (p) { return p.nickname + " — " + p.score; });
       L.show("leaderboard");
     } else if (session.state === "ended") {
-      if (session.ended) L.listItems($("final-board"), session.ended.top, function (p) { return p.nickname + " — " + p.score; });
+      if (session.ended) {
+        L.teamBoard($("final-team-board"), session.ended.teams);
+        L.listItems($("final-board"), session.ended.top, function (p) { return p.nickname + " — " + p.score; });
+      }
       if (session.me) { $("final-score").textContent = session.me.score; $("final-rank").textContent = session.me.rank || "–"; }
       L.show("ended");
     }
