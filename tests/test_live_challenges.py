@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from lms.live.challenges import ChallengeAnswerIn, ChallengeCreate
 from lms.live.scoring import points_for
 from lms.quizzes.clock import CLOCK
 from tests.builders import FakeClock, make_question, make_quiz, make_quiz_course, make_quiz_enrollment, signed_in
+from tests.test_live_question_types import ITEMS, ORDER, SLIDER
 
 Client = Any
 
@@ -251,3 +253,50 @@ def test_time_limits_validate_exactly(seconds: int) -> None:
         assert not 5 <= seconds <= 600
     else:
         assert 5 <= seconds <= 600
+
+
+async def test_new_question_types_are_shown_and_scored_as_live(client: Client, db: Database, clock: FakeClock) -> None:
+    """A slider with its own time limit (partial credit), a shuffled ordering question, a double-points question."""
+    w = await setup(client, db)
+    quiz_id = w["quiz"]["id"]
+    await make_question(
+        db, quiz_id=quiz_id, question_type="slider", options=[], correct_answer=88, settings=SLIDER, points=2,
+        time_limit_seconds=30,
+    )  # fmt: skip
+    await make_question(
+        db, quiz_id=quiz_id, question_type="ordering", options=ITEMS, correct_answer=ORDER,
+        settings={"partial_credit": True}, points=4,
+    )  # fmt: skip
+    await make_question(db, quiz_id=quiz_id, question_type="single_choice", points=1, double_points=True)
+    challenge = await assign(client, w, clock)
+    (ada,) = w["students"]
+    await post(client, f"/api/v1/challenges/{challenge['id']}/play", ada)
+    for index, answer in enumerate(("b", "true", ["a", "b", "d"])):  # the three questions of setup()
+        assert (await post(client, answer_path(challenge), ada, {"question_index": index, "answer": answer}))[0] == 200
+
+    status, play = await post(client, f"/api/v1/challenges/{challenge['id']}/play", ada)
+    slider = play["question"]
+    assert slider["question_type"] == "slider" and slider["options"] == [] and slider["time_limit_ms"] == 30_000
+    assert slider["settings"] == {"min": 0, "max": 100, "step": 1} and slider["media"] is None
+    assert 88 not in slider["settings"].values()
+    for bad in (50.5, 101, "88"):
+        status, problem = await post(client, answer_path(challenge), ada, {"question_index": 3, "answer": bad})
+        assert status == 422, (bad, problem)
+    clock.advance(25)  # past the challenge's 20 s, within the slider's own 30 s
+    status, result = await post(client, answer_path(challenge), ada, {"question_index": 3, "answer": 93})
+    assert status == 200, result
+    # 5 off with tolerance 2 and zero at 12: 70 % of the points, scored by time like a correct answer.
+    share = Decimal("0.7")
+    assert result["correct"] is False
+    assert result["points"] == points_for(2, correct=True, share=share, elapsed_ms=25_000, time_limit_ms=30_000)
+
+    ordering = result["play"]["question"]
+    assert ordering["question_type"] == "ordering"
+    shown = [o["id"] for o in ordering["options"]]
+    assert shown != ORDER and sorted(shown) == sorted(ORDER)  # the answer is not given away
+    status, result = await post(client, answer_path(challenge), ada, {"question_index": 4, "answer": ORDER})
+    assert status == 200 and result["correct"] is True and result["points"] == 4000
+
+    status, result = await post(client, answer_path(challenge), ada, {"question_index": 5, "answer": "b"})
+    assert status == 200 and result["correct"] is True
+    assert result["points"] == points_for(1, correct=True, double=True, elapsed_ms=0, time_limit_ms=20_000) == 2000

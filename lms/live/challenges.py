@@ -4,8 +4,9 @@ A host (the quiz's course instructor or an admin) assigns a quiz with a
 deadline; students enrolled in the course play it on their own devices.
 The server starts each question (``question_started_at``, the app's clock,
 :mod:`lms.quizzes.clock`) and scores each answer as a live session does:
-:func:`lms.quizzes.grading.is_correct` for the verdict, the live
-:func:`lms.live.scoring.points_for` for the points by server time. A
+:func:`lms.quizzes.grading.fraction` for the verdict (the grader's share),
+the live :func:`lms.live.scoring.points_for` for the points by server time
+(double-points questions doubled, each question's own time limit). A
 question whose time (plus the live answer grace) ran out is recorded as
 missed and the next one starts; an answer after that is refused (409).
 Every play is on one leaderboard per challenge.
@@ -35,10 +36,12 @@ from lms.auth.guards import Principal, authenticated, current_user, require
 from lms.auth.permissions import Permission
 from lms.db import Connection, Row
 from lms.live import queries, scoring
+from lms.live import questions as live_questions
 from lms.live.routes import hosted_quiz
 from lms.quizzes.access import QuizAccess, quiz_access
 from lms.quizzes.clock import now as clock_now
-from lms.quizzes.grading import MAX_CHOICES, MAX_SHORT_ANSWER_LENGTH, answer_shape_error, is_correct
+from lms.quizzes.grading import MAX_CHOICES, MAX_SHORT_ANSWER_LENGTH, answer_shape_error, fraction
+from lms.quizzes.question_types import ORDERING, public_settings
 from lms.tables import challenge_answers, challenge_plays, live_challenges, users
 
 log = logging.getLogger(__name__)
@@ -73,7 +76,9 @@ class ChallengeQuestion(BaseModel):
     text: str
     question_type: str
     options: list[dict[str, str]]
-    time_limit_ms: int
+    settings: dict[str, Any] | None = Field(description="As in the live question_started: a slider's range, else null.")
+    media: dict[str, Any] | None = Field(description="As in the live question_started: image_url and video, or null.")
+    time_limit_ms: int = Field(description="The question's own time limit, or the challenge's.")
     started_at: datetime = Field(description="When the server started this question for this player.")
     deadline: datetime = Field(description="started_at + the time limit (answers get the live grace on top).")
 
@@ -91,7 +96,9 @@ class ChallengeAnswerIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     question_index: StrictInt = Field(ge=0, le=10_000)
     answer: (
-        Annotated[str, Field(max_length=MAX_SHORT_ANSWER_LENGTH)] | Annotated[list[str], Field(max_length=MAX_CHOICES)]
+        Annotated[str, Field(max_length=MAX_SHORT_ANSWER_LENGTH)]
+        | Annotated[list[str], Field(max_length=MAX_CHOICES)]
+        | Annotated[float, Field(strict=True, allow_inf_nan=False)]  # sliders
     )
 
 
@@ -148,10 +155,16 @@ def present_play(challenge: Row, play: Row, questions: list[Row]) -> dict[str, A
     question = None
     if not finished:
         row = questions[index]
-        limit = challenge["question_time_limit_seconds"] * 1000
+        limit = time_limit_ms(challenge, row)
         question = {
             "index": index, "total": total, "text": row["question_text"], "question_type": row["question_type"],
-            "options": scoring.public_options(row["question_type"], row["options"]), "time_limit_ms": limit,
+            # What a live question_started shows: ordering items shuffled, a slider's range, media.
+            "options": live_questions.public_options(
+                str(row["id"]), row["question_type"], row["options"], row["correct_answer"]
+            ),
+            "settings": public_settings(row["question_type"], row["settings"]),
+            "media": live_questions.media(row["image_file_id"], row["video"]),
+            "time_limit_ms": limit,
             "started_at": play["question_started_at"],
             "deadline": play["question_started_at"] + timedelta(milliseconds=limit),
         }  # fmt: skip
@@ -195,8 +208,13 @@ async def record(
     return row
 
 
-def expired(challenge: Row, play: Row, now: datetime, grace_ms: int) -> bool:
-    limit = timedelta(seconds=challenge["question_time_limit_seconds"], milliseconds=grace_ms)
+def time_limit_ms(challenge: Row, question: Row) -> int:
+    """The question's own time limit, as in a live session, else the challenge's."""
+    return int(question["time_limit_seconds"] or challenge["question_time_limit_seconds"]) * 1000
+
+
+def expired(challenge: Row, play: Row, question: Row, now: datetime, grace_ms: int) -> bool:
+    limit = timedelta(milliseconds=time_limit_ms(challenge, question) + grace_ms)
     return play["finished_at"] is None and now > play["question_started_at"] + limit
 
 
@@ -308,7 +326,9 @@ async def play_challenge(request: web.Request) -> dict[str, Any]:
             )
             play = await lock_play(conn, challenge["id"], principal.id)
             assert play is not None
-        elif expired(challenge, play, now, grace) and play["current_index"] < len(questions):
+        elif play["current_index"] < len(questions) and expired(
+            challenge, play, questions[play["current_index"]], now, grace
+        ):
             play = await record(conn, play, questions, now, answer=None, correct=False, points=0, elapsed_ms=None)
         return present_play(challenge, play, questions)
 
@@ -347,19 +367,23 @@ async def answer_challenge(request: web.Request, body: ChallengeAnswerIn) -> dic
             raise Conflict("That question is already done.", type_slug="answer-already-recorded")
         if body.question_index > index:
             raise Conflict(f"The current question is {index}.", type_slug="wrong-question", current_index=index)
-        if expired(challenge, play, now, grace):
+        if expired(challenge, play, questions[index], now, grace):
             play = await record(conn, play, questions, now, answer=None, correct=False, points=0, elapsed_ms=None)
             late = True
         else:
             question = questions[index]
-            problem = answer_shape_error(question["question_type"], body.answer)
+            kind = question["question_type"]
+            items = [str(o["id"]) for o in question["options"] or []] if kind == ORDERING else []
+            problem = answer_shape_error(kind, body.answer, settings=question["settings"], options=items)
             if problem is not None:
                 raise ValidationFailed("The answer is not valid.", errors=[FieldError(field="answer", message=problem)])
             elapsed = int((now - play["question_started_at"]).total_seconds() * 1000)
-            correct = is_correct(question["question_type"], question["correct_answer"], body.answer)
+            # As a live session scores it (realtime.live.machine): the grader's share, by time, doubled if marked.
+            share = fraction(kind, question["correct_answer"], body.answer, question["settings"])
+            correct = share == 1
             points = scoring.points_for(
-                Decimal(question["points"]), correct=correct, elapsed_ms=elapsed,
-                time_limit_ms=challenge["question_time_limit_seconds"] * 1000,
+                Decimal(question["points"]), correct=share > 0, share=share, double=bool(question["double_points"]),
+                elapsed_ms=elapsed, time_limit_ms=time_limit_ms(challenge, question),
             )  # fmt: skip
             play = await record(
                 conn, play, questions, now, answer=body.answer, correct=correct, points=points, elapsed_ms=elapsed
