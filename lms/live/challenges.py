@@ -22,7 +22,7 @@ import logging
 import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Any
 
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
@@ -40,8 +40,9 @@ from lms.live import questions as live_questions
 from lms.live.routes import hosted_quiz
 from lms.quizzes.access import QuizAccess, quiz_access
 from lms.quizzes.clock import now as clock_now
-from lms.quizzes.grading import MAX_CHOICES, MAX_SHORT_ANSWER_LENGTH, answer_shape_error, fraction
+from lms.quizzes.grading import answer_shape_error, fraction
 from lms.quizzes.question_types import ORDERING, public_settings
+from lms.quizzes.schemas import PlayedAnswer
 from lms.tables import challenge_answers, challenge_plays, live_challenges, users
 
 log = logging.getLogger(__name__)
@@ -95,11 +96,7 @@ class ChallengePlay(BaseModel):
 class ChallengeAnswerIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     question_index: StrictInt = Field(ge=0, le=10_000)
-    answer: (
-        Annotated[str, Field(max_length=MAX_SHORT_ANSWER_LENGTH)]
-        | Annotated[list[str], Field(max_length=MAX_CHOICES)]
-        | Annotated[float, Field(strict=True, allow_inf_nan=False)]  # sliders
-    )
+    answer: PlayedAnswer
 
 
 class ChallengeAnswerOut(BaseModel):

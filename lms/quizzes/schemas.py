@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from lms.api.pagination import PageQuery
+from lms.quizzes.grading import MAX_CHOICES, MAX_SHORT_ANSWER_LENGTH
 from lms.tables import AttemptStatus, QuestionType, QuizType
 from lms.text import display_text
 
@@ -290,6 +291,15 @@ class AttemptQuestion(BaseModel):
         default=None, exclude_if=_is_none, description="The question's image (a public file's download)."
     )
     video: QuestionVideo | None = Field(default=None, exclude_if=_is_none)
+
+
+# An answer as a live player or a challenge player sends it, within the one grader's limits
+# (lms.quizzes.grading): an option id or text, option ids, or a finite number (sliders).
+PlayedAnswer = (
+    Annotated[str, Field(max_length=MAX_SHORT_ANSWER_LENGTH)]
+    | Annotated[list[str], Field(max_length=MAX_CHOICES)]
+    | Annotated[float, Field(strict=True, allow_inf_nan=False)]
+)
 
 
 class AttemptAnswerIn(BaseModel):

@@ -24,7 +24,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import Field, StrictBool, StrictInt
 
@@ -33,7 +33,7 @@ from lms.auth.guards import Principal
 from lms.config import Settings
 from lms.live.scoring import MAX_TEAMS, MIN_TEAMS
 from lms.logs import bind_log_context
-from lms.quizzes.grading import MAX_CHOICES, MAX_SHORT_ANSWER_LENGTH
+from lms.quizzes.schemas import PlayedAnswer
 from realtime.context import Realtime
 from realtime.fanout import RedisFanout, encode_event
 from realtime.live import edge
@@ -83,12 +83,7 @@ class ChooseTeam(Payload):
 
 class SubmitAnswer(Payload):
     question_index: StrictInt = Field(ge=0, le=10_000)
-    # The one grader's limits (lms.quizzes.grading), as for self-paced attempts.
-    answer: (
-        Annotated[str, Field(max_length=MAX_SHORT_ANSWER_LENGTH)]
-        | Annotated[list[str], Field(max_length=MAX_CHOICES)]
-        | Annotated[float, Field(strict=True, allow_inf_nan=False)]  # sliders
-    )
+    answer: PlayedAnswer
 
 
 class KickPlayer(Payload):
