@@ -252,7 +252,10 @@ class SessionActor:
             if pid in snap.players and snap.players[pid].kicked_at is None:
                 snap.players[pid].kicked_at = now_ms
         self.real_now = int(time.time() * 1000)
-        snap.connected = await self.store.connected(self.keys, self.real_now) - state.kicked
+        # Only players read above: one who joined since (this is another round trip) arrives through
+        # the mailbox, and is announced (player_joined) then instead of being taken as already there.
+        online = await self.store.connected(self.keys, self.real_now)
+        snap.connected = {pid for pid in online - state.kicked if pid in snap.players}
         snap.counts.connected = snap.counts.count_sent = len(snap.connected)
         self.snap = snap
         log.info(

@@ -911,10 +911,11 @@ def _set_teams(snap: Snapshot, team_count: Any, out: list[Effect]) -> None:
     snap.team_sizes, snap.counted_team = Counter(), {}
     out.append(TeamsChanged(team_count))
     out.append(Emit("all", "teams_changed", {"team_count": team_count, "teams": scoring.teams_of(team_count)}))
-    players = sorted((p for p in snap.players.values() if p.active), key=lambda p: (p.joined_at, p.id))
-    for player in players:
+    # Kicked players leave their old team too (it may not exist any more); only active ones are placed.
+    for player in snap.players.values():
         player.team = None
-    out.append(ScoresChanged(frozenset(p.id for p in players)))
+    out.append(ScoresChanged(frozenset(snap.players)))
+    players = sorted((p for p in snap.players.values() if p.active), key=lambda p: (p.joined_at, p.id))
     if team_count:
         for player in players:
             _place_in_team(snap, player, out)
