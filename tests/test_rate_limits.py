@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from lms.app import create_app
@@ -204,7 +205,10 @@ async def test_a_busy_key_spends_slices_yet_two_instances_never_pass_the_limit(
     async def call(client: Any) -> int:
         return int((await client.get("/api/v1/auth/me", headers=headers)).status)
 
+    started = time.monotonic()
     statuses = await asyncio.gather(*(call(a if i % 2 else b) for i in range(150)))
+    # GCRA refills continuously (one a second here): a burst slowed by a loaded machine earns that much more.
+    refilled = int(time.monotonic() - started)
     passed = statuses.count(200)
     assert set(statuses) == {200, 429}
-    assert 60 - 2 * 3 <= passed <= 60
+    assert 60 - 2 * 3 <= passed <= 60 + refilled
