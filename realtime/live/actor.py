@@ -57,7 +57,7 @@ from realtime.live.machine import (
     iso,
 )
 from realtime.live.snapshots import common_snapshot, host_snapshot, me_entry
-from realtime.live.store import RecordedAnswer, chunked_hset
+from realtime.live.store import MAILBOX_MAX_LENGTH, RecordedAnswer, chunked_hset
 
 if TYPE_CHECKING:
     from realtime.live.runtime import LiveRuntime
@@ -252,10 +252,13 @@ class SessionActor:
             if pid in snap.players and snap.players[pid].kicked_at is None:
                 snap.players[pid].kicked_at = now_ms
         self.real_now = int(time.time() * 1000)
-        # Only players read above: one who joined since (this is another round trip) arrives through
-        # the mailbox, and is announced (player_joined) then instead of being taken as already there.
+        # Players whose join is still unread in the mailbox (they joined while no owner ran, or while
+        # this one was loading) are not taken as already there: their join announces them
+        # (player_joined) when the mailbox is read.
         online = await self.store.connected(self.keys, self.real_now)
-        snap.connected = {pid for pid in online - state.kicked if pid in snap.players}
+        unread = await self.store.read_mailbox(self.keys, snap.mailbox_id, block_ms=None, count=MAILBOX_MAX_LENGTH)
+        joining = {m.get("p") for _, m in unread if m.get("t") == "joined"}
+        snap.connected = {pid for pid in online - state.kicked if pid in snap.players and pid not in joining}
         snap.counts.connected = snap.counts.count_sent = len(snap.connected)
         self.snap = snap
         log.info(
