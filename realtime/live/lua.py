@@ -57,18 +57,23 @@ local qtype = st[4]
 local options = {}
 local option_count = 0
 for _, id in ipairs(cjson.decode(st[5])) do options[id] = true; option_count = option_count + 1 end
+-- an array (no other keys) of distinct ids of this question's options
+local function distinct_options(ids)
+  local seen = {}
+  for _, id in ipairs(ids) do
+    if type(id) ~= 'string' or not options[id] or seen[id] then return false end
+    seen[id] = true
+  end
+  for k, _ in pairs(ids) do
+    if type(k) ~= 'number' then return false end
+  end
+  return true
+end
 if qtype == 'single_choice' or qtype == 'true_false' or qtype == 'poll' then
   if type(answer) ~= 'string' or not options[answer] then return {'err', 'invalid_answer'} end
 elseif qtype == 'ordering' then
   if type(answer) ~= 'table' or #answer ~= option_count then return {'err', 'invalid_answer'} end
-  local seen = {}
-  for _, id in ipairs(answer) do
-    if type(id) ~= 'string' or not options[id] or seen[id] then return {'err', 'invalid_answer'} end
-    seen[id] = true
-  end
-  for k, _ in pairs(answer) do
-    if type(k) ~= 'number' then return {'err', 'invalid_answer'} end
-  end
+  if not distinct_options(answer) then return {'err', 'invalid_answer'} end
 elseif qtype == 'slider' then
   local range = cjson.decode(st[6] or '[]')
   if type(answer) ~= 'number' or #range ~= 3 then return {'err', 'invalid_answer'} end
@@ -86,14 +91,7 @@ elseif qtype == 'word_cloud' then
   if ARGV[10] ~= '0' then return {'err', 'invalid_answer'} end
 elseif qtype == 'multiple_choice' then
   if type(answer) ~= 'table' or #answer == 0 or #answer > option_count then return {'err', 'invalid_answer'} end
-  local seen = {}
-  for _, id in ipairs(answer) do
-    if type(id) ~= 'string' or not options[id] or seen[id] then return {'err', 'invalid_answer'} end
-    seen[id] = true
-  end
-  for k, _ in pairs(answer) do
-    if type(k) ~= 'number' then return {'err', 'invalid_answer'} end
-  end
+  if not distinct_options(answer) then return {'err', 'invalid_answer'} end
 elseif qtype == 'short_answer' then
   local too_long = type(answer) == 'string' and #answer > 4 * tonumber(ARGV[8])
   if type(answer) ~= 'string' or #answer == 0 or too_long then return {'err', 'invalid_answer'} end
