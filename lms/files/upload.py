@@ -122,17 +122,10 @@ async def _read_field(part: BodyPartReader) -> str:
         raise ValidationFailed(errors=[{"field": str(part.name), "message": "not UTF-8 text"}]) from err
 
 
-async def _store_file(
-    part: BodyPartReader,
-    storage: Storage,
-    key_for: Callable[[str], str],
-    max_bytes: int,
-    allowed_extensions: Collection[str],
-) -> ReceivedUpload:
-    if not part.filename:
-        raise ValidationFailed(errors=[{"field": "file", "message": "the file part needs a filename"}])
+def _accepted_name(given: str, allowed_extensions: Collection[str]) -> tuple[str, str]:
+    """The file name to keep and its extension; 422 for a name that cannot be kept, 415 for another extension."""
     try:
-        filename = clean_filename(part.filename)
+        filename = clean_filename(given)
     except ValueError as err:
         raise ValidationFailed(str(err), errors=[{"field": "file", "message": str(err)}]) from err
     extension = extension_of(filename)
@@ -142,6 +135,19 @@ async def _store_file(
             f"Files ending in {'.' + extension if extension else 'no extension'} are not accepted.",
             allowed_extensions=sorted(allowed),
         )
+    return filename, extension
+
+
+async def _store_file(
+    part: BodyPartReader,
+    storage: Storage,
+    key_for: Callable[[str], str],
+    max_bytes: int,
+    allowed_extensions: Collection[str],
+) -> ReceivedUpload:
+    if not part.filename:
+        raise ValidationFailed(errors=[{"field": "file", "message": "the file part needs a filename"}])
+    filename, extension = _accepted_name(part.filename, allowed_extensions)
     size = 0
 
     async def read() -> bytes:
@@ -209,17 +215,7 @@ async def receive_small_file(request: web.Request, *, max_bytes: int, allowed_ex
         raise ValidationFailed(
             "Send one `file` part with a file name.", errors=[{"field": "file", "message": "a file part is required"}]
         )
-    try:
-        filename = clean_filename(part.filename)
-    except ValueError as err:
-        raise ValidationFailed(str(err), errors=[{"field": "file", "message": str(err)}]) from err
-    extension = extension_of(filename)
-    allowed = {e.lower().lstrip(".") for e in allowed_extensions}
-    if extension not in allowed:
-        raise UnsupportedMediaType(
-            f"Files ending in {'.' + extension if extension else 'no extension'} are not accepted.",
-            allowed_extensions=sorted(allowed),
-        )
+    filename, extension = _accepted_name(part.filename, allowed_extensions)
     data = bytearray()
     while chunk := await _read_chunk(part, CHUNK):
         data += chunk
