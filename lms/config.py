@@ -403,6 +403,10 @@ class LiveSettings(Section):
     default_question_time_limit_seconds: int = Field(default=20, ge=5, le=600)
     # An answer is accepted until the deadline plus this (network latency).
     answer_grace_ms: int = Field(default=250, ge=0, le=10_000)
+    # Answers arriving within this many ms on one instance go to Redis in one pipeline (one
+    # write, one read, one pooled connection): an ack waits at most this much longer, and an
+    # answer's recorded time is when its batch ran. 0: only the answers of one event-loop turn.
+    answer_batch_ms: int = Field(default=3, ge=0, le=50)
     # Replicas that must hold an answer before it is acknowledged (Redis WAIT),
     # so that a Sentinel failover loses no acknowledged answer; 0: the master
     # alone (replication is asynchronous). Not on a Redis Cluster (README "Scaling out").

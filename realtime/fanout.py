@@ -52,6 +52,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -237,13 +238,37 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
         queued = []
         for _, eio_sid in recipients:
             socket = sockets.get(eio_sid)
-            if socket is not None and can_write_directly(socket) and write_frame(socket, frame):
+            if self.direct and socket is not None and can_write_directly(socket) and write_frame(socket, frame):
                 self.delivered_direct += 1
                 continue
             queued.append(asyncio.create_task(self.server._send_eio_packet(eio_sid, eio_pkt)))
         if queued:
             self.delivered_queued += len(queued)
             await asyncio.wait(queued)
+
+    async def send_outbox(self, outbox: Outbox) -> None:
+        """Write each socket's packets of an :class:`Outbox`, in order: one write per socket where direct.
+
+        A socket that may not be written to directly (module docstring) gets
+        its packets through python-socketio's queue, one after the other.
+        """
+        sockets = self.server.eio.sockets
+        queued = []
+        for eio_sid, packets in outbox.packets.items():
+            socket = sockets.get(eio_sid)
+            if self.direct and socket is not None and can_write_directly(socket):
+                frames = packets[0].frame if len(packets) == 1 else b"".join(p.frame for p in packets)
+                if write_frame(socket, frames):
+                    self.delivered_direct += len(packets)
+                    continue
+            queued.append(asyncio.create_task(self._send_in_order(eio_sid, packets)))
+        if queued:
+            await asyncio.wait(queued)
+
+    async def _send_in_order(self, eio_sid: str, packets: list[Frame]) -> None:
+        for p in packets:
+            self.delivered_queued += 1
+            await self.server._send_eio_packet(eio_sid, eio_packet.Packet(eio_packet.MESSAGE, p.encoded))
 
     # -- listening --------------------------------------------------------
 
@@ -468,3 +493,32 @@ def encode_event(namespace: str, event: str, args: list[Any]) -> str:
     """A Socket.IO EVENT packet as text (what ``socketio.packet.Packet(EVENT, ...).encode()`` gives), with orjson."""
     prefix = "2" if namespace == "/" else f"2{namespace},"
     return prefix + orjson.dumps([event, *args]).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """A Socket.IO packet as text (:func:`encode_event`) and as the websocket frame that carries it."""
+
+    encoded: str
+    frame: bytes
+
+    @classmethod
+    def of(cls, namespace: str, event: str, data: Any) -> Frame:
+        encoded = encode_event(namespace, event, [data])
+        return cls(encoded, text_frame("4" + encoded))
+
+
+@dataclass(slots=True)
+class Outbox:
+    """Packets for this instance's sockets (by Engine.IO sid), collected in order, sent by
+    :meth:`RedisFanout.send_outbox`: the frames of one socket go out in one write (the live
+    owner's step often has two or more for every player: ``question_ended`` and ``answer_result``)."""
+
+    packets: dict[str, list[Frame]] = field(default_factory=dict)
+
+    def add(self, eio_sid: str, frame: Frame) -> None:
+        queued = self.packets.get(eio_sid)
+        if queued is None:
+            self.packets[eio_sid] = [frame]
+        else:
+            queued.append(frame)

@@ -324,3 +324,59 @@ async def test_prebuilt_broadcast_frame_is_what_aiohttp_would_write(text: str) -
     writer = WebSocketWriter(BaseProtocol(asyncio.get_running_loop()), transport)
     await writer.send_frame(text.encode(), WSMsgType.TEXT)
     assert text_frame(text) == bytes(transport.written)
+
+
+def _split_frames(data: bytes) -> list[str]:
+    """The texts of consecutive unmasked websocket text frames (what a server writes)."""
+    texts = []
+    while data:
+        assert data[0] == 0x81  # FIN + text
+        size, start = data[1], 2
+        if size == 126:
+            size, start = int.from_bytes(data[2:4], "big"), 4
+        elif size == 127:
+            size, start = int.from_bytes(data[2:10], "big"), 10
+        texts.append(data[start : start + size].decode())
+        data = data[start + size :]
+    return texts
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    events=st.lists(
+        st.tuples(st.sampled_from(["question_ended", "answer_result", "leaderboard", "é"]), _json_values),
+        min_size=1,
+        max_size=6,
+    ),
+    namespace=st.sampled_from(["/", "/live"]),
+)
+def test_outbox_frames_of_a_socket_are_the_generic_encoders_packets_in_order(
+    events: list[tuple[str, Any]], namespace: str
+) -> None:
+    """A live step's frames for one socket, collected in an Outbox and written in one go, are the
+    packets python-socketio's encoder would send for those emits, each in its own websocket frame, in order."""
+    from socketio import packet
+
+    from realtime.fanout import Frame, Outbox
+
+    outbox = Outbox()
+    for event, data in events:
+        outbox.add("eio-sid", Frame.of(namespace, event, data))
+        outbox.add("other", Frame.of(namespace, "x", 1))
+    written = b"".join(f.frame for f in outbox.packets["eio-sid"])
+    texts = _split_frames(written)
+    assert len(texts) == len(events)
+    for text, frame, (event, data) in zip(texts, outbox.packets["eio-sid"], events, strict=True):
+        assert text == "4" + frame.encoded
+        stock = packet.Packet(packet.EVENT, data=[event, data], namespace=namespace).encode()
+        ours = packet.Packet(encoded_packet=frame.encoded)
+        theirs = packet.Packet(encoded_packet=stock)
+        assert (ours.packet_type, ours.namespace, ours.data) == (theirs.packet_type, theirs.namespace, theirs.data)
+    assert len(outbox.packets["other"]) == len(events)

@@ -212,6 +212,13 @@ def text_check(answer: Any, config: LiveSettings) -> str:
     ``0`` fine, ``1`` on the deny-list, ``2`` not showable. The answer script applies it to word clouds only."""
     if not isinstance(answer, str) or len(answer) > WORD_CLOUD_MAX_LENGTH:
         return "0"
+    return _text_verdict(answer, config)
+
+
+@functools.lru_cache(maxsize=4096)
+def _text_verdict(answer: str, config: LiveSettings) -> str:
+    """:func:`text_check` of a short text, remembered: a classroom sends the same few answers (a choice's
+    option id, the same words) thousands of times, and the deny-list check was a top item of the answer path."""
     try:
         clean_nickname(answer, _word_cloud_rules(config))  # the one deny-list check
     except LiveError as err:

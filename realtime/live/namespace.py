@@ -35,7 +35,7 @@ from lms.live.scoring import MAX_TEAMS, MIN_TEAMS
 from lms.logs import bind_log_context
 from lms.quizzes.schemas import PlayedAnswer
 from realtime.context import Realtime
-from realtime.fanout import RedisFanout, encode_event
+from realtime.fanout import Frame, Outbox, RedisFanout
 from realtime.live import edge
 from realtime.live.errors import LiveError
 from realtime.live.guessing import PinGuesses
@@ -375,85 +375,112 @@ class LiveNamespace(EventNamespace):
         if not players:
             del self.players_here[session_id]
 
-    async def _local_players(self, session_id: str) -> dict[str, list[str]]:
-        """player id -> this instance's sids of that player in the session."""
-        return self.players_here.get(session_id, {})
-
     async def local_players(self) -> dict[str, list[str]]:
         """session id -> players connected to this instance (for their presence entries)."""
         return {session_id: list(players) for session_id, players in self.players_here.items()}
 
     async def deliver(self, session_id: str, events: list[dict[str, Any]]) -> None:
+        """One owner step's events to this instance's clients of the session, in order.
+
+        Every frame is built once (a room's event once for the room, a
+        per-player event once for its player) and collected per socket in an
+        :class:`~realtime.fanout.Outbox`: a socket's frames of the step go out
+        in one write. Recipients are resolved as each event comes, so an
+        event after a ``detach`` no longer reaches the detached player.
+        """
         rooms = self.server.manager.rooms.get(NAMESPACE, {})
         if room(session_id) not in rooms:
             return  # nobody of this session here
         started = time.perf_counter()
-        players: dict[str, list[str]] | None = None
+        players = self.players_here.get(session_id, {})
+        outbox = Outbox()
         for event in events:
             try:
-                if players is None and (
-                    event.get("to") == "each" or event.get("op") or str(event.get("to", "")).startswith("player:")
-                ):
-                    players = await self._local_players(session_id)
-                await self._deliver_one(session_id, event, rooms, players or {})
+                await self._collect(session_id, event, rooms, players, outbox)
             except Exception:  # the next event still goes out
                 log.exception("/live: delivering %s failed", event.get("event") or event.get("op"))
+        await self.fanout.send_outbox(outbox)
         self.rt.metrics.live.broadcast_seconds.observe(time.perf_counter() - started)
 
-    async def _send(self, event: str, data: Any, name: str) -> None:
-        """One event to this instance's clients in a room (or one sid), the frame encoded once.
-
-        The fan-out manager writes the frame straight to each idle websocket
-        (no task, queue and writer per recipient); without it, the stock emit.
-        """
+    @property
+    def fanout(self) -> RedisFanout:
         manager = self.server.manager
-        if isinstance(manager, RedisFanout) and manager.direct:
-            recipients = list(manager.get_participants(NAMESPACE, name))
-            if recipients:
-                await manager.send_frame(encode_event(NAMESPACE, event, [data]), recipients)
-        else:
-            await self.emit(event, data, to=name, ignore_queue=True)
-        self.rt.metrics.events_out.labels(NAMESPACE, event).inc()
+        assert isinstance(manager, RedisFanout), "realtime/server.py makes every server's manager a RedisFanout"
+        return manager
 
-    async def _send_each(self, event: str, by_player: dict[str, Any], players: dict[str, list[str]]) -> None:
-        """Each local player its own payload: one encoding per player, no room scan."""
-        for player_id, sids in list(players.items()):
+    def _to_room(self, name: str, frame: Frame, outbox: Outbox) -> int:
+        recipients = 0
+        for _, eio_sid in self.fanout.get_participants(NAMESPACE, name):
+            outbox.add(eio_sid, frame)
+            recipients += 1
+        return recipients
+
+    def _to_sids(self, sids: list[str], frame: Frame, outbox: Outbox) -> int:
+        manager = self.fanout
+        recipients = 0
+        for sid in sids:
+            eio_sid = manager.eio_sid_from_sid(sid, NAMESPACE)
+            if eio_sid is not None:
+                outbox.add(eio_sid, frame)
+                recipients += 1
+        return recipients
+
+    def _each(self, event: str, by_player: dict[str, Any], players: dict[str, list[str]], outbox: Outbox) -> int:
+        """Each local player its own payload: one encoding per player here, no room scan."""
+        sent = 0
+        for player_id, sids in players.items():
             data = by_player.get(player_id)
-            if data is None:
-                continue
-            for sid in list(sids):
-                await self._send(event, data, sid)
+            if data is not None:
+                sent += self._to_sids(sids, Frame.of(NAMESPACE, event, data), outbox)
+        return sent
 
-    async def _deliver_one(
-        self, session_id: str, event: dict[str, Any], rooms: dict[Any, Any], players: dict[str, list[str]]
+    async def _collect(
+        self,
+        session_id: str,
+        event: dict[str, Any],
+        rooms: dict[Any, Any],
+        players: dict[str, list[str]],
+        outbox: Outbox,
     ) -> None:
         target = event.get("to")
+        name = event.get("event")
+        sent = 0
         if target == "each":
-            await self._send_each(event["event"], event["data"], players)
+            sent = self._each(event["event"], event["data"], players, outbox)
         elif target in ("all", "hosts", "players"):
-            name = room(session_id) if target == "all" else room(session_id, target)
-            if rooms.get(name):
-                await self._send(event["event"], event["data"], name)
+            room_name = room(session_id) if target == "all" else room(session_id, target)
+            if rooms.get(room_name):
+                self._to_room(room_name, Frame.of(NAMESPACE, event["event"], event["data"]), outbox)
+                sent = 1  # counted once per room, as an emit to the room
         elif isinstance(target, str) and target.startswith("player:"):
-            for sid in players.get(target[len("player:") :], ()):
-                await self._send(event["event"], event["data"], sid)
+            sids = players.get(target[len("player:") :], [])
+            sent = self._to_sids(sids, Frame.of(NAMESPACE, event["event"], event["data"]), outbox)
         elif event.get("op") == "state":
-            await self._deliver_state(session_id, event, rooms, players)
+            name = "session_state"
+            sent = self._state(session_id, event, rooms, players, outbox)
         elif event.get("op") == "detach":
             await self._detach(session_id, str(event["player_id"]), players, banned=bool(event.get("banned")))
+        if sent and name:
+            self.rt.metrics.events_out.labels(NAMESPACE, name).inc(sent)
 
-    async def _deliver_state(
-        self, session_id: str, event: dict[str, Any], rooms: dict[Any, Any], players: dict[str, list[str]]
-    ) -> None:
+    def _state(
+        self,
+        session_id: str,
+        event: dict[str, Any],
+        rooms: dict[Any, Any],
+        players: dict[str, list[str]],
+        outbox: Outbox,
+    ) -> int:
         hosts = room(session_id, "hosts")
+        sent = 0
         if rooms.get(hosts):
-            await self._send("session_state", event["host"], hosts)
+            sent += self._to_room(hosts, Frame.of(NAMESPACE, "session_state", event["host"]), outbox)
         me = event["me"]
-        for player_id, sids in list(players.items()):
+        for player_id, sids in players.items():
             if player_id in me:
                 snapshot = player_snapshot(event["common"], me[player_id])
-                for sid in list(sids):
-                    await self._send("session_state", snapshot, sid)
+                sent += self._to_sids(sids, Frame.of(NAMESPACE, "session_state", snapshot), outbox)
+        return sent
 
     async def _detach(self, session_id: str, player_id: str, players: dict[str, list[str]], *, banned: bool) -> None:
         """A kicked player's connections here leave the session (they stay connected to /live).
