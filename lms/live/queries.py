@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from sqlalchemy import Integer, Text, and_, bindparam, cast, column, func, insert, literal, select, update
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -178,6 +179,15 @@ def _recordset(name: str, *columns: Any) -> Any:
     )
 
 
+def _recordset_json(rows: Sequence[dict[str, Any]]) -> str:
+    """Rows for ``json_to_recordset``: orjson (a session's 5,000 players are stored after every question,
+    on the owner's event loop); stdlib json for what orjson refuses (a lone surrogate in an answer)."""
+    try:
+        return orjson.dumps(list(rows), default=str).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(list(rows), default=str)
+
+
 async def save_players(conn: Connection, session_id: uuid.UUID, players: Sequence[dict[str, Any]]) -> None:
     """Insert new players and set everyone's score, rank, correct count and kick time.
 
@@ -192,7 +202,7 @@ async def save_players(conn: Connection, session_id: uuid.UUID, players: Sequenc
         column("score", Integer), column("rank", Integer), column("correct_count", Integer),
         column("kicked_at", DateTime(True)), column("team", Integer),
     )  # fmt: skip
-    payload = {"players": json.dumps(list(players), default=str)}
+    payload = {"players": _recordset_json(players)}
     await conn.execute(
         pg_insert(live_players)
         .from_select(
@@ -244,7 +254,7 @@ async def save_answers(conn: Connection, session_id: uuid.UUID, answers: Sequenc
             ).where(rows.c.player_id.in_(known)),
         )
         .on_conflict_do_nothing(),
-        {"answers": json.dumps(list(answers), default=str)},
+        {"answers": _recordset_json(answers)},
     )  # fmt: skip
 
 
