@@ -27,6 +27,7 @@ from sqlalchemy.sql import ColumnElement
 
 from lms.db import Connection, IntegrityViolation, Row, is_unique_violation
 from lms.enrollments.studying import STUDYING, studies
+from lms.prepared import Prepared
 from lms.tables import courses, enrollments, lessons
 
 # Enrollments that still hold a place in the course (a delete must not erase them silently):
@@ -187,7 +188,8 @@ async def list_courses(
     search = q if q is not None and q.strip() else None
     params = {"instructor_id": instructor_id, "category": category, "difficulty_level": difficulty_level, "q": search}
     shape = (published_only, *(value is not None for value in params.values()))
-    rows = await conn.fetch_all(_course_page(*shape), params | {"limit": limit, "offset": offset})
+    present = {name: value for name, value in params.items() if value is not None}
+    rows = await _course_page(*shape).fetch_all(conn, present | {"limit": limit, "offset": offset})
     if rows or offset == 0:
         total = rows[0].pop("total") if rows else 0
         for row in rows[1:]:
@@ -220,19 +222,25 @@ def _course_conditions(
     return conditions, [*order, recent.desc(), courses.c.id.desc()]
 
 
-# Built once per combination of filters (the catalogue is the hottest read):
-# building a statement costs more than running it. The page carries the
-# count of all matches (a window over the same scan: one round trip).
+# Examples of the catalogue's filter values (lms/prepared.py declares each parameter's type from one).
+_FILTER_EXAMPLES = {"instructor_id": uuid.UUID(int=0), "category": "", "difficulty_level": "", "q": ""}
+
+
+# Built and prepared once per combination of filters (the catalogue is the hottest read): building a
+# statement cost more than running it, and PostgreSQL's parsing and planning more than its execution
+# (bench/learning.py). The page carries the count of all matches (a window over the same scan: one round trip).
 @functools.cache
-def _course_page(*shape: bool) -> Any:
-    conditions, order = _course_conditions(*shape)
-    return (
+def _course_page(published_only: bool, *filters: bool) -> Prepared:
+    conditions, order = _course_conditions(published_only, *filters)
+    page = (
         select(*COURSE_COLUMNS, func.count().over().label("total"))
         .where(*conditions)
         .order_by(*order)
         .limit(bindparam("limit", type_=Integer))
         .offset(bindparam("offset", type_=Integer))
     )
+    example = {name: value for (name, value), used in zip(_FILTER_EXAMPLES.items(), filters, strict=True) if used}
+    return Prepared(page, example | {"limit": 1, "offset": 0})
 
 
 @functools.cache
