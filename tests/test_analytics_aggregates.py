@@ -7,6 +7,7 @@ import random
 from typing import Any
 
 from sqlalchemy import delete, insert, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from lms.db import Database, Row
 from lms.tables import enrollments, lesson_progress, lessons, quiz_attempts
@@ -77,8 +78,6 @@ async def random_write(db: Database, rng: random.Random, state: dict[str, Any]) 
         elif choice == 2:
             lesson_id = rng.choice(state["lessons"])
             status = rng.choice(("in_progress", "completed"))
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
-
             stmt = pg_insert(lesson_progress).values(
                 enrollment_id=enrollment["id"], lesson_id=lesson_id, status=status, time_spent_seconds=rng.randrange(50)
             )
@@ -144,3 +143,38 @@ async def test_stats_rows_equal_a_recount_after_random_concurrent_writes(db: Dat
         await conn.execute("DELETE FROM courses WHERE id = %(id)s", {"id": course["id"]})
     await assert_consistent(db)
     assert len([k for k in await figures(db, STORED) if k[0] == "course"]) == 1
+
+
+async def test_a_statement_that_changed_no_row_applies_nothing(db: Database) -> None:
+    # An upsert fires both its INSERT and its UPDATE statement triggers (one with no rows), and an UPDATE
+    # that matches nothing fires its trigger too: only statements with rows reach analytics_apply_*
+    # (migration 0011), and the stats still follow every change.
+    owner = await make_user(db, role="instructor")
+    course = await make_course(db, owner, is_published=True, lessons=2)
+    enrollment = await make_enrollment(db, await make_user(db), course)
+    async with db.connection() as conn:
+        lesson_id = await conn.fetch_val(lessons.select().with_only_columns(lessons.c.id).where(
+            lessons.c.course_id == course["id"]).limit(1))  # fmt: skip
+    calls = (
+        "SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions "
+        "WHERE funcname IN ('analytics_apply_lesson_progress', 'analytics_apply_enrollments')"
+    )
+    async with db.transaction() as conn:
+        await conn.execute("SET LOCAL track_functions = 'all'")
+        for seconds in (5, 7):  # the first inserts the row, the second updates it
+            stmt = pg_insert(lesson_progress).values(
+                enrollment_id=enrollment["id"], lesson_id=lesson_id, status="in_progress", time_spent_seconds=seconds
+            )
+            await conn.execute(stmt.on_conflict_do_update(
+                constraint="uq_lesson_progress_enrollment_id_lesson_id",
+                set_={"time_spent_seconds": lesson_progress.c.time_spent_seconds + stmt.excluded.time_spent_seconds},
+            ))  # fmt: skip
+        await conn.execute(update(enrollments).where(enrollments.c.id == enrollment["id"], enrollments.c.status == "x")
+                           .values(progress_percentage=50))  # fmt: skip
+        assert await conn.fetch_val(calls) == 2
+    await assert_consistent(db)
+    async with db.connection() as conn:
+        started, spent = (await conn.fetch_one(
+            "SELECT started, time_spent_sum FROM lesson_stats WHERE lesson_id = %(id)s", {"id": lesson_id}
+        )).values()  # fmt: skip
+    assert (started, spent) == (1, 12)
