@@ -64,7 +64,7 @@ from socketio.async_pubsub_manager import AsyncPubSubManager
 from lms.aio import raise_if_cancelling
 from lms.clients import redis_client
 from lms.config import RedisSettings
-from realtime.channels import listener_trouble, sharded_pubsub
+from realtime.channels import ListenerDown, listener_trouble, sharded_pubsub
 from realtime.transport import can_write_directly, text_frame, write_frame
 
 log = logging.getLogger(__name__)
@@ -85,10 +85,6 @@ def room_channel(channel: str, namespace: str, room: Any) -> str | None:
     if not isinstance(room, str) or ":" not in room:
         return None
     return f"{channel}:{{{namespace}|{room}}}"
-
-
-class ListenerDown(Exception):
-    """The instance does not currently hear the fan-out channel."""
 
 
 class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]

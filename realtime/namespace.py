@@ -62,7 +62,7 @@ SIGNED_OUT = "You were signed out (everywhere, a password change or a deactivate
 
 
 @dataclass
-class Connection:
+class SocketState:
     """Per-connection state, kept in the Socket.IO session under ``"conn"``.
 
     Engine.IO sessions live in this process's memory, so the object is
@@ -80,7 +80,7 @@ class Connection:
 
 
 @dataclass
-class Client(Connection):
+class Client(SocketState):
     """A connection of ``/`` or ``/dashboard`` (always signed in)."""
 
     # `/`: the courses this student is counted online in.
@@ -133,7 +133,7 @@ class EventNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     # -- hooks for subclasses ---------------------------------------------
 
-    def new_connection(self, sid: str, principal: Principal | None, environ: dict[str, Any]) -> Connection:
+    def new_connection(self, sid: str, principal: Principal | None, environ: dict[str, Any]) -> SocketState:
         """The state of a connection just accepted."""
         return Client(principal, float(self.rt.config.event_burst), time.monotonic())
 
@@ -194,7 +194,7 @@ class EventNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self.rt.metrics.events_in.labels(self.namespace, label, outcome).inc()
         self.handled(label, outcome)
 
-    def _take_token(self, conn: Connection) -> None:
+    def _take_token(self, conn: SocketState) -> None:
         config = self.rt.config
         now = time.monotonic()
         conn.tokens = min(config.event_burst, conn.tokens + (now - conn.refilled_at) * config.events_per_second)
@@ -204,13 +204,13 @@ class EventNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         conn.tokens -= 1
 
     async def connection(self, sid: str) -> Any:
-        """This namespace's state of the connection (a :class:`Connection`), None if it is gone."""
+        """This namespace's state of the connection (a :class:`SocketState`), None if it is gone."""
         try:
             session = await self.get_session(sid)
         except KeyError:
             return None
         value = session.get("conn")
-        return value if isinstance(value, Connection) else None
+        return value if isinstance(value, SocketState) else None
 
     # -- connect, expiry, disconnect --------------------------------------
 
@@ -256,7 +256,7 @@ class EventNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 "The server cannot check the token right now; try again."
             ) from err
 
-    async def reauthenticate(self, sid: str, conn: Connection, payload: protocol.Authenticate) -> Ack:
+    async def reauthenticate(self, sid: str, conn: SocketState, payload: protocol.Authenticate) -> Ack:
         """``authenticate`` ``{token}``: a fresh token of the same user (or, where guests may connect, a first one)."""
         try:
             principal = await principal_from_token(self.rt.app, payload.token)
@@ -271,7 +271,7 @@ class EventNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         await self.reauthenticated(sid, conn)
         return protocol.ok(expires_at=int(principal.expires_at))
 
-    def _schedule_expiry(self, sid: str, conn: Connection) -> None:
+    def _schedule_expiry(self, sid: str, conn: SocketState) -> None:
         if not self.close_on_expiry or conn.principal is None:
             return
         if conn.timer is not None:
@@ -284,13 +284,13 @@ class EventNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         else:
             conn.timer = loop.call_later(max(remaining, 0), self._expired, sid, conn)
 
-    def _expiring(self, sid: str, conn: Connection) -> None:
+    def _expiring(self, sid: str, conn: SocketState) -> None:
         assert conn.principal is not None
         expires_at = conn.principal.expires_at
         conn.timer = asyncio.get_running_loop().call_later(max(expires_at - time.time(), 0), self._expired, sid, conn)
         self.rt.spawn(self._send_local(sid, "auth_expiring", {"expires_at": int(expires_at)}))
 
-    def _expired(self, sid: str, conn: Connection) -> None:
+    def _expired(self, sid: str, conn: SocketState) -> None:
         conn.timer = None
         self.rt.spawn(self._close_expired(sid))
 

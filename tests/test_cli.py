@@ -23,6 +23,7 @@ def run_lms(
         **{k: v for k, v in os.environ.items() if not k.startswith("LMS_")},
         "LMS_ENV": "test",
         "LMS_DATABASE_URL": servers.database_url,
+        "LMS_DATABASE_TRANSACTION_POOLER": str(servers.transaction_pooler).lower(),
         "LMS_REDIS_URL": servers.redis_url,
         **(env or {}),
     }

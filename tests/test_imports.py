@@ -1,4 +1,4 @@
-"""What each process imports: the package rules of ARCHITECTURE.md, checked in fresh interpreters."""
+"""What each process imports (jobs use only the write-only side of realtime/, ...), checked in fresh interpreters."""
 
 from __future__ import annotations
 

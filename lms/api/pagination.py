@@ -28,13 +28,13 @@ class Page(BaseModel, Generic[T]):
     offset: int
 
 
-class Window(Protocol):
+class Paged(Protocol):
     """Any query model with paging fields (PageQuery or one that adds filters)."""
 
     limit: int
     offset: int
 
 
-def page(items: Sequence[Any], total: int, query: Window) -> dict[str, Any]:
+def page(items: Sequence[Any], total: int, query: Paged) -> dict[str, Any]:
     """The response body of a list endpoint."""
     return {"items": list(items), "total": total, "limit": query.limit, "offset": query.offset}

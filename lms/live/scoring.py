@@ -2,7 +2,7 @@
 
 The one place for live points. Whether an answer is correct is decided by the
 one grader, :func:`lms.quizzes.grading.is_correct`, exactly as for self-paced
-attempts. What players send per question type is in LIVE_PROTOCOL.md: an
+attempts. What players send per question type (realtime/README.md, "Live question types"): an
 option id (``single_choice``; ``"true"``/``"false"`` for ``true_false``), a
 list of option ids (``multiple_choice``), a string (``short_answer``).
 

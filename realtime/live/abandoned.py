@@ -8,10 +8,10 @@ would: scores what Redis recorded, stores the results, tells any client
 still listening. Running it twice (or on two instances at once: the lease
 decides) ends nothing twice.
 
-The scheduled ``end_abandoned_live_sessions`` task (``jobs/live.py``) only
+The scheduled ``end_abandoned_live_sessions`` task (``jobs/tasks/live.py``) only
 asks for a sweep on the live channel (:data:`lms.live.keys.SWEEP_ABANDONED`):
 the actor and its runtime stay in ``lms serve``, the worker imports none of
-them (ARCHITECTURE.md: jobs use only the write-only side of ``realtime/``).
+them (jobs use only the write-only side of ``realtime/``; tests/test_imports.py holds it).
 """
 
 from __future__ import annotations

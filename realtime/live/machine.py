@@ -7,7 +7,7 @@ gate closes) into messages, applies them, and carries out the effects in
 order: events to publish, replies to host commands, Redis writes to commit
 (fenced by the lease), results to store in PostgreSQL.
 
-States follow LIVE_PROTOCOL.md and nothing else: ``lobby`` → ``question`` →
+States follow the live protocol's order (realtime/README.md) and nothing else: ``lobby`` → ``question`` →
 ``reveal`` → ``leaderboard`` → ``question`` … → ``ended``; ``lobby``,
 ``reveal`` and ``leaderboard`` may go straight to ``ended`` (a question that
 is open when the session ends is closed and revealed first). :data:`NEXT`

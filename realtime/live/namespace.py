@@ -41,7 +41,7 @@ from realtime.live.errors import LiveError
 from realtime.live.guessing import PinGuesses
 from realtime.live.runtime import LiveRuntime
 from realtime.live.snapshots import player_snapshot
-from realtime.namespace import Connection, EventNamespace, EventSpec
+from realtime.namespace import EventNamespace, EventSpec, SocketState
 from realtime.protocol import Payload, ok
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ def client_address(environ: dict[str, Any]) -> str:
 
 
 @dataclass
-class Peer(Connection):
+class Peer(SocketState):
     """A ``/live`` connection: a guest or a signed-in user, host or player of at most one session."""
 
     session_id: str | None = None

@@ -62,7 +62,7 @@ class Joined:
 
 
 @dataclass(frozen=True)
-class Tick:
+class TickReading:
     now: int
     answered: int
     connected: int
@@ -424,13 +424,13 @@ class LiveStore:
         entries = result[0][1]
         return [(_text(mid), {_text(k): _text(v) for k, v in fields.items()}) for mid, fields in entries]
 
-    async def tick(self, keys: SessionKeys, question_index: int) -> Tick:
+    async def tick(self, keys: SessionKeys, question_index: int) -> TickReading:
         now, answered, connected, everyone, real_now, flat = await self._tick(
             keys=[keys.answers(question_index), keys.online, keys.clock, keys.tallies(question_index)],
             args=[self.test_clock],
         )
         tallies = {_text(flat[i]): int(flat[i + 1]) for i in range(0, len(flat), 2)}
-        return Tick(int(now), int(answered), int(connected), bool(int(everyone)), int(real_now), tallies)
+        return TickReading(int(now), int(answered), int(connected), bool(int(everyone)), int(real_now), tallies)
 
     async def answers(self, keys: SessionKeys, question_index: int) -> dict[str, RecordedAnswer]:
         raw = await self.redis.hgetall(keys.answers(question_index))

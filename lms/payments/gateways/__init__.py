@@ -107,7 +107,7 @@ class SubscriptionsNotSupported(GatewayError):
     """Recurring billing is offered through Stripe only."""
 
 
-class Client:
+class GatewayClient:
     """What every gateway client shares: the session, the base URL, error translation."""
 
     name = ""

@@ -14,7 +14,7 @@ from lms.money import format_amount, to_minor
 from lms.payments.gateways import (
     Checkout,
     CheckoutRequest,
-    Client,
+    GatewayClient,
     GatewayRefused,
     GatewayUnavailable,
     RefundRequest,
@@ -23,7 +23,7 @@ from lms.payments.gateways import (
 from lms.payments.outcomes import Change, PaymentChange, as_uuid
 
 
-class MyFatoorah(Client):
+class MyFatoorah(GatewayClient):
     name = "myfatoorah"
 
     def __init__(

@@ -16,7 +16,7 @@ from lms.payments import models
 from lms.payments.gateways import (
     Checkout,
     CheckoutRequest,
-    Client,
+    GatewayClient,
     GatewayRefused,
     GatewayUnavailable,
     RefundRequest,
@@ -25,7 +25,7 @@ from lms.payments.gateways import (
 from lms.payments.outcomes import Change, paymob_transaction
 
 
-class Paymob(Client):
+class Paymob(GatewayClient):
     name = "paymob"
 
     def __init__(

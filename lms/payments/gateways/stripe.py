@@ -15,7 +15,7 @@ from lms.payments import models
 from lms.payments.gateways import (
     Checkout,
     CheckoutRequest,
-    Client,
+    GatewayClient,
     GatewayRefused,
     GatewayUnavailable,
     RefundRequest,
@@ -25,7 +25,7 @@ from lms.payments.gateways import (
 from lms.payments.outcomes import Change, stripe_session
 
 
-class Stripe(Client):
+class Stripe(GatewayClient):
     name = "stripe"
 
     def __init__(self, session: aiohttp.ClientSession, base_url: str, timeout: float, *, secret_key: str) -> None:
