@@ -106,6 +106,7 @@ def test_the_wheel_installs_migrates_serves_and_mails_from_anywhere(
         "PATH": f"{home / 'bin'}{os.pathsep}{env.get('PATH', '')}",
         "LMS_ENV": "test",
         "LMS_DATABASE_URL": servers.create_database("lms_wheel"),
+        "LMS_DATABASE_TRANSACTION_POOLER": str(servers.transaction_pooler).lower(),
         "LMS_REDIS_URL": servers.redis_url,
         "LMS_LOG_LEVEL": "INFO",
         "LMS_HTTP_PUBLIC_BASE_URL": base,
@@ -137,7 +138,10 @@ def test_the_wheel_installs_migrates_serves_and_mails_from_anywhere(
             except OSError:
                 return False
 
-        eventually_blocking(ready, timeout=60, what=f"ready; output:\n{serve.output}", interval=0.2)
+        try:
+            eventually_blocking(ready, timeout=60, what="/api/v1/ready answering 200", interval=0.2)
+        except AssertionError as err:  # the server's output as of the failure, not as of the call
+            raise AssertionError(f"{err}; lms serve's output:\n{serve.output}") from None
         serve.wait_for_output(f"Mail              SMTP {smtp_server.host}:{smtp_server.port}")  # the start-up block
         assert f"API docs          {base}/api/docs" in serve.output
         for path, kind, text in [
