@@ -186,10 +186,11 @@ async def list_courses(
     q: str | None = None,
 ) -> tuple[list[Row], int]:
     search = q if q is not None and q.strip() else None
-    params = {"instructor_id": instructor_id, "category": category, "difficulty_level": difficulty_level, "q": search}
-    shape = (published_only, *(value is not None for value in params.values()))
-    present = {name: value for name, value in params.items() if value is not None}
-    rows = await _course_page(*shape).fetch_all(conn, present | {"limit": limit, "offset": offset})
+    filters = {"instructor_id": instructor_id, "category": category, "difficulty_level": difficulty_level, "q": search}
+    params = {name: value for name, value in filters.items() if value is not None}
+    # One statement per combination, in the order of _FILTER_EXAMPLES (that of _course_conditions).
+    shape = (published_only, *(name in params for name in _FILTER_EXAMPLES))
+    rows = await _course_page(*shape).fetch_all(conn, params | {"limit": limit, "offset": offset})
     if rows or offset == 0:
         total = rows[0].pop("total") if rows else 0
         for row in rows[1:]:
