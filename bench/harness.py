@@ -53,10 +53,12 @@ class Platform:
             | extra
         )
 
+    def server_pid(self, server: str) -> int:
+        return next(p.pid for p in self.servers if getattr(p, "lms_url", None) == server)
+
     def cpu_groups(self, server: str) -> dict[str, list[int]]:
         """The processes whose CPU a request costs: the `lms serve` at ``server``, PostgreSQL, Redis."""
-        pid = next(p.pid for p in self.servers if getattr(p, "lms_url", None) == server)
-        return {"server": [pid], "postgres": [self.postgres_pid], "redis": [self.redis_pid]}
+        return {"server": [self.server_pid(server)], "postgres": [self.postgres_pid], "redis": [self.redis_pid]}
 
     def serve(self, **extra: str) -> str:
         """Start an `lms serve` process; returns its base URL once it is ready."""

@@ -22,18 +22,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 import bcrypt
 
-from bench import load
+from bench import load, profile
 from bench.harness import platform
 from lms.courses import queries as course_queries
 from lms.db import Connection, Database, compile_statement
@@ -283,10 +285,17 @@ async def main(args: argparse.Namespace) -> None:
                 reference = await load.measure_reference(bare, max(args.requests, 10_000), c)
             print(f"\n{args.requests} requests per scenario, {c} concurrent clients, 1 lms serve:")
             print(reference.line(f"bare aiohttp handler (c={c})"))
-            for name, make in scenarios:
+            for n, (name, make) in enumerate(scenarios):
                 await load.drive(url, make, min(200, args.requests), 10)  # warm up
-                result = await load.drive(url, make, args.requests, c, cpu=env.cpu_groups(url))
+                with contextlib.ExitStack() as stack:
+                    if args.profile:
+                        args.profile.mkdir(parents=True, exist_ok=True)
+                        collapsed = args.profile / f"learning-{n}.txt"
+                        stack.enter_context(profile.recording(env.server_pid(url), collapsed))
+                    result = await load.drive(url, make, args.requests, c, cpu=env.cpu_groups(url))
                 print(result.line(f"{name} (c={c})", reference))
+                if args.profile:
+                    print(f"py-spy, {name}: {collapsed}\n{profile.summary(collapsed)}")
 
             plans: list[Plan] = []
             try:
@@ -343,4 +352,5 @@ if __name__ == "__main__":
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--plans", type=int, default=4, help="slowest statements whose plans are printed in full")
+    parser.add_argument("--profile", type=Path, help="record each scenario with py-spy into this directory")
     asyncio.run(main(parser.parse_args()))

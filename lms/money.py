@@ -11,6 +11,7 @@ codes without a minor unit (gold, testing codes) are not money we charge.
 
 from __future__ import annotations
 
+import functools
 from decimal import Decimal, InvalidOperation
 
 from iso4217 import Currency
@@ -29,17 +30,30 @@ class UnknownCurrency(ValueError):
 
 def exponent(currency: str) -> int:
     """The currency's number of decimals (ISO 4217 minor unit)."""
+    return _exponent(currency.upper())
+
+
+# Cached: every priced row of a response asks (the enum lookup was a tenth of a
+# catalogue page's rendering). Only codes that exist are kept (errors are not
+# cached), so the cache stays as small as the ISO list.
+@functools.cache
+def _exponent(code: str) -> int:
     try:
-        value = Currency(currency.upper()).exponent
+        value = Currency(code).exponent
     except ValueError as err:
-        raise UnknownCurrency(f"{currency!r} is not an ISO 4217 currency code") from err
+        raise UnknownCurrency(f"{code!r} is not an ISO 4217 currency code") from err
     if value is None:
-        raise UnknownCurrency(f"{currency!r} has no minor unit (not a currency one pays in)")
+        raise UnknownCurrency(f"{code!r} has no minor unit (not a currency one pays in)")
     return int(value)
 
 
 def quantum(currency: str) -> Decimal:
-    return Decimal(1).scaleb(-exponent(currency))
+    return _quantum(exponent(currency))
+
+
+@functools.cache
+def _quantum(places: int) -> Decimal:
+    return Decimal(1).scaleb(-places)
 
 
 def normalize(amount: Decimal | str | int, currency: str) -> Decimal:

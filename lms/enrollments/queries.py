@@ -7,6 +7,7 @@ after the enrollment row is locked, so that it sees every committed change.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -36,11 +37,22 @@ def _labelled(prefix: str, columns: dict[str, Any]) -> list[Any]:
     return [column.label(f"{prefix}__{name}") for name, column in columns.items()]
 
 
-def nest(row: Row, prefix: str) -> Row:
-    """``{"course__title": ...}`` → ``{"course": {"title": ...}}``."""
+def nest(row: Row, prefix: str, *, drop: tuple[str, ...] = ()) -> Row:
+    """``{"course__title": ...}`` → ``{"course": {"title": ...}}``, without the ``drop`` columns."""
+    outer, inner = _nesting(tuple(row), prefix, drop)
+    return {k: row[k] for k in outer} | {prefix: {short: row[k] for k, short in inner}}
+
+
+@functools.lru_cache(maxsize=256)
+def _nesting(
+    columns: tuple[str, ...], prefix: str, drop: tuple[str, ...]
+) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    # Worked out once per statement's columns, not once per row (a page of 20
+    # rows of 30 columns spent a tenth of its time here).
     marker = prefix + "__"
-    inner = {k[len(marker) :]: v for k, v in row.items() if k.startswith(marker)}
-    return {k: v for k, v in row.items() if not k.startswith(marker)} | {prefix: inner}
+    outer = tuple(k for k in columns if not k.startswith(marker) and k not in drop)
+    inner = tuple((k, k[len(marker) :]) for k in columns if k.startswith(marker))
+    return outer, inner
 
 
 def published_lessons_count(course_id: Any) -> Any:
@@ -137,7 +149,7 @@ async def list_student_enrollments(
     if not rows and offset > 0:  # past the last page: the count alone
         return [], int(await conn.fetch_val(count, params))
     total = rows[0]["total"] if rows else 0
-    return [nest({k: v for k, v in r.items() if k != "total"}, "course") for r in rows], int(total)
+    return [nest(r, "course", drop=("total",)) for r in rows], int(total)
 
 
 async def list_course_enrollments(
