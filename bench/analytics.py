@@ -30,44 +30,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.util
 import random
-import sys
-import textwrap
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
-from bench.auth import drive
-from bench.harness import ms, percentiles, platform
+from bench import load, profile
+from bench.harness import Platform, platform
 from bench.learning import PASSWORD, ExplainingConnection, Plan, _Rollback, seed
 from lms.analytics import platform as platform_figures
 from lms.analytics import queries, students
 from lms.analytics.window import WindowQuery
 from lms.db import Database
-from lms.devservers import free_port
 from lms.users.queries import get_user
 
 ROOT = Path(__file__).resolve().parent.parent
-
-BARE_SERVER = textwrap.dedent(
-    """
-    import sys
-    from aiohttp import web
-
-    async def handler(request):
-        return web.json_response({"course_id": request.match_info["id"], "total_enrollments": 0})
-
-    app = web.Application()
-    app.router.add_get("/api/v1/analytics/courses/{id}", handler)
-    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
-    """
-)
 
 LEARNING = [
     # Lesson progress: enrollment e opens its course's first 1 + (e mod 10) lessons, completes
@@ -175,23 +161,6 @@ async def tokens_for(http: aiohttp.ClientSession, emails: list[str]) -> list[dic
     return headers
 
 
-def report(name: str, total: int, elapsed: float, latencies: list[float], errors: int) -> float:
-    p = percentiles(latencies)
-    rate = total / elapsed
-    print(f"{name:<48} {rate:8.1f} req/s   p50 {ms(p['p50'])}   p99 {ms(p['p99'])}   errors {errors}/{total}")
-    return rate
-
-
-def getter(http: aiohttp.ClientSession, paths: Callable[[int], tuple[str, dict[str, str]]]) -> Any:
-    async def get(i: int) -> bool:
-        path, headers = paths(i)
-        async with http.get(path, headers=headers) as response:
-            await response.read()
-            return response.status == 200
-
-    return get
-
-
 async def main(args: argparse.Namespace) -> None:
     with platform(args.data_dir) as env:
         db = await Database.connect(env.database_url, min_size=1, max_size=4, statement_timeout_ms=900_000)
@@ -225,91 +194,112 @@ async def main(args: argparse.Namespace) -> None:
                                      LMS_ANALYTICS_OVERVIEW_MAX_AGE_SECONDS="60")  # fmt: skip
             fresh_url = env.serve(LMS_RATE_LIMIT_ENABLED="false", LMS_AUTH_BCRYPT_ROUNDS="4",
                                   LMS_ANALYTICS_OVERVIEW_MAX_AGE_SECONDS="0")  # fmt: skip
-            bare_port = free_port()
-            bare = await asyncio.create_subprocess_exec(sys.executable, "-c", BARE_SERVER, str(bare_port))
             connector = aiohttp.TCPConnector(limit=0)
-            try:
-                async with (
-                    aiohttp.ClientSession(snapshot_url, connector=connector) as http,
-                    aiohttp.ClientSession(fresh_url) as fresh,
-                    aiohttp.ClientSession(f"http://127.0.0.1:{bare_port}") as plain,
-                ):
-                    await run(args, http, fresh, plain, instructors, learners)
-            finally:
-                bare.terminate()
-                await bare.wait()
+            async with (
+                aiohttp.ClientSession(snapshot_url, connector=connector) as http,
+                aiohttp.ClientSession(fresh_url) as fresh,
+            ):
+                setup = await sign_in(http, fresh, instructors, learners)
+            await run(args, env, snapshot_url, fresh_url, setup)
             await explain(db, instructors[0], learners[0], args.plans)
         finally:
             await db.close()
 
 
-async def run(
-    args: argparse.Namespace,
-    http: aiohttp.ClientSession,
-    fresh: aiohttp.ClientSession,
-    plain: aiohttp.ClientSession,
-    instructors: list[Any],
-    learners: list[Any],
-) -> None:
-    rng = random.Random(14)
-    teachers = await tokens_for(http, [r["email"] for r in instructors])
+@dataclass
+class People:
+    """Who the scenarios act as: request headers per person, and each learner's lessons."""
+
+    teachers: list[dict[str, str]]
+    learners: list[dict[str, str]]
+    admin: dict[str, str]
+    fresh_admin: dict[str, str]
+    courses: list[list[uuid.UUID]]  # per teacher
+    instructor_ids: list[uuid.UUID]
+    enrollments: list[tuple[uuid.UUID, list[str]] | None]  # per learner: enrollment and its lessons
+
+
+async def sign_in(
+    http: aiohttp.ClientSession, fresh: aiohttp.ClientSession, instructors: list[Any], learners: list[Any]
+) -> People:
     people = await tokens_for(http, [r["email"] for r in learners])
-    (admin,) = await tokens_for(http, ["admin@bench.example"])
-    (fresh_admin,) = await tokens_for(fresh, ["admin@bench.example"])
-    lessons: dict[uuid.UUID, list[str]] = {}
-    course_of = [(teachers[i % len(teachers)], instructors[i % len(instructors)]) for i in range(len(instructors))]
-
-    def course_path(i: int) -> tuple[str, dict[str, str]]:
-        headers, row = course_of[i % len(course_of)]
-        return f"/api/v1/analytics/courses/{rng.choice(row['courses'])}", headers
-
-    scenarios: list[tuple[str, aiohttp.ClientSession, Callable[[int], Awaitable[bool]], int]] = [
-        ("bare aiohttp handler (reference)", plain,
-         getter(plain, lambda i: (f"/api/v1/analytics/courses/{uuid.uuid4()}", {})), args.requests),
-        ("GET /auth/me (authenticated floor)", http,
-         getter(http, lambda i: ("/api/v1/auth/me", people[i % len(people)])), args.requests),
-        ("GET /analytics/courses/{id}", http, getter(http, course_path), args.requests),
-        ("GET /analytics/system/overview (snapshot)", http,
-         getter(http, lambda i: ("/api/v1/analytics/system/overview", admin)), args.requests),
-        ("GET /analytics/system/overview (max age 0)", fresh,
-         getter(fresh, lambda i: ("/api/v1/analytics/system/overview", fresh_admin)), max(100, args.requests // 10)),
-        ("GET /analytics/instructors/{id}/overview", http,
-         getter(http, lambda i: (f"/api/v1/analytics/instructors/{instructors[i % len(instructors)]['id']}/overview",
-                                 teachers[i % len(teachers)])), args.requests),
-        ("GET /analytics/my-dashboard", http,
-         getter(http, lambda i: ("/api/v1/analytics/my-dashboard", people[i % len(people)])), args.requests),
-        ("GET /analytics/my-progress", http,
-         getter(http, lambda i: ("/api/v1/analytics/my-progress", people[i % len(people)])), args.requests),
-    ]  # fmt: skip
-    print(f"\n{args.concurrency} concurrent clients, one lms serve per column of figures:")
-    for name, _session, request, total in scenarios:
-        if args.only and args.only not in name and "reference" not in name:
+    enrollments: list[tuple[uuid.UUID, list[str]] | None] = []
+    for row, headers in zip(learners, people, strict=True):
+        if row["enrollment_id"] is None:
+            enrollments.append(None)
             continue
-        await drive(min(200, total), 10, request)  # warm up
-        elapsed, latencies, errors = await drive(total, args.concurrency, request)
-        report(name, total, elapsed, latencies, errors)
+        async with http.get(f"/api/v1/enrollments/{row['enrollment_id']}", headers=headers) as r:
+            course_id = (await r.json())["course_id"]
+        async with http.get(f"/api/v1/courses/{course_id}/lessons", headers=headers) as r:
+            enrollments.append((row["enrollment_id"], [x["id"] for x in await r.json()]))
+    return People(
+        teachers=await tokens_for(http, [r["email"] for r in instructors]),
+        learners=people,
+        admin=(await tokens_for(http, ["admin@bench.example"]))[0],
+        fresh_admin=(await tokens_for(fresh, ["admin@bench.example"]))[0],
+        courses=[r["courses"] for r in instructors],
+        instructor_ids=[r["id"] for r in instructors],
+        enrollments=enrollments,
+    )
 
-    async def put(i: int) -> bool:
-        who = learners[i % len(learners)]
-        if who["enrollment_id"] is None:
-            return True
-        if who["enrollment_id"] not in lessons:
-            async with http.get(f"/api/v1/enrollments/{who['enrollment_id']}", headers=people[i % len(people)]) as r:
-                course_id = (await r.json())["course_id"]
-            async with http.get(f"/api/v1/courses/{course_id}/lessons", headers=people[i % len(people)]) as r:
-                lessons[who["enrollment_id"]] = [x["id"] for x in (await r.json())]
-        lesson = rng.choice(lessons[who["enrollment_id"]])
+
+async def run(args: argparse.Namespace, env: Platform, url: str, fresh_url: str, people: People) -> None:
+    rng = random.Random(14)
+    host, fresh_host = urlsplit(url).netloc, urlsplit(fresh_url).netloc
+
+    def get(path: Callable[[int], str], headers: Callable[[int], dict[str, str]], on: str = host) -> load.RequestBytes:
+        return lambda i: load.request_bytes("GET", path(i), on, headers=headers(i))
+
+    def teacher(i: int) -> dict[str, str]:
+        return people.teachers[i % len(people.teachers)]
+
+    def learner(i: int) -> dict[str, str]:
+        return people.learners[i % len(people.learners)]
+
+    def course_path(i: int) -> str:
+        return f"/api/v1/analytics/courses/{rng.choice(people.courses[i % len(people.courses)])}"
+
+    studying = [(n, e) for n, e in enumerate(people.enrollments) if e is not None]
+
+    def put(i: int) -> bytes:
+        n, (enrollment_id, lessons) = studying[i % len(studying)]
         body = {"time_spent_seconds": 30, "completion_percentage": rng.randrange(100)}
-        path = f"/api/v1/enrollments/{who['enrollment_id']}/lessons/{lesson}/progress"
-        async with http.put(path, json=body, headers=people[i % len(people)]) as response:
-            await response.read()
-            return response.status == 200
+        path = f"/api/v1/enrollments/{enrollment_id}/lessons/{rng.choice(lessons)}/progress"
+        return load.request_bytes("PUT", path, host, headers=people.learners[n], body=body)
 
-    if args.only and args.only not in "PUT progress":
-        return
-    await drive(200, 10, put)
-    elapsed, latencies, errors = await drive(args.requests, args.concurrency, put)
-    report("PUT progress (own enrollments, stats rows too)", args.requests, elapsed, latencies, errors)
+    overview = "/api/v1/analytics/system/overview"
+    scenarios: list[tuple[str, str, load.RequestBytes, int]] = [
+        ("GET /auth/me (authenticated floor)", url, get(lambda i: "/api/v1/auth/me", learner), args.requests),
+        ("GET /analytics/courses/{id}", url, get(course_path, teacher), args.requests),
+        ("GET /analytics/system/overview (snapshot)", url, get(lambda i: overview, lambda i: people.admin),
+         args.requests),
+        ("GET /analytics/system/overview (max age 0)", fresh_url,
+         get(lambda i: overview, lambda i: people.fresh_admin, fresh_host), max(100, args.requests // 10)),
+        ("GET /analytics/instructors/{id}/overview", url,
+         get(lambda i: f"/api/v1/analytics/instructors/{people.instructor_ids[i % len(people.instructor_ids)]}"
+             "/overview", teacher), args.requests),
+        ("GET /analytics/my-dashboard", url, get(lambda i: "/api/v1/analytics/my-dashboard", learner), args.requests),
+        ("GET /analytics/my-progress", url, get(lambda i: "/api/v1/analytics/my-progress", learner), args.requests),
+        ("PUT progress (own enrollments, stats rows too)", url, put, args.requests),
+    ]  # fmt: skip
+    c = args.concurrency
+    with load.reference_server() as bare:
+        reference = await load.measure_reference(bare, max(args.requests, 10_000), c)
+    print(f"\n{c} concurrent clients, one lms serve per column of figures:")
+    print(reference.line(f"bare aiohttp handler (c={c})"))
+    for n, (name, target, make, total) in enumerate(scenarios):
+        if args.only and args.only not in name:
+            continue
+        await load.drive(target, make, min(200, total), 10)  # warm up
+        with contextlib.ExitStack() as stack:
+            if args.profile:
+                args.profile.mkdir(parents=True, exist_ok=True)
+                collapsed = args.profile / f"analytics-{n}.txt"
+                stack.enter_context(profile.recording(env.server_pid(target), collapsed))
+            result = await load.drive(target, make, total, c, cpu=env.cpu_groups(target))
+        print(result.line(name, reference))
+        if args.profile:
+            print(f"py-spy, {name}: {collapsed}\n{profile.summary(collapsed)}")
 
 
 async def explain(db: Database, instructor: Any, learner: Any, show: int) -> None:
@@ -361,4 +351,5 @@ if __name__ == "__main__":
     parser.add_argument("--plans", type=int, default=1, help="0: no full plans")
     parser.add_argument("--data-dir", type=Path, help="keep PostgreSQL's data here; seed only when it is empty")
     parser.add_argument("--only", help="run only the scenarios whose name contains this")
+    parser.add_argument("--profile", type=Path, help="record each scenario with py-spy into this directory")
     asyncio.run(main(parser.parse_args()))

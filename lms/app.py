@@ -37,6 +37,7 @@ from lms.users import routes as users
 
 log = logging.getLogger(__name__)
 
+
 def create_app(config: Settings) -> web.Application:
     metrics = Metrics()
     app = web.Application(

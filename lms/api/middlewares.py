@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import secrets
+import random
 import time
 from collections.abc import Sequence
 
@@ -63,7 +63,8 @@ def request_context(metrics: Metrics, trusted_proxies: Sequence[str]) -> Middlew
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
         valid = 0 < len(incoming) <= 128 and set(incoming) <= _ALLOWED_REQUEST_ID
-        request_id = incoming if valid else secrets.token_hex(8)
+        # A correlation id, not a secret: the non-cryptographic generator (no system call per request).
+        request_id = incoming if valid else f"{random.getrandbits(64):016x}"
         request[REQUEST_ID] = request_id
         request[CLIENT_IP] = client_ip(request.remote or "", request.headers.get("X-Forwarded-For"), trusted)
         # Every record logged while serving this request carries its id (and

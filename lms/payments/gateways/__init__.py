@@ -22,7 +22,6 @@ from lms.payments.outcomes import Change
 log = logging.getLogger(__name__)
 
 
-
 class GatewayError(Exception):
     """Base for gateway call failures."""
 
