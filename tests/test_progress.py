@@ -15,7 +15,7 @@ from lms.db import Database
 from lms.effects import EFFECTS
 from lms.enrollments import service
 from lms.events import CourseCompleted, LessonProgressChanged
-from lms.tables import certificates, email_log, lesson_progress, lessons
+from lms.tables import certificates, email_log, enrollments, lesson_progress, lessons
 from realtime.context import DASHBOARD_NAMESPACE, course_room
 from realtime.fanout import room_channel
 from tests.builders import (
@@ -38,6 +38,18 @@ def progress_url(enrollment: Any, lesson: Any) -> str:
 
 def complete_url(enrollment: Any, lesson: Any) -> str:
     return f"/api/v1/enrollments/{enrollment['id']}/lessons/{lesson['id']}/complete"
+
+
+async def recorded(db: Database, enrollment: Any) -> tuple[int, int]:
+    """The enrollment's study time and its number of lesson progress rows."""
+    async with db.connection() as conn:
+        seconds = await conn.fetch_val(
+            select(enrollments.c.total_time_spent_seconds).where(enrollments.c.id == enrollment["id"])
+        )
+        rows = await conn.fetch_val(
+            select(func.count()).select_from(lesson_progress).where(lesson_progress.c.enrollment_id == enrollment["id"])
+        )
+    return int(seconds), int(rows)
 
 
 async def course_lessons(db: Database, course: Any) -> list[dict[str, Any]]:
@@ -107,12 +119,18 @@ async def test_progress_input_is_validated(client: Any, db: Database) -> None:
         response = await client.put(progress_url(enrollment, video), json=body, headers=headers)
         assert response.status == 422 and response.content_type == PROBLEM, body
         assert [e["field"] for e in (await response.json())["errors"]] == [field], body
+    # Past the end with time spent: refused whole, the time is not added either.
+    past_end = {"time_spent_seconds": 30, "last_position_seconds": 601}
+    assert (await client.put(progress_url(enrollment, video), json=past_end, headers=headers)).status == 422
+    assert await recorded(db, enrollment) == (0, 0)
     assert (
         await client.put(progress_url(enrollment, video), json={"time_spent_seconds": 4 * 3600}, headers=headers)
     ).status == 200
     for lesson in (draft, elsewhere):
-        assert (await client.put(progress_url(enrollment, lesson), json={}, headers=headers)).status == 404
+        refused = await client.put(progress_url(enrollment, lesson), json={"time_spent_seconds": 9}, headers=headers)
+        assert refused.status == 404
         assert (await client.post(complete_url(enrollment, lesson), headers=headers)).status == 404
+    assert await recorded(db, enrollment) == (4 * 3600, 1)
 
 
 async def test_only_the_studying_student_reports_progress(client: Any, db: Database) -> None:
@@ -122,16 +140,19 @@ async def test_only_the_studying_student_reports_progress(client: Any, db: Datab
     course = await make_course(db, owner, is_published=True, lessons=1)
     (lesson,) = await course_lessons(db, course)
     enrollment = await make_enrollment(db, student, course)
-    assert (await client.put(progress_url(enrollment, lesson), json={}, headers=stranger)).status == 404
-    assert (await client.put(progress_url(enrollment, lesson), json={}, headers=owner_headers)).status == 403
+    spent = {"time_spent_seconds": 5}
+    assert (await client.put(progress_url(enrollment, lesson), json=spent, headers=stranger)).status == 404
+    assert (await client.put(progress_url(enrollment, lesson), json=spent, headers=owner_headers)).status == 403
     assert (await client.post(complete_url(enrollment, lesson), headers=owner_headers)).status == 403
-    assert (await client.put(progress_url(enrollment, lesson), json={})).status == 401
+    assert (await client.put(progress_url(enrollment, lesson), json=spent)).status == 401
+    assert await recorded(db, enrollment) == (0, 0)  # nobody but the student wrote anything
     dropped = await make_enrollment(
         db, student, await make_course(db, owner, is_published=True, lessons=1), status="dropped"
     )
     (other_lesson,) = await course_lessons(db, {"id": dropped["course_id"]})
     refused = await client.put(progress_url(dropped, other_lesson), json={"time_spent_seconds": 5}, headers=headers)
     assert refused.status == 409 and refused.content_type == PROBLEM
+    assert await recorded(db, dropped) == (0, 0)
 
 
 async def test_fifty_concurrent_reports_from_two_devices_leave_exact_counters(client: Any, db: Database) -> None:

@@ -12,7 +12,7 @@ import uuid
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, and_, bindparam, case, func, literal_column, select, update
+from sqlalchemy import BigInteger, Integer, and_, bindparam, case, func, literal_column, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from lms.db import Connection, Row
@@ -254,20 +254,27 @@ _ADD_STUDY_TIME = (
 )
 
 
-def _record_lesson_statement() -> Any:
+def _record_lesson_statement(studying: Any = None) -> Any:
+    """The lesson progress upsert; with ``studying`` (a CTE of the enrollment row), for that enrollment."""
     lp = lesson_progress
     status = bindparam("status", type_=lp.c.status.type)
     position = bindparam("position", type_=lp.c.last_position_seconds.type)
-    stmt = pg_insert(lp).values(
-        enrollment_id=_ENROLLMENT_ID,
-        lesson_id=bindparam("lesson_id", type_=lp.c.lesson_id.type),
-        status=status,
-        started_at=func.now(),
-        completed_at=case((status == "completed", func.now())),
-        time_spent_seconds=bindparam("seconds", type_=BigInteger),
-        last_position_seconds=func.coalesce(position, 0),
-        completion_percentage=func.coalesce(bindparam("percentage", type_=lp.c.completion_percentage.type), 0),
-    )
+    values = {
+        "enrollment_id": _ENROLLMENT_ID if studying is None else studying.c.id,
+        "lesson_id": bindparam("lesson_id", type_=lp.c.lesson_id.type),
+        "status": status,
+        "started_at": func.now(),
+        "completed_at": case((status == "completed", func.now())),
+        "time_spent_seconds": bindparam("seconds", type_=BigInteger),
+        "last_position_seconds": func.coalesce(position, 0),
+        "completion_percentage": func.coalesce(bindparam("percentage", type_=lp.c.completion_percentage.type), 0),
+    }
+    if studying is None:
+        stmt = pg_insert(lp).values(values)
+    else:
+        # The id explicitly: a prepared statement would fix a Python-side default once for every call.
+        values = {"id": func.gen_random_uuid(), **values}
+        stmt = pg_insert(lp).from_select(list(values), select(*values.values()).select_from(studying))
     new = stmt.excluded
     return stmt.on_conflict_do_update(
         constraint="uq_lesson_progress_enrollment_id_lesson_id",
@@ -284,6 +291,42 @@ def _record_lesson_statement() -> Any:
             "updated_at": func.now(),
         },
     ).returning(lp)
+
+
+def _report_statement() -> Prepared:
+    """A report that completes no lesson, whole: every check, the study time and the upsert.
+
+    One prepared statement instead of five round trips (the enrollment,
+    the lesson, BEGIN + the study time, the upsert, COMMIT). The enrollment
+    is updated only when the student is its own, it is studying and the
+    lesson is a published lesson of its course the position fits in;
+    otherwise nothing is written and no row comes back (the caller finds
+    out why with the step-by-step path). The UPDATE takes the enrollment's
+    row lock first, so reports from several devices still apply one at a time.
+    """
+    position = bindparam("position", type_=lesson_progress.c.last_position_seconds.type)
+    lesson_fits = (
+        select(lessons.c.id)
+        .where(
+            lessons.c.id == bindparam("lesson_id", type_=lessons.c.id.type),
+            lessons.c.course_id == enrollments.c.course_id,
+            lessons.c.is_published,
+            position.is_(None) | lessons.c.duration_seconds.is_(None) | (position <= lessons.c.duration_seconds),
+        )
+        .exists()
+    )
+    studying = _ADD_STUDY_TIME.where(
+        enrollments.c.student_id == bindparam("student_id", type_=enrollments.c.student_id.type), lesson_fits
+    ).cte("studying")
+    progress = _record_lesson_statement(studying).cte("progress")
+    stmt = select(studying, *(c.label(f"lesson__{c.key}") for c in progress.c)).select_from(
+        studying.join(progress, true())
+    )
+    example = {
+        "student_id": uuid.UUID(int=0), "enrollment_id": uuid.UUID(int=0), "lesson_id": uuid.UUID(int=0),
+        "status": "in_progress", "seconds": 0, "position": 0, "percentage": Decimal(0),
+    }  # fmt: skip
+    return Prepared(stmt, example)
 
 
 def _refresh_statement(*, one: bool) -> Any:
@@ -332,6 +375,7 @@ def _refresh_statement(*, one: bool) -> Any:
 
 
 _RECORD_LESSON = _record_lesson_statement()
+_REPORT = _report_statement()
 _REFRESH_ONE = _refresh_statement(one=True)
 _REFRESH_COURSE = _refresh_statement(one=False)
 
@@ -374,6 +418,36 @@ async def record_lesson_progress(
     )
     assert row is not None
     return row
+
+
+async def report_progress(
+    conn: Connection,
+    *,
+    student_id: uuid.UUID,
+    enrollment_id: uuid.UUID,
+    lesson_id: uuid.UUID,
+    seconds: int,
+    position: int | None,
+    percentage: Any,
+) -> tuple[Row, Row] | None:
+    """A report that completes no lesson, in one statement: (lesson progress, enrollment), or None.
+
+    None: nothing was written (not the student's, not studying, no such
+    lesson, the position past its end); :func:`record_lesson_progress` and
+    the checks before it tell which.
+    """
+    assert not completes_lesson(percentage)
+    row = await _REPORT.fetch_one(
+        conn,
+        {
+            "student_id": student_id, "enrollment_id": enrollment_id, "lesson_id": lesson_id,
+            "status": "in_progress", "seconds": seconds, "position": position, "percentage": percentage,
+        },
+    )  # fmt: skip
+    if row is None:
+        return None
+    enrollment = nest(row, "lesson")
+    return enrollment.pop("lesson"), enrollment
 
 
 async def refresh_progress(
