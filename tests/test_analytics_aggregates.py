@@ -178,3 +178,16 @@ async def test_a_statement_that_changed_no_row_applies_nothing(db: Database) -> 
             "SELECT started, time_spent_sum FROM lesson_stats WHERE lesson_id = %(id)s", {"id": lesson_id}
         )).values()  # fmt: skip
     assert (started, spent) == (1, 12)
+
+
+async def test_the_apply_functions_plan_once_per_connection(db: Database) -> None:
+    # Under plan_cache_mode = auto a one-row array made PostgreSQL re-plan every statement of every
+    # call (migration 0012); the random-writes test above holds the generic plans to the recount.
+    async with db.connection() as conn:
+        settings = await conn.fetch_all(
+            "SELECT proname, proconfig FROM pg_proc WHERE proname LIKE 'analytics_apply_%%' ORDER BY proname"
+        )
+    assert [(r["proname"], r["proconfig"]) for r in settings] == [
+        (f"analytics_apply_{table}", ["plan_cache_mode=force_generic_plan"])
+        for table in ("enrollments", "lesson_progress", "quiz_attempts")
+    ]
