@@ -61,7 +61,7 @@ async def assert_consistent(db: Database) -> None:
 
 
 async def random_write(db: Database, rng: random.Random, state: dict[str, Any]) -> None:
-    choice = rng.randrange(6)
+    choice = rng.randrange(7)
     enrollment: Row = rng.choice(state["enrollments"])
     async with db.transaction() as conn:
         if choice == 0:
@@ -102,6 +102,12 @@ async def random_write(db: Database, rng: random.Random, state: dict[str, Any]) 
                 update(enrollments)
                 .where(enrollments.c.course_id == state["course"]["id"])
                 .values(progress_percentage=(enrollments.c.progress_percentage / 2))
+            )
+        elif choice == 5:  # study time only, as a progress report (the short way, migration 0012)
+            await conn.execute(
+                update(enrollments)
+                .where(enrollments.c.id.in_([enrollment["id"], rng.choice(state["enrollments"])["id"]]))
+                .values(total_time_spent_seconds=enrollments.c.total_time_spent_seconds + rng.randrange(100))
             )
         else:
             await conn.execute(
@@ -185,9 +191,13 @@ async def test_the_apply_functions_plan_once_per_connection(db: Database) -> Non
     # call (migration 0012); the random-writes test above holds the generic plans to the recount.
     async with db.connection() as conn:
         settings = await conn.fetch_all(
-            "SELECT proname, proconfig FROM pg_proc WHERE proname LIKE 'analytics_apply_%%' ORDER BY proname"
+            "SELECT proname, proconfig FROM pg_proc WHERE proname LIKE 'analytics_apply_%%' "
+            "OR proname = 'analytics_enrollments_study_time' ORDER BY proname"
         )
     assert [(r["proname"], r["proconfig"]) for r in settings] == [
-        (f"analytics_apply_{table}", ["plan_cache_mode=force_generic_plan"])
-        for table in ("enrollments", "lesson_progress", "quiz_attempts")
-    ]
+        (name, ["plan_cache_mode=force_generic_plan"])
+        for name in (
+            "analytics_apply_enrollments", "analytics_apply_lesson_progress", "analytics_apply_quiz_attempts",
+            "analytics_enrollments_study_time",
+        )
+    ]  # fmt: skip

@@ -58,7 +58,9 @@ def upgrade() -> None:
         sa.Column("created_at", TS, server_default=sa.text("now()"), nullable=False),
         sa.Column("finished_at", TS, nullable=True),
         sa.ForeignKeyConstraint(
-            ["challenge_id"], ["live_challenges.id"], name="fk_challenge_plays_challenge_id_live_challenges",
+            ["challenge_id"],
+            ["live_challenges.id"],
+            name="fk_challenge_plays_challenge_id_live_challenges",
             ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_challenge_plays_user_id_users", ondelete="CASCADE"),
@@ -79,7 +81,9 @@ def upgrade() -> None:
             ["play_id"], ["challenge_plays.id"], name="fk_challenge_answers_play_id_challenge_plays", ondelete="CASCADE"
         ),
         sa.ForeignKeyConstraint(
-            ["question_id"], ["quiz_questions.id"], name="fk_challenge_answers_question_id_quiz_questions",
+            ["question_id"],
+            ["quiz_questions.id"],
+            name="fk_challenge_answers_question_id_quiz_questions",
             ondelete="SET NULL",
         ),
         sa.PrimaryKeyConstraint("play_id", "question_index", name="pk_challenge_answers"),
