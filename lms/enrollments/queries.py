@@ -375,7 +375,8 @@ def _refresh_statement(*, one: bool) -> Any:
 
 
 _RECORD_LESSON = _record_lesson_statement()
-_REPORT = _report_statement()
+# Public for bench/learning.py, which EXPLAINs its plain form.
+REPORT = _report_statement()
 _REFRESH_ONE = _refresh_statement(one=True)
 _REFRESH_COURSE = _refresh_statement(one=False)
 
@@ -437,7 +438,7 @@ async def report_progress(
     the checks before it tell which.
     """
     assert not completes_lesson(percentage)
-    row = await _REPORT.fetch_one(
+    row = await REPORT.fetch_one(
         conn,
         {
             "student_id": student_id, "enrollment_id": enrollment_id, "lesson_id": lesson_id,
