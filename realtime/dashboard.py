@@ -76,4 +76,3 @@ class DashboardNamespace(AuthenticatedNamespace):
             except EventError:
                 await self.leave_room(sid, course_room(course_id))
                 client.watching.discard(course_id)
-

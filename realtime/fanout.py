@@ -51,13 +51,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from engineio import packet as eio_packet
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 from socketio.async_pubsub_manager import AsyncPubSubManager
 
@@ -65,6 +65,7 @@ from lms.aio import raise_if_cancelling
 from lms.clients import redis_client
 from lms.config import RedisSettings
 from realtime.channels import ListenerDown, listener_trouble, sharded_pubsub
+from realtime.rooms import Outgoing
 from realtime.transport import can_write_directly, text_frame, write_frame
 
 log = logging.getLogger(__name__)
@@ -152,18 +153,34 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
     async def publish_raw(self, payload: str | bytes, *, room: str | None = None) -> bool:
         """Publish on the main channel (or a room's); False (logged, counted) when Redis is unavailable
         or the fan-out stopped."""
+        return await self.publish_many([(payload, room)])
+
+    async def publish_many(self, items: Sequence[tuple[str | bytes, str | None]]) -> bool:
+        """Publish each (payload, room channel or None) in order, several in one round trip (a pipeline).
+
+        Redis runs a pipeline's commands in the order sent, so each room's
+        events keep their order. A cluster client sends them one by one
+        (its pipelines group commands by node, which would reorder them).
+        """
         if self._stopping:
             return False  # a client opened now would never be closed
+        if not items:
+            return True
         if self._publisher is None:
             self._publisher = self._client()
+        if len(items) > 1 and isinstance(self._publisher, RedisCluster):
+            results = [await self.publish_many([item]) for item in items]
+            return all(results)
         for attempt in (1, 2):  # a second try covers a pooled connection Redis dropped
             try:
-                if room is None:
-                    await self._publisher.publish(self.channel, payload)
-                elif await self._is_sharded(self._publisher):
-                    await self._publisher.spublish(room, payload)
+                sharded = any(room is not None for _, room in items) and await self._is_sharded(self._publisher)
+                if len(items) == 1:
+                    await self._publish_one(self._publisher, *items[0], sharded=sharded)
                 else:
-                    await self._publisher.publish(room, payload)
+                    async with self._publisher.pipeline(transaction=False) as pipe:
+                        for payload, room in items:
+                            self._publish_one(pipe, payload, room, sharded=sharded)
+                        await pipe.execute()
             except (RedisError, OSError) as err:
                 raise_if_cancelling(err)
                 if attempt == 1:
@@ -179,6 +196,33 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
                 return False
             return True
         return False
+
+    def _publish_one(self, client: Any, payload: str | bytes, room: str | None, *, sharded: bool) -> Any:
+        # A client's command (awaitable) or a pipeline's (queued).
+        if room is None:
+            return client.publish(self.channel, payload)
+        return client.spublish(room, payload) if sharded else client.publish(room, payload)
+
+    async def emit_many(self, outs: Sequence[Outgoing]) -> None:
+        """Server-initiated emits, in order: delivered to this instance's clients, then published together.
+
+        What :meth:`AsyncPubSubManager.emit` does for each (the same message,
+        so every instance's listener reads it the same way), with one Redis
+        round trip for the lot instead of one per event: a single emitting
+        task could not keep up with a few hundred progress reports a second.
+        """
+        messages = []
+        for out in outs:
+            message = {
+                "method": "emit", "event": out.event, "data": [out.data], "binary": False,
+                "namespace": out.namespace, "room": out.room, "skip_sid": None, "callback": None,
+                "host_id": self.host_id,
+            }  # fmt: skip
+            await self._handle_emit(message)
+            messages.append(message)
+        await self.publish_many(
+            [(self.json.dumps(m), room_channel(self.channel, m["namespace"], m["room"])) for m in messages]
+        )
 
     async def end_sessions(self, user_id: str, cutoff: float) -> None:
         """Close the user's sockets here and on every other instance (theirs through the channel)."""

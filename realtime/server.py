@@ -48,7 +48,7 @@ def setup_realtime(app: web.Application, config: Settings) -> None:
         direct=settings.direct_broadcast,
     )
     sio = socketio_server(settings, fanout, origin_check(config))
-    rt = Realtime(app, settings, sio, fanout, metrics, EmitQueue(sio, metrics, settings.emit_queue_size))
+    rt = Realtime(app, settings, sio, fanout, metrics, EmitQueue(fanout, metrics, settings.emit_queue_size))
     app[REALTIME] = rt
     sio.register_namespace(DevicesNamespace(rt))
     sio.register_namespace(DashboardNamespace(rt))
