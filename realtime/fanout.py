@@ -140,10 +140,15 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
     # -- publishing -------------------------------------------------------
 
     async def _publish(self, data: Any) -> None:
+        payload, room = self._encoded(data)
+        await self.publish_raw(payload, room=room)
+
+    def _encoded(self, data: Any) -> tuple[str | bytes, str | None]:
+        """A message's JSON and the channel it goes on: its room's for an emit without ack, else the main one."""
         room = None
         if data.get("method") == "emit" and data.get("callback") is None:
             room = room_channel(self.channel, data.get("namespace") or "/", data.get("room"))
-        await self.publish_raw(self.json.dumps(data), room=room)
+        return self.json.dumps(data), room
 
     async def _is_sharded(self, client: Redis) -> bool:
         if self.sharded is None:
@@ -220,9 +225,7 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
             }  # fmt: skip
             await self._handle_emit(message)
             messages.append(message)
-        await self.publish_many(
-            [(self.json.dumps(m), room_channel(self.channel, m["namespace"], m["room"])) for m in messages]
-        )
+        await self.publish_many([self._encoded(m) for m in messages])
 
     async def end_sessions(self, user_id: str, cutoff: float) -> None:
         """Close the user's sockets here and on every other instance (theirs through the channel)."""
