@@ -46,6 +46,7 @@ from realtime.live.machine import (
     Persisted,
     Player,
     Question,
+    Recorded,
     Reply,
     Rules,
     Scored,
@@ -57,7 +58,7 @@ from realtime.live.machine import (
     iso,
 )
 from realtime.live.snapshots import common_snapshot, host_snapshot, me_entry
-from realtime.live.store import MAILBOX_MAX_LENGTH, RecordedAnswer, chunked_hset
+from realtime.live.store import MAILBOX_MAX_LENGTH, chunked_hset
 
 if TYPE_CHECKING:
     from realtime.live.runtime import LiveRuntime
@@ -107,9 +108,11 @@ class SessionActor:
         self.persist_due: bool | None = None  # None: nothing; False: ended questions; True: the end
         # Questions closed by this actor and not yet stored: what Redis recorded and how it was scored
         # (a new owner reads both back from Redis instead).
-        self.closed: dict[int, tuple[dict[str, RecordedAnswer], dict[str, ScoredAnswer]]] = {}
+        self.closed: dict[int, tuple[dict[str, Recorded], dict[str, ScoredAnswer]]] = {}
         # Set from outside: "stop" (hand over), "crash" (tests), "lost" (the lease is gone).
         self.stop_requested: str | None = None
+        # A blocking mailbox read still under way when the last step's timer came first (_next_mail).
+        self.mail: asyncio.Future[list[tuple[str, dict[str, str]]]] | None = None
 
     @property
     def s(self) -> Snapshot:
@@ -145,6 +148,8 @@ class SessionActor:
         except LeaseLost:
             log.warning("live session %s: lease lost; another instance owns it now", self.session_id)
         finally:
+            if self.mail is not None and not self.mail.cancel() and not self.mail.cancelled():
+                self.mail.exception()  # it finished meanwhile: taken so that asyncio does not report it unread
             if self.finished:
                 await self._retire()
 
@@ -152,8 +157,7 @@ class SessionActor:
         s = self.s
         if s.closing is not None:  # the last step failed while closing a question's gate: finish that first
             await self._apply(await self._close_gate(s.question_index))
-        wait = machine.wake_in(s, self._clock(self.now.ms))
-        messages = await self.store.read_mailbox(self.keys, s.mailbox_id, block_ms=wait)
+        messages = await self._next_mail(machine.wake_in(s, self._clock(self.now.ms)))
         index = s.question_index if s.state == State.QUESTION else -1
         tick = await self.store.tick(self.keys, index)
         self.now, self.real_now = self._clock(tick.now), tick.real_now
@@ -169,6 +173,25 @@ class SessionActor:
         await self._apply(machine.Timers())
         await self._commit()
         await self._persist()
+
+    async def _next_mail(self, wait_ms: int) -> list[tuple[str, dict[str, str]]]:
+        """The mailbox's next entries, or none once ``wait_ms`` have passed (the next timer is due).
+
+        Redis ends a blocked read on its own clock, once per ``hz`` tick
+        (every 100 ms by default; a 5 ms ``XREAD BLOCK`` returned after about
+        100 ms), so a deadline kept by the read's timeout fired up to 100 ms
+        late. The timer is kept here instead: when it comes first, the read
+        stays under way and the next step takes it up, so no entry is read twice or skipped.
+        """
+        if self.mail is None:
+            # As long as the machine ever sleeps: one read may span several steps' timers.
+            read = self.store.read_mailbox(self.keys, self.s.mailbox_id, block_ms=machine.IDLE_WAKE_MS)
+            self.mail = asyncio.ensure_future(read)
+        done, _ = await asyncio.wait({self.mail}, timeout=wait_ms / 1000)
+        if not done:
+            return []
+        mail, self.mail = self.mail, None
+        return mail.result()
 
     async def end_abandoned(self) -> bool:
         """End a session nobody runs (the scheduled job holds the lease meanwhile); False if nothing to end."""
@@ -358,11 +381,11 @@ class SessionActor:
         if not await self.store.fenced(self.keys, self.token, [["HSET", self.keys.gate, "status", "reveal"]]):
             raise LeaseLost
         recorded = await self.store.answers(self.keys, index)
+
         self.closed[index] = (recorded, {})
-        answers = {pid: machine.Recorded(a.accepted_at, a.answer) for pid, a in recorded.items()}
         missing = [pid for pid in recorded if pid not in self.s.players]
         found = {pid: player_from(pid, info) for pid, info in (await self.store.players(self.keys, missing)).items()}
-        return Closed(index, answers, found)
+        return Closed(index, recorded, found)
 
     async def _mark_running(self) -> None:
         try:
@@ -508,7 +531,7 @@ class SessionActor:
 
 
 def _answer_row(
-    pid: str, question: Question, index: int, answer: RecordedAnswer, verdict: ScoredAnswer, started_at: int
+    pid: str, question: Question, index: int, answer: Recorded, verdict: ScoredAnswer, started_at: int
 ) -> dict[str, Any]:
     elapsed = answer.accepted_at - started_at
     return {

@@ -127,7 +127,7 @@ class Player:
         }  # fmt: skip
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Recorded:
     """An answer the edge accepted: when (session clock, ms) and what."""
 

@@ -27,7 +27,7 @@ from lms.quizzes.grading import MAX_SHORT_ANSWER_LENGTH
 from lms.quizzes.question_types import WORD_CLOUD_MAX_LENGTH
 from realtime.live import lua
 from realtime.live.errors import LiveError
-from realtime.live.machine import ScoredAnswer
+from realtime.live.machine import Recorded, ScoredAnswer
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +71,6 @@ class TickReading:
     real_now: int
     # A poll's answers counted so far (empty for other questions).
     tallies: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class RecordedAnswer:
-    accepted_at: int
-    answer: Any
 
 
 @dataclass
@@ -432,12 +426,12 @@ class LiveStore:
         tallies = {_text(flat[i]): int(flat[i + 1]) for i in range(0, len(flat), 2)}
         return TickReading(int(now), int(answered), int(connected), bool(int(everyone)), int(real_now), tallies)
 
-    async def answers(self, keys: SessionKeys, question_index: int) -> dict[str, RecordedAnswer]:
+    async def answers(self, keys: SessionKeys, question_index: int) -> dict[str, Recorded]:
         raw = await self.redis.hgetall(keys.answers(question_index))
         recorded = {}
         for pid, value in raw.items():
             stamp, _, answer = _text(value).partition(":")
-            recorded[_text(pid)] = RecordedAnswer(int(stamp), orjson.loads(answer))
+            recorded[_text(pid)] = Recorded(int(stamp), orjson.loads(answer))
         return recorded
 
     async def scored(self, keys: SessionKeys, question_index: int) -> dict[str, ScoredAnswer]:
