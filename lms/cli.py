@@ -132,7 +132,7 @@ def serve_one(config: Settings, host: str, port: int, announce: Callable[[str], 
     return 0
 
 
-GC_THRESHOLDS = (10_000, 20, 20)
+GC_THRESHOLDS = (2_000, 2, 1_000)
 
 
 async def _freeze_startup_objects(app: object) -> None:
@@ -146,8 +146,11 @@ async def _freeze_startup_objects(app: object) -> None:
     # Connections are long-lived objects too: with 2,500 websockets on an instance one full
     # collection took about 190 ms (bench/live.py, gc callbacks), and the default thresholds
     # (700, 10, 10) ran one every second or two while players joined, each a pause of every
-    # connection. Young collections at 10,000 new objects and a full one after 400 of them: a
-    # classroom joining triggers one or none; cyclic garbage still goes within a young collection.
+    # connection. A full collection comes after 2,000 young ones (4 million objects, as many as 5,000
+    # players joining make): once or not at all while a classroom joins. A middle collection walks
+    # what survived since the last one, so it runs after every second young collection: with
+    # (10,000, 20, 20) it came after 20 and, as players joined, walked 200,000 objects in 300-400 ms
+    # (bench/live.py, 5,000 players, gc callbacks); now at most 10 ms. Cyclic garbage still goes young.
     gc.set_threshold(*GC_THRESHOLDS)
 
 
