@@ -209,9 +209,12 @@ class SmtpCatcher:
         return "250 Message accepted"
 
     def authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+        # Decided before the attempt is recorded: a test that lifts the refusal once it sees an attempt
+        # (another thread) must not let that very attempt through.
+        refused = self.refuse_logins
         self.login_attempts.append(time.time())
         ok = (
-            not self.refuse_logins
+            not refused
             and isinstance(auth_data, LoginPassword)
             and auth_data.login.decode() == self.username
             and auth_data.password.decode() == self.password
