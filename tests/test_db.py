@@ -172,6 +172,58 @@ async def test_killed_connection_is_a_clear_error_and_the_pool_recovers(servers)
         await database.close()
 
 
+async def test_checkouts_are_served_in_arrival_order(servers) -> None:  # type: ignore[no-untyped-def]
+    """A request that waited for a connection is not overtaken by one that asks later."""
+    database = await Database.connect(
+        servers.database_url, min_size=1, max_size=1, transaction_pooler=servers.transaction_pooler
+    )
+    order: list[str] = []
+    latecomers: list[asyncio.Task[None]] = []
+
+    async def checkout(name: str, then_ask_again: bool) -> None:
+        async with database.connection() as conn:
+            order.append(name)
+            assert await conn.fetch_val("SELECT 1") == 1
+        if then_ask_again:  # someone arrives just as the connection goes back, before the next in line runs
+            latecomers.append(asyncio.create_task(checkout(f"late {name}", False)))
+
+    try:
+        async with database.connection():
+            waiting = []
+            for n in range(5):
+                waiting.append(asyncio.create_task(checkout(f"waited {n}", True)))
+                for _ in range(5):  # let it reach the queue before the next one starts
+                    await asyncio.sleep(0)
+        await asyncio.gather(*waiting)
+        await asyncio.gather(*latecomers)
+        assert order == [f"waited {n}" for n in range(5)] + [f"late waited {n}" for n in range(5)]
+    finally:
+        await database.close()
+
+
+async def test_a_checkout_that_gives_up_waiting_keeps_no_place(servers) -> None:  # type: ignore[no-untyped-def]
+    database = await Database.connect(
+        servers.database_url, min_size=1, max_size=1, acquire_timeout=0.2,
+        transaction_pooler=servers.transaction_pooler,
+    )  # fmt: skip
+    try:
+        async with database.connection():
+            for _ in range(3):
+                with pytest.raises(DatabaseUnavailable, match="timed out"):
+                    async with database.connection():
+                        pass
+            cancelled = asyncio.create_task(database.connection().__aenter__())
+            await asyncio.sleep(0)
+            cancelled.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await cancelled
+        # Neither the timed-out nor the cancelled waiter holds the one place.
+        async with database.connection() as conn:
+            assert await conn.fetch_val("SELECT 1") == 1
+    finally:
+        await database.close()
+
+
 async def test_unreachable_database_is_a_clear_error() -> None:
     with pytest.raises(psycopg2.OperationalError, match=r"could not connect|No such file|Connection refused|timeout"):
         await Database.connect("postgresql://nobody@127.0.0.1:1/none", min_size=1, max_size=1, connect_timeout=1)
