@@ -292,6 +292,8 @@ async def test_the_owner_dies_and_another_instance_resumes_the_question(
         lambda: [e for _, e in b.events[crashed:] if e.get("op") == "state"], what="the state b publishes on takeover"
     )
     assert state[0]["common"]["state"] == "question"
+    # Counted once, by the instance that took it over, whichever way it claimed it (its supervisor or a join).
+    assert (a.rt.takeovers, b.rt.takeovers) == (0, 1)
     assert state[0]["me"][players[0].player_id]["answered_current"] is True
     assert state[0]["me"][players[3].player_id]["answered_current"] is False
     await edge.submit_answer(b.rt, game["id"], players[3].player_id, 0, "b")
@@ -309,6 +311,38 @@ async def test_players_connected_elsewhere_stay_present_through_a_slow_takeover(
 ) -> None:
     """The cause of this file's old flake: presence ran out during the takeover, and the question waited on."""
     await test_the_owner_dies_and_another_instance_resumes_the_question(brief_presence, db, redis)
+
+
+@pytest.fixture
+async def idle_supervisors(servers: Servers, db: Database) -> AsyncIterator[list[Instance]]:
+    """Instances whose supervisors look for orphans once, when they start: then only a join claims one."""
+    async for made in two_instances(servers, make_config(servers, live={"supervisor_interval_ms": 600_000}), db):
+        yield made
+
+
+async def test_a_join_that_finds_the_owner_gone_takes_the_session_over(
+    idle_supervisors: list[Instance], db: Database, redis: Any
+) -> None:
+    a, b = idle_supervisors
+    await a.rt.start()
+    game = await live_game(db)
+    await watch(idle_supervisors, game)
+    await edge.host_session(a.rt, principal(game["teacher"]), game["id"])
+    await b.rt.start()
+    player = await b.join(None, pin=game["pin"], nickname="P0", player_token=None)
+    assert (a.rt.takeovers, b.rt.takeovers) == (0, 0)  # hosting a new session claims it: no takeover
+    await a.rt.crash()
+    lease = b.rt.store.keys(str(game["id"])).lease
+
+    async def expired() -> bool:
+        return await redis.exists(lease) == 0
+
+    await eventually(expired, what="the dead owner's lease expiring")
+    assert str(game["id"]) not in b.rt.actors
+    back = await b.join(None, pin=game["pin"], nickname=None, player_token=player.player_token)
+    assert back.player_id == player.player_id
+    assert str(game["id"]) in b.rt.actors
+    assert (a.rt.takeovers, b.rt.takeovers) == (0, 1)
 
 
 async def test_host_authority_comes_from_the_account(live_instances: list[Instance], db: Database) -> None:

@@ -31,6 +31,7 @@ from tests.conftest import LiveClient, LmsProcess, Servers, lms_environment
 from tests.node import NodeScript
 from tests.polling import eventually
 from tests.test_live_actor import live_game
+from tests.test_metrics import scrape, value
 
 pytestmark = pytest.mark.slow
 
@@ -232,6 +233,8 @@ async def test_sigkill_of_the_owner_mid_question_loses_no_acknowledged_answer(
         assert (await call(host, "next"))["state"] == "reveal"
         assert (await call(host, "end_session"))["state"] == "ended"
         assert instance_id(b) in b.process.output.split("taken over by", 1)[1].split("\n", 1)[0]
+        # Counted once, whether the survivor's supervisor or a returning player's join claimed it.
+        assert value(await scrape(f"{b.url}/metrics"), "lms_live_takeovers_total") == 1
     finally:
         await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
     async with db.connection() as conn:

@@ -174,7 +174,8 @@ class LiveRuntime:
     async def ensure(self, session_id: str) -> None:
         """Make sure the session is in Redis and has an owner (this instance if nobody holds it)."""
         keys = self.store.keys(session_id)
-        if not await self.store.exists(keys):
+        created = not await self.store.exists(keys)
+        if created:
             async with self.db.connection() as conn:
                 session = await queries.get_session(conn, uuid.UUID(session_id))
                 total = len(await queries.list_questions(conn, session["quiz_id"])) if session else 0
@@ -185,17 +186,26 @@ class LiveRuntime:
             now = await self.store.now_ms(keys)
             await self.store.initialize(keys, initial_gate(), initial_snapshot(session, total, now), now)
         if session_id not in self.actors and not await self.redis.exists(keys.lease):
-            await self.claim(session_id)
+            # A session that was already running has lost its owner: whoever claims it first
+            # (this join, or a supervisor) takes it over.
+            await self.claim(session_id, takeover=not created)
 
-    async def claim(self, session_id: str) -> bool:
+    async def claim(self, session_id: str, *, takeover: bool) -> bool:
         if session_id in self.actors:
             return True
         if self.stopping.is_set():
             return False
         if not await self.store.acquire(self.store.keys(session_id), self.lease_token(session_id)):
             return False
+        if takeover:
+            self._count_takeover(session_id)
         self._run_actor(session_id)
         return True
+
+    def _count_takeover(self, session_id: str) -> None:
+        self.takeovers += 1
+        self.metrics.takeovers.inc()
+        log.info("live session %s: taken over by %s", session_id, self.instance_id)
 
     def _start_leases(self) -> None:
         if not self._leases_started:
@@ -273,9 +283,7 @@ class LiveRuntime:
                 if got and self.stopping.is_set():
                     await self.store.release(self.store.keys(session_id), self.lease_token(session_id))
                 elif got:
-                    self.takeovers += 1
-                    self.metrics.takeovers.inc()
-                    log.info("live session %s: taken over by %s", session_id, self.instance_id)
+                    self._count_takeover(session_id)
                     self._run_actor(session_id)
         now_ms = int(time.time() * 1000)
         if self.actors:
