@@ -57,9 +57,9 @@ NS = "/live"
 LIVE_SETTINGS = {
     # Production-like live settings (the test environment's are shortened).
     "LMS_LIVE_TEST_CLOCK": "false",
-    "LMS_LIVE_LEASE_TTL_MS": "3000",
-    "LMS_LIVE_LEASE_RENEW_INTERVAL_MS": "1000",
-    "LMS_LIVE_SUPERVISOR_INTERVAL_MS": "500",
+    "LMS_LIVE_LEASE_TTL_MS": "1500",
+    "LMS_LIVE_LEASE_RENEW_INTERVAL_MS": "500",
+    "LMS_LIVE_SUPERVISOR_INTERVAL_MS": "250",
     "LMS_LIVE_PRESENCE_TTL_SECONDS": "15",
     "LMS_LIVE_PLAYER_COUNT_INTERVAL_MS": "500",
     "LMS_LIVE_MAX_PLAYERS": "10000",

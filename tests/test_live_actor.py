@@ -8,6 +8,8 @@ deadlines are asserted, so nothing here depends on how fast the machine is.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -343,6 +345,51 @@ async def test_a_join_that_finds_the_owner_gone_takes_the_session_over(
     assert back.player_id == player.player_id
     assert str(game["id"]) in b.rt.actors
     assert (a.rt.takeovers, b.rt.takeovers) == (0, 1)
+
+
+async def test_supervisors_leave_the_sessions_their_owners_mark_alone(
+    live_instances: list[Instance], db: Database, redis: Any
+) -> None:
+    """A supervisor tries the lease of a session only once its owner stopped marking it."""
+    if not hasattr(redis, "monitor"):
+        pytest.skip("MONITOR is per node on a Redis Cluster; the supervisor's rule does not depend on the topology")
+    a, b = live_instances
+    await a.rt.start()
+    await b.rt.start()
+    theirs, mine = await live_game(db), await live_game(db)
+    await edge.host_session(a.rt, principal(theirs["teacher"]), theirs["id"])
+    await edge.host_session(b.rt, principal(mine["teacher"]), mine["id"])
+    active = b.rt.store.active_key
+
+    async def marked(session: dict[str, Any]) -> float:
+        return float(await redis.zscore(active, str(session["id"])) or 0)
+
+    await eventually(lambda: marked(theirs), what="the owner marking its new session")
+    lease = b.rt.store.keys(str(theirs["id"])).lease
+    commands: list[str] = []
+
+    async def record() -> None:
+        async with redis.monitor() as monitor:
+            async for command in monitor.listen():
+                commands.append(command["command"])
+
+    recording = asyncio.create_task(record())
+    try:
+        await eventually(lambda: commands, what="MONITOR recording")
+        # b's supervisor has gone round three times: it marked its own session three more times.
+        seen = {await marked(mine)}
+
+        async def rounds() -> bool:
+            seen.add(await marked(mine))
+            return len(seen) >= 4
+
+        await eventually(rounds, what="three rounds of b's supervisor")
+    finally:
+        recording.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await recording
+    assert not [c for c in commands if c.startswith("SET ") and lease in c], "a supervisor tried a live owner's lease"
+    assert [c for c in commands if c.startswith("ZRANGEBYSCORE ")], "no supervisor round was recorded"
 
 
 async def test_host_authority_comes_from_the_account(live_instances: list[Instance], db: Database) -> None:

@@ -275,7 +275,13 @@ class LiveRuntime:
                 await asyncio.wait_for(self.stopping.wait(), interval)
 
     async def _supervise_once(self) -> None:
-        sessions = await self.store.active_sessions()
+        # Owners mark their sessions every round; one unmarked for longer than a lease outlives its
+        # last renewal may have lost its owner, and only those are tried (SET NX on the lease is the
+        # arbiter: a busy owner whose mark is late keeps its session). Trying every session's lease
+        # every round was a command per session per instance per round.
+        live = self.config.live
+        quiet_ms = live.lease_ttl_ms - live.lease_renew_interval_ms
+        sessions = await self.store.active_sessions(marked_before_ms=int(time.time() * 1000) - quiet_ms)
         orphans = [s for s in sessions if s not in self.actors]
         if orphans:
             won = await self.store.acquire_many([(self.store.keys(s), self.lease_token(s)) for s in orphans])

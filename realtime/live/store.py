@@ -353,7 +353,9 @@ class LiveStore:
         # Listed for the supervisors first (NX: an existing entry keeps its time): the active set
         # is not in the session's hash slot, so it cannot be in the script on a Redis Cluster.
         # Listing a session that turns out to exist already, or to have ended, costs a supervisor one look.
-        await self.redis.zadd(self.active_key, {keys.session_id: now_ms}, nx=True)
+        # Scored 0, "not marked yet": a supervisor looks at it on its next round (owners mark theirs
+        # with the wall clock each round: LiveRuntime._supervise_once).
+        await self.redis.zadd(self.active_key, {keys.session_id: 0}, nx=True)
         created = await self._init(keys=[keys.gate, keys.snap], args=[json.dumps(gate), json.dumps(snap), self.ttl_ms])
         return bool(created)
 
@@ -377,10 +379,16 @@ class LiveStore:
         return bool(await self._renew(keys=[keys.lease], args=[token, self.config.lease_ttl_ms]))
 
     async def release(self, keys: SessionKeys, token: str) -> bool:
-        return bool(await self._release(keys=[keys.lease], args=[token]))
+        released = bool(await self._release(keys=[keys.lease], args=[token]))
+        if released:  # unmarked: the next supervisor round anywhere looks at it, without waiting for it to go quiet
+            await self.redis.zadd(self.active_key, {keys.session_id: 0}, xx=True)
+        return released
 
-    async def active_sessions(self) -> list[str]:
-        return [_text(m) for m in await self.redis.zrange(self.active_key, 0, -1)]
+    async def active_sessions(self, *, marked_before_ms: int | None = None) -> list[str]:
+        """Every session in play, or those their owner last marked (wall clock, ms) before the given time."""
+        if marked_before_ms is None:
+            return [_text(m) for m in await self.redis.zrange(self.active_key, 0, -1)]
+        return [_text(m) for m in await self.redis.zrangebyscore(self.active_key, "-inf", f"({marked_before_ms}")]
 
     # -- the owner --------------------------------------------------------
 
