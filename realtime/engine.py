@@ -234,7 +234,7 @@ class EngineSocket(AsyncSocket):  # type: ignore[misc]
         # After the sentinel (None) was taken from the queue: nothing more to send.
         self.ended = False
         # The websocket writer holds packets it took from the queue and has not written yet:
-        # nothing may be written past them (realtime/transport.py can_write_directly).
+        # nothing may be written past them (realtime/transport.py write_directly).
         self.writing = False
         self.close_code = WSCloseCode.OK
         self.pong_deadline = math.inf  # loop time

@@ -66,7 +66,7 @@ from lms.clients import redis_client
 from lms.config import RedisSettings
 from realtime.channels import ListenerDown, listener_trouble, sharded_pubsub
 from realtime.rooms import Outgoing
-from realtime.transport import can_write_directly, text_frame, write_frame
+from realtime.transport import text_frame, write_directly
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +281,7 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
         queued = []
         for _, eio_sid in recipients:
             socket = sockets.get(eio_sid)
-            if self.direct and socket is not None and can_write_directly(socket) and write_frame(socket, frame):
+            if self.direct and socket is not None and write_directly(socket, frame):
                 self.delivered_direct += 1
                 continue
             queued.append(asyncio.create_task(self.server._send_eio_packet(eio_sid, eio_pkt)))
@@ -299,9 +299,9 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
         queued = []
         for eio_sid, packets in outbox.packets.items():
             socket = sockets.get(eio_sid)
-            if self.direct and socket is not None and can_write_directly(socket):
+            if self.direct and socket is not None:
                 frames = packets[0].frame if len(packets) == 1 else b"".join(p.frame for p in packets)
-                if write_frame(socket, frames):
+                if write_directly(socket, frames):
                     self.delivered_direct += len(packets)
                     continue
             queued.append(asyncio.create_task(self._send_in_order(eio_sid, packets)))

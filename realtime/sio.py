@@ -32,7 +32,7 @@ import socketio
 from socketio import packet
 
 from realtime.engine import EngineServer, EngineSocket, spawn
-from realtime.transport import can_write_directly, text_frame, write_frame
+from realtime.transport import text_frame, write_directly
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ class SocketIOServer(socketio.AsyncServer):  # type: ignore[misc]
         encoded = pkt.encode()
         if isinstance(encoded, str) and getattr(self.manager, "direct", False):
             socket = self.eio.sockets.get(eio_sid)
-            if socket is not None and can_write_directly(socket) and write_frame(socket, text_frame("4" + encoded)):
+            if socket is not None and write_directly(socket, text_frame("4" + encoded)):
                 return
         await super()._send_packet(eio_sid, pkt)
 

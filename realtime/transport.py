@@ -16,12 +16,11 @@ handler keeps reading until they do (or until aiohttp's shutdown timeout).
 The websockets are kept in a weak set so that shutdown can close them with
 1001 (going away) and let the server stop at once.
 
-Broadcasts: each Engine.IO socket gets a reference to its websocket and
-transport, so that the fan-out (realtime/fanout.py) can write a broadcast
+Broadcasts: each Engine.IO socket gets a reference to its websocket, so that the fan-out (realtime/fanout.py) can write a broadcast
 frame straight to a healthy websocket instead of going through a task, a
 queue and a writer task per recipient. The websocket frame itself is built
 once per broadcast (:func:`text_frame`) and written with one
-``transport.write`` per recipient (:func:`write_frame`): aiohttp's
+``transport.write`` per recipient (:func:`write_directly`): aiohttp's
 ``send_str`` would encode the text, pack a header and await three coroutines
 for every recipient (py-spy: its frame writer was the top Python item of the
 live bench's broadcast path).
@@ -61,7 +60,6 @@ class TrackedWebSocket(eio_aiohttp.WebSocket):  # type: ignore[misc]
         socket = getattr(self.handler, "__self__", None)
         if socket is not None:
             socket.lms_ws = self._sock
-            socket.lms_transport = request.transport
         self.environ = environ
         await self.handler(self)
         return self._sock
@@ -115,32 +113,25 @@ def text_frame(text: str) -> bytes:
     return header + payload
 
 
-def write_frame(socket: Any, frame: bytes) -> bool:
-    """Write a prebuilt :func:`text_frame` to the socket's websocket; False (nothing written) where it may not be.
+def write_directly(socket: Any, frame: bytes) -> bool:
+    """Write a prebuilt :func:`text_frame` straight to this Engine.IO socket's websocket, when that is safe.
 
-    Only after :func:`can_write_directly`, and only on an uncompressed websocket whose aiohttp
-    writer is not closing (the checks its own ``send_frame`` makes). Flow control is the caller's
-    rule: nothing buffered on the transport before the write.
+    False, and nothing written, unless the socket is an upgraded, open
+    websocket with an uncompressed aiohttp writer that is not closing (the
+    checks aiohttp's own ``send_frame`` makes), and nothing waits before this
+    frame: not in the Engine.IO queue, not taken by its writer task but unsent
+    (``writing``), not in the transport's buffer (a busy or slow client). Then
+    it goes out in order (realtime/fanout.py). One function for all the checks:
+    it runs for each recipient of every broadcast.
     """
-    writer = socket.lms_ws._writer  # aiohttp's WebSocketWriter: set by prepare(), None before
-    if writer is None or writer._closing or writer.compress or writer.transport.is_closing():
-        return False
-    writer.transport.write(frame)
-    return True
-
-
-def can_write_directly(socket: Any) -> bool:
-    """Whether a frame may be written straight to this Engine.IO socket's websocket (realtime/fanout.py)."""
     ws = getattr(socket, "lms_ws", None)
-    if ws is None or ws.closed or socket.closing or socket.closed or not socket.upgraded or socket.upgrading:
+    if ws is None or socket.closing or socket.closed or not socket.upgraded or socket.upgrading:
         return False
-    # Something waiting in the Engine.IO queue or in the transport's buffer
-    # (a busy or slow client, or a writer paused mid-batch) must go first.
-    transport = socket.lms_transport
-    # Packets the writer took from the queue but has not written yet count as queued.
-    return (
-        bool(socket.queue.empty())
-        and not getattr(socket, "writing", False)
-        and transport is not None
-        and transport.get_write_buffer_size() == 0
-    )
+    writer = ws._writer  # aiohttp's WebSocketWriter: set by prepare(), None before
+    if writer is None or ws.closed or writer._closing or writer.compress:
+        return False
+    transport = writer.transport  # the request's: what the websocket writes to
+    if socket.writing or transport.get_write_buffer_size() or transport.is_closing() or not socket.queue.empty():
+        return False
+    transport.write(frame)
+    return True
