@@ -16,9 +16,10 @@ handler keeps reading until they do (or until aiohttp's shutdown timeout).
 The websockets are kept in a weak set so that shutdown can close them with
 1001 (going away) and let the server stop at once.
 
-Broadcasts: each Engine.IO socket gets a reference to its websocket, so that the fan-out (realtime/fanout.py) can write a broadcast
-frame straight to a healthy websocket instead of going through a task, a
-queue and a writer task per recipient. The websocket frame itself is built
+Broadcasts: each Engine.IO socket gets a reference to its websocket, so
+that the fan-out (realtime/fanout.py) can write a broadcast frame straight
+to a healthy websocket instead of going through a task, a queue and a
+writer task per recipient. The websocket frame itself is built
 once per broadcast (:func:`text_frame`) and written with one
 ``transport.write`` per recipient (:func:`write_directly`): aiohttp's
 ``send_str`` would encode the text, pack a header and await three coroutines
