@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import psycopg2
@@ -123,24 +124,29 @@ async def test_check_constraints_refuse_bad_enums(db: Database) -> None:
     assert caught.value.constraint == "ck_users_role_valid"
 
 
-async def test_statement_timeout_is_a_clear_error_and_the_connection_survives(servers) -> None:  # type: ignore[no-untyped-def]
+@contextlib.asynccontextmanager
+async def one_connection(servers, **settings) -> AsyncIterator[Database]:  # type: ignore[no-untyped-def]
+    """A pool of a single connection to the test database (through PgBouncer when the suite runs so)."""
     database = await Database.connect(
-        servers.database_url, min_size=1, max_size=1, statement_timeout_ms=200,
-        transaction_pooler=servers.transaction_pooler,
-    )  # fmt: skip
+        servers.database_url, min_size=1, max_size=1, transaction_pooler=servers.transaction_pooler, **settings
+    )
     try:
-        async with database.connection() as conn:
-            # In a transaction: the timeout holds directly on PostgreSQL and behind PgBouncer (SET LOCAL).
-            with pytest.raises(StatementTimeout):
-                async with conn.transaction():
-                    await conn.execute(text("SELECT pg_sleep(2)"))
-            assert await conn.fetch_val("SELECT 1") == 1
-            if not servers.transaction_pooler:  # behind a pooler, the role's default applies (README)
-                with pytest.raises(StatementTimeout):
-                    await conn.execute(text("SELECT pg_sleep(2)"))
-                assert await conn.fetch_val("SELECT 1") == 1
+        yield database
     finally:
         await database.close()
+
+
+async def test_statement_timeout_is_a_clear_error_and_the_connection_survives(servers) -> None:  # type: ignore[no-untyped-def]
+    async with one_connection(servers, statement_timeout_ms=200) as database, database.connection() as conn:
+        # In a transaction: the timeout holds directly on PostgreSQL and behind PgBouncer (SET LOCAL).
+        with pytest.raises(StatementTimeout):
+            async with conn.transaction():
+                await conn.execute(text("SELECT pg_sleep(2)"))
+        assert await conn.fetch_val("SELECT 1") == 1
+        if not servers.transaction_pooler:  # behind a pooler, the role's default applies (README)
+            with pytest.raises(StatementTimeout):
+                await conn.execute(text("SELECT pg_sleep(2)"))
+            assert await conn.fetch_val("SELECT 1") == 1
 
 
 async def test_killed_connection_is_a_clear_error_and_the_pool_recovers(servers) -> None:  # type: ignore[no-untyped-def]
@@ -174,9 +180,6 @@ async def test_killed_connection_is_a_clear_error_and_the_pool_recovers(servers)
 
 async def test_checkouts_are_served_in_arrival_order(servers) -> None:  # type: ignore[no-untyped-def]
     """A request that waited for a connection is not overtaken by one that asks later."""
-    database = await Database.connect(
-        servers.database_url, min_size=1, max_size=1, transaction_pooler=servers.transaction_pooler
-    )
     order: list[str] = []
     latecomers: list[asyncio.Task[None]] = []
 
@@ -187,7 +190,7 @@ async def test_checkouts_are_served_in_arrival_order(servers) -> None:  # type: 
         if then_ask_again:  # someone arrives just as the connection goes back, before the next in line runs
             latecomers.append(asyncio.create_task(checkout(f"late {name}", False)))
 
-    try:
+    async with one_connection(servers) as database:
         async with database.connection():
             waiting = []
             for n in range(5):
@@ -196,17 +199,11 @@ async def test_checkouts_are_served_in_arrival_order(servers) -> None:  # type: 
                     await asyncio.sleep(0)
         await asyncio.gather(*waiting)
         await asyncio.gather(*latecomers)
-        assert order == [f"waited {n}" for n in range(5)] + [f"late waited {n}" for n in range(5)]
-    finally:
-        await database.close()
+    assert order == [f"waited {n}" for n in range(5)] + [f"late waited {n}" for n in range(5)]
 
 
 async def test_a_checkout_that_gives_up_waiting_keeps_no_place(servers) -> None:  # type: ignore[no-untyped-def]
-    database = await Database.connect(
-        servers.database_url, min_size=1, max_size=1, acquire_timeout=0.2,
-        transaction_pooler=servers.transaction_pooler,
-    )  # fmt: skip
-    try:
+    async with one_connection(servers, acquire_timeout=0.2) as database:
         async with database.connection():
             for _ in range(3):
                 with pytest.raises(DatabaseUnavailable, match="timed out"):
@@ -220,8 +217,6 @@ async def test_a_checkout_that_gives_up_waiting_keeps_no_place(servers) -> None:
         # Neither the timed-out nor the cancelled waiter holds the one place.
         async with database.connection() as conn:
             assert await conn.fetch_val("SELECT 1") == 1
-    finally:
-        await database.close()
 
 
 async def test_unreachable_database_is_a_clear_error() -> None:

@@ -37,7 +37,7 @@ async def open_question(
         "status": "question", "qi": 0, "deadline": DEADLINE, "qtype": qtype, "opts": list(options), "locked": 0,
     } | gate  # fmt: skip
     fields["opts"] = json.dumps(fields["opts"])
-    await store.initialize(keys, fields, {"state": fields["status"], "question_index": fields["qi"]}, 0)
+    await store.initialize(keys, fields, {"state": fields["status"], "question_index": fields["qi"]})
     await store.redis.set(keys.clock, DEADLINE - 5000)
     return keys
 

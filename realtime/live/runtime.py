@@ -184,7 +184,7 @@ class LiveRuntime:
             if session["status"] != "lobby":
                 raise LiveError("session_ended")
             now = await self.store.now_ms(keys)
-            await self.store.initialize(keys, initial_gate(), initial_snapshot(session, total, now), now)
+            await self.store.initialize(keys, initial_gate(), initial_snapshot(session, total, now))
         if session_id not in self.actors and not await self.redis.exists(keys.lease):
             # A session that was already running has lost its owner: whoever claims it first
             # (this join, or a supervisor) takes it over.

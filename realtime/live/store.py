@@ -348,7 +348,7 @@ class LiveStore:
             await self.redis.xadd(keys.mailbox, message, maxlen=MAILBOX_MAX_LENGTH, approximate=True)  # type: ignore[arg-type]
         )
 
-    async def initialize(self, keys: SessionKeys, gate: dict[str, Any], snap: dict[str, Any], now_ms: int) -> bool:
+    async def initialize(self, keys: SessionKeys, gate: dict[str, Any], snap: dict[str, Any]) -> bool:
         """Create the session's gate and first snapshot unless they exist (any instance may race here)."""
         # Listed for the supervisors first (NX: an existing entry keeps its time): the active set
         # is not in the session's hash slot, so it cannot be in the script on a Redis Cluster.
