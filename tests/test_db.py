@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
+import pickle
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import psycopg2
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from lms.db import Database, DatabaseUnavailable, IntegrityViolation, StatementTimeout, is_unique_violation
+from lms.db import (
+    Database,
+    DatabaseUnavailable,
+    IntegrityViolation,
+    StatementTimeout,
+    is_unique_violation,
+    parse_uuid,
+)
 from lms.tables import courses, payment_events, users
 
 
@@ -29,6 +40,35 @@ async def test_insert_fills_python_defaults_and_returns_the_row(db: Database) ->
     assert row["role"] == "student" and row["is_active"] is True
     assert row["created_at"].tzinfo is not None
     assert row["metadata"] == {"locale": "ar", "tags": ["a", "b"]}
+
+
+@given(st.uuids())
+def test_parsed_uuids_are_the_uuids_the_standard_library_makes(value: uuid.UUID) -> None:
+    expected = uuid.UUID(str(value))
+    parsed = parse_uuid(str(value))
+    assert type(parsed) is uuid.UUID
+    assert parsed == expected and hash(parsed) == hash(expected)
+    assert (str(parsed), repr(parsed), parsed.is_safe, parsed.version) == (
+        str(expected),
+        repr(expected),
+        expected.is_safe,
+        expected.version,
+    )
+    assert pickle.loads(pickle.dumps(parsed)) == expected and copy.deepcopy(parsed) == expected  # noqa: S301 (our own bytes)
+    assert not (parsed < expected) and not (parsed > expected)
+    with pytest.raises(TypeError):
+        parsed.int = 0  # type: ignore[misc]
+
+
+async def test_uuid_columns_and_arrays_come_back_as_uuids(db: Database) -> None:
+    ids = [uuid.uuid4(), uuid.uuid4()]
+    async with db.connection() as conn:
+        row = await conn.fetch_one(
+            "SELECT %(one)s::uuid AS one, %(many)s::uuid[] AS many, NULL::uuid AS none, ARRAY[NULL]::uuid[] AS holes",
+            {"one": ids[0], "many": ids},
+        )
+    assert row == {"one": ids[0], "many": ids, "none": None, "holes": [None]}
+    assert all(type(v) is uuid.UUID for v in [row["one"], *row["many"]])
 
 
 async def test_jsonb_and_numeric_round_trip(db: Database) -> None:

@@ -10,6 +10,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Sequence
+from typing import Any
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
@@ -23,6 +24,9 @@ from lms.metrics import Metrics
 access_log = logging.getLogger("lms.access")
 
 REQUEST_ID_HEADER = "X-Request-ID"
+# Any other token a client sends as a method is counted as "other": one label value per distinct
+# token would let anyone grow the metrics without bound.
+METRIC_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _ALLOWED_REQUEST_ID = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
 
@@ -58,6 +62,9 @@ def client_ip(
 def request_context(metrics: Metrics, trusted_proxies: Sequence[str]) -> Middleware:
     """Request id, client address, structured access log and request metrics."""
     trusted = _networks(trusted_proxies)
+    # The labelled metrics of each (method, route, status): prometheus_client's labels() validates
+    # and locks on every call (the middleware's largest item in py-spy).
+    series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -85,8 +92,15 @@ def request_context(metrics: Metrics, trusted_proxies: Sequence[str]) -> Middlew
             elapsed = time.perf_counter() - started
             resource = request.match_info.route.resource
             route = resource.canonical if resource is not None else "unmatched"
-            metrics.http_requests.labels(request.method, route, str(status)).inc()
-            metrics.http_latency.labels(request.method, route).observe(elapsed)
+            method = request.method if request.method in METRIC_METHODS else "other"
+            counted = series.get((method, route, status))
+            if counted is None:
+                counted = series[method, route, status] = (
+                    metrics.http_requests.labels(method, route, str(status)),
+                    metrics.http_latency.labels(method, route),
+                )
+            counted[0].inc()
+            counted[1].observe(elapsed)
             if status >= 500:
                 metrics.unhandled_errors.inc()
             access_log.info(
