@@ -60,7 +60,7 @@ def parse_uuid(text: str | None, _cursor: Any = None) -> uuid.UUID | None:
 
 # Registered for every psycopg2 connection of the process (the pools below
 # turn aiopg's per-connection registration off, which would take precedence).
-UUID_TYPE = psycopg2.extensions.new_type((2950,), "UUID", parse_uuid)
+UUID_TYPE = psycopg2.extensions.new_type((2950,), "UUID", parse_uuid)  # type: ignore[arg-type]  # text, never bytes
 psycopg2.extensions.register_type(UUID_TYPE)
 psycopg2.extensions.register_type(psycopg2.extensions.new_array_type((2951,), "UUID[]", UUID_TYPE))
 psycopg2.extensions.register_adapter(uuid.UUID, psycopg2.extras.UUID_adapter)

@@ -10,13 +10,15 @@ it once the bound has passed since the change, whatever it had cached.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
 import pytest
 
 from lms.app import create_app
-from lms.auth.principals import TOKENS
+from lms.appkeys import DB
+from lms.auth.principals import REFRESH_AFTER, TOKENS
 from lms.config import Settings
 from tests.builders import PASSWORD, bearer, login, make_user, signed_in
 from tests.conftest import make_config
@@ -45,13 +47,62 @@ async def warmed(instance: Any, headers: dict[str, str]) -> None:
     assert instance.app[TOKENS].hits >= 2  # reused, not checked again
 
 
-async def test_a_check_is_reused_and_the_account_read_once_per_second(client: Any, db: Any) -> None:
+async def test_a_check_is_reused_and_the_account_read_about_once_a_second(client: Any, db: Any) -> None:
     _, headers = await signed_in(client, db)
     cache = client.app[TOKENS]
     misses = cache.misses
     for _ in range(20):
         assert (await client.get("/api/v1/auth/me", headers=headers)).status == 200
     assert cache.misses - misses <= 2  # the first check, and at most one more as the second passes
+
+
+async def until_refresh_due(config: Settings, checked_at: float) -> None:
+    """Wait for the age at which a token in use is checked again in the background (a promised point)."""
+    due = checked_at + config.auth.principal_cache_seconds * REFRESH_AFTER
+    await asyncio.sleep(max(0.0, due - time.monotonic()) + 0.01)
+
+
+async def test_a_token_in_use_is_checked_again_before_its_check_runs_out(
+    client: Any, db: Any, config: Settings
+) -> None:
+    _, headers = await signed_in(client, db)
+    token = headers["Authorization"].split()[1]
+    cache = client.app[TOKENS]
+    assert (await client.get("/api/v1/auth/me", headers=headers)).status == 200
+    first = cache._entries[token].checked_at
+    await until_refresh_due(config, first)
+    async with contextlib.AsyncExitStack() as held:
+        # Every database connection is taken: a request that waited for its check would hang here.
+        for _ in range(client.app[DB].max_size):
+            await held.enter_async_context(client.app[DB].connection())
+        served = await asyncio.wait_for(client.get("/api/v1/auth/me", headers=headers), 5)
+        assert served.status == 200
+        refresh = cache.checking[token]
+        assert not refresh.done()
+    await refresh
+    assert cache._entries[token].checked_at > first
+    misses = cache.misses
+    await past_the_reuse_bound(config, first)  # the first check has run out; the refreshed one has not
+    assert (await client.get("/api/v1/auth/me", headers=headers)).status == 200
+    assert cache.misses == misses
+
+
+async def test_a_refresh_that_finds_the_token_revoked_ends_its_reuse_at_once(
+    client: Any, other: Any, db: Any, config: Settings
+) -> None:
+    _, headers = await signed_in(client, db)
+    token = headers["Authorization"].split()[1]
+    await warmed(other, headers)
+    checked_at = other.app[TOKENS]._entries[token].checked_at
+    assert (await client.post("/api/v1/auth/logout-all", headers=headers)).status == 204
+    await until_refresh_due(config, checked_at)
+    assert (await other.get("/api/v1/auth/me", headers=headers)).status in (200, 401)  # the entry, or past it
+    refresh = other.app[TOKENS].checking.get(token)
+    if refresh is not None:
+        with contextlib.suppress(Exception):
+            await refresh
+    assert other.app[TOKENS].principal(token) is None
+    assert (await other.get("/api/v1/auth/me", headers=headers)).status == 401
 
 
 async def test_logout_all_reaches_every_instance_within_the_bound(

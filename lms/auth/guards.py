@@ -115,31 +115,42 @@ async def principal_from_token(app: web.Application, token: str, *, reuse: bool 
     :class:`ServiceUnavailable` when it cannot be checked (Redis down with
     ``auth.revocation_fail_closed``): the client keeps the token and retries.
     A check that passed is reused for ``auth.principal_cache_seconds`` (at
-    most a second) on this instance (lms/auth/principals.py); ``reuse=False``
-    checks afresh (before trusting the account row with a password check).
+    most a second) on this instance, and renewed in the background while the
+    token is in use (lms/auth/principals.py); ``reuse=False`` checks afresh
+    (before trusting the account row with a password check).
     """
     cache = app[TOKENS]
     if not reuse:
         return await _check(app, token)
     known = cache.principal(token)
     if known is not None:
+        if cache.refresh_due(token):
+            _start_check(app, token)  # in the background: this request goes on with the entry
         return known
     # Concurrent requests with one token (a page's parallel fetches, a
     # second's worth of calls when the reuse runs out) share one check.
     running = cache.checking.get(token)
     if running is not None:
         return await asyncio.shield(running)
+    return await asyncio.shield(_start_check(app, token))
+
+
+def _start_check(app: web.Application, token: str) -> asyncio.Future[Principal]:
+    cache = app[TOKENS]
     check = asyncio.ensure_future(_check(app, token))
     cache.checking[token] = check
     check.add_done_callback(lambda done: _checked(cache, token, done))
-    return await asyncio.shield(check)
+    return check
 
 
 def _checked(cache: TokenCache, token: str, done: asyncio.Future[Principal]) -> None:
     if cache.checking.get(token) is done:
         del cache.checking[token]
-    if not done.cancelled():
-        done.exception()  # retrieved: whoever awaited it has it
+    if done.cancelled():
+        return
+    # Retrieved here, whoever awaited it (a background refresh has nobody).
+    if isinstance(done.exception(), Unauthorized):
+        cache.forget_token(token)
 
 
 async def _check(app: web.Application, token: str) -> Principal:

@@ -11,6 +11,12 @@ each instance keeps, per token:
 
 A revocation, a deactivation, a role or password change therefore takes
 effect on every instance within ``ttl``: no entry older than that is used.
+A token in use is checked again in the background once its entry is
+``REFRESH_AFTER`` of ``ttl`` old, while requests go on with the entry: an
+active client never waits for its check. (A request that waited for one
+queued for a database connection twice, the account's and its own: at 50
+clients those were the slowest hundredth, at twice the median.)
+A refresh that refuses the token ends the entry at once.
 The instance that makes the change forgets the user's entries at once
 (:meth:`TokenCache.forget_user`), so its own next request already sees it.
 Only successful checks are kept; a refused or uncheckable token (Redis down)
@@ -31,6 +37,8 @@ if TYPE_CHECKING:
     from lms.auth.guards import Principal
 
 MAX_ENTRIES = 20_000
+# An entry this share of ``ttl`` old is checked again in the background (at most 1.33 checks a second per token).
+REFRESH_AFTER = 0.75
 
 
 @dataclass
@@ -82,6 +90,19 @@ class TokenCache:
             return None
         self.hits += 1
         return entry.principal
+
+    def refresh_due(self, token: str) -> bool:
+        """The token's entry is old enough to be checked again, and no check of it is under way."""
+        entry = self._entries.get(token)
+        if entry is None or token in self.checking:
+            return False
+        return time.monotonic() - entry.checked_at >= self.ttl * REFRESH_AFTER
+
+    def forget_token(self, token: str) -> None:
+        """A check refused the token: its entry proves nothing any more."""
+        entry = self._entries.get(token)
+        if entry is not None:
+            entry.principal = None
 
     def remember_principal(self, token: str, principal: Principal, checked_at: float) -> None:
         """Keep a principal proved by a check that started at ``checked_at`` (monotonic)."""
