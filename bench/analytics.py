@@ -290,7 +290,7 @@ async def run(args: argparse.Namespace, env: Platform, url: str, fresh_url: str,
     for n, (name, target, make, total) in enumerate(scenarios):
         if args.only and args.only not in name:
             continue
-        await load.drive(target, make, min(200, total), 10)  # warm up
+        await load.warm_up(target, make, c, min(500, total))
         with contextlib.ExitStack() as stack:
             if args.profile:
                 args.profile.mkdir(parents=True, exist_ok=True)

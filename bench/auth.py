@@ -132,7 +132,7 @@ async def main(args: argparse.Namespace) -> None:
         ]
         for name, base, token_of in scenarios:
             make = me(base, token_of)
-            await load.drive(base, make, 500, 10)  # warm up
+            await load.warm_up(base, make, c)
             print((await load.drive(base, make, args.me, c, cpu=env.cpu_groups(base))).line(name, reference))
 
 

@@ -286,7 +286,7 @@ async def main(args: argparse.Namespace) -> None:
             print(f"\n{args.requests} requests per scenario, {c} concurrent clients, 1 lms serve:")
             print(reference.line(f"bare aiohttp handler (c={c})"))
             for n, (name, make) in enumerate(scenarios):
-                await load.drive(url, make, min(200, args.requests), 10)  # warm up
+                await load.warm_up(url, make, c, min(500, args.requests))
                 with contextlib.ExitStack() as stack:
                     if args.profile:
                         args.profile.mkdir(parents=True, exist_ok=True)

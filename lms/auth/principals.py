@@ -12,7 +12,7 @@ each instance keeps, per token:
 A revocation, a deactivation, a role or password change therefore takes
 effect on every instance within ``ttl``: no entry older than that is used.
 A token in use is checked again in the background once its entry is
-``REFRESH_AFTER`` of ``ttl`` old, while requests go on with the entry: an
+``REFRESH_AFTER`` of ``ttl`` old (drawn per check), while requests go on with the entry: an
 active client never waits for its check. (A request that waited for one
 queued for a database connection twice, the account's and its own: at 50
 clients those were the slowest hundredth, at twice the median.)
@@ -26,6 +26,7 @@ is checked again every time.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 import uuid
 from dataclasses import dataclass
@@ -37,8 +38,11 @@ if TYPE_CHECKING:
     from lms.auth.guards import Principal
 
 MAX_ENTRIES = 20_000
-# An entry this share of ``ttl`` old is checked again in the background (at most 1.33 checks a second per token).
-REFRESH_AFTER = 0.75
+# An entry is checked again in the background once it is this share of ``ttl`` old, drawn per check
+# (at most two checks a second per token). Drawn, because tokens first checked together (a class
+# signing in, a restart) would otherwise all be checked again together, every time, and their burst of
+# account reads kept every request behind it waiting for a connection.
+REFRESH_AFTER = (0.5, 0.9)
 
 
 @dataclass
@@ -47,6 +51,7 @@ class _Entry:
     expires_at: float
     principal: Principal | None = None
     checked_at: float = 0.0
+    refresh_at: float = 0.0
 
 
 class TokenCache:
@@ -96,7 +101,7 @@ class TokenCache:
         entry = self._entries.get(token)
         if entry is None or token in self.checking:
             return False
-        return time.monotonic() - entry.checked_at >= self.ttl * REFRESH_AFTER
+        return time.monotonic() >= entry.refresh_at
 
     def forget_token(self, token: str) -> None:
         """A check refused the token: its entry proves nothing any more."""
@@ -110,6 +115,8 @@ class TokenCache:
         if self.ttl <= 0 or entry is None or checked_at <= self._forgotten.get(principal.id, -1.0):
             return  # a check that began before the user changed here proves nothing
         entry.principal, entry.checked_at = principal, checked_at
+        # Not a secret: when this instance re-reads an account it already holds.
+        entry.refresh_at = checked_at + self.ttl * random.uniform(*REFRESH_AFTER)
         self._by_user.setdefault(principal.id, set()).add(token)
 
     def forget_user(self, user_id: uuid.UUID) -> None:
