@@ -12,13 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from typing import Any
 
 import pytest
 
 from lms.app import create_app
 from lms.appkeys import DB
-from lms.auth.principals import REFRESH_AFTER, TOKENS
+from lms.auth.guards import Principal
+from lms.auth.principals import MAX_REFRESHING, REFRESH_AFTER, TOKENS, TokenCache
 from lms.config import Settings
 from tests.builders import PASSWORD, bearer, login, make_user, signed_in
 from tests.conftest import make_config
@@ -70,11 +72,11 @@ async def test_a_token_in_use_is_checked_again_before_its_check_runs_out(
     cache = client.app[TOKENS]
     assert (await client.get("/api/v1/auth/me", headers=headers)).status == 200
     first = cache._entries[token].checked_at
-    await until_refresh_due(config, first)
     async with contextlib.AsyncExitStack() as held:
         # Every database connection is taken: a request that waited for its check would hang here.
         for _ in range(client.app[DB].max_size):
             await held.enter_async_context(client.app[DB].connection())
+        await until_refresh_due(config, first)
         served = await asyncio.wait_for(client.get("/api/v1/auth/me", headers=headers), 5)
         assert served.status == 200
         refresh = cache.checking[token]
@@ -103,6 +105,25 @@ async def test_a_refresh_that_finds_the_token_revoked_ends_its_reuse_at_once(
             await refresh
     assert other.app[TOKENS].principal(token) is None
     assert (await other.get("/api/v1/auth/me", headers=headers)).status == 401
+
+
+async def test_background_refreshes_are_capped_and_one_per_token() -> None:
+    cache = TokenCache(ttl_seconds=1.0)
+    expires = time.time() + 600
+    long_ago = time.monotonic() - max(REFRESH_AFTER)  # due, still within the bound
+    tokens = [f"token-{n}" for n in range(MAX_REFRESHING + 2)]
+    for n, token in enumerate(tokens):
+        cache.remember_claims(token, {"exp": expires})
+        principal = Principal(uuid.UUID(int=n + 1), "student", f"s{n}@example.com", "S", f"jti-{n}", expires)
+        cache.remember_principal(token, principal, long_ago)
+    assert all(cache.refresh_due(token) for token in tokens)
+    cache.checking[tokens[0]] = asyncio.get_running_loop().create_future()  # a check of it under way
+    assert not cache.refresh_due(tokens[0])
+    cache.refreshing = MAX_REFRESHING
+    assert not any(cache.refresh_due(token) for token in tokens[1:])
+    assert cache.principal(tokens[1]) is not None  # the entries still serve until the bound
+    cache.refreshing -= 1
+    assert cache.refresh_due(tokens[1])
 
 
 async def test_logout_all_reaches_every_instance_within_the_bound(

@@ -124,8 +124,9 @@ async def principal_from_token(app: web.Application, token: str, *, reuse: bool 
         return await _check(app, token)
     known = cache.principal(token)
     if known is not None:
-        if cache.refresh_due(token):
-            _start_check(app, token)  # in the background: this request goes on with the entry
+        if cache.refresh_due(token):  # in the background: this request goes on with the entry
+            cache.refreshing += 1
+            _start_check(app, token).add_done_callback(cache.refreshed)
         return known
     # Concurrent requests with one token (a page's parallel fetches, a
     # second's worth of calls when the reuse runs out) share one check.
