@@ -14,7 +14,7 @@ from lms.api.problems import error_middleware
 from lms.api.ratelimit import rate_limit_middleware
 from lms.appkeys import CONFIG, DB, METRICS, REDIS
 from lms.auth import routes as auth
-from lms.auth.principals import TOKENS, TokenCache
+from lms.auth.principals import TOKENS, TokenCache, end_checks
 from lms.certificates.routes import setup_certificates
 from lms.clients import open_database, redis_client
 from lms.config import Settings
@@ -49,6 +49,7 @@ def create_app(config: Settings) -> web.Application:
     app[CONFIG] = config
     app[METRICS] = metrics
     app[TOKENS] = TokenCache(config.auth.principal_cache_seconds)
+    app.on_shutdown.append(end_checks)
     app[system.READINESS_PROBES] = {}
     app[system.OPENAPI_CACHE] = {}
     app[EVENTS] = EventBus()

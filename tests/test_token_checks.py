@@ -20,7 +20,7 @@ import pytest
 from lms.app import create_app
 from lms.appkeys import DB
 from lms.auth.guards import Principal
-from lms.auth.principals import MAX_REFRESHING, REFRESH_AFTER, TOKENS, TokenCache
+from lms.auth.principals import MAX_REFRESHING, REFRESH_AFTER, TOKENS, TokenCache, end_checks
 from lms.config import Settings
 from tests.builders import PASSWORD, bearer, login, make_user, signed_in
 from tests.conftest import make_config
@@ -87,6 +87,25 @@ async def test_a_token_in_use_is_checked_again_before_its_check_runs_out(
     await past_the_reuse_bound(config, first)  # the first check has run out; the refreshed one has not
     assert (await client.get("/api/v1/auth/me", headers=headers)).status == 200
     assert cache.misses == misses
+
+
+async def test_shutdown_ends_the_checks_under_way(client: Any, db: Any, config: Settings) -> None:
+    _, headers = await signed_in(client, db)
+    token = headers["Authorization"].split()[1]
+    cache = client.app[TOKENS]
+    assert (await client.get("/api/v1/auth/me", headers=headers)).status == 200
+    async with contextlib.AsyncExitStack() as held:
+        database = client.app[DB]
+        for _ in range(database.max_size):
+            await held.enter_async_context(database.connection())
+        await until_refresh_due(config, cache._entries[token].checked_at)
+        assert (await client.get("/api/v1/auth/me", headers=headers)).status == 200
+        (refresh,) = cache.running
+        async with asyncio.timeout(5):
+            while not database._gate._waiters:  # the check waits for a connection (none will come)
+                await asyncio.sleep(0.001)
+        await end_checks(client.app)  # the shutdown step
+        assert refresh.cancelled() and not cache.running and token not in cache.checking
 
 
 async def test_a_refresh_that_finds_the_token_revoked_ends_its_reuse_at_once(

@@ -140,11 +140,13 @@ def _start_check(app: web.Application, token: str) -> asyncio.Future[Principal]:
     cache = app[TOKENS]
     check = asyncio.ensure_future(_check(app, token))
     cache.checking[token] = check
+    cache.running.add(check)
     check.add_done_callback(lambda done: _checked(cache, token, done))
     return check
 
 
 def _checked(cache: TokenCache, token: str, done: asyncio.Future[Principal]) -> None:
+    cache.running.discard(done)
     if cache.checking.get(token) is done:
         del cache.checking[token]
     if done.cancelled():

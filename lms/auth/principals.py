@@ -66,6 +66,8 @@ class TokenCache:
         self._by_user: dict[uuid.UUID, set[str]] = {}
         # Checks under way, by token (lms/auth/guards.py shares one among concurrent requests).
         self.checking: dict[str, asyncio.Future[Principal]] = {}
+        # Every check not yet done, shared or not (forget_user drops some from ``checking``): shutdown ends them.
+        self.running: set[asyncio.Future[Principal]] = set()
         self._forgotten: dict[uuid.UUID, float] = {}
         self.refreshing = 0
         self.hits = 0
@@ -151,6 +153,22 @@ class TokenCache:
 
 
 TOKENS = web.AppKey("token_cache", TokenCache)
+
+
+END_CHECKS_SECONDS = 1.0
+
+
+async def end_checks(app: web.Application) -> None:
+    """On shutdown, before the database and Redis close: the checks under way (background ones) end.
+
+    Each is cancelled and given at most ``END_CHECKS_SECONDS``: redis-py can let a cancellation
+    during a command pass, and the check then runs on to its account read.
+    """
+    running = list(app[TOKENS].running)
+    for check in running:
+        check.cancel()
+    if running:
+        await asyncio.wait(running, timeout=END_CHECKS_SECONDS)
 
 
 def forget_user(app: web.Application, user_id: uuid.UUID) -> None:
