@@ -161,8 +161,9 @@ END_CHECKS_SECONDS = 1.0
 async def end_checks(app: web.Application) -> None:
     """On shutdown, before the database and Redis close: the checks under way (background ones) end.
 
-    Each is cancelled and given at most ``END_CHECKS_SECONDS``: redis-py can let a cancellation
-    during a command pass, and the check then runs on to its account read.
+    Each is cancelled and given at most ``END_CHECKS_SECONDS``: a cancellation that arrived during
+    the revocation check's Redis pipeline was seen not to end the check (redis-py 8.1), which then
+    went on to its account read.
     """
     running = list(app[TOKENS].running)
     for check in running:
