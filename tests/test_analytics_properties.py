@@ -1,8 +1,9 @@
-"""Property tests: the streak against a brute count, the window's query model against any text."""
+"""Property tests: the streak against a brute count, the window's query model against any text, the rounding."""
 
 from __future__ import annotations
 
 from datetime import date, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from pydantic import ValidationError
 
 from lms.analytics.students import streak
 from lms.analytics.window import MAX_DAYS, WindowQuery, known_zones
+from lms.enrollments.queries import percent, rounded_mean
 
 pytestmark = pytest.mark.no_services
 TODAY = date(2026, 6, 15)
@@ -34,6 +36,17 @@ def test_streak_matches_a_brute_count(offsets: set[int]) -> None:
     found = streak(sorted(days, reverse=True), TODAY)
     assert (found["current_days"], found["longest_days"]) == brute_streaks(days, TODAY)
     assert found["last_active_date"] == (max(days) if days else None)
+
+
+@given(st.integers(min_value=0, max_value=10**12), st.integers(min_value=0, max_value=10**12))
+def test_integer_percentages_and_means_round_as_exact_decimals_do(part: int, whole: int) -> None:
+    # PostgreSQL's round(): half away from zero, here on non-negative values, i.e. half up.
+    exact = (Decimal(part) * 100 / Decimal(whole)) if whole else Decimal(0)
+    expected = exact.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    found = percent(part, whole)
+    assert found == expected and str(found) == str(expected)
+    mean = (Decimal(part) / Decimal(whole)).quantize(Decimal(1), rounding=ROUND_HALF_UP) if whole else 0
+    assert rounded_mean(part, whole) == int(mean)
 
 
 @settings(max_examples=300)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import date
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Select, bindparam, func, literal_column, select, true
@@ -24,7 +23,7 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from lms.analytics.window import END, START, Window, local_day
 from lms.db import Connection, Row
-from lms.enrollments.queries import percent, ratio
+from lms.enrollments.queries import percent, ratio, rounded_mean
 from lms.payments.queries import COURSE_REVENUE
 from lms.prepared import Prepared
 from lms.tables import (
@@ -179,18 +178,20 @@ def progress_distribution(figures: Row) -> list[dict[str, int]]:
 
 def lesson_figures(figures: Row, studying: int) -> list[Row]:
     """The course's published lessons in order, each with its completion among studying enrollments."""
+    # Straight from the arrays (no row dicts in between): 20 lessons were a tenth of the request's CPU.
+    arrays = [figures[f"lesson_{c}"] or [] for c in _LESSON_COLUMNS]
     return [
         {
-            "lesson_id": r["id"],
-            "title": r["title"],
-            "order": r["position"],
-            "started_count": int(r["started"] or 0),
-            "completed_count": int(r["completed"] or 0),
-            "completion_rate": percent(r["completed"] or 0, studying),
+            "lesson_id": lesson_id,
+            "title": title,
+            "order": position,
+            "started_count": started or 0,
+            "completed_count": completed or 0,
+            "completion_rate": percent(completed or 0, studying),
             # Over the students who opened the lesson.
-            "average_time_spent_seconds": int(ratio(r["time_spent_sum"] or 0, r["started"] or 0, Decimal(1))),
+            "average_time_spent_seconds": rounded_mean(spent or 0, started or 0),
         }
-        for r in _rows(figures, "lesson", _LESSON_COLUMNS)
+        for lesson_id, title, position, started, completed, spent in zip(*arrays, strict=True)
     ]
 
 

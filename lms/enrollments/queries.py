@@ -172,7 +172,15 @@ async def list_course_enrollments(
 
 def percent(part: Any, whole: Any) -> Decimal:
     """``part`` of ``whole`` in percent, two decimals, half up; 0.00 of nothing."""
+    if type(part) is int and type(whole) is int and part >= 0 and whole > 0:
+        # Counts (most calls): hundredths of a percent in integers, half up, in a third of the Decimal time.
+        return Decimal((20_000 * part + whole) // (2 * whole)).scaleb(-2)
     return ratio(Decimal(part) * 100, whole, CENT)
+
+
+def rounded_mean(total: int, count: int) -> int:
+    """``total / count`` of non-negative integers, rounded half up to an integer; 0 when ``count`` is 0."""
+    return (2 * total + count) // (2 * count) if count else 0
 
 
 def ratio(total: Any, count: Any, quantum: Decimal = CENT) -> Decimal:
@@ -206,7 +214,7 @@ def stats_figures(course_id: uuid.UUID, row: Row | None) -> Row:
         "by_status": counts,
         "completion_rate": percent(counts["completed"], studying),
         "average_progress": ratio(row["progress_sum"] if row else 0, studying),
-        "average_time_spent_seconds": int(ratio(row["time_spent_sum"] if row else 0, studying, Decimal(1))),
+        "average_time_spent_seconds": rounded_mean(row["time_spent_sum"] if row else 0, studying),
     }
 
 
