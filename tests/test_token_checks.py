@@ -138,10 +138,13 @@ async def test_background_refreshes_are_capped_and_one_per_token() -> None:
     assert all(cache.refresh_due(token) for token in tokens)
     cache.checking[tokens[0]] = asyncio.get_running_loop().create_future()  # a check of it under way
     assert not cache.refresh_due(tokens[0])
-    cache.refreshing = MAX_REFRESHING
+    refreshes = [asyncio.get_running_loop().create_future() for _ in range(MAX_REFRESHING)]
+    for refresh in refreshes:
+        cache.refresh_with(refresh)
     assert not any(cache.refresh_due(token) for token in tokens[1:])
     assert cache.principal(tokens[1]) is not None  # the entries still serve until the bound
-    cache.refreshing -= 1
+    refreshes[0].set_result(None)
+    await asyncio.sleep(0)  # its done callbacks run
     assert cache.refresh_due(tokens[1])
 
 

@@ -125,8 +125,7 @@ async def principal_from_token(app: web.Application, token: str, *, reuse: bool 
     known = cache.principal(token)
     if known is not None:
         if cache.refresh_due(token):  # in the background: this request goes on with the entry
-            cache.refreshing += 1
-            _start_check(app, token).add_done_callback(cache.refreshed)
+            cache.refresh_with(_start_check(app, token))
         return known
     # Concurrent requests with one token (a page's parallel fetches, a
     # second's worth of calls when the reuse runs out) share one check.

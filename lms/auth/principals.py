@@ -69,7 +69,8 @@ class TokenCache:
         # Every check not yet done, shared or not (forget_user drops some from ``checking``): shutdown ends them.
         self.running: set[asyncio.Future[Principal]] = set()
         self._forgotten: dict[uuid.UUID, float] = {}
-        self.refreshing = 0
+        # The background refreshes among them (at most MAX_REFRESHING).
+        self.refreshing: set[asyncio.Future[Principal]] = set()
         self.hits = 0
         self.misses = 0
 
@@ -106,12 +107,14 @@ class TokenCache:
     def refresh_due(self, token: str) -> bool:
         """The token's entry is old enough to be checked again, no check of it is under way, and there is room."""
         entry = self._entries.get(token)
-        if entry is None or token in self.checking or self.refreshing >= MAX_REFRESHING:
+        if entry is None or token in self.checking or len(self.refreshing) >= MAX_REFRESHING:
             return False
         return time.monotonic() >= entry.refresh_at
 
-    def refreshed(self, _check: asyncio.Future[Principal]) -> None:
-        self.refreshing -= 1
+    def refresh_with(self, check: asyncio.Future[Principal]) -> None:
+        """``check`` runs in the background until it is done."""
+        self.refreshing.add(check)
+        check.add_done_callback(self.refreshing.discard)
 
     def forget_token(self, token: str) -> None:
         """A check refused the token: its entry proves nothing any more."""
