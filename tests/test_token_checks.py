@@ -20,7 +20,7 @@ import pytest
 from lms.app import create_app
 from lms.appkeys import DB
 from lms.auth.guards import Principal
-from lms.auth.principals import MAX_REFRESHING, REFRESH_AFTER, TOKENS, TokenCache, end_checks
+from lms.auth.principals import REFRESH_AFTER, TOKENS, TokenCache, end_checks
 from lms.config import Settings
 from tests.builders import PASSWORD, bearer, login, make_user, signed_in
 from tests.conftest import make_config
@@ -79,8 +79,8 @@ async def test_a_token_in_use_is_checked_again_before_its_check_runs_out(
         await until_refresh_due(config, first)
         served = await asyncio.wait_for(client.get("/api/v1/auth/me", headers=headers), 5)
         assert served.status == 200
-        refresh = cache.checking[token]
-        assert not refresh.done()
+        refresh = cache.refresher
+        assert refresh is not None and not refresh.done()
     await refresh
     assert cache._entries[token].checked_at > first
     misses = cache.misses
@@ -105,7 +105,7 @@ async def test_shutdown_ends_the_checks_under_way(client: Any, db: Any, config: 
             while not database._gate._waiters:  # the check waits for a connection (none will come)
                 await asyncio.sleep(0.001)
         await end_checks(client.app)  # the shutdown step
-        assert refresh.cancelled() and not cache.running and token not in cache.checking
+        assert refresh.cancelled() and not cache.running and cache.refresher is None
 
 
 async def test_a_refresh_that_finds_the_token_revoked_ends_its_reuse_at_once(
@@ -118,19 +118,39 @@ async def test_a_refresh_that_finds_the_token_revoked_ends_its_reuse_at_once(
     assert (await client.post("/api/v1/auth/logout-all", headers=headers)).status == 204
     await until_refresh_due(config, checked_at)
     assert (await other.get("/api/v1/auth/me", headers=headers)).status in (200, 401)  # the entry, or past it
-    refresh = other.app[TOKENS].checking.get(token)
+    refresh = other.app[TOKENS].refresher
     if refresh is not None:
-        with contextlib.suppress(Exception):
-            await refresh
+        await refresh
     assert other.app[TOKENS].principal(token) is None
     assert (await other.get("/api/v1/auth/me", headers=headers)).status == 401
 
 
-async def test_background_refreshes_are_capped_and_one_per_token() -> None:
+async def test_tokens_due_together_are_checked_again_in_one_batch(client: Any, db: Any, config: Settings) -> None:
+    sessions = [(await signed_in(client, db))[1] for _ in range(12)]
+    cache = client.app[TOKENS]
+    for headers in sessions:
+        assert (await client.get("/api/v1/auth/me", headers=headers)).status == 200
+    tokens = [headers["Authorization"].split()[1] for headers in sessions]
+    first = max(cache._entries[token].checked_at for token in tokens)
+    async with contextlib.AsyncExitStack() as held:
+        for _ in range(client.app[DB].max_size):  # the refresher's first batch waits for a connection
+            await held.enter_async_context(client.app[DB].connection())
+        await until_refresh_due(config, first)
+        for headers in sessions:
+            assert (await client.get("/api/v1/auth/me", headers=headers)).status == 200
+        refresh = cache.refresher
+        assert refresh is not None and not refresh.done()
+    await refresh
+    checked = {cache._entries[token].checked_at for token in tokens}
+    assert len(checked) <= 2 and min(checked) > first  # the first due alone, the rest together once it had a connection
+    assert not cache.due
+
+
+async def test_a_token_is_due_once_until_its_batch_proves_it() -> None:
     cache = TokenCache(ttl_seconds=1.0)
     expires = time.time() + 600
     long_ago = time.monotonic() - max(REFRESH_AFTER)  # due, still within the bound
-    tokens = [f"token-{n}" for n in range(MAX_REFRESHING + 2)]
+    tokens = [f"token-{n}" for n in range(4)]
     for n, token in enumerate(tokens):
         cache.remember_claims(token, {"exp": expires})
         principal = Principal(uuid.UUID(int=n + 1), "student", f"s{n}@example.com", "S", f"jti-{n}", expires)
@@ -138,13 +158,12 @@ async def test_background_refreshes_are_capped_and_one_per_token() -> None:
     assert all(cache.refresh_due(token) for token in tokens)
     cache.checking[tokens[0]] = asyncio.get_running_loop().create_future()  # a check of it under way
     assert not cache.refresh_due(tokens[0])
-    refreshes = [asyncio.get_running_loop().create_future() for _ in range(MAX_REFRESHING)]
-    for refresh in refreshes:
-        cache.refresh_with(refresh)
-    assert not any(cache.refresh_due(token) for token in tokens[1:])
+    cache.due.update(dict.fromkeys(tokens[1:]))
+    assert not any(cache.refresh_due(token) for token in tokens[1:])  # waiting for a batch
+    assert cache.take_due(limit=2) == tokens[1:3] and list(cache.due) == tokens[3:]
+    assert not cache.refresh_due(tokens[1])  # in a batch under way
     assert cache.principal(tokens[1]) is not None  # the entries still serve until the bound
-    refreshes[0].set_result(None)
-    await asyncio.sleep(0)  # its done callbacks run
+    cache.remember_principal(tokens[1], cache._entries[tokens[1]].principal, long_ago)  # the batch proved it
     assert cache.refresh_due(tokens[1])
 
 

@@ -30,8 +30,9 @@ from lms.auth import redis_state
 from lms.auth.permissions import Permission, Role, has_permission, roles_with
 from lms.auth.principals import TOKENS, TokenCache
 from lms.auth.tokens import InvalidToken, TokenType, verify
+from lms.db import DatabaseError, Row
 from lms.logs import bind_log_context
-from lms.users.queries import get_user
+from lms.users.queries import get_user, get_users
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ async def principal_from_token(app: web.Application, token: str, *, reuse: bool 
     known = cache.principal(token)
     if known is not None:
         if cache.refresh_due(token):  # in the background: this request goes on with the entry
-            cache.refresh_with(_start_check(app, token))
+            _refresh_soon(app, token)
         return known
     # Concurrent requests with one token (a page's parallel fetches, a
     # second's worth of calls when the reuse runs out) share one check.
@@ -148,10 +149,8 @@ def _checked(cache: TokenCache, token: str, done: asyncio.Future[Principal]) -> 
     cache.running.discard(done)
     if cache.checking.get(token) is done:
         del cache.checking[token]
-    if done.cancelled():
-        return
-    # Retrieved here, whoever awaited it (a background refresh has nobody).
-    if isinstance(done.exception(), Unauthorized):
+    # Retrieved here, whoever awaited it. A check that refused the token (one with reuse=False) ends its reuse.
+    if not done.cancelled() and isinstance(done.exception(), Unauthorized):
         cache.forget_token(token)
 
 
@@ -161,9 +160,10 @@ async def _check(app: web.Application, token: str) -> Principal:
     config = app[CONFIG]
     claims = access_claims(app, token)
     user_id = uuid.UUID(str(claims["sub"]))
-    issued_at = float(claims["iat"])
     try:
-        revoked = await redis_state.is_revoked(app[REDIS], jti=claims["jti"], user_id=str(user_id), issued_at=issued_at)
+        revoked = await redis_state.is_revoked(
+            app[REDIS], jti=claims["jti"], user_id=str(user_id), issued_at=float(claims["iat"])
+        )
     except (RedisError, OSError) as err:
         if config.auth.revocation_fail_closed:
             # 503, not 401: the token is not known to be bad, and a 401 makes clients drop it
@@ -174,17 +174,27 @@ async def _check(app: web.Application, token: str) -> Principal:
             ) from err
         log.warning("revocation check failed; allowing the token (revocation_fail_closed is off): %s", err)
         revoked = False
+    user = None
+    if not revoked:
+        async with app[DB].connection() as conn:
+            user = await get_user(conn, user_id)
+    principal = _principal(claims, revoked, user)
+    cache.remember_principal(token, principal, checked_at)
+    return principal
+
+
+def _principal(claims: dict[str, Any], revoked: bool, user: Row | None) -> Principal:
+    """What a token whose revocation state and account were just read proves; else 401."""
     if revoked:
         raise Unauthorized("The access token was revoked.")
-    async with app[DB].connection() as conn:
-        user = await get_user(conn, user_id)
     if user is None or not user["is_active"]:
         raise Unauthorized("The account is not active.")
+    issued_at = float(claims["iat"])
     changed = user["password_changed_at"]
     if changed is not None and issued_at < changed.timestamp():
         raise Unauthorized("The password changed after this token was issued.")
-    principal = Principal(
-        id=user_id,
+    return Principal(
+        id=user["id"],
         role=user["role"],
         email=user["email"],
         full_name=user["full_name"],
@@ -193,8 +203,59 @@ async def _check(app: web.Application, token: str) -> Principal:
         issued_at=issued_at,
         user=user,
     )
-    cache.remember_principal(token, principal, checked_at)
-    return principal
+
+
+def _refresh_soon(app: web.Application, token: str) -> None:
+    """The token goes in the next background batch; the refresher starts if it is not running."""
+    cache = app[TOKENS]
+    cache.due[token] = None
+    if cache.refresher is None:
+        refresher = cache.refresher = asyncio.ensure_future(_refresh_due(app))
+        cache.running.add(refresher)
+        refresher.add_done_callback(lambda done: _refreshed(cache, done))
+
+
+def _refreshed(cache: TokenCache, done: asyncio.Future[None]) -> None:
+    cache.running.discard(done)
+    if cache.refresher is done:
+        cache.refresher = None
+    if not done.cancelled() and done.exception() is not None:
+        log.error("background token checks failed", exc_info=done.exception())
+
+
+async def _refresh_due(app: web.Application) -> None:
+    """Check the tokens due again, a batch at a time, until none are left.
+
+    One batch at a time, so the tokens falling due while one runs wait for
+    the next: under load a batch holds many, at the cost of one Redis round
+    trip and one account query, on one connection.
+    """
+    cache = app[TOKENS]
+    while cache.due:
+        await _recheck(app, cache.take_due())
+
+
+async def _recheck(app: web.Application, tokens: list[str]) -> None:
+    cache = app[TOKENS]
+    checked_at = time.monotonic()
+    claims = {token: found for token in tokens if (found := cache.claims(token)) is not None}
+    try:
+        revoked = await redis_state.revoked_among(
+            app[REDIS], [(str(c["jti"]), str(c["sub"]), float(c["iat"])) for c in claims.values()]
+        )
+        async with app[DB].connection() as conn:
+            accounts = await get_users(conn, {uuid.UUID(str(c["sub"])) for c in claims.values()})
+    except (RedisError, OSError, DatabaseError) as err:
+        # Nothing is lost: the entries run out as without refreshes, and each token is checked on its next use.
+        log.warning("background token checks skipped: %s", err)
+        return
+    for (token, token_claims), token_revoked in zip(claims.items(), revoked, strict=True):
+        try:
+            principal = _principal(token_claims, token_revoked, accounts.get(uuid.UUID(str(token_claims["sub"]))))
+        except Unauthorized:
+            cache.forget_token(token)  # refused: its reuse ends now
+        else:
+            cache.remember_principal(token, principal, checked_at)
 
 
 async def authenticate(request: web.Request) -> Principal:

@@ -12,11 +12,13 @@ each instance keeps, per token:
 A revocation, a deactivation, a role or password change therefore takes
 effect on every instance within ``ttl``: no entry older than that is used.
 A token in use is checked again in the background once its entry is
-``REFRESH_AFTER`` of ``ttl`` old (drawn per check), while requests go on with the entry: an
-active client never waits for its check. (A request that waited for one
-queued for a database connection twice, the account's and its own: at 50
-clients those were the slowest hundredth, at twice the median.)
-A refresh that refuses the token ends the entry at once.
+``REFRESH_AFTER`` of ``ttl`` old (drawn per check), while requests go on with
+the entry: an active client never waits for its check. (A request that waited
+for one queued for a database connection twice, the account's and its own:
+at 50 clients those were the slowest hundredth, at twice the median.) The
+tokens due are checked together, a batch at a time (lms/auth/guards.py): one
+Redis round trip and one account query per batch, on one connection, however
+many clients. A refresh that refuses a token ends its entry at once.
 The instance that makes the change forgets the user's entries at once
 (:meth:`TokenCache.forget_user`), so its own next request already sees it.
 Only successful checks are kept; a refused or uncheckable token (Redis down)
@@ -26,6 +28,8 @@ is checked again every time.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import math
 import random
 import time
 import uuid
@@ -43,10 +47,9 @@ MAX_ENTRIES = 20_000
 # first checked together (a class signing in, a restart) would otherwise be checked again together,
 # every time, and their burst of account reads kept every request behind it waiting for a connection.
 REFRESH_AFTER = (0.8, 0.95)
-# Background refreshes under way at once, at most. Past that a token is checked on its first use after
-# ``ttl``, as without refreshes. Uncapped, a thousand clients (one request each every quarter second)
-# had their refreshes take the connections and the foreground checks queue behind them (p99 221 ms).
-MAX_REFRESHING = 8
+# Tokens per background batch, at most (a thousand clients' refreshes, one by one and eight at a time,
+# had taken the connections from the requests: p99 221 ms).
+MAX_BATCH = 500
 
 
 @dataclass
@@ -66,11 +69,13 @@ class TokenCache:
         self._by_user: dict[uuid.UUID, set[str]] = {}
         # Checks under way, by token (lms/auth/guards.py shares one among concurrent requests).
         self.checking: dict[str, asyncio.Future[Principal]] = {}
-        # Every check not yet done, shared or not (forget_user drops some from ``checking``): shutdown ends them.
-        self.running: set[asyncio.Future[Principal]] = set()
+        # Every check not yet done, shared or not (forget_user drops some from ``checking``), and the
+        # refresher: shutdown ends them.
+        self.running: set[asyncio.Future[Any]] = set()
         self._forgotten: dict[uuid.UUID, float] = {}
-        # The background refreshes among them (at most MAX_REFRESHING).
-        self.refreshing: set[asyncio.Future[Principal]] = set()
+        # Tokens in use whose entries are due to be checked again, in order, for the refresher's next batch.
+        self.due: dict[str, None] = {}
+        self.refresher: asyncio.Future[None] | None = None
         self.hits = 0
         self.misses = 0
 
@@ -105,16 +110,21 @@ class TokenCache:
         return entry.principal
 
     def refresh_due(self, token: str) -> bool:
-        """The token's entry is old enough to be checked again, no check of it is under way, and there is room."""
+        """The token's entry is old enough to be checked again, and no check of it is under way or waiting."""
         entry = self._entries.get(token)
-        if entry is None or token in self.checking or len(self.refreshing) >= MAX_REFRESHING:
+        if entry is None or token in self.checking or token in self.due:
             return False
         return time.monotonic() >= entry.refresh_at
 
-    def refresh_with(self, check: asyncio.Future[Principal]) -> None:
-        """``check`` runs in the background until it is done."""
-        self.refreshing.add(check)
-        check.add_done_callback(self.refreshing.discard)
+    def take_due(self, limit: int = MAX_BATCH) -> list[str]:
+        """The next batch of tokens to check again, oldest due first."""
+        batch = list(itertools.islice(self.due, limit))
+        for token in batch:
+            del self.due[token]
+            entry = self._entries.get(token)
+            if entry is not None:
+                entry.refresh_at = math.inf  # until the batch proves it again: not due twice meanwhile
+        return batch
 
     def forget_token(self, token: str) -> None:
         """A check refused the token: its entry proves nothing any more."""
@@ -162,7 +172,7 @@ END_CHECKS_SECONDS = 1.0
 
 
 async def end_checks(app: web.Application) -> None:
-    """On shutdown, before the database and Redis close: the checks under way (background ones) end.
+    """On shutdown, before the database and Redis close: the checks under way and the refresher end.
 
     Each is cancelled and given at most ``END_CHECKS_SECONDS``: a cancellation that arrived during
     the revocation check's Redis pipeline was seen not to end the check (redis-py 8.1), which then

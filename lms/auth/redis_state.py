@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Sequence
 from enum import StrEnum
 
 from redis.asyncio import Redis
@@ -36,12 +37,24 @@ async def revoke_all_access_tokens(redis: Redis, user_id: str, lifetime_seconds:
 
 
 async def is_revoked(redis: Redis, *, jti: str, user_id: str, issued_at: float) -> bool:
-    # One round trip; two GETs rather than an MGET, whose keys a Redis Cluster wants in one slot.
+    (revoked,) = await revoked_among(redis, [(jti, user_id, issued_at)])
+    return revoked
+
+
+async def revoked_among(redis: Redis, tokens: Sequence[tuple[str, str, float]]) -> list[bool]:
+    """For each token, given as (jti, user id, iat): is it revoked? One round trip for them all."""
+    if not tokens:
+        return []
+    # GETs rather than an MGET, whose keys a Redis Cluster wants in one slot.
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.get(_revoked_jti(jti))
-        pipe.get(_cutoff(user_id))
-        revoked, cutoff = await pipe.execute()
-    return revoked is not None or (cutoff is not None and issued_at <= float(cutoff))
+        for jti, user_id, _ in tokens:
+            pipe.get(_revoked_jti(jti))
+            pipe.get(_cutoff(user_id))
+        replies = await pipe.execute()
+    return [
+        revoked is not None or (cutoff is not None and issued_at <= float(cutoff))
+        for (_, _, issued_at), revoked, cutoff in zip(tokens, replies[::2], replies[1::2], strict=True)
+    ]
 
 
 async def use_once(redis: Redis, jti: str, expires_at: float) -> bool:

@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy import any_, bindparam, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from lms.db import Connection, Row
 from lms.tables import users
 
 # Built once: every authenticated request's check reads the account (building costs more than running).
 _GET_USER = select(users).where(users.c.id == bindparam("user_id", type_=users.c.id.type))
+# One statement for any number of accounts (an IN list would be a new statement, and a new PREPARE, per length).
+_GET_USERS = select(users).where(users.c.id == any_(bindparam("user_ids", type_=ARRAY(users.c.id.type))))
 
 
 async def get_user(conn: Connection, user_id: uuid.UUID) -> Row | None:
     return await conn.fetch_one(_GET_USER, {"user_id": user_id})
+
+
+async def get_users(conn: Connection, user_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Row]:
+    """The accounts among ``user_ids`` that exist, by id: one query."""
+    return {row["id"]: row for row in await conn.fetch_all(_GET_USERS, {"user_ids": list(user_ids)})}
 
 
 async def get_user_by_email(conn: Connection, email: str) -> Row | None:
