@@ -19,7 +19,7 @@ import pytest
 
 from lms.app import create_app
 from lms.appkeys import DB
-from lms.auth.guards import Principal
+from lms.auth.guards import Principal, _refresh_soon
 from lms.auth.principals import REFRESH_AFTER, TOKENS, TokenCache, end_checks
 from lms.config import Settings
 from tests.builders import PASSWORD, bearer, login, make_user, signed_in
@@ -144,6 +144,32 @@ async def test_tokens_due_together_are_checked_again_in_one_batch(client: Any, d
     checked = {cache._entries[token].checked_at for token in tokens}
     assert len(checked) <= 2 and min(checked) > first  # the first due alone, the rest together once it had a connection
     assert not cache.due
+
+
+async def test_a_batch_judges_each_token_on_its_own(client: Any, other: Any, db: Any, config: Settings) -> None:
+    """One batch: a revoked token, a deactivated account's and a good one, each judged on its own."""
+    _, admin = await signed_in(client, db, role="admin")
+    users = [await make_user(db) for _ in range(3)]
+    sessions = [bearer((await login(other, user["email"]))["access_token"]) for user in users]
+    cache = other.app[TOKENS]
+    for headers in sessions:
+        await warmed(other, headers)
+    revoked, deactivated, kept = (headers["Authorization"].split()[1] for headers in sessions)
+    assert (await client.post("/api/v1/auth/logout-all", headers=sessions[0])).status == 204
+    response = await client.patch(f"/api/v1/users/{users[1]['id']}", json={"is_active": False}, headers=admin)
+    assert response.status == 200
+    first = max(cache._entries[token].checked_at for token in (revoked, deactivated, kept))
+    await until_refresh_due(config, first)
+    assert all(cache.refresh_due(token) for token in (revoked, deactivated, kept))
+    for token in (revoked, deactivated, kept):  # as three requests in one turn of the loop would
+        _refresh_soon(other.app, token)
+    assert list(cache.due) == [revoked, deactivated, kept]
+    refresh = cache.refresher
+    assert refresh is not None
+    await refresh
+    assert cache.principal(revoked) is None and cache.principal(deactivated) is None
+    assert cache.principal(kept) is not None and cache._entries[kept].checked_at > first
+    assert [(await other.get("/api/v1/auth/me", headers=h)).status for h in sessions] == [401, 401, 200]
 
 
 async def test_a_token_is_due_once_until_its_batch_proves_it() -> None:

@@ -239,6 +239,8 @@ async def _recheck(app: web.Application, tokens: list[str]) -> None:
     cache = app[TOKENS]
     checked_at = time.monotonic()
     claims = {token: found for token in tokens if (found := cache.claims(token)) is not None}
+    if not claims:  # every one of them expired meanwhile
+        return
     try:
         revoked = await redis_state.revoked_among(
             app[REDIS], [(str(c["jti"]), str(c["sub"]), float(c["iat"])) for c in claims.values()]
