@@ -36,6 +36,8 @@ from lms.tables import metadata
 
 os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
 
+pytest_plugins = ["tests.transport_origins"]
+
 
 @dataclass
 class Servers:
