@@ -24,7 +24,7 @@ _del = selector_events._SelectorTransport.__del__
 
 def _remembering_init(self: Any, *args: Any, **kwargs: Any) -> None:
     _init(self, *args, **kwargs)
-    self._lms_made = (_current_test, "".join(traceback.format_stack(sys._getframe(1), limit=20)))
+    self._lms_made = (_current_test, "".join(traceback.format_stack(sys._getframe(1), limit=40)))
 
 
 def _reporting_del(self: Any) -> None:
