@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
 
 from aiohttp import web
 
 from lms.api.endpoint import endpoint, path_uuid
-from lms.api.pagination import Page, PageQuery, page
+from lms.api.pagination import Page, PageQuery
 from lms.api.problems import Conflict, Forbidden, ValidationFailed
 from lms.appkeys import DB
 from lms.auth.guards import Principal, current_user, optional_user, require
@@ -29,6 +28,7 @@ from lms.courses.schemas import (
     LessonOrder,
     LessonOut,
     LessonUpdate,
+    course_page_json,
     price_columns,
 )
 from lms.db import Connection, Row
@@ -66,7 +66,7 @@ async def managed_course(request: web.Request, conn: Connection) -> Row:
     response=Page[CourseOut],
     tags=COURSES,
 )
-async def list_courses(request: web.Request, query: CourseListQuery) -> dict[str, Any]:
+async def list_courses(request: web.Request, query: CourseListQuery) -> web.Response:
     async with request.app[DB].connection() as conn:
         rows, total = await queries.list_courses(
             conn,
@@ -77,7 +77,7 @@ async def list_courses(request: web.Request, query: CourseListQuery) -> dict[str
             difficulty_level=query.difficulty_level,
             q=query.q,
         )
-    return page(rows, total, query)
+    return web.json_response(body=course_page_json(rows, total, query))
 
 
 @routes.get("/api/v1/courses/mine")
@@ -88,12 +88,12 @@ async def list_courses(request: web.Request, query: CourseListQuery) -> dict[str
     guards=[create_courses],
     tags=COURSES,
 )
-async def my_courses(request: web.Request, query: PageQuery) -> dict[str, Any]:
+async def my_courses(request: web.Request, query: PageQuery) -> web.Response:
     async with request.app[DB].connection() as conn:
         rows, total = await queries.list_courses(
             conn, limit=query.limit, offset=query.offset, published_only=False, instructor_id=current_user(request).id
         )
-    return page(rows, total, query)
+    return web.json_response(body=course_page_json(rows, total, query))
 
 
 @routes.post("/api/v1/courses")

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from lms.api.pagination import PageQuery
+from lms.api.pagination import Paged, PageQuery, page_json
 from lms.money import Money, money
 from lms.tables import ContentType, Difficulty
 from lms.text import display_text
@@ -102,10 +102,19 @@ class CourseOut(BaseModel):
     @classmethod
     def from_row(cls, data: Any) -> Any:
         if isinstance(data, dict) and "price_amount" in data:
-            amount, currency = data["price_amount"], data["price_currency"]
-            price = money(amount, currency)
-            data = {**data, "price": price, "is_free": price is None}
+            data = data | _priced(data)
         return data
+
+
+def _priced(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored price as the API shows it: the money object, or null and ``is_free``."""
+    price = money(row["price_amount"], row["price_currency"])
+    return {"price": price, "is_free": price is None}
+
+
+def course_page_json(rows: list[dict[str, Any]], total: int, query: Paged) -> bytes:
+    """``Page[CourseOut]`` of course rows, written without validating them (lms/api/pagination.py: page_json)."""
+    return page_json([row | _priced(row) for row in rows], total, query, CourseOut)
 
 
 class CourseListQuery(PageQuery):

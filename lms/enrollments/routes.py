@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from lms.api.endpoint import endpoint, path_uuid
-from lms.api.pagination import Page, page
+from lms.api.pagination import Page, page, page_json
 from lms.api.problems import Conflict
 from lms.appkeys import DB
 from lms.auth.guards import authenticated, current_user, require
@@ -64,12 +64,12 @@ async def enroll(request: web.Request, body: EnrollIn) -> Row:
     guards=[authenticated],
     tags=TAGS,
 )
-async def my_courses(request: web.Request, query: EnrollmentListQuery) -> dict[str, Any]:
+async def my_courses(request: web.Request, query: EnrollmentListQuery) -> web.Response:
     async with request.app[DB].connection() as conn:
         rows, total = await queries.list_student_enrollments(
             conn, student_id=current_user(request).id, status=query.status, limit=query.limit, offset=query.offset
         )
-    return page(rows, total, query)
+    return web.json_response(body=page_json(rows, total, query, MyEnrollmentOut))
 
 
 @routes.get("/api/v1/enrollments/{id}")
