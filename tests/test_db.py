@@ -10,7 +10,6 @@ import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
-import psycopg2
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -165,15 +164,58 @@ async def test_check_constraints_refuse_bad_enums(db: Database) -> None:
 
 
 @contextlib.asynccontextmanager
-async def one_connection(servers, **settings) -> AsyncIterator[Database]:  # type: ignore[no-untyped-def]
-    """A pool of a single connection to the test database (through PgBouncer when the suite runs so)."""
+async def one_connection(servers, size: int = 1, **settings) -> AsyncIterator[Database]:  # type: ignore[no-untyped-def]
+    """A pool of a single connection (or ``size``) to the test database (through PgBouncer when the suite runs so)."""
     database = await Database.connect(
-        servers.database_url, min_size=1, max_size=1, transaction_pooler=servers.transaction_pooler, **settings
+        servers.database_url, min_size=1, max_size=size, transaction_pooler=servers.transaction_pooler, **settings
     )
     try:
         yield database
     finally:
         await database.close()
+
+
+async def test_connections_given_back_are_reused_and_the_pool_stays_within_its_size(servers) -> None:  # type: ignore[no-untyped-def]
+    async with one_connection(servers, size=3) as database:
+        used: set[object] = set()
+
+        async def checkout() -> None:
+            async with database.connection() as conn:
+                used.add(conn.raw)
+                await conn.fetch_val("SELECT pg_sleep(0.01)")  # held a while, so that checkouts overlap
+
+        await asyncio.gather(*(checkout() for _ in range(20)))
+        assert len(used) == 3  # 20 overlapping checkouts, 3 connections
+        assert (database.size, database.free) == (3, 3)
+        async with database.connection() as conn:
+            assert conn.raw in used
+
+
+async def test_a_connection_left_inside_a_transaction_is_not_handed_out_again(servers) -> None:  # type: ignore[no-untyped-def]
+    async with one_connection(servers) as database:
+        async with database.connection() as conn:
+            await conn.execute("BEGIN")
+            left = conn.raw
+        async with database.connection() as conn:
+            assert conn.raw is not left
+            assert await conn.fetch_val("SELECT count(*) FROM users WHERE false") == 0  # not an aborted transaction
+        assert left.closed
+        assert database.size == 1
+
+
+async def test_a_closed_pool_refuses_checkouts_and_closes_what_comes_back(servers) -> None:  # type: ignore[no-untyped-def]
+    database = await Database.connect(
+        servers.database_url, min_size=2, max_size=2, transaction_pooler=servers.transaction_pooler
+    )
+    async with database.connection() as conn:
+        await database.close()
+        assert await conn.fetch_val("SELECT 1") == 1  # a checkout under way finishes its work
+        held = conn.raw
+    assert held.closed
+    assert database.size == 0
+    with pytest.raises(DatabaseUnavailable, match="closed"):
+        async with database.connection():
+            pass
 
 
 async def test_statement_timeout_is_a_clear_error_and_the_connection_survives(servers) -> None:  # type: ignore[no-untyped-def]
@@ -260,5 +302,6 @@ async def test_a_checkout_that_gives_up_waiting_keeps_no_place(servers) -> None:
 
 
 async def test_unreachable_database_is_a_clear_error() -> None:
-    with pytest.raises(psycopg2.OperationalError, match=r"could not connect|No such file|Connection refused|timeout"):
+    # The error a checkout gives when the database is gone, with libpq's reason.
+    with pytest.raises(DatabaseUnavailable, match=r"could not connect|No such file|Connection refused|timed out"):
         await Database.connect("postgresql://nobody@127.0.0.1:1/none", min_size=1, max_size=1, connect_timeout=1)
