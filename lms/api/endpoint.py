@@ -279,7 +279,7 @@ def parse_query(request: web.Request, model: type[M]) -> M:
 
 def refuse_unstorable_path(request: web.Request) -> None:
     """A path segment with text no row can hold names nothing: 404, before any query."""
-    if first_unstorable(dict(request.match_info)) is not None:
+    if request.match_info and first_unstorable(dict(request.match_info)) is not None:
         raise NotFound("No resource at this path.")
 
 

@@ -53,7 +53,9 @@ def page_json(rows: Sequence[Mapping[str, Any]], total: int, query: Paged, model
     by orjson. That is the model's output only for a model whose fields show
     the row's values as they are: no validator, serializer or alias that
     changes one (shape such values first, as ``course_page_json`` does the
-    price). Each use has a property test that holds it to the model's bytes.
+    price). A nested model's fields come from the row's columns labelled
+    ``{field}__{name}`` (``course__title``: a joined table's, as the queries
+    label them). Each use has a property test that holds it to the model's bytes.
     What orjson refuses (an integer past 64 bits in a JSON column) takes the
     model's way.
     """
@@ -65,8 +67,11 @@ def page_json(rows: Sequence[Mapping[str, Any]], total: int, query: Paged, model
         return adapter.dump_json(adapter.validate_python(body, from_attributes=True))
 
 
-def _shown(model: type[BaseModel], row: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: row[name] if nested is None else _shown(nested, row[name]) for name, nested in _fields(model)}
+def _shown(model: type[BaseModel], row: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    return {
+        name: row[prefix + name] if nested is None else _shown(nested, row, f"{prefix}{name}__")
+        for name, nested in _fields(model)
+    }
 
 
 @functools.cache

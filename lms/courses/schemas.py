@@ -113,8 +113,10 @@ def _priced(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def course_page_json(rows: list[dict[str, Any]], total: int, query: Paged) -> bytes:
-    """``Page[CourseOut]`` of course rows, written without validating them (lms/api/pagination.py: page_json)."""
-    return page_json([row | _priced(row) for row in rows], total, query, CourseOut)
+    """``Page[CourseOut]`` of course rows (priced in place), written without validating them (see page_json)."""
+    for row in rows:  # the query's own rows: priced in place, not copied
+        row.update(_priced(row))
+    return page_json(rows, total, query, CourseOut)
 
 
 class CourseListQuery(PageQuery):

@@ -148,8 +148,8 @@ async def list_student_enrollments(
     rows = await page.fetch_all(conn, params | {"limit": limit, "offset": offset})
     if not rows and offset > 0:  # past the last page: the count alone
         return [], int(await conn.fetch_val(count, params))
-    total = rows[0]["total"] if rows else 0
-    return [nest(r, "course", drop=("total",)) for r in rows], int(total)
+    # Rows as they come, the course's columns labelled course__*: page_json nests them as it writes them.
+    return rows, int(rows[0]["total"] if rows else 0)
 
 
 async def list_course_enrollments(
