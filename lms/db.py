@@ -287,8 +287,8 @@ class _Pooled:
     """A connection of the pool, with the cursor its checkouts share and when it was last given back."""
 
     raw: aiopg.Connection
+    idle_since: float
     cursor: aiopg.Cursor | None = None
-    idle_since: float = 0.0
 
 
 class Database:
@@ -377,8 +377,12 @@ class Database:
             begin=begin,
             server_prepared=not transaction_pooler,
         )
-        opened = [await database._open() for _ in range(min(min_size, max_size))]
-        database._free.extend(opened)
+        try:
+            for _ in range(min(min_size, max_size)):
+                database._free.append(await database._open())
+        except BaseException:
+            await database.close()
+            raise
         return database
 
     @property
@@ -428,7 +432,7 @@ class Database:
     async def _open(self) -> _Pooled:
         self._size += 1
         try:
-            return _Pooled(await self._connect())
+            return _Pooled(await self._connect(), idle_since=time.monotonic())
         except BaseException as err:
             self._size -= 1
             if isinstance(err, (psycopg2.OperationalError, TimeoutError)):

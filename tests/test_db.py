@@ -191,6 +191,22 @@ async def test_connections_given_back_are_reused_and_the_pool_stays_within_its_s
             assert conn.raw in used
 
 
+async def test_the_connections_opened_at_start_serve_the_first_checkouts(servers) -> None:  # type: ignore[no-untyped-def]
+    if servers.transaction_pooler:
+        pytest.skip("behind a transaction pooler a statement's backend is the pooler's choice")
+    database = await Database.connect(servers.database_url, min_size=2, max_size=2)
+    try:
+        async with database.connection() as clock:
+            opened_by = await clock.fetch_val("SELECT clock_timestamp()")
+        started = "SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+        async with database.connection() as first, database.connection() as second:
+            assert await first.fetch_val(started) < opened_by
+            assert await second.fetch_val(started) < opened_by
+        assert database.size == 2
+    finally:
+        await database.close()
+
+
 async def test_a_connection_left_inside_a_transaction_is_not_handed_out_again(servers) -> None:  # type: ignore[no-untyped-def]
     async with one_connection(servers) as database:
         async with database.connection() as conn:
