@@ -10,6 +10,7 @@ from sqlalchemy import delete, insert, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from lms.db import Database, Row
+from lms.enrollments.queries import report_progress
 from lms.tables import enrollments, lesson_progress, lessons, quiz_attempts
 from tests.builders import make_course, make_enrollment, make_quiz, make_user
 
@@ -189,15 +190,55 @@ async def test_a_statement_that_changed_no_row_applies_nothing(db: Database) -> 
 async def test_the_apply_functions_plan_once_per_connection(db: Database) -> None:
     # Under plan_cache_mode = auto a one-row array made PostgreSQL re-plan every statement of every
     # call (migration 0012); the random-writes test above holds the generic plans to the recount.
+    # Their index lookups (migration 0013): the test below.
     async with db.connection() as conn:
         settings = await conn.fetch_all(
             "SELECT proname, proconfig FROM pg_proc WHERE proname LIKE 'analytics_apply_%%' "
-            "OR proname = 'analytics_enrollments_study_time' ORDER BY proname"
+            "OR proname IN ('analytics_enrollments_study_time', 'analytics_lock_courses') ORDER BY proname"
         )
+    generic = ["plan_cache_mode=force_generic_plan", "enable_seqscan=off"]
     assert [(r["proname"], r["proconfig"]) for r in settings] == [
-        (name, ["plan_cache_mode=force_generic_plan"])
-        for name in (
-            "analytics_apply_enrollments", "analytics_apply_lesson_progress", "analytics_apply_quiz_attempts",
-            "analytics_enrollments_study_time",
-        )
+        ("analytics_apply_enrollments", generic), ("analytics_apply_lesson_progress", generic),
+        ("analytics_apply_quiz_attempts", generic), ("analytics_enrollments_study_time", generic),
+        ("analytics_lock_courses", ["enable_seqscan=off"]),
     ]  # fmt: skip
+
+
+STATS_TABLES = (
+    "course_stats", "course_progress_buckets", "lesson_stats", "study_activity", "quiz_stats", "quiz_score_buckets",
+)  # fmt: skip
+# This backend's sequential scans of the stats tables, those not yet in pg_stat_user_tables included.
+SEQ_SCANS = "SELECT relname, seq_scan FROM pg_stat_xact_user_tables WHERE relname = ANY(%(tables)s) ORDER BY relname"
+
+
+async def test_the_apply_functions_look_stats_rows_up_by_index_on_small_tables(db: Database) -> None:
+    # The generic plans take an unnest() of a parameter for 10 rows, so against stats tables of a few
+    # thousand rows a sequential scan looked cheaper: every progress report read all of lesson_stats
+    # and course_stats (migration 0013). The tables here are tiny, where a scan looks cheapest.
+    owner = await make_user(db, role="instructor")
+    course = await make_course(db, owner, is_published=True, lessons=3)
+    quiz = await make_quiz(db, course_id=course["id"])
+    student = await make_user(db)
+    enrollment = await make_enrollment(db, student, course, progress_percentage=10)
+    async with db.connection() as conn:
+        lesson_id = await conn.fetch_val(lessons.select().with_only_columns(lessons.c.id).where(
+            lessons.c.course_id == course["id"]).limit(1))  # fmt: skip
+    tables = {"tables": list(STATS_TABLES)}
+    async with db.transaction() as conn:
+        before = await conn.fetch_all(SEQ_SCANS, tables)
+        for position in (10, 20):  # a progress report as the API makes it: inserts the row, then updates it
+            reported = await report_progress(
+                conn, student_id=student["id"], enrollment_id=enrollment["id"], lesson_id=lesson_id, seconds=30,
+                position=position, percentage=position,
+            )  # fmt: skip
+            assert reported is not None
+        await conn.execute(update(enrollments).where(enrollments.c.id == enrollment["id"]).values(
+            progress_percentage=55))  # fmt: skip
+        await conn.execute(update(enrollments).where(enrollments.c.course_id == course["id"]).values(
+            status="completed"))  # fmt: skip
+        await conn.execute(insert(quiz_attempts).values(
+            enrollment_id=enrollment["id"], quiz_id=quiz["id"], student_id=student["id"], attempt_number=1,
+            status="graded", percentage=75, is_passed=True,
+        ))  # fmt: skip
+        assert await conn.fetch_all(SEQ_SCANS, tables) == before
+    await assert_consistent(db)
