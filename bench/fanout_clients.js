@@ -12,7 +12,7 @@
 // then reads commands on stdin:
 //   "mark"        -> CPU of this process from now on
 //   "wait <seq>"  -> prints {"complete": seq} once every client got message seq (or 60 s passed)
-//   "report"      -> prints per-message latency stats and this process's CPU per delivery, closes, exits
+//   "report"      -> prints every latency by message seq and this process's CPU, closes, exits
 "use strict";
 
 const readline = require("readline");
@@ -111,23 +111,13 @@ async function connectAll() {
   out({ connected: sockets.length, failed, seconds: (now() - started) / 1000 });
 }
 
-function quantile(sorted, q) {
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * (sorted.length - 1) + 0.5))];
-}
-
 function report() {
-  const messages = [];
-  for (const [seq, list] of [...latencies.entries()].sort((a, b) => a[0] - b[0])) {
-    list.sort((a, b) => a - b);
-    messages.push({
-      seq, count: list.length, first: list[0], p50: quantile(list, 0.5), p99: quantile(list, 0.99),
-      last: list[list.length - 1],
-    });
-  }
+  // Raw latencies: bench/fanout.py merges the reports of several of these processes.
   const cpu = cpuMark ? process.cpuUsage(cpuMark) : null;
-  out({ messages, deliveries, client_cpu_us: cpu ? cpu.user + cpu.system : null });
+  const message = { latencies: Object.fromEntries(latencies), deliveries, client_cpu_us: cpu ? cpu.user + cpu.system : null };
   sockets.forEach((ws) => ws.terminate());
-  process.exit(0);
+  // A pipe takes a large line in pieces: exit once it is all written.
+  process.stdout.write(JSON.stringify(message) + "\n", () => process.exit(0));
 }
 
 connectAll().then(() => {
