@@ -1,12 +1,13 @@
 """Live quiz at scale: thousands of players across two `lms serve` processes.
 
-    python3 bench/live.py [--players 2000] [--questions 10] [--window 5] [--failover]
+    python3 bench/live.py [--players 2000] [--questions 10] [--window 5] [--failover] [--player-processes 2]
 
 Starts embedded PostgreSQL and Redis and two real `lms serve` processes
 (production-like live settings), seeds a published quiz and a session, then
-connects the players from this process as raw Socket.IO v5 websocket clients
-(half on each instance; a python-socketio client per player would cost this
-machine more CPU than the servers). The host drives the game; each player
+connects the players as raw Socket.IO v5 websocket clients from Node
+(bench/live_players.js, two processes: see ``Players``; half the players on
+each instance; a python-socketio client per player would cost this machine
+more CPU than the servers). The host drives the game; each player
 answers every question at a random moment inside the answer window; one
 player never answers, so every question ends at its deadline.
 
@@ -256,37 +257,80 @@ async def until(predicate: Any, seconds: float, what: str) -> None:
 
 
 class Players:
-    """The Node load generator (bench/live_players.js) and its JSON lines."""
+    """The Node load generator (bench/live_players.js): ``processes`` of them, each with its share of the
+    players, and their JSON lines.
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.seen: dict[str, Any] = {}
+    One Node process reads every frame on one core: at 5,000 players its
+    own reading of a broadcast took longer than the servers' writing of it,
+    and its timing of the later arrivals measured itself. Two processes (the
+    default) read in parallel, as separate devices would; they still share
+    the machine's two cores with the servers. Exactly one player of them all
+    never answers.
+    """
+
+    def __init__(self, processes: list[asyncio.subprocess.Process]) -> None:
+        self.processes = processes
+        self.seen: list[dict[str, Any]] = [{} for _ in processes]
 
     @classmethod
-    async def start(cls, config: dict[str, Any]) -> Players:
-        process = await asyncio.create_subprocess_exec(
-            "node", str(PLAYERS_SCRIPT), json.dumps(config),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=64 * 1024 * 1024,
-        )  # fmt: skip
-        return cls(process)
+    async def start(cls, config: dict[str, Any], processes: int) -> Players:
+        started, offset = [], 0
+        for j in range(processes):
+            share = config["n"] // processes + (1 if j < config["n"] % processes else 0)
+            spec = config | {"n": share, "offset": offset, "silent": j == 0}
+            offset += share
+            started.append(await asyncio.create_subprocess_exec(
+                "node", str(PLAYERS_SCRIPT), json.dumps(spec),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=64 * 1024 * 1024,
+            ))  # fmt: skip
+        return cls(started)
 
     async def send(self, line: str) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write((line + "\n").encode())
-        await self.process.stdin.drain()
+        for process in self.processes:
+            assert process.stdin is not None
+            process.stdin.write((line + "\n").encode())
+            await process.stdin.drain()
 
-    async def expect(self, key: str, seconds: float = 120) -> Any:
-        assert self.process.stdout is not None
+    async def expect(self, key: str, seconds: float = 120) -> list[Any]:
+        """``key``'s value from every process (in their order), once each has sent it."""
         deadline = time.monotonic() + seconds
-        while key not in self.seen:
+        return list(await asyncio.gather(*(self._expect(j, key, deadline) for j in range(len(self.processes)))))
+
+    async def _expect(self, j: int, key: str, deadline: float) -> Any:
+        stdout, seen = self.processes[j].stdout, self.seen[j]
+        assert stdout is not None
+        while key not in seen:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"no {key!r} from the players")
-            line = await asyncio.wait_for(self.process.stdout.readline(), left)
+            line = await asyncio.wait_for(stdout.readline(), left)
             if not line:
                 raise RuntimeError("the players' process ended")
-            self.seen.update(json.loads(line))
-        return self.seen.pop(key)
+            seen.update(json.loads(line))
+        return seen.pop(key)
+
+    def also(self, key: str) -> list[Any]:
+        """A field that came with the last expected line, from every process."""
+        return [seen.pop(key) for seen in self.seen]
+
+    async def wait(self) -> None:
+        for process in self.processes:
+            await process.wait()
+
+
+def merged_report(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """The processes' raw figures as one: per question, every player's."""
+    questions: dict[int, dict[str, Any]] = {}
+    for report in reports:
+        for q in report["questions"]:
+            into = questions.setdefault(q["index"], {"index": q["index"], "delivery": [], "acks": [], "ended": []})
+            for key in ("delivery", "acks", "ended"):
+                into[key] += q[key]
+    return {
+        "questions": [questions[i] for i in sorted(questions)],
+        "acked": [pair for report in reports for pair in report["acked"]],
+        "cpu_seconds": sum(report["cpu_seconds"] for report in reports),
+    }
 
 
 async def play(args: argparse.Namespace, urls: list[str], pids: list[int], database_url: str, redis_url: str) -> None:
@@ -297,11 +341,12 @@ async def play(args: argparse.Namespace, urls: list[str], pids: list[int], datab
     await host.connect(urls[0], await login(urls[0], seeded["email"]))
     assert (await host.call("host_session", {"session_id": seeded["session_id"]}))["ok"]
     players = await Players.start(
-        {"urls": urls, "n": args.players, "pin": seeded["pin"], "window_ms": args.window * 1000, "concurrency": 100}
+        {"urls": urls, "n": args.players, "pin": seeded["pin"], "window_ms": args.window * 1000, "concurrency": 100},
+        args.player_processes,
     )
-    joined = await players.expect("joined", max(120, args.players / 20))
-    print(f"{joined} players joined in {players.seen.pop('seconds'):.1f} s (half on each instance), "
-          f"{players.seen.pop('failed')} failed")  # fmt: skip
+    joined = sum(await players.expect("joined", max(120, args.players / 20)))
+    print(f"{joined} players joined in {max(players.also('seconds')):.1f} s (half on each instance, "
+          f"{args.player_processes} Node processes), {sum(players.also('failed'))} failed")  # fmt: skip
     redis = aioredis.Redis.from_url(redis_url)
     redis_pid = int((await redis.info("server"))["process_id"])
     await redis.aclose()
@@ -327,10 +372,16 @@ async def play(args: argparse.Namespace, urls: list[str], pids: list[int], datab
     assert (await host.call("next", {}))["state"] == "ended"
     await players.send("final")
     await players.expect("final")
-    failover = await players.expect("failover", 5) if args.failover else None
+    failover = None
+    if args.failover:  # the first session_state of the new owner anyone saw; the last player to resume
+        moved = await players.expect("failover", 5)
+        failover = {
+            "takeover_ms": min(m["takeover_ms"] for m in moved),
+            "resumed_ms": max(m["resumed_ms"] for m in moved),
+        }
     await players.send("report")
-    report = await players.expect("report")
-    await players.process.wait()
+    report = merged_report(await players.expect("report"))
+    await players.wait()
     await host.close()
     takeovers = await count_takeovers(http, urls if kill_at is None else urls[1:])
     await http.close()
@@ -383,6 +434,9 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=10)
     parser.add_argument("--window", type=float, default=5.0, help="seconds in which players answer")
     parser.add_argument("--failover", action="store_true", help="SIGKILL the owner mid-question")
+    parser.add_argument(
+        "--player-processes", type=int, default=2, help="Node processes sharing the players (one per core here)"
+    )
     args = parser.parse_args()
     ensure_node_modules()
     with platform() as plat:

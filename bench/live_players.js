@@ -2,12 +2,13 @@
 // directly over `ws` (a dependency of socket.io-client in lms/assets/node_modules),
 // so that the players cost this machine less than the servers they measure.
 //
-//   node bench/live_players.js '<json: {urls, n, pin, window_ms, concurrency}>'
+//   node bench/live_players.js '<json: {urls, n, pin, window_ms, concurrency, offset, silent}>'
 //
-// Player i connects to urls[i % urls.length], joins as a guest and answers
-// every question with a random option at a random moment within window_ms of
-// receiving it; the last player never answers (so questions end at their
-// deadline). A player whose connection drops joins again with its
+// Player i connects to urls[i % urls.length], joins as a guest (nickname from
+// offset + i: several processes share a game) and answers every question with
+// a random option at a random moment within window_ms of receiving it; with
+// silent (the default) the last player never answers (so questions end at
+// their deadline). A player whose connection drops joins again with its
 // player_token on another url. JSON lines out:
 //   {"joined": n, "failed": k, "seconds": s}
 // Commands on stdin:
@@ -52,7 +53,7 @@ class Player {
   constructor(n, url) {
     this.n = n;
     this.url = url;
-    this.silent = n === cfg.n - 1;
+    this.silent = cfg.silent !== false && n === cfg.n - 1;
     this.playerId = null;
     this.token = null;
     this.nextId = 0;
@@ -91,7 +92,7 @@ class Player {
         if (text[0] === "0") return ws.send(OPEN);
         if (text.startsWith(OPEN)) {
           // Digits spelled as consonants: the deny-list reads digits as letters ("Player 7175" is refused).
-          const payload = { pin: cfg.pin, nickname: "Player " + String(this.n).replace(/\d/g, (d) => "bcdfghjkmn"[d]) };
+          const payload = { pin: cfg.pin, nickname: "Player " + String(this.n + (cfg.offset || 0)).replace(/\d/g, (d) => "bcdfghjkmn"[d]) };
           if (this.token) payload.player_token = this.token;
           return this.call("join_session", payload).then((ack) => {
             clearTimeout(timer);
