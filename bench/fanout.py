@@ -11,7 +11,8 @@ only one of them).
 For each N: embedded PostgreSQL and Redis, two fresh `lms serve` processes,
 N websocket clients (bench/fanout_clients.js: Node speaking the Socket.IO
 protocol over `ws`, cheaper per message than the server; two processes
-share them, see ``Clients``) connected round-robin to the two instances, all watching one course on /dashboard.
+share them, see ``Clients``) connected round-robin to the two instances,
+all watching one course on /dashboard.
 This process then emits a ~``--size``-byte event to the room ``--rate``
 times a second through the write-only emitter (Redis pub/sub, as a job
 would); each instance delivers to its own clients. Clients record arrival
@@ -354,6 +355,8 @@ async def main() -> None:
     only.add_argument("--stock", action="store_true", help="only python-socketio's own delivery (the reference)")
     only.add_argument("--direct", action="store_true", help="only the platform's delivery, no reference")
     args = parser.parse_args()
+    if args.client_processes < 1:
+        parser.error("--client-processes must be at least 1")
     if shutil.which("node") is None:
         sys.exit("needs node (Node 18 or later) on PATH")
     ensure_node_modules()

@@ -438,6 +438,8 @@ def main() -> None:
         "--player-processes", type=int, default=2, help="Node processes sharing the players (one per core here)"
     )
     args = parser.parse_args()
+    if args.player_processes < 1:
+        parser.error("--player-processes must be at least 1")
     ensure_node_modules()
     with platform() as plat:
         urls = [plat.serve(**LIVE_SETTINGS) for _ in range(2)]
