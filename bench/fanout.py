@@ -51,7 +51,7 @@ from typing import Any
 import bcrypt
 from sqlalchemy import insert
 
-from bench.harness import NODE_MODULES, Platform, ensure_node_modules, platform
+from bench.harness import NODE_MODULES, Platform, ensure_node_modules, percentiles, platform, shares
 from lms.config import load_config
 from lms.db import Database
 from lms.tables import courses, users
@@ -145,8 +145,7 @@ class Clients:
 
     def __init__(self, urls: list[str], n: int, token: str, course_id: str, processes: int) -> None:
         self.processes = []
-        for j in range(processes):
-            share = n // processes + (1 if j < n % processes else 0)
+        for share in shares(n, processes):
             spec = {"urls": urls, "n": share, "token": token, "course_id": course_id, "concurrency": 50}
             self.processes.append(subprocess.Popen(
                 ["node", str(ROOT / "bench" / "fanout_clients.js"), json.dumps(spec)],
@@ -188,20 +187,15 @@ def merged_report(reports: list[dict[str, Any]]) -> dict[str, Any]:
             by_seq.setdefault(int(seq), []).extend(values)
     messages = []
     for seq, values in sorted(by_seq.items()):
-        values.sort()
+        p = percentiles(values)
         messages.append({
-            "seq": seq, "count": len(values), "first": values[0], "p50": quantile(values, 0.5),
-            "p99": quantile(values, 0.99), "last": values[-1],
+            "seq": seq, "count": len(values), "first": min(values), "p50": p["p50"], "p99": p["p99"], "last": p["max"],
         })  # fmt: skip
     return {
         "messages": messages,
         "deliveries": sum(r["deliveries"] for r in reports),
         "client_cpu_us": sum(r["client_cpu_us"] for r in reports),
     }
-
-
-def quantile(ordered: list[float], q: float) -> float:
-    return ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1) + 0.5))]
 
 
 async def run_one(p: Platform, n: int, args: argparse.Namespace, *, stock: bool) -> dict[str, Any]:

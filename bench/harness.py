@@ -102,6 +102,11 @@ def platform(data_dir: Path | None = None) -> Iterator[Platform]:
         pg.stop()
 
 
+def shares(n: int, parts: int) -> list[int]:
+    """``n`` split into ``parts`` counts as even as can be (the load generators' processes)."""
+    return [n // parts + (1 if j < n % parts else 0) for j in range(parts)]
+
+
 def percentiles(samples: Sequence[float]) -> dict[str, float]:
     ordered = sorted(samples)
     if not ordered:

@@ -48,7 +48,7 @@ import bcrypt
 import redis.asyncio as aioredis
 from sqlalchemy import insert, select
 
-from bench.harness import ensure_node_modules, percentiles, platform
+from bench.harness import ensure_node_modules, percentiles, platform, shares
 from lms.db import Database
 from lms.tables import courses, live_answers, live_sessions, quiz_questions, quizzes, users
 
@@ -275,8 +275,7 @@ class Players:
     @classmethod
     async def start(cls, config: dict[str, Any], processes: int) -> Players:
         started, offset = [], 0
-        for j in range(processes):
-            share = config["n"] // processes + (1 if j < config["n"] % processes else 0)
+        for j, share in enumerate(shares(config["n"], processes)):
             spec = config | {"n": share, "offset": offset, "silent": j == 0}
             offset += share
             started.append(await asyncio.create_subprocess_exec(
