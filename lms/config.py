@@ -384,9 +384,10 @@ class RealtimeSettings(Section):
     auth_expiry_warning_seconds: float = Field(default=60.0, ge=0)
     # Domain events waiting to be emitted; beyond this they are dropped (logged).
     emit_queue_size: int = Field(default=10_000, ge=1)
-    # Broadcast frames are written straight to healthy websockets instead of
-    # through a task and a queue per recipient (realtime/fanout.py); false
-    # gives python-socketio's stock delivery.
+    # Broadcast frames and packets with nothing queued before them are written
+    # straight to healthy websockets instead of through a queue and a writer
+    # task per recipient (realtime/fanout.py, realtime/engine.py); false gives
+    # python-socketio's stock delivery.
     direct_broadcast: bool = True
 
 

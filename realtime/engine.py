@@ -31,7 +31,7 @@ Heartbeat (:meth:`EngineSocket.schedule_ping`)
       socket, instead of a task per ping and a strict check made only when
       something was sent.
 
-WebSocket (:meth:`EngineSocket._websocket_handler`)
+WebSocket (:meth:`EngineSocket._serve_websocket`)
     - A frame that is not an Engine.IO packet closes the websocket with 1002
       (protocol error), counted in ``protocol_errors`` and logged in one
       line. It used to escape python-engineio's loop, and the app's error
@@ -52,14 +52,16 @@ import logging
 import math
 import urllib.parse
 from collections import Counter, deque
+from collections.abc import Coroutine
 from typing import Any
 
 import engineio
-from aiohttp import WSCloseCode
+from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
+from aiohttp.web import WebSocketResponse
 from engineio import exceptions, packet, payload
 from engineio.async_socket import AsyncSocket
 
-from realtime.transport import install_drivers
+from realtime.transport import install_drivers, open_websocket, text_frame, write_directly
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +241,10 @@ class EngineSocket(AsyncSocket):  # type: ignore[misc]
         self.close_code = WSCloseCode.OK
         self.pong_deadline = math.inf  # loop time
         self._heartbeat: asyncio.TimerHandle | None = None
+        # The websocket, from its handshake until the session ends (realtime/transport.py).
+        self.lms_ws: WebSocketResponse | None = None
+        # Writes what was queued while the websocket is up; runs only while something is queued.
+        self._writer: asyncio.Future[None] | None = None
 
     # -- heartbeat ------------------------------------------------------------
 
@@ -256,7 +262,7 @@ class EngineSocket(AsyncSocket):  # type: ignore[misc]
             return
         loop = asyncio.get_running_loop()
         self.last_ping = loop.time()
-        self.queue.put_nowait(packet.Packet(packet.PING))
+        self._put(packet.Packet(packet.PING))
         if self.upgraded or self.poll_waiting:
             # The ping goes out now (a busy loop may run this timer late): the
             # client gets its whole ping_timeout from here. A ping that waits
@@ -300,13 +306,32 @@ class EngineSocket(AsyncSocket):  # type: ignore[misc]
 
     async def send(self, pkt: packet.Packet) -> None:
         if await self.check_ping_timeout():
-            self.queue.put_nowait(pkt)
+            self._put(pkt)
+
+    def _put(self, pkt: packet.Packet | None) -> None:
+        """Send ``pkt`` (None: end the stream): written at once when nothing waits before it, else queued.
+
+        A websocket writes a text packet straight away when it may
+        (:func:`write_directly`'s rules): an ack or a ping then costs no
+        task. Anything else is queued for the waiting poll, or for the
+        websocket's writer, which runs while something is queued.
+        """
+        if (
+            pkt is not None
+            and self.lms_ws is not None
+            and self.server.lms_direct_writes
+            and isinstance(encoded := pkt.encode(), str)
+            and write_directly(self, text_frame(encoded))
+        ):
+            return
+        self.queue.put_nowait(pkt)
+        if self.lms_ws is not None and self.upgraded and self._writer is None:
+            self._writer = asyncio.ensure_future(self._write_queued(self.lms_ws))
 
     async def _take(self) -> packet.Packet | None:
         pkt = await self.queue.get()
         # Under wait_for this runs in a task of its own, which takes the packet off the queue a
-        # loop turn before the poll resumes: from here until the writer wrote its batch, the
-        # packet counts as queued, so that no direct write overtakes it.
+        # loop turn before the poll resumes: from then on the packet is not in the queue, yet unsent.
         self.writing = True
         return pkt
 
@@ -342,7 +367,7 @@ class EngineSocket(AsyncSocket):  # type: ignore[misc]
     async def handle_get_request(self, environ: dict[str, Any]) -> Any:
         connections = [s.strip() for s in environ.get("HTTP_CONNECTION", "").lower().split(",")]
         if "upgrade" in connections and environ.get("HTTP_UPGRADE", "").lower() == "websocket":
-            return await self._upgrade_websocket(environ)
+            return self._upgrade_websocket(environ["aiohttp.request"])
         if self.upgrading or self.upgraded:
             return [packet.Packet(packet.NOOP)]
         if self.poll_waiting:
@@ -382,12 +407,12 @@ class EngineSocket(AsyncSocket):  # type: ignore[misc]
             "disconnect", self.sid, reason or self.server.reason.SERVER_DISCONNECT, run_async=False
         )
         if not abort:
-            self.queue.put_nowait(packet.Packet(packet.CLOSE))
+            self._put(packet.Packet(packet.CLOSE))
         elif self.poll_waiting:
-            self.queue.put_nowait(packet.Packet(packet.NOOP))
+            self._put(packet.Packet(packet.NOOP))
         elif not self.has_websocket:
             self.noop_owed = True
-        self.queue.put_nowait(None)
+        self._put(None)
         self.closed = True
         if wait:
             await self.queue.join()
@@ -401,53 +426,37 @@ class EngineSocket(AsyncSocket):  # type: ignore[misc]
 
     # -- websocket --------------------------------------------------------------
 
-    async def _upgrade_websocket(self, environ: dict[str, Any]) -> Any:
+    def _upgrade_websocket(self, request: web.Request) -> Coroutine[Any, Any, WebSocketResponse]:
+        """The websocket's life, to be awaited by the request's handler (:meth:`EngineServer.handle_request`)."""
         if self.has_websocket or self.closing or self.closed:
-            handler = _close_at_once  # accepted, then closed: what clients expect
-        else:
-            self.has_websocket = True
-            handler = self._websocket_handler
-        return await self.server._async["websocket"](handler, self.server)(environ)
+            return _accept_and_close(request, self.server)  # what clients expect rather than a 400
+        self.has_websocket = True
+        return self._serve_websocket(request)
 
-    async def _receive_frame(self, ws: Any) -> packet.Packet | None:
-        """The next packet; None when the websocket closed or sent something that is not a packet."""
-        try:
-            raw = await ws.wait()
-        except OSError:
-            return None
-        try:
-            return decode_packet(raw)
-        except InvalidPayload as err:
-            await self.protocol_error("engineio", str(err))
-            return None
+    async def _serve_websocket(self, request: web.Request) -> WebSocketResponse:
+        """The handshake, the upgrade from polling if there was one, then every frame until either side closes.
 
-    async def _websocket_handler(self, ws: Any) -> None:
-        if self.connected:  # an upgrade from polling: probe, then the upgrade packet
-            self.upgrading = True
-            probe = await self._receive_frame(ws)
-            if probe is None or probe.packet_type != packet.PING or probe.data != "probe":
-                self.upgrading = self.has_websocket = False
-                await ws.close(code=self.close_code)
-                return
-            await ws.send(packet.Packet(packet.PONG, data="probe").encode())
-            if self.poll_waiting:
-                self.queue.put_nowait(packet.Packet(packet.NOOP))  # ends the waiting poll
-            upgrade = await self._receive_frame(ws)
-            self.upgrading = False
-            if upgrade is None or upgrade.packet_type != packet.UPGRADE:
-                self.has_websocket = False
-                await ws.close(code=self.close_code)
-                return
-            self.upgraded = True
-        else:
-            self.connected = True
-            self.upgraded = True
-
-        writer = asyncio.ensure_future(self._websocket_writer(ws))
+        One frame of Python for the connection's life besides aiohttp's
+        (each suspended coroutine frame stays as long as the websocket: about
+        300 bytes of every idle connection), and no writer task while
+        nothing is queued (:meth:`_put`).
+        """
+        ws = await open_websocket(request, self.server)
+        self.lms_ws = ws
+        if not await self._upgraded(ws):
+            self.lms_ws = None
+            self.has_websocket = False
+            await ws.close(code=self.close_code)
+            return ws
         reason = self.server.reason.TRANSPORT_CLOSE
         try:
+            if not self.queue.empty():  # queued before the upgrade: the writer sends it first
+                self._writer = asyncio.ensure_future(self._write_queued(ws))
             while not self.closed:
-                pkt = await self._receive_frame(ws)
+                pkt = self._decoded(await ws.receive())
+                if isinstance(pkt, InvalidPayload):
+                    await self.protocol_error("engineio", str(pkt))
+                    break
                 if pkt is None:
                     break
                 try:
@@ -457,29 +466,89 @@ class EngineSocket(AsyncSocket):  # type: ignore[misc]
                 except Exception:  # a bug behind the packet: log it, keep the connection
                     log.exception("%s: handling a packet failed", self.sid)
         finally:
-            self.queue.put_nowait(None)  # let the writer finish
+            self._put(None)  # the writer sends what is queued, then closes the websocket
+            writer = self._writer
             try:
                 # aiohttp cancels this task when the connection drops, perhaps while it waits here
                 # (a cancel would reach the writer through the await): the writer still ends on
                 # its own, and the session still closes.
-                await asyncio.shield(writer)
+                if writer is not None:
+                    await asyncio.shield(writer)
             finally:
                 await self.close(wait=False, abort=True, reason=reason)
+                self.lms_ws = None
+                self.server.sockets.pop(self.sid, None)
+        return ws
 
-    async def _websocket_writer(self, ws: Any) -> None:
+    async def _upgraded(self, ws: WebSocketResponse) -> bool:
+        """Whether this websocket now carries the session: at once when it opened it, else after the probe."""
+        if not self.connected:
+            self.connected = self.upgraded = True
+            return True
+        self.upgrading = True
+        probe = await self._handshake_packet(ws)
+        if probe is None or probe.packet_type != packet.PING or probe.data != "probe":
+            self.upgrading = False
+            return False
+        await ws.send_str(packet.Packet(packet.PONG, data="probe").encode())
+        if self.poll_waiting:
+            self.queue.put_nowait(packet.Packet(packet.NOOP))  # ends the waiting poll
+        upgrade = await self._handshake_packet(ws)
+        self.upgrading = False
+        if upgrade is None or upgrade.packet_type != packet.UPGRADE:
+            return False
+        self.upgraded = True
+        return True
+
+    async def _handshake_packet(self, ws: WebSocketResponse) -> packet.Packet | None:
+        pkt = self._decoded(await ws.receive())
+        if isinstance(pkt, InvalidPayload):
+            await self.protocol_error("engineio", str(pkt))
+            return None
+        return pkt
+
+    @staticmethod
+    def _decoded(message: WSMessage) -> packet.Packet | InvalidPayload | None:
+        """The frame's packet; None when the websocket closed, the error when the frame is not a packet."""
+        if message.type is not WSMsgType.TEXT and message.type is not WSMsgType.BINARY:
+            return None
         try:
-            while packets := await self.poll(wait_seconds=math.inf):
+            return decode_packet(message.data)
+        except InvalidPayload as err:
+            return err
+
+    async def _write_queued(self, ws: WebSocketResponse) -> None:
+        """Write what is queued, in order, until the queue is empty; after the end of the stream, close."""
+        try:
+            while not self.queue.empty():
+                self.writing = True  # taken from the queue, not yet written: no direct write may pass them
+                packets = []
+                while not self.queue.empty():
+                    packets.append(self.queue.get_nowait())
+                    self.queue.task_done()
                 for pkt in packets:
+                    if pkt is None:
+                        self.ended = True
+                        break
                     if pkt.packet_type != packet.NOOP:  # a noop only ends polls
-                        await ws.send(pkt.encode())
+                        encoded = pkt.encode()
+                        await (ws.send_str(encoded) if isinstance(encoded, str) else ws.send_bytes(encoded))
                 self.writing = False
+                if self.ended:
+                    break
         except Exception:  # the websocket went away under us
             log.debug("%s: websocket writer stopped", self.sid, exc_info=True)
-        await ws.close(code=self.close_code)
+            self.ended = True
+        finally:
+            self._writer = None
+        if self.ended:
+            await ws.close(code=self.close_code)
 
 
-async def _close_at_once(ws: Any) -> None:
+async def _accept_and_close(request: web.Request, eio: engineio.AsyncServer) -> WebSocketResponse:
+    ws = await open_websocket(request, eio)
     await ws.close()
+    return ws
 
 
 class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
@@ -492,9 +561,12 @@ class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
     start_service_task: bool
     sockets: dict[str, EngineSocket]
 
-    def __init__(self, *, websocket_compression: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *, websocket_compression: bool = False, direct_writes: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         install_drivers(self, compression=websocket_compression)
+        # Packets written straight to an idle websocket (EngineSocket._put); off, every packet goes
+        # through the socket's queue and writer task, as python-engineio delivers them.
+        self.lms_direct_writes = direct_writes
         self.protocol_errors: Counter[str] = Counter()
 
     def create_queue(self, *args: Any, **kwargs: Any) -> PacketQueue:
@@ -532,10 +604,7 @@ class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
             return self._unauthorized(ret or None)
         socket.schedule_ping()
         if transport == "websocket":
-            response = await socket.handle_get_request(environ)
-            if socket.closed:
-                self.sockets.pop(sid, None)
-            return response
+            return await socket.handle_get_request(environ)  # the websocket's life (see handle_request)
         socket.connected = True
         headers = None
         if self.cookie:
@@ -562,7 +631,15 @@ class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
         return socket
 
     async def handle_request(self, *args: Any, **kwargs: Any) -> Any:
-        environ = self._async["translate_request"](*args, **kwargs)
+        """The route's handler. A websocket's life is returned by :meth:`_respond` to be awaited here, so that
+        the coroutines that routed it have ended: each suspended one would stay for the connection's life.
+        """
+        response = await self._respond(self._async["translate_request"](*args, **kwargs))
+        if asyncio.iscoroutine(response):
+            return await response
+        return response
+
+    async def _respond(self, environ: dict[str, Any]) -> Any:
         if self.cors_allowed_origins != []:
             origin = environ.get("HTTP_ORIGIN")
             if origin:
@@ -572,7 +649,7 @@ class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
                     return await self._make_response(self._bad_request(origin + " is not an accepted origin."), environ)
         r = await self._route(environ)
         if not isinstance(r, dict):
-            return r  # a websocket response
+            return r  # a websocket's life
         if self.http_compression and len(r["response"]) >= self.compression_threshold:
             encodings = [e.split(";")[0].strip() for e in environ.get("HTTP_ACCEPT_ENCODING", "").split(",")]
             for encoding in encodings:

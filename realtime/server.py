@@ -82,6 +82,7 @@ def engine_options(settings: RealtimeSettings) -> dict[str, Any]:
         "max_http_buffer_size": settings.max_payload_bytes,
         "transports": list(settings.transports),
         "websocket_compression": settings.websocket_compression,
+        "direct_writes": settings.direct_broadcast,
     }
 
 

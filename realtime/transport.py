@@ -13,13 +13,13 @@ Events here are small JSON; the bytes saved do not pay for that. With
 
 Shutdown: an Engine.IO close packet asks clients to hang up, but the server's
 handler keeps reading until they do (or until aiohttp's shutdown timeout).
-The websockets are kept in a weak set so that shutdown can close them with
-1001 (going away) and let the server stop at once.
+Shutdown closes every session's websocket (``EngineSocket.lms_ws``) with
+1001 (going away) and lets the server stop at once.
 
-Broadcasts: each Engine.IO socket gets a reference to its websocket, so
-that the fan-out (realtime/fanout.py) can write a broadcast frame straight
-to a healthy websocket instead of going through a task, a queue and a
-writer task per recipient. The websocket frame itself is built
+Writes: each Engine.IO socket holds its websocket, so that a packet with
+nothing queued before it (an ack, a ping, a broadcast to its room: the
+server's ``send`` and realtime/fanout.py) is written straight to a healthy
+websocket instead of going through a queue and a writer task. The websocket frame itself is built
 once per broadcast (:func:`text_frame`) and written with one
 ``transport.write`` per recipient (:func:`write_directly`): aiohttp's
 ``send_str`` would encode the text, pack a header and await three coroutines
@@ -27,9 +27,10 @@ for every recipient (py-spy: its frame writer was the top Python item of the
 live bench's broadcast path).
 
 python-engineio builds the ``WebSocketResponse`` in its aiohttp driver with
-no way to pass ``compress`` and closes it with no code; the driver table is
-per server instance (``eio._async``), so the replacement below affects only
-our server.
+no way to pass ``compress`` and closes it with no code: our socket
+(realtime/engine.py) opens it with :func:`open_websocket` instead. The
+driver table is per server instance (``eio._async``), so the route
+replacement below affects only our server.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
-import weakref
 from typing import Any
 
 import engineio
@@ -48,25 +48,11 @@ from engineio.async_drivers import aiohttp as eio_aiohttp
 CLOSE_TIMEOUT_SECONDS = 2.0
 
 
-class TrackedWebSocket(eio_aiohttp.WebSocket):  # type: ignore[misc]
-    async def __call__(self, environ: dict[str, Any]) -> WebSocketResponse:
-        request = environ["aiohttp.request"]
-        self._sock = WebSocketResponse(
-            max_msg_size=self.server.max_http_buffer_size, compress=self.server.lms_websocket_compression
-        )
-        await self._sock.prepare(request)
-        self.server.lms_websockets.add(self._sock)
-        # The Engine.IO socket this websocket serves (the handler is its bound
-        # method): the fan-out writes broadcast frames straight to it.
-        socket = getattr(self.handler, "__self__", None)
-        if socket is not None:
-            socket.lms_ws = self._sock
-        self.environ = environ
-        await self.handler(self)
-        return self._sock
-
-    async def close(self, code: int = WSCloseCode.OK) -> None:
-        await self._sock.close(code=code)
+async def open_websocket(request: web.Request, eio: engineio.AsyncServer) -> WebSocketResponse:
+    """The handshake's 101: a websocket with the server's message limit and compression setting."""
+    ws = WebSocketResponse(max_msg_size=eio.max_http_buffer_size, compress=eio.lms_websocket_compression)
+    await ws.prepare(request)
+    return ws
 
 
 def create_route(app: web.Application, server: engineio.AsyncServer, path: str) -> None:
@@ -75,18 +61,16 @@ def create_route(app: web.Application, server: engineio.AsyncServer, path: str) 
 
 def install_drivers(eio: engineio.AsyncServer, *, compression: bool) -> None:
     drivers = dict(eio._async)
-    if drivers.get("websocket") is not eio_aiohttp.WebSocket:
-        raise RuntimeError("unexpected engine.io websocket driver")
-    drivers["websocket"] = TrackedWebSocket
+    if drivers.get("create_route") is not eio_aiohttp.create_route:
+        raise RuntimeError("unexpected engine.io aiohttp driver")
     drivers["create_route"] = create_route
     eio._async = drivers
     eio.lms_websocket_compression = compression
-    eio.lms_websockets = weakref.WeakSet()
 
 
 async def close_websockets(eio: engineio.AsyncServer) -> None:
     """Close every open websocket with 1001 (going away); clients reconnect elsewhere."""
-    sockets = [ws for ws in list(eio.lms_websockets) if not ws.closed]
+    sockets = [s.lms_ws for s in list(eio.sockets.values()) if s.lms_ws is not None and not s.lms_ws.closed]
     if sockets:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(
