@@ -32,6 +32,7 @@ import hashlib
 import logging
 import math
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -40,6 +41,7 @@ from aiohttp.typedefs import Handler, Middleware
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from lms.api.middlewares import is_websocket_upgrade
 from lms.api.problems import Problem, TooManyRequests
 from lms.appkeys import CLIENT_IP, CONFIG, REDIS
 from lms.auth.guards import bearer_token, token_subject
@@ -266,14 +268,23 @@ def rate_limit_middleware(config: Settings) -> Middleware:
     slices = Slices()  # this app's: one per instance
 
     @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    def middleware(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
         if not config.rate_limit.enabled or request.path.startswith(exempt) or request.method == "OPTIONS":
-            return await handler(request)
+            return handler(request)
         rules: list[tuple[RateLimitRule, str]] = []
         for rule in _matching(config, request, {"ip", "user"}):
             rules.append((rule, "ip:" + request[CLIENT_IP] if rule.key == "ip" else _user_key(request)))
         if request.path.startswith(default.path_prefix):
             rules.append((default, _user_key(request)))
+        if not rules and is_websocket_upgrade(request):
+            # Nothing to check now or charge after, and the handler runs for the
+            # connection's life: no frame of ours waits on it (lms/api/middlewares.py).
+            return handler(request)
+        return limited(request, handler, rules)
+
+    async def limited(
+        request: web.Request, handler: Handler, rules: list[tuple[RateLimitRule, str]]
+    ) -> web.StreamResponse:
         verdict = await _apply(request, rules, slices) if rules else None
         headers = {}
         if verdict is not None:
