@@ -204,6 +204,7 @@ class SmtpCatcher:
         self.refuse_logins = False
         self.messages: list[CaughtMail] = []
         self.login_attempts: list[float] = []
+        self.refused_sessions: list[Any] = []
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # the aiosmtpd hook
         raw = envelope.original_content or envelope.content
@@ -213,7 +214,11 @@ class SmtpCatcher:
     def authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
         # Decided before the attempt is recorded: a test that lifts the refusal once it sees an attempt
         # (another thread) must not let that very attempt through.
-        refused = self.refuse_logins
+        # A session refused once stays refused: the client tries its other mechanisms in the same
+        # session at once, and lifting the refusal must count for the next session (a retry), not those.
+        refused = self.refuse_logins or any(s is session for s in self.refused_sessions)
+        if refused:
+            self.refused_sessions.append(session)
         self.login_attempts.append(time.time())
         ok = (
             not refused
