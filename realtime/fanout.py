@@ -55,7 +55,6 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from engineio import packet as eio_packet
 from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
@@ -66,6 +65,7 @@ from lms.clients import redis_client
 from lms.config import RedisSettings
 from realtime.channels import ListenerDown, listener_trouble, sharded_pubsub
 from realtime.rooms import Outgoing
+from realtime.sio import PacketJson
 from realtime.transport import text_frame, write_directly
 
 log = logging.getLogger(__name__)
@@ -533,9 +533,9 @@ class RedisFanout(AsyncPubSubManager):  # type: ignore[misc]
 
 
 def encode_event(namespace: str, event: str, args: list[Any]) -> str:
-    """A Socket.IO EVENT packet as text (what ``socketio.packet.Packet(EVENT, ...).encode()`` gives), with orjson."""
+    """A Socket.IO EVENT packet as text: what the server's ``packet_class(EVENT, ...).encode()`` gives."""
     prefix = "2" if namespace == "/" else f"2{namespace},"
-    return prefix + orjson.dumps([event, *args]).decode()
+    return prefix + PacketJson.dumps([event, *args])
 
 
 @dataclass(frozen=True, slots=True)

@@ -243,11 +243,19 @@ async def test_websocket_frames_that_are_not_engineio_packets_close_with_1002(
 
 @pytest.mark.parametrize(
     "frame",
-    ["4abc", "42{}", "42[]", '42abc["x",1]', "49zz", '42["connect"]', "44{}", '40"x"', '42["x"'],
+    [
+        *("4abc", "42{}", "42[]", '42abc["x",1]', "49zz", '42["connect"]', "44{}", '40"x"', '42["x"'),
+        '42["x",' + "1" * 400 + "]",  # past engineio.json's bound on an integer's digits
+        pytest.param('42["x",' + "[" * 5000 + "]" * 5000 + "]", id="nested-5000-deep"),
+        pytest.param('42["x",' + "[" * 5000 + '"\\ud800"' + "]" * 5000 + "]", id="nested-with-a-lone-surrogate"),
+    ],
 )
-async def test_messages_that_are_not_socketio_packets_close_the_connection(serve: Serve, db: Any, frame: str) -> None:
+async def test_messages_that_are_not_socketio_packets_close_the_connection(
+    serve: Serve, db: Any, frame: str, caplog: pytest.LogCaptureFixture
+) -> None:
     instance = await serve()
     token = await token_for(instance, db)
+    caplog.set_level(logging.WARNING)
     async with aiohttp.ClientSession() as http, http.ws_connect(ws_url(instance)) as ws:
         assert (await ws.receive_str()).startswith("0{")
         await ws.send_str('40{"token":"' + token + '"}')
@@ -255,6 +263,25 @@ async def test_messages_that_are_not_socketio_packets_close_the_connection(serve
         await ws.send_str(frame)
         assert await closed_with(ws) == 1002  # at once, not at a ping timeout (25 s here)
     assert instance.app[REALTIME].sio.eio.protocol_errors["socketio"] == 1
+    # One line, no traceback (JSON nested 5,000 deep raised RecursionError past the decoder's handling).
+    assert not [r for r in caplog.records if r.exc_info is not None or r.levelno >= logging.ERROR]
+
+
+async def test_json_that_the_reference_parser_reads_is_read_the_same(serve: Serve, db: Any) -> None:
+    """What orjson refuses but the stdlib reads (a lone surrogate escape, an infinite number, NaN, as
+    python-socketio clients send it), an integer past 64 bits and deep nesting reach the event's handler,
+    which refuses the payload with an ack; the connection stays."""
+    instance = await serve()
+    token = await token_for(instance, db)
+    async with aiohttp.ClientSession() as http, http.ws_connect(ws_url(instance)) as ws:
+        assert (await ws.receive_str()).startswith("0{")
+        await ws.send_str('40{"token":"' + token + '"}')
+        assert (await ws.receive_str()).startswith("40{")
+        for ack_id, token_value in enumerate(('"\\ud800"', "1e999", "NaN", str(2**70), "[" * 900 + "]" * 900), start=1):
+            await ws.send_str(f'42{ack_id}["authenticate",{{"token":{token_value}}}]')
+            ack = json.loads((await ws.receive_str())[2 + len(str(ack_id)) :])[0]
+            assert ack["ok"] is False and ack["error"]["code"] in ("invalid_payload", "unauthorized"), ack
+    assert instance.app[REALTIME].sio.eio.protocol_errors["socketio"] == 0
 
 
 async def test_unknown_namespace_is_refused_with_a_message_object(serve: Serve, live: Any, db: Any) -> None:
@@ -346,6 +373,61 @@ _json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
     max_leaves=12,
 )
+
+
+_any_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(st.characters(codec=None), max_size=20),  # lone surrogates included
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(st.characters(codec=None), max_size=8) | st.integers(), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+def _as_read(value: Any) -> Any:
+    """What a reader of doubles (JSON.parse, orjson) makes of a value the stdlib read: big integers as floats."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**64 else float(value)
+    if isinstance(value, list):
+        return [_as_read(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _as_read(v) for k, v in value.items()}
+    return value
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_any_json, namespace=st.sampled_from(["/", "/live"]), ack_id=st.none() | st.integers(0, 10**6))
+def test_packet_json_reads_and_writes_what_the_stdlib_does(value: Any, namespace: str, ack_id: int | None) -> None:
+    """realtime.sio.PacketJson against python-socketio's stock (stdlib) packets: what ours writes, the stock
+    decoder reads back as the value; what the stock encoder writes, ours reads as a double-reading parser."""
+    from socketio import packet
+
+    from realtime.sio import LmsPacket
+
+    data = ["event", value]
+    if any(isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 10**100 for v in _leaves(value)):
+        return  # past the stdlib's (engineio.json) bound on integer digits: refused either way
+    ours = LmsPacket(packet.ACK, data=data, namespace=namespace, id=ack_id).encode()
+    assert packet.Packet(encoded_packet=ours).data == json.loads(json.dumps(data))
+    stock = packet.Packet(packet.ACK, data=data, namespace=namespace, id=ack_id).encode()
+    read = LmsPacket(encoded_packet=stock)
+    assert (read.packet_type, read.namespace, read.id) == (packet.ACK, None if namespace == "/" else namespace, ack_id)
+    assert read.data == _as_read(json.loads(json.dumps(data)))
+
+
+def _leaves(value: Any) -> list[Any]:
+    if isinstance(value, list):
+        return [leaf for v in value for leaf in _leaves(v)]
+    if isinstance(value, dict):
+        return [leaf for v in value.values() for leaf in _leaves(v)]
+    return [value]
 
 
 @settings(max_examples=200, deadline=None)
