@@ -9,7 +9,8 @@ implemented here and tested in ``tests/test_realtime_protocol.py``:
   a malformed ack id) or whose payload the packet type does not allow (an
   event that is not a non-empty array starting with a name, a CONNECT
   payload that is not an object, a CONNECT_ERROR from a client, binary data
-  out of place) ends the connection, as the reference server's parser does:
+  out of place, a binary packet announcing no attachment or more than 10)
+  ends the connection, as the reference server's parser does:
   counted, logged in one line, websocket closed with 1002. python-socketio
   logged a traceback and kept the connection. Well-formed events with a bad
   payload still get an ``ok: false`` ack (realtime/namespace.py).
@@ -49,6 +50,8 @@ RESERVED_EVENTS = frozenset(
     ("connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener")
 )
 INVALID_NAMESPACE = {"message": "Invalid namespace"}
+# Binary attachments one packet may announce (socket.io-parser's maxAttachments default).
+MAX_ATTACHMENTS = 10
 
 
 class ProtocolError(ValueError):
@@ -73,6 +76,10 @@ def check_packet(pkt: packet.Packet) -> None:
         ok = False
     if not ok:
         raise ProtocolError(f"a {packet.packet_names[kind] if kind in range(7) else kind!r} packet with that payload")
+    if kind in (packet.BINARY_EVENT, packet.BINARY_ACK) and not 1 <= pkt.attachment_count <= MAX_ATTACHMENTS:
+        # Every attachment is kept until the last arrives: a count with no bound let one client
+        # pile up binary messages without end.
+        raise ProtocolError(f"a binary packet announcing {pkt.attachment_count} attachments")
 
 
 class PacketJson:

@@ -246,6 +246,7 @@ async def test_websocket_frames_that_are_not_engineio_packets_close_with_1002(
     [
         *("4abc", "42{}", "42[]", '42abc["x",1]', "49zz", '42["connect"]', "44{}", '40"x"', '42["x"'),
         '42["x",' + "1" * 400 + "]",  # past engineio.json's bound on an integer's digits
+        *('4511-["x"]', '45["x"]', '450-["x"]'),  # binary: more than 10 attachments, or none
         pytest.param('42["x",' + "[" * 5000 + "]" * 5000 + "]", id="nested-5000-deep"),
         pytest.param('42["x",' + "[" * 5000 + '"\\ud800"' + "]" * 5000 + "]", id="nested-with-a-lone-surrogate"),
     ],
