@@ -268,6 +268,21 @@ async def test_messages_that_are_not_socketio_packets_close_the_connection(
     assert not [r for r in caplog.records if r.exc_info is not None or r.levelno >= logging.ERROR]
 
 
+async def test_a_binary_packet_left_incomplete_is_forgotten_with_its_connection(serve: Serve, db: Any) -> None:
+    instance = await serve()
+    sio = instance.app[REALTIME].sio
+    token = await token_for(instance, db)
+    async with aiohttp.ClientSession() as http, http.ws_connect(ws_url(instance)) as ws:
+        eio_sid = json.loads((await ws.receive_str())[1:])["sid"]
+        await ws.send_str('40{"token":"' + token + '"}')
+        assert (await ws.receive_str()).startswith("40{")
+        await ws.send_str('452-["x",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]')
+        await ws.send_bytes(b"one of two")
+        await eventually(lambda: eio_sid in sio._binary_packet)
+    await eventually(lambda: eio_sid not in sio.eio.sockets)
+    assert eio_sid not in sio._binary_packet
+
+
 async def test_json_that_the_reference_parser_reads_is_read_the_same(serve: Serve, db: Any) -> None:
     """What orjson refuses but the stdlib reads (a lone surrogate escape, an infinite number, NaN, as
     python-socketio clients send it), an integer past 64 bits and deep nesting reach the event's handler,
