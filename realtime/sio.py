@@ -26,6 +26,11 @@ implemented here and tested in ``tests/test_realtime_protocol.py``:
   packets are accepted. JSON nested too deep for the stdlib decoder is not
   a packet: its ``RecursionError`` had left the connection open with a
   traceback.
+
+python-socketio keeps each connection's WSGI environ for the connection's
+life, to hand to namespace ``connect`` handlers. Ours keep only
+``environ["aiohttp.request"]`` (headers, peer address), so only that is
+kept: the translated header copies were about 1.3 KB per idle connection.
 """
 
 from __future__ import annotations
