@@ -22,8 +22,8 @@ implemented here and tested in ``tests/test_realtime_protocol.py``:
   reference server, 45 s by default): a client that answers pings but never
   sends CONNECT, and so never shows a token, does not stay forever.
 - Packets' JSON is read and written by orjson (:class:`PacketJson`), with
-  python-socketio's stdlib ``json`` for what orjson refuses, so the same
-  packets are accepted. JSON nested too deep for the stdlib decoder is not
+  python-socketio's stdlib ``json`` for what orjson refuses, so whatever
+  the stdlib read is still read. JSON nested too deep for the stdlib decoder is not
   a packet: its ``RecursionError`` had left the connection open with a
   traceback.
 
