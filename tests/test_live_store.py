@@ -6,6 +6,7 @@ frozen test clock (``live.test_clock``), so they are exact to the millisecond.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -102,6 +103,32 @@ async def test_answers_must_fit_the_question(
     recorded = await store.answers(keys, 0)
     assert sorted(recorded) == [f"good{n}" for n in range(len(good))]
     assert [recorded[f"good{n}"].answer for n in range(len(good))] == good
+
+
+async def test_a_turns_answers_are_one_redis_call_and_each_gets_its_own_result(store: LiveStore) -> None:
+    quiz, poll = await open_question(store), await open_question(store, qtype="poll")
+    await store.redis.sadd(poll.kicked, "kicked")
+
+    async def turn(player: str) -> list[Any]:
+        calls = [
+            store.submit_answer(quiz, player, 0, "b"),
+            store.submit_answer(quiz, player, 0, "a"),  # after the first, in the same call
+            store.submit_answer(poll, player, 0, "x"),
+            store.submit_answer(poll, "kicked", 0, "a"),
+            store.submit_answer(poll, player, 0, "c"),
+            store.submit_answer(quiz, player, 1, "a"),
+        ]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        return [r.code if isinstance(r, LiveError) else r for r in results]
+
+    expected = [DEADLINE - 5000, "already_answered", "invalid_answer", "not_joined", DEADLINE - 5000, "wrong_question"]
+    before = (await store.redis.info("commandstats"))["cmdstat_evalsha"]["calls"]
+    assert await turn("p1") == expected
+    assert (await store.redis.info("commandstats"))["cmdstat_evalsha"]["calls"] == before + 1
+    assert {k: v.answer for k, v in (await store.answers(poll, 0)).items()} == {"p1": "c"}
+    assert await store.redis.hgetall(poll.base + "tallies:0") == {b"c": b"1"}
+    await store.redis.script_flush()  # as after a Redis restart: the script is loaded again
+    assert await turn("p2") == expected
 
 
 async def test_a_kicked_player_cannot_answer(store: LiveStore) -> None:

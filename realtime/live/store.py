@@ -19,7 +19,6 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 from redis.asyncio import Redis, RedisCluster
-from redis.exceptions import NoScriptError
 
 from lms.config import LiveSettings
 from lms.live.keys import SessionKeys, active_sessions_key, session_keys
@@ -104,8 +103,9 @@ class TurnBatch(Generic[T, R]):
     each caller gets its own result.
 
     Thousands of answers (or leaves, when a network drops) arrive many per
-    turn: one pipeline, so one write, one read and one pooled connection for
-    all of them, instead of each. ``handle`` returns a result or an
+    turn: one call for all of them (a pipeline; for answers one script,
+    lua.ANSWER_ALL), so one write, one read and one pooled connection
+    instead of one each. ``handle`` returns a result or an
     exception per item, in order; a caller returns only once Redis ran its part.
     A window of a few ms gathers answers that arrive spread out (a classroom
     answering over seconds: the profile's top item on the answer path was
@@ -171,6 +171,7 @@ class LiveStore:
         # there a turn's answers and leaves go as concurrent calls instead.
         self.cluster = isinstance(redis, RedisCluster)
         self._answer_script = redis.register_script(lua.ANSWER)
+        self._answer_all_script = redis.register_script(lua.ANSWER_ALL)
         self._answers: TurnBatch[tuple[list[Any], list[Any]], Any] = TurnBatch(
             self._answer_all, window_ms=config.answer_batch_ms
         )
@@ -202,7 +203,7 @@ class LiveStore:
     ) -> int:
         """Record the answer once; returns when Redis accepted it (epoch ms) or raises :class:`LiveError`.
 
-        Answers within ``live.answer_batch_ms`` of each other share one pipeline (:class:`TurnBatch`). With
+        Answers within ``live.answer_batch_ms`` of each other share one script call (:class:`TurnBatch`). With
         ``live.answer_wait_replicas`` each answer's script and a WAIT travel in a
         pipeline of their own (one connection: WAIT counts that connection's writes),
         and the answer is acknowledged only once that many replicas hold it.
@@ -293,18 +294,10 @@ class LiveStore:
         if self.cluster:
             calls = (self._answer_script(keys=keys, args=args) for keys, args in batch)
             return list(await asyncio.gather(*calls, return_exceptions=True))
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for keys, args in batch:
-                pipe.evalsha(self._answer_script.sha, len(keys), *keys, *args)
-            results: list[Any] = await pipe.execute(raise_on_error=False)
-        for index, result in enumerate(results):
-            if isinstance(result, NoScriptError):  # Redis lost its script cache (a restart): once more, loading it
-                keys, args = batch[index]
-                try:
-                    results[index] = await self._answer_script(keys=keys, args=args)
-                except Exception as err:
-                    results[index] = err
-        return results
+        # One call for the turn (lua.ANSWER_ALL); the Script loads itself again if Redis lost its cache.
+        keys = [key for item_keys, _ in batch for key in item_keys]
+        args = [arg for _, item_args in batch for arg in item_args]
+        return list(await self._answer_all_script(keys=keys, args=args))
 
     async def refresh_presence(self, entries: Iterable[tuple[SessionKeys, list[str]]], expiry_ms: int) -> None:
         """Keep this instance's connected players counted (kicked and departed ones are not in the list)."""
