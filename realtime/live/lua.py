@@ -33,9 +33,7 @@ end
 #       the deny-list, '2' not showable): word clouds, whose answers hosts see, refuse all but '0'
 
 # -> {'ok', accepted_at} or {'err', code}
-ANSWER = (
-    PRELUDE
-    + """
+_ANSWER_ONE = """
 local st = redis.call('HMGET', KEYS[1], 'status', 'qi', 'deadline', 'qtype', 'opts', 'range')
 local status = st[1]
 if not status then return {'err', 'not_in_question'} end
@@ -107,7 +105,7 @@ if qtype == 'poll' then
 end
 return {'ok', now}
 """
-)
+ANSWER = PRELUDE + _ANSWER_ONE
 
 # A turn's answers in one call: ANSWER for each, in order (KEYS and ARGV are ANSWER's, repeated per
 # answer: 3 keys and 10 arguments each) -> an array of ANSWER's results. One command for the turn
@@ -116,7 +114,7 @@ return {'ok', now}
 ANSWER_ALL = (
     PRELUDE
     + "local function answer(KEYS, ARGV)\n"
-    + ANSWER[len(PRELUDE) :]
+    + _ANSWER_ONE
     + """end
 local results = {}
 for i = 0, #KEYS / 3 - 1 do
